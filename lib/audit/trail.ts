@@ -1,0 +1,49 @@
+import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
+import type { AuthMethod, Principal } from '../authn/principal.js';
+import type { Action, Decision } from '../authz/authorizer.js';
+
+/**
+ * What the audit record of one request says. The HTTP layer creates it when the request arrives
+ * and fills in who called; the service adds what was done and how it was decided. It never holds a
+ * secret value, a token or a data key.
+ */
+export interface AuditContext {
+  readonly requestId: string;
+  readonly time: string;
+  readonly method: string;
+  readonly route: string;
+  readonly sourceIp: string;
+  readonly userAgent: string;
+  principal?: Principal;
+  authMethod?: AuthMethod;
+  action?: Action;
+  path?: string;
+  version?: number;
+  decision?: Decision;
+  policySetHash?: string;
+  /** Set once the record was written inside a change's transaction. */
+  written: boolean;
+}
+
+export interface AuditOutcome {
+  readonly status: number;
+  readonly code?: string;
+}
+
+/**
+ * The audit port. A change's record is written in the change's own transaction (`withChange`),
+ * any other request's record by `finish`, which resolves only once the record is durable: a read
+ * returns its value only after that, and fails with 503 `audit_unavailable` if it cannot.
+ */
+export interface AuditTrail {
+  withChange<T>(ctx: AuditContext, run: (items: TransactWriteItem[]) => Promise<T>): Promise<T>;
+  finish(ctx: AuditContext, outcome: AuditOutcome): Promise<void>;
+}
+
+/** Records nothing: for unit tests of the layers above and tools that only read. */
+export class NoAuditTrail implements AuditTrail {
+  withChange<T>(_ctx: AuditContext, run: (items: TransactWriteItem[]) => Promise<T>): Promise<T> {
+    return run([]);
+  }
+  async finish(): Promise<void> {}
+}

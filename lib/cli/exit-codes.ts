@@ -1,0 +1,44 @@
+/** Exit codes of the `coffer` CLI (documented in README). */
+export const EXIT = {
+  ok: 0,
+  /** Any other failure: server error, network, integrity. */
+  error: 1,
+  /** Bad command line. */
+  usage: 2,
+  /** No such secret or version. */
+  notFound: 3,
+  /** Not signed in, or the token was refused. */
+  unauthenticated: 4,
+  /** Denied by policy. */
+  forbidden: 5,
+  /** Check-and-set or other conflict. */
+  conflict: 6,
+  /** The server refused the input. */
+  invalid: 7,
+  /** Cannot reach the server, or it is unavailable (503/429). */
+  unavailable: 8,
+} as const;
+
+const BY_CODE: Record<string, number> = {
+  not_found: EXIT.notFound,
+  unauthenticated: EXIT.unauthenticated,
+  forbidden: EXIT.forbidden,
+  cas_conflict: EXIT.conflict,
+  secret_deleted: EXIT.conflict,
+  invalid_request: EXIT.invalid,
+  invalid_path: EXIT.invalid,
+  invalid_json: EXIT.invalid,
+  invalid_cursor: EXIT.invalid,
+  idempotency_key_reused: EXIT.invalid,
+  payload_too_large: EXIT.invalid,
+  value_too_large: EXIT.invalid,
+  unreachable: EXIT.unavailable,
+  throttled: EXIT.unavailable,
+  audit_unavailable: EXIT.unavailable,
+  key_store_unavailable: EXIT.unavailable,
+  storage_unavailable: EXIT.unavailable,
+};
+
+export function exitCodeOf(code: string): number {
+  return BY_CODE[code] ?? EXIT.error;
+}

@@ -1,0 +1,116 @@
+/**
+ * Domain errors. Each carries a stable `code` that clients and policies can rely on; the HTTP
+ * status for each code is decided in one place (lib/http/errors.ts).
+ *
+ * Messages are fixed sentences chosen by the code that throws them: they never embed a secret
+ * value, a token, a data key or the reason a security check failed.
+ */
+export class CofferError extends Error {
+  static readonly code: string = 'internal';
+  readonly code: string;
+  /** Extra fields that are safe to return to the caller (never secret material). */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = new.target.name;
+    this.code = (new.target as typeof CofferError).code;
+    this.details = details;
+  }
+}
+
+/** The request is malformed: path, body, query or header. */
+export class InvalidRequestError extends CofferError {
+  static override readonly code: string = 'invalid_request';
+}
+
+/** The secret path breaks the path rules. */
+export class InvalidPathError extends InvalidRequestError {
+  static override readonly code = 'invalid_path';
+}
+
+/** A reused Idempotency-Key came with a different request. */
+export class IdempotencyKeyReusedError extends InvalidRequestError {
+  static override readonly code = 'idempotency_key_reused';
+}
+
+/** The request body is larger than the server accepts. */
+export class PayloadTooLargeError extends CofferError {
+  static override readonly code: string = 'payload_too_large';
+}
+
+/** The secret value is larger than 64 KiB. */
+export class ValueTooLargeError extends PayloadTooLargeError {
+  static override readonly code = 'value_too_large';
+}
+
+/** No credentials, or credentials that did not verify. Always the same sentence. */
+export class UnauthenticatedError extends CofferError {
+  static override readonly code = 'unauthenticated';
+  constructor() {
+    super('authentication required');
+  }
+}
+
+/** The caller is known but may not do this. */
+export class ForbiddenError extends CofferError {
+  static override readonly code = 'forbidden';
+  constructor() {
+    super('access denied');
+  }
+}
+
+/** No such secret or version (also the answer for secrets the caller may not see). */
+export class NotFoundError extends CofferError {
+  static override readonly code = 'not_found';
+  constructor(message = 'secret not found') {
+    super(message);
+  }
+}
+
+/** Check-and-set failed: the secret's latest version is not the one the caller expected. */
+export class CasConflictError extends CofferError {
+  static override readonly code = 'cas_conflict';
+}
+
+/** The secret is soft-deleted: restore it (or wait for the purge) before writing to it. */
+export class SecretDeletedError extends CofferError {
+  static override readonly code = 'secret_deleted';
+}
+
+/** Stored data failed authentication: it was altered, moved or swapped. No detail on purpose. */
+export class IntegrityError extends CofferError {
+  static override readonly code = 'integrity_error';
+  constructor() {
+    super('stored data failed an integrity check');
+  }
+}
+
+/** The audit record could not be written, so the request was not served (fail closed). */
+export class AuditUnavailableError extends CofferError {
+  static override readonly code = 'audit_unavailable';
+  constructor() {
+    super('audit log unavailable; request not served');
+  }
+}
+
+/** The key store (KMS, CloudHSM) cannot serve the request right now. */
+export class KeyStoreUnavailableError extends CofferError {
+  static override readonly code = 'key_store_unavailable';
+  constructor() {
+    super('key store unavailable');
+  }
+}
+
+/** The storage engine throttled or is unreachable. */
+export class ThrottledError extends CofferError {
+  static override readonly code = 'throttled';
+  constructor() {
+    super('too many requests; retry later');
+  }
+}
+
+/** Configuration is invalid; raised at start, never per request. */
+export class ConfigError extends CofferError {
+  static override readonly code = 'config_error';
+}

@@ -1,0 +1,274 @@
+import { randomUUID } from 'node:crypto';
+import { type Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { z } from 'zod';
+import type { AuditContext, AuditTrail } from '../audit/trail.js';
+import type { Authenticator, IamCaller, Principal } from '../authn/principal.js';
+import {
+  AuditUnavailableError,
+  CofferError,
+  InvalidPathError,
+  InvalidRequestError,
+  NotFoundError,
+  PayloadTooLargeError,
+} from '../errors.js';
+import { describeError, type Logger } from '../log.js';
+import type { Caller, SecretService } from '../secrets/service.js';
+import { errorBody } from './errors.js';
+import {
+  destroyBody,
+  idempotencyKeyHeader,
+  listQuery,
+  MAX_BODY_BYTES,
+  patchBody,
+  putBody,
+  recoveryQuery,
+  versionQuery,
+} from './schemas.js';
+
+/** What the adapter (node server, Lambda) knows about the connection, never from headers. */
+export interface ConnectionInfo {
+  readonly sourceIp: string;
+  /** Only the Lambda adapter sets this, from API Gateway's IAM authorizer context. */
+  readonly iamCaller?: IamCaller;
+}
+
+export interface AppDeps {
+  readonly service: SecretService;
+  readonly authenticator: Authenticator;
+  readonly audit: AuditTrail;
+  readonly logger: Logger;
+  /** Reads the connection facts the adapter put in the request's env. */
+  readonly connection: (c: Context) => ConnectionInfo;
+}
+
+type Env = {
+  Variables: {
+    requestId: string;
+    audit: AuditContext;
+    principal: Principal;
+    connection: ConnectionInfo;
+    errorCode: string;
+  };
+};
+
+class MethodNotAllowedError extends CofferError {
+  static override readonly code = 'method_not_allowed';
+}
+
+class InvalidJsonError extends InvalidRequestError {
+  static override readonly code = 'invalid_json';
+}
+
+/** Paths arrive percent-encoded or not; both mean the same secret. */
+function decodePath(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new InvalidPathError('path is not valid percent-encoding');
+  }
+}
+
+function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  throw new InvalidRequestError(`invalid ${what}: ${where}${issue?.message ?? 'malformed'}`);
+}
+
+async function jsonBody(c: Context): Promise<unknown> {
+  const type = c.req.header('content-type');
+  if (type !== undefined && !/^application\/json\b/i.test(type)) {
+    throw new InvalidRequestError('request bodies must be application/json');
+  }
+  const text = await c.req.text();
+  if (text.trim() === '') throw new InvalidJsonError('request body is empty; expected JSON');
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new InvalidJsonError('request body is not valid JSON');
+  }
+}
+
+/**
+ * The Coffer HTTP API v1 (brief §8), served by the local node server and the Lambda handler
+ * alike. Routes are mounted under `/v1` and, for SigV4 callers behind API Gateway, `/iam/v1`.
+ */
+export function createApp(deps: AppDeps): Hono<Env> {
+  const { service, authenticator, audit, logger } = deps;
+  const app = new Hono<Env>();
+
+  app.use('*', async (c, next) => {
+    const requestId = randomUUID();
+    const connection = deps.connection(c);
+    c.set('requestId', requestId);
+    c.set('connection', connection);
+    const url = new URL(c.req.url);
+    const ctx: AuditContext = {
+      requestId,
+      time: new Date().toISOString(),
+      method: c.req.method,
+      route: url.pathname.slice(0, 600),
+      sourceIp: connection.sourceIp,
+      userAgent: (c.req.header('user-agent') ?? '').slice(0, 256),
+      written: false,
+    };
+    c.set('audit', ctx);
+    await next();
+    c.header('x-request-id', requestId);
+    c.header('cache-control', 'no-store');
+    // One record per request. For reads it is written before the value leaves: if it cannot be,
+    // the value is withheld and the caller gets 503.
+    try {
+      await audit.finish(ctx, {
+        status: c.res.status,
+        ...(c.get('errorCode') ? { code: c.get('errorCode') } : {}),
+      });
+    } catch (err) {
+      logger.error('audit write failed', { requestId, ...describeError(err) });
+      const { body } = errorBody(new AuditUnavailableError(), requestId);
+      c.res = undefined;
+      c.res = c.json(body, 503);
+      c.header('x-request-id', requestId);
+    }
+  });
+
+  app.onError((err, c) => {
+    const requestId = c.get('requestId') ?? 'unknown';
+    const { status, body } = errorBody(err, requestId);
+    if (status >= 500)
+      logger.error('request failed', { requestId, code: body.error.code, ...describeError(err) });
+    c.set('errorCode', body.error.code);
+    return c.json(body, status as 400);
+  });
+
+  app.notFound((c) => {
+    const requestId = c.get('requestId') ?? 'unknown';
+    c.set('errorCode', 'not_found');
+    return c.json({ error: { code: 'not_found', message: 'no such route', requestId } }, 404);
+  });
+
+  app.get('/v1/health', (c) => c.json({ status: 'ok' }));
+
+  const api = new Hono<Env>();
+
+  api.use(
+    '*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new PayloadTooLargeError(`request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+      },
+    }),
+  );
+
+  api.use('*', async (c, next) => {
+    const ctx = c.get('audit');
+    const principal = await authenticator.authenticate({
+      authorization: authorizationHeaders(c.req.raw),
+      path: new URL(c.req.url).pathname,
+      ...(c.get('connection').iamCaller ? { iamCaller: c.get('connection').iamCaller as IamCaller } : {}),
+    });
+    c.set('principal', principal);
+    ctx.principal = principal;
+    ctx.authMethod = principal.authMethod;
+    await next();
+  });
+
+  const caller = (c: Context<Env>): Caller => ({
+    principal: c.get('principal'),
+    context: {
+      authMethod: c.get('principal').authMethod,
+      sourceIp: c.get('connection').sourceIp,
+      time: Math.floor(Date.now() / 1000),
+    },
+    audit: c.get('audit'),
+  });
+
+  const pathAfter = (c: Context<Env>, marker: string): string => {
+    const pathname = new URL(c.req.url).pathname;
+    const at = pathname.indexOf(marker);
+    if (at === -1) throw new NotFoundError('no such route');
+    return decodePath(pathname.slice(at + marker.length));
+  };
+
+  api.get('/whoami', (c) => {
+    const p = c.get('principal');
+    return c.json({
+      type: p.type,
+      id: p.id,
+      entity: `Coffer::${p.type}::${JSON.stringify(p.id)}`,
+      groups: p.groups,
+      attributes: p.attributes,
+      authMethod: p.authMethod,
+      ...(p.issuer ? { issuer: p.issuer } : {}),
+    });
+  });
+
+  api.put('/secrets/*', async (c) => {
+    const path = pathAfter(c, '/secrets/');
+    const key = parse(idempotencyKeyHeader, c.req.header('idempotency-key'), 'Idempotency-Key header');
+    const body = parse(putBody, await jsonBody(c), 'body');
+    return c.json(await service.put(caller(c), path, body, key));
+  });
+
+  api.get('/secrets/*', async (c) => {
+    const path = pathAfter(c, '/secrets/');
+    const { version } = parse(versionQuery, c.req.query(), 'query');
+    return c.json(await service.get(caller(c), path, version));
+  });
+
+  api.delete('/secrets/*', async (c) => {
+    const path = pathAfter(c, '/secrets/');
+    const { recoveryDays } = parse(recoveryQuery, c.req.query(), 'query');
+    return c.json(await service.delete(caller(c), path, recoveryDays));
+  });
+
+  api.post('/restore/*', async (c) => c.json(await service.restore(caller(c), pathAfter(c, '/restore/'))));
+
+  api.post('/destroy/*', async (c) => {
+    const path = pathAfter(c, '/destroy/');
+    const body = parse(destroyBody, await jsonBody(c), 'body');
+    return c.json(await service.destroy(caller(c), path, body.versions));
+  });
+
+  api.get('/meta/*', async (c) => c.json(await service.getMetadata(caller(c), pathAfter(c, '/meta/'))));
+
+  api.patch('/meta/*', async (c) => {
+    const path = pathAfter(c, '/meta/');
+    const body = parse(patchBody, await jsonBody(c), 'body');
+    return c.json(await service.patchMetadata(caller(c), path, body));
+  });
+
+  api.get('/list', async (c) => {
+    const q = parse(listQuery, c.req.query(), 'query');
+    return c.json(
+      await service.list(caller(c), {
+        prefix: q.prefix,
+        limit: q.limit,
+        ...(q.delimiter !== undefined ? { delimiter: q.delimiter } : {}),
+        ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
+      }),
+    );
+  });
+
+  for (const route of ['/whoami', '/secrets/*', '/restore/*', '/destroy/*', '/meta/*', '/list']) {
+    api.all(route, () => {
+      throw new MethodNotAllowedError('method not allowed on this route');
+    });
+  }
+
+  app.route('/v1', api);
+  app.route('/iam/v1', api);
+  return app;
+}
+
+/** Every Authorization header, unfolded: Fetch joins repeated headers with ", ". */
+function authorizationHeaders(req: Request): string[] {
+  const value = req.headers.get('authorization');
+  if (value === null) return [];
+  return value.split(/,\s*/);
+}
+
+export type CofferApp = ReturnType<typeof createApp>;

@@ -1,0 +1,135 @@
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { type HttpBindings, type ServerType, serve } from '@hono/node-server';
+import type { Context } from 'hono';
+import { decodeJwt } from 'jose';
+import { NoAuditTrail } from '../audit/trail.js';
+import { DevAuthenticator } from '../authn/dev-authenticator.js';
+import { DEV_ADMIN_SUBJECT, DevIssuer } from '../authn/dev-issuer.js';
+import { AllowAllAuthorizer } from '../authz/authorizer.js';
+import { DEFAULT_TABLES, type LocalSettings } from '../config.js';
+import { Envelope } from '../crypto/envelope.js';
+import { createApp } from '../http/app.js';
+import { LocalKeyProvider } from '../keys/local.js';
+import { describeError, type Logger } from '../log.js';
+import { SecretService } from '../secrets/service.js';
+import { localDynamoClient } from '../store/dynamo-client.js';
+import { SecretsStore } from '../store/secrets-store.js';
+import { ensureTables } from '../store/tables.js';
+import { type DynamoDbLocal, startDynamoDbLocal } from './dynamodb-local.js';
+
+/** Header limit of the node server: large enough for 8 KiB tokens to reach the app's own check. */
+export const MAX_HEADER_BYTES = 64 * 1024;
+const DEV_TOKEN_TTL_SECONDS = 30 * 86_400;
+const PURGE_INTERVAL_MS = 10 * 60_000;
+
+export interface LocalServer {
+  readonly url: string;
+  readonly tokenFile: string;
+  readonly dynamodbEndpoint: string;
+  stop(): Promise<void>;
+}
+
+/** Writes a fresh admin token unless the current one is valid for at least another day. */
+async function ensureDevToken(issuer: DevIssuer, file: string): Promise<void> {
+  try {
+    const current = (await readFile(file, 'utf8')).trim();
+    const { exp } = decodeJwt(current);
+    if (typeof exp === 'number' && exp - Date.now() / 1000 > 86_400) {
+      await chmod(file, 0o600);
+      return;
+    }
+  } catch {
+    // Missing or unreadable: write a new one.
+  }
+  const token = await issuer.mint({
+    subject: DEV_ADMIN_SUBJECT,
+    groups: ['admins'],
+    ttlSeconds: DEV_TOKEN_TTL_SECONDS,
+  });
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+}
+
+/**
+ * The local server: DynamoDB Local (unless an endpoint is given), tables, the local key
+ * provider, the dev issuer and the HTTP API on 127.0.0.1 only.
+ */
+export async function startLocalServer(settings: LocalSettings, logger: Logger): Promise<LocalServer> {
+  const ddb: DynamoDbLocal | undefined = settings.dynamodbEndpoint
+    ? undefined
+    : await startDynamoDbLocal({ dbPath: join(settings.dataDir, 'dynamodb') });
+  const endpoint = settings.dynamodbEndpoint ?? (ddb as DynamoDbLocal).endpoint;
+  const client = localDynamoClient(endpoint);
+  let server: ServerType | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await ensureTables(client, DEFAULT_TABLES);
+    const keys = await LocalKeyProvider.open(settings.dataDir);
+    const issuer = await DevIssuer.open(settings.dataDir);
+    const tokenFile = join(settings.dataDir, 'dev-token');
+    await ensureDevToken(issuer, tokenFile);
+
+    const audit = new NoAuditTrail();
+    const service = new SecretService({
+      store: new SecretsStore(client, DEFAULT_TABLES.secrets),
+      envelope: new Envelope(keys),
+      authorizer: new AllowAllAuthorizer(),
+      audit,
+    });
+    const app = createApp({
+      service,
+      authenticator: new DevAuthenticator(issuer.publicKey),
+      audit,
+      logger,
+      connection: (c: Context) => ({
+        sourceIp: (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress ?? 'unknown',
+      }),
+    });
+
+    const purge = async () => {
+      try {
+        const purged = await service.purgeExpired();
+        if (purged > 0) logger.info('purged expired soft-deleted secrets', { purged });
+      } catch (err) {
+        logger.warn('purge failed', describeError(err));
+      }
+    };
+    await purge();
+    timer = setInterval(purge, PURGE_INTERVAL_MS);
+    timer.unref();
+
+    const listening = await new Promise<ServerType>((resolve, reject) => {
+      const s = serve(
+        {
+          fetch: app.fetch,
+          hostname: '127.0.0.1',
+          port: settings.port,
+          serverOptions: { maxHeaderSize: MAX_HEADER_BYTES },
+        },
+        () => resolve(s),
+      );
+      s.once('error', reject);
+    });
+    server = listening;
+    const port = (listening.address() as AddressInfo).port;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      tokenFile,
+      dynamodbEndpoint: endpoint,
+      stop: async () => {
+        if (timer) clearInterval(timer);
+        await new Promise<void>((resolve) => listening.close(() => resolve()));
+        client.destroy();
+        await ddb?.stop();
+      },
+    };
+  } catch (err) {
+    if (timer) clearInterval(timer);
+    server?.close();
+    client.destroy();
+    await ddb?.stop();
+    throw err;
+  }
+}

@@ -1,0 +1,517 @@
+import { createHash } from 'node:crypto';
+import type { AuditContext, AuditTrail } from '../audit/trail.js';
+import type { Principal } from '../authn/principal.js';
+import type { Action, Authorizer, RequestContext, Resource, SecretResource } from '../authz/authorizer.js';
+import { canonicalJson } from '../crypto/canonical.js';
+import type { Envelope } from '../crypto/envelope.js';
+import {
+  CasConflictError,
+  ForbiddenError,
+  IdempotencyKeyReusedError,
+  InvalidRequestError,
+  NotFoundError,
+  SecretDeletedError,
+  ValueTooLargeError,
+} from '../errors.js';
+import { validatePath, validatePrefix } from '../paths.js';
+import {
+  ChangeConditionFailed,
+  type SecretHead,
+  type SecretsStore,
+  type VersionMeta,
+} from '../store/secrets-store.js';
+
+export const MAX_VALUE_BYTES = 64 * 1024;
+export const DEFAULT_MAX_VERSIONS = 100;
+export const MAX_MAX_VERSIONS = 1000;
+export const DEFAULT_RECOVERY_DAYS = 7;
+export const MIN_RECOVERY_DAYS = 7;
+export const MAX_RECOVERY_DAYS = 30;
+export const IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600;
+/** Pruned versions deleted inside the write's own transaction; more are deleted right after. */
+const PRUNE_IN_TRANSACTION = 50;
+
+/** Who is asking and the request's audit record, passed to every service call. */
+export interface Caller {
+  readonly principal: Principal;
+  readonly context: RequestContext;
+  readonly audit: AuditContext;
+}
+
+export interface PutInput {
+  readonly value: string;
+  readonly cas?: number;
+  readonly description?: string;
+  readonly tags?: Readonly<Record<string, string>>;
+}
+
+export interface PutResult {
+  readonly path: string;
+  readonly version: number;
+  readonly createdAt: string;
+}
+
+export interface SecretValue {
+  readonly path: string;
+  readonly version: number;
+  readonly value: string;
+  readonly createdAt: string;
+}
+
+export interface MetadataPatch {
+  readonly description?: string;
+  readonly tags?: Readonly<Record<string, string>>;
+  readonly maxVersions?: number;
+}
+
+export interface SecretMetadata {
+  readonly path: string;
+  readonly currentVersion: number;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly description?: string;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly maxVersions: number;
+  readonly owner?: string;
+  readonly deletedAt?: string;
+  readonly purgeAt?: string;
+  readonly versions: readonly {
+    version: number;
+    createdAt: string;
+    createdBy?: string;
+    destroyed: boolean;
+    keyId?: string;
+  }[];
+}
+
+export interface ListOptions {
+  readonly prefix: string;
+  readonly delimiter?: string;
+  readonly limit: number;
+  readonly cursor?: string;
+}
+
+export interface ListResult {
+  readonly items: { path: string; version: number; updatedAt: string }[];
+  readonly folders?: string[];
+  readonly cursor?: string;
+}
+
+export interface SecretServiceDeps {
+  readonly store: SecretsStore;
+  readonly envelope: Envelope;
+  readonly authorizer: Authorizer;
+  readonly audit: AuditTrail;
+  /** Injected for tests of time-dependent behaviour (purge, idempotency windows). */
+  readonly now?: () => Date;
+}
+
+const secretResource = (
+  path: string,
+  tags: Readonly<Record<string, string>>,
+  owner?: string,
+): SecretResource => ({
+  kind: 'Secret',
+  path,
+  tags,
+  ...(owner ? { owner } : {}),
+});
+
+const resourceOf = (head: SecretHead): SecretResource => secretResource(head.path, head.tags, head.owner);
+
+/**
+ * The secret service: versions, check-and-set, idempotent writes, soft delete and restore,
+ * destroy, metadata, list and purge. Every call is authorized here, before any value is read, so
+ * that every entry point (HTTP routes, batch reads) decides the same way.
+ */
+export class SecretService {
+  private readonly store: SecretsStore;
+  private readonly envelope: Envelope;
+  private readonly authorizer: Authorizer;
+  private readonly audit: AuditTrail;
+  private readonly now: () => Date;
+
+  constructor(deps: SecretServiceDeps) {
+    this.store = deps.store;
+    this.envelope = deps.envelope;
+    this.authorizer = deps.authorizer;
+    this.audit = deps.audit;
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  /** Writes a new version. `cas: 0` means "only if absent", `cas: n` "only if latest is n". */
+  async put(caller: Caller, rawPath: string, input: PutInput, idempotencyKey?: string): Promise<PutResult> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'write', path);
+    if (Buffer.byteLength(input.value, 'utf8') > MAX_VALUE_BYTES) {
+      throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
+    }
+    const scope = idempotencyKey ? this.idempotencyScope(caller.principal, path, idempotencyKey) : undefined;
+    if (scope) {
+      const replay = await this.replay(scope, path, input);
+      if (replay) return replay;
+    }
+
+    const previous = await this.store.getHead(path);
+    const nextTags = input.tags ?? previous?.tags ?? {};
+    // A write is authorized against the secret as it is and as it would be, so that changing tags
+    // cannot step out from under a tag-based forbid.
+    if (previous) this.require(caller, 'write', resourceOf(previous));
+    this.require(caller, 'write', secretResource(path, nextTags, previous?.owner ?? caller.principal.id));
+
+    if (previous?.deletedAt) throw new SecretDeletedError('the secret is deleted; restore it before writing');
+    if (input.cas !== undefined && input.cas !== (previous?.latest ?? 0)) {
+      throw new CasConflictError('the secret changed since it was read', { latest: previous?.latest ?? 0 });
+    }
+
+    const now = this.now();
+    const createdAt = now.toISOString();
+    const version = (previous?.latest ?? 0) + 1;
+    const maxVersions = previous?.maxVersions ?? DEFAULT_MAX_VERSIONS;
+    const minVersion = Math.max(previous?.minVersion ?? 1, version - maxVersions + 1);
+    const pruned = range(previous?.minVersion ?? 1, minVersion);
+    const head: SecretHead = {
+      path,
+      latest: version,
+      minVersion,
+      createdAt: previous?.createdAt ?? createdAt,
+      updatedAt: createdAt,
+      tags: nextTags,
+      maxVersions,
+      owner: previous?.owner ?? caller.principal.id,
+      ...(input.description !== undefined
+        ? { description: input.description }
+        : previous?.description !== undefined
+          ? { description: previous.description }
+          : {}),
+    };
+    const sealed = await this.envelope.seal(input.value, { table: this.store.table, path, version });
+    const result: PutResult = { path, version, createdAt };
+    caller.audit.version = version;
+    try {
+      await this.audit.withChange(caller.audit, (extra) =>
+        this.store.putVersion({
+          path,
+          previous,
+          head,
+          version: { path, version, createdAt, createdBy: caller.principal.id, destroyed: false, sealed },
+          prune: pruned.slice(0, PRUNE_IN_TRANSACTION),
+          extra,
+          ...(scope
+            ? {
+                idempotency: {
+                  scope,
+                  fingerprint: this.fingerprint(path, input),
+                  result: { ...result },
+                  expiresAt: Math.floor(now.getTime() / 1000) + IDEMPOTENCY_WINDOW_SECONDS,
+                },
+              }
+            : {}),
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ChangeConditionFailed && scope) {
+        // A concurrent retry with the same key may have won the race: answer as it did.
+        const replay = await this.replay(scope, path, input);
+        if (replay) return replay;
+      }
+      if (err instanceof ChangeConditionFailed) {
+        throw new CasConflictError('the secret changed since it was read');
+      }
+      throw err;
+    }
+    if (pruned.length > PRUNE_IN_TRANSACTION)
+      await this.store.deleteVersions(path, pruned.slice(PRUNE_IN_TRANSACTION));
+    return result;
+  }
+
+  /** Reads the latest version, or `version`. */
+  async get(caller: Caller, rawPath: string, version?: number): Promise<SecretValue> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'read', path);
+    const head = await this.visibleHead(caller, path);
+    this.require(caller, 'read', resourceOf(head));
+    const wanted = version ?? head.latest;
+    caller.audit.version = wanted;
+    if (!Number.isInteger(wanted) || wanted < head.minVersion || wanted > head.latest) {
+      throw new NotFoundError('secret version not found');
+    }
+    const stored = await this.store.getVersion(path, wanted);
+    if (!stored) throw new NotFoundError('secret version not found');
+    if (!stored.sealed) throw new NotFoundError('secret version was destroyed');
+    const value = await this.envelope.open(stored.sealed, { table: this.store.table, path, version: wanted });
+    return { path, version: wanted, value, createdAt: stored.createdAt };
+  }
+
+  /** Soft delete: reads give 404 until restored; purged after `recoveryDays`. */
+  async delete(
+    caller: Caller,
+    rawPath: string,
+    recoveryDays = DEFAULT_RECOVERY_DAYS,
+  ): Promise<{ path: string; deletedAt: string; purgeAt: string }> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'delete', path);
+    if (
+      !Number.isInteger(recoveryDays) ||
+      recoveryDays < MIN_RECOVERY_DAYS ||
+      recoveryDays > MAX_RECOVERY_DAYS
+    ) {
+      throw new InvalidRequestError(
+        `recoveryDays must be an integer from ${MIN_RECOVERY_DAYS} to ${MAX_RECOVERY_DAYS}`,
+      );
+    }
+    const head = await this.visibleHead(caller, path);
+    this.require(caller, 'delete', resourceOf(head));
+    const now = this.now();
+    const deletedAt = now.toISOString();
+    const purgeAt = new Date(now.getTime() + recoveryDays * 86_400_000).toISOString();
+    await this.change(caller, () =>
+      this.audit.withChange(caller.audit, (extra) =>
+        this.store.replaceHead(head, { ...head, updatedAt: deletedAt, deletedAt, purgeAt }, { extra }),
+      ),
+    );
+    return { path, deletedAt, purgeAt };
+  }
+
+  /** Undoes a soft delete within its recovery window. */
+  async restore(caller: Caller, rawPath: string): Promise<{ path: string; version: number }> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'restore', path);
+    const head = await this.store.getHead(path);
+    if (!head || !this.allowed(caller, 'readMetadata', resourceOf(head))) throw new NotFoundError();
+    if (!head.deletedAt || this.expired(head))
+      throw new NotFoundError('no deleted secret to restore at this path');
+    this.require(caller, 'restore', resourceOf(head));
+    const { deletedAt: _d, purgeAt: _p, ...rest } = head;
+    await this.change(caller, () =>
+      this.audit.withChange(caller.audit, (extra) =>
+        this.store.replaceHead(head, { ...rest, updatedAt: this.now().toISOString() }, { extra }),
+      ),
+    );
+    return { path, version: head.latest };
+  }
+
+  /** Erases the given versions' ciphertext and wrapped keys. Irreversible through the API. */
+  async destroy(
+    caller: Caller,
+    rawPath: string,
+    versions: readonly number[],
+  ): Promise<{ path: string; destroyed: number[] }> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'destroy', path);
+    const head = await this.store.getHead(path);
+    if (!head || !this.allowed(caller, 'readMetadata', resourceOf(head))) throw new NotFoundError();
+    this.require(caller, 'destroy', resourceOf(head));
+    const unique = [...new Set(versions)].sort((a, b) => a - b);
+    for (const v of unique) {
+      if (v < head.minVersion || v > head.latest) throw new NotFoundError(`version ${v} not found`);
+    }
+    await this.change(caller, () =>
+      this.audit.withChange(caller.audit, (extra) =>
+        this.store.destroyVersions(head, { ...head, updatedAt: this.now().toISOString() }, unique, extra),
+      ),
+    );
+    return { path, destroyed: unique };
+  }
+
+  async getMetadata(caller: Caller, rawPath: string): Promise<SecretMetadata> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'readMetadata', path);
+    const head = await this.store.getHead(path);
+    if (!head || this.expired(head) || !this.allowed(caller, 'readMetadata', resourceOf(head))) {
+      throw new NotFoundError();
+    }
+    const versions = (await this.store.listVersions(path)).filter(
+      (v) => v.version >= head.minVersion && v.version <= head.latest,
+    );
+    return this.metadataOf(head, versions);
+  }
+
+  async patchMetadata(caller: Caller, rawPath: string, patch: MetadataPatch): Promise<SecretMetadata> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'writeMetadata', path);
+    const head = await this.visibleHead(caller, path);
+    const next: SecretHead = {
+      ...head,
+      ...(patch.description !== undefined ? { description: patch.description } : {}),
+      ...(patch.tags !== undefined ? { tags: patch.tags } : {}),
+      ...(patch.maxVersions !== undefined ? { maxVersions: patch.maxVersions } : {}),
+      updatedAt: this.now().toISOString(),
+    };
+    this.require(caller, 'writeMetadata', resourceOf(head));
+    this.require(caller, 'writeMetadata', resourceOf(next));
+    const minVersion = Math.max(head.minVersion, head.latest - next.maxVersions + 1);
+    const pruned = range(head.minVersion, minVersion);
+    const updated = { ...next, minVersion };
+    await this.change(caller, () =>
+      this.audit.withChange(caller.audit, (extra) =>
+        this.store.replaceHead(head, updated, { prune: pruned.slice(0, PRUNE_IN_TRANSACTION), extra }),
+      ),
+    );
+    if (pruned.length > PRUNE_IN_TRANSACTION)
+      await this.store.deleteVersions(path, pruned.slice(PRUNE_IN_TRANSACTION));
+    const versions = (await this.store.listVersions(path)).filter((v) => v.version >= minVersion);
+    return this.metadataOf(updated, versions);
+  }
+
+  /**
+   * Lists secrets under a prefix that the caller may `list`. Soft-deleted secrets are left out. A
+   * page may be short or empty after filtering while a cursor remains.
+   */
+  async list(caller: Caller, options: ListOptions): Promise<ListResult> {
+    const prefix = validatePrefix(options.prefix);
+    this.note(caller, 'list', prefix);
+    if (options.delimiter !== undefined && options.delimiter !== '/') {
+      throw new InvalidRequestError('delimiter must be "/"');
+    }
+    const page = await this.store.list(prefix, {
+      limit: options.limit,
+      ...(options.delimiter ? { delimiter: options.delimiter } : {}),
+      ...(options.cursor ? { cursor: options.cursor } : {}),
+    });
+    const items = page.heads
+      .filter((h) => !h.deletedAt && this.allowed(caller, 'list', resourceOf(h)))
+      .map((h) => ({ path: h.path, version: h.latest, updatedAt: h.updatedAt }));
+    const folders = page.folders.filter((f) => this.allowed(caller, 'list', { kind: 'Folder', path: f }));
+    return {
+      items,
+      ...(options.delimiter ? { folders } : {}),
+      ...(page.cursor ? { cursor: page.cursor } : {}),
+    };
+  }
+
+  /** Removes soft-deleted secrets whose recovery window has ended. Returns how many. */
+  async purgeExpired(): Promise<number> {
+    let purged = 0;
+    for (;;) {
+      const due = await this.store.expiredDeletions(this.now().toISOString());
+      if (due.length === 0) return purged;
+      for (const { path, purgeAt } of due) {
+        if (await this.store.purge(path, purgeAt)) purged++;
+      }
+    }
+  }
+
+  private metadataOf(head: SecretHead, versions: readonly VersionMeta[]): SecretMetadata {
+    return {
+      path: head.path,
+      currentVersion: head.latest,
+      createdAt: head.createdAt,
+      updatedAt: head.updatedAt,
+      ...(head.description !== undefined ? { description: head.description } : {}),
+      tags: head.tags,
+      maxVersions: head.maxVersions,
+      ...(head.owner ? { owner: head.owner } : {}),
+      ...(head.deletedAt ? { deletedAt: head.deletedAt, purgeAt: head.purgeAt } : {}),
+      versions: versions.map((v) => ({
+        version: v.version,
+        createdAt: v.createdAt,
+        ...(v.createdBy ? { createdBy: v.createdBy } : {}),
+        destroyed: v.destroyed,
+        ...(v.keyId ? { keyId: v.keyId } : {}),
+      })),
+    };
+  }
+
+  /**
+   * The live head of a secret the caller may see. A secret the caller may not `readMetadata` gets
+   * exactly the answer of a secret that does not exist.
+   */
+  private async visibleHead(caller: Caller, path: string): Promise<SecretHead> {
+    const head = await this.store.getHead(path);
+    if (!head || head.deletedAt || !this.allowed(caller, 'readMetadata', resourceOf(head))) {
+      throw new NotFoundError();
+    }
+    return head;
+  }
+
+  private expired(head: SecretHead): boolean {
+    return head.purgeAt !== undefined && head.purgeAt <= this.now().toISOString();
+  }
+
+  private note(caller: Caller, action: Action, path: string): void {
+    caller.audit.action = action;
+    caller.audit.path = path;
+    caller.audit.policySetHash = this.authorizer.policySetHash;
+  }
+
+  private allowed(caller: Caller, action: Action, resource: Resource): boolean {
+    const decision = this.authorizer.authorize({
+      principal: caller.principal,
+      action,
+      resource,
+      context: caller.context,
+    });
+    // The record keeps the decision for the request's own action (the last one taken for it).
+    if (action === caller.audit.action || !decision.allowed) caller.audit.decision = decision;
+    return decision.allowed;
+  }
+
+  private require(caller: Caller, action: Action, resource: Resource): void {
+    if (!this.allowed(caller, action, resource)) throw new ForbiddenError();
+  }
+
+  /** Runs a head change; a lost race is a CAS conflict for the caller to retry. */
+  private async change(_caller: Caller, run: () => Promise<void>): Promise<void> {
+    try {
+      await run();
+    } catch (err) {
+      if (err instanceof ChangeConditionFailed)
+        throw new CasConflictError('the secret changed since it was read');
+      throw err;
+    }
+  }
+
+  private idempotencyScope(principal: Principal, path: string, key: string): string {
+    // Hashed so that client-chosen keys never shape the table's keys.
+    return createHash('sha256')
+      .update(canonicalJson([principal.type, principal.id, path, key]))
+      .digest('hex');
+  }
+
+  /**
+   * Fingerprint of the request for Idempotency-Key reuse detection. The value is not part of it
+   * (a hash of a low-entropy secret would invite guessing); it is compared by decrypting the
+   * version the first request wrote.
+   */
+  private fingerprint(path: string, input: PutInput): string {
+    return createHash('sha256')
+      .update(
+        canonicalJson({
+          path,
+          cas: input.cas ?? null,
+          description: input.description ?? null,
+          tags: input.tags ?? null,
+        }),
+      )
+      .digest('hex');
+  }
+
+  private async replay(scope: string, path: string, input: PutInput): Promise<PutResult | undefined> {
+    const nowSeconds = Math.floor(this.now().getTime() / 1000);
+    const record = await this.store.getIdempotency(scope, nowSeconds);
+    if (!record) return undefined;
+    const result = record.result as unknown as PutResult;
+    if (record.fingerprint !== this.fingerprint(path, input)) {
+      throw new IdempotencyKeyReusedError('this Idempotency-Key was used with a different request');
+    }
+    const stored = await this.store.getVersion(path, result.version);
+    if (stored?.sealed) {
+      const first = await this.envelope.open(stored.sealed, {
+        table: this.store.table,
+        path,
+        version: result.version,
+      });
+      if (first !== input.value) {
+        throw new IdempotencyKeyReusedError('this Idempotency-Key was used with a different request');
+      }
+    }
+    return { path: result.path, version: Number(result.version), createdAt: result.createdAt };
+  }
+}
+
+function range(from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let v = from; v < to; v++) out.push(v);
+  return out;
+}

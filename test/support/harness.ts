@@ -1,0 +1,114 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { type AuditTrail, NoAuditTrail } from '../../lib/audit/trail.js';
+import { DevAuthenticator } from '../../lib/authn/dev-authenticator.js';
+import { DevIssuer } from '../../lib/authn/dev-issuer.js';
+import type { Authenticator } from '../../lib/authn/principal.js';
+import { AllowAllAuthorizer, type Authorizer } from '../../lib/authz/authorizer.js';
+import { Envelope } from '../../lib/crypto/envelope.js';
+import { createApp } from '../../lib/http/app.js';
+import { LocalKeyProvider } from '../../lib/keys/local.js';
+import type { KeyProvider } from '../../lib/keys/provider.js';
+import { jsonLogger, type Logger } from '../../lib/log.js';
+import { SecretService } from '../../lib/secrets/service.js';
+import { SecretsStore, type StoreOptions } from '../../lib/store/secrets-store.js';
+import type { TableNames } from '../../lib/store/tables.js';
+import { freshTables } from './dynamo.js';
+
+export interface Harness {
+  readonly app: ReturnType<typeof createApp>;
+  readonly service: SecretService;
+  readonly store: SecretsStore;
+  readonly client: DynamoDBClient;
+  readonly tables: TableNames;
+  readonly dataDir: string;
+  readonly issuer: DevIssuer;
+  readonly keys: KeyProvider;
+  /** Every line the app logged. */
+  readonly logs: string[];
+  /** An admin token of the dev issuer. */
+  readonly token: string;
+  /** Sends a request to the app with the admin token (or `token`). */
+  call(
+    method: string,
+    route: string,
+    options?: { body?: unknown; token?: string | null; headers?: Record<string, string> },
+  ): Promise<{ status: number; body: any; text: string; headers: Headers }>;
+}
+
+export interface HarnessOptions {
+  readonly label?: string;
+  readonly authorizer?: Authorizer;
+  readonly authenticator?: (issuer: DevIssuer) => Authenticator;
+  readonly audit?: AuditTrail;
+  readonly keys?: (dataDir: string) => Promise<KeyProvider>;
+  readonly store?: StoreOptions;
+  readonly now?: () => Date;
+  readonly clientWrapper?: (client: DynamoDBClient) => DynamoDBClient;
+}
+
+/** The real app over DynamoDB Local and the local key provider, in a temp data dir. */
+export async function createHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const { client, tables } = await freshTables(options.label ?? 'h');
+  const dataDir = await mkdtemp(join(tmpdir(), 'coffer-test-'));
+  const keys = options.keys ? await options.keys(dataDir) : await LocalKeyProvider.open(dataDir);
+  const issuer = await DevIssuer.open(dataDir);
+  const audit = options.audit ?? new NoAuditTrail();
+  const store = new SecretsStore(
+    options.clientWrapper ? options.clientWrapper(client) : client,
+    tables.secrets,
+    options.store,
+  );
+  const service = new SecretService({
+    store,
+    envelope: new Envelope(keys),
+    authorizer: options.authorizer ?? new AllowAllAuthorizer(),
+    audit,
+    ...(options.now ? { now: options.now } : {}),
+  });
+  const logs: string[] = [];
+  const logger: Logger = jsonLogger((l) => logs.push(l));
+  const app = createApp({
+    service,
+    authenticator: options.authenticator
+      ? options.authenticator(issuer)
+      : new DevAuthenticator(issuer.publicKey),
+    audit,
+    logger,
+    connection: () => ({ sourceIp: '127.0.0.1' }),
+  });
+  const token = await issuer.mint({ subject: 'dev-admin', groups: ['admins'] });
+  return {
+    app,
+    service,
+    store,
+    client,
+    tables,
+    dataDir,
+    issuer,
+    keys,
+    logs,
+    token,
+    async call(method, route, opts = {}) {
+      const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+      const bearer = opts.token === undefined ? token : opts.token;
+      if (bearer !== null) headers.authorization = `Bearer ${bearer}`;
+      let body: string | undefined;
+      if (opts.body !== undefined) {
+        body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      const res = await app.request(route, { method, headers, ...(body !== undefined ? { body } : {}) });
+      const text = await res.text();
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      return { status: res.status, body: parsed, text, headers: res.headers };
+    },
+  };
+}
