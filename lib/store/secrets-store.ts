@@ -519,7 +519,9 @@ export class SecretsStore {
               ':lo': lower === '' ? `H#${prefix}` : lower,
               ':hi': `H#${prefix}${HIGH}`,
             }),
-            Limit: Math.min(1000, limit - heads.length - folders.length + 1),
+            // +2: the inclusive lower bound may return the last item already seen, and one more
+            // item tells whether the page is full with more to come.
+            Limit: Math.min(1000, limit - heads.length - folders.length + 2),
             ConsistentRead: true,
           }),
         );
