@@ -95,6 +95,12 @@ export function buildProgram(io: CliIo): Command {
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
+        // `kill <pid of npm start>` ends npm without passing the signal on: when the parent goes
+        // away, stop as if signalled rather than leave the server and DynamoDB Local running.
+        const parent = process.ppid;
+        setInterval(() => {
+          if (process.ppid !== parent) stop();
+        }, 1000).unref();
       });
     });
 

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -36,6 +36,35 @@ export function assertJava(): void {
   }
 }
 
+const PID_FILE = 'dynamodb-local.pid';
+
+/**
+ * A server killed with SIGKILL cannot stop its DynamoDB Local; the next start stops that orphan
+ * (only if the recorded pid still runs DynamoDB Local) so two engines never share the data files.
+ */
+async function stopStaleInstance(pidFile: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return;
+  }
+  const command =
+    Number.isInteger(pid) && pid > 1 ? spawnSync('ps', ['-p', String(pid), '-o', 'command=']) : undefined;
+  if (command && command.status === 0 && command.stdout.toString().includes('DynamoDBLocal')) {
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 50; i++) {
+      try {
+        process.kill(pid, 0);
+      } catch {
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  rmSync(pidFile, { force: true });
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -68,6 +97,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
   ];
   if (options.dbPath) {
     mkdirSync(options.dbPath, { recursive: true, mode: 0o700 });
+    await stopStaleInstance(join(options.dbPath, PID_FILE));
     args.push('-dbPath', options.dbPath, '-sharedDb');
   } else {
     args.push('-inMemory', '-sharedDb');
@@ -105,6 +135,8 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
   } finally {
     client.destroy();
   }
+  const pidFile = options.dbPath ? join(options.dbPath, PID_FILE) : undefined;
+  if (pidFile && child.pid) writeFileSync(pidFile, String(child.pid), { mode: 0o600 });
   child.stdout?.off('data', collect);
   child.stderr?.off('data', collect);
   child.stdout?.resume();
@@ -115,10 +147,14 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
     process: child,
     stop: () =>
       new Promise<void>((resolve) => {
-        if (exited || child.exitCode !== null) return resolve();
+        if (exited || child.exitCode !== null) {
+          if (pidFile) rmSync(pidFile, { force: true });
+          return resolve();
+        }
         const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
         child.once('exit', () => {
           clearTimeout(timer);
+          if (pidFile) rmSync(pidFile, { force: true });
           resolve();
         });
         child.kill('SIGTERM');
