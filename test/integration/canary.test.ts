@@ -25,7 +25,10 @@ describe('no plaintext at rest or in logs', () => {
     expect((await h.call('GET', '/v1/secrets/canary/a?version=1')).body.value).toBe(canary);
     // Failures are logged too; make some.
     await h.call('PUT', '/v1/secrets/canary/a', { body: { value: canary, cas: 0 } });
-    await h.call('PUT', '/v1/secrets/canary/a', { body: { value: `${canary}-other` }, headers: { 'idempotency-key': 'canary-key' } });
+    await h.call('PUT', '/v1/secrets/canary/a', {
+      body: { value: `${canary}-other` },
+      headers: { 'idempotency-key': 'canary-key' },
+    });
     await h.call('PUT', '/v1/secrets/canary/big', { body: { value: `${canary}${'x'.repeat(70_000)}` } });
     await h.call('DELETE', '/v1/secrets/canary/b');
 

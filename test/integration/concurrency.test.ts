@@ -56,13 +56,17 @@ describe('concurrent writers', () => {
         throw new Error('writer starved');
       }),
     );
-    expect(results.map((r) => r.version).sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, k) => k + 1));
+    expect(results.map((r) => r.version).sort((x, y) => x - y)).toEqual(
+      Array.from({ length: 50 }, (_, k) => k + 1),
+    );
     expect(await versionsOf(h, 'race/two')).toEqual(Array.from({ length: 50 }, (_, k) => k + 1));
   });
 
   it('when writers race without cas, no version is lost or written twice', async () => {
     const results = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => h.call('PUT', '/v1/secrets/race/three', { body: { value: `x${i}` } })),
+      Array.from({ length: 30 }, (_, i) =>
+        h.call('PUT', '/v1/secrets/race/three', { body: { value: `x${i}` } }),
+      ),
     );
     const ok = results.filter((r) => r.status === 200).map((r) => r.body.version as number);
     for (const r of results.filter((r) => r.status !== 200)) expect(r.status).toBe(409);
@@ -72,7 +76,10 @@ describe('concurrent writers', () => {
   });
 });
 
-function conflictingClient(client: DynamoDBClient, conflicts: { remaining: number; calls: number }): DynamoDBClient {
+function conflictingClient(
+  client: DynamoDBClient,
+  conflicts: { remaining: number; calls: number },
+): DynamoDBClient {
   const wrapped = Object.create(client) as DynamoDBClient;
   wrapped.send = (async (command: unknown) => {
     if (command instanceof TransactWriteItemsCommand) {

@@ -23,7 +23,9 @@ beforeAll(async () => {
   for (const p of paths) await h.call('PUT', `/v1/secrets/${p}`, { body: { value: `value of ${p}` } });
 });
 
-async function listAll(query: Record<string, string>): Promise<{ items: string[]; folders: string[]; pages: number }> {
+async function listAll(
+  query: Record<string, string>,
+): Promise<{ items: string[]; folders: string[]; pages: number }> {
   const items: string[] = [];
   const folders: string[] = [];
   let cursor: string | undefined;
@@ -108,7 +110,15 @@ describe('list', () => {
   });
 
   it('when the query is malformed, it answers 400 with a stable code', async () => {
-    for (const q of ['limit=0', 'limit=1001', 'limit=x', 'delimiter=%2C', 'prefix=/abs', 'prefix=a%20b', 'cursor=!!!']) {
+    for (const q of [
+      'limit=0',
+      'limit=1001',
+      'limit=x',
+      'delimiter=%2C',
+      'prefix=/abs',
+      'prefix=a%20b',
+      'cursor=!!!',
+    ]) {
       const res = await h.call('GET', `/v1/list?${q}`);
       expect(res.status, q).toBe(400);
       expect(['invalid_request', 'invalid_path', 'invalid_cursor']).toContain(res.body.error.code);

@@ -92,7 +92,9 @@ describe('secrets API: idempotency', () => {
 
   it('when concurrent retries carry the same key, exactly one version is written', async () => {
     const headers = { 'idempotency-key': 'burst-1' };
-    const results = await Promise.all(Array.from({ length: 8 }, () => put('idem/burst', { value: 'b' }, headers)));
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => put('idem/burst', { value: 'b' }, headers)),
+    );
     const ok = results.filter((r) => r.status === 200);
     expect(ok.length).toBeGreaterThan(0);
     for (const r of ok) expect(r.body.version).toBe(1);
@@ -190,7 +192,11 @@ describe('secrets API: soft delete, restore, purge, destroy', () => {
 
 describe('secrets API: metadata and max versions', () => {
   it('when description and tags are written, metadata shows them and never a value', async () => {
-    await put('meta/a', { value: 'hidden-value-123', description: 'db password', tags: { env: 'prod', team: 'a' } });
+    await put('meta/a', {
+      value: 'hidden-value-123',
+      description: 'db password',
+      tags: { env: 'prod', team: 'a' },
+    });
     const meta = await h.call('GET', '/v1/meta/meta/a');
     expect(meta.status).toBe(200);
     expect(meta.body).toMatchObject({
@@ -201,7 +207,9 @@ describe('secrets API: metadata and max versions', () => {
       maxVersions: 100,
     });
     expect(meta.text).not.toContain('hidden-value-123');
-    const patched = await h.call('PATCH', '/v1/meta/meta/a', { body: { description: 'renamed', tags: { env: 'dev' } } });
+    const patched = await h.call('PATCH', '/v1/meta/meta/a', {
+      body: { description: 'renamed', tags: { env: 'dev' } },
+    });
     expect(patched.status).toBe(200);
     expect(patched.body).toMatchObject({ description: 'renamed', tags: { env: 'dev' }, currentVersion: 1 });
     // A later write without tags keeps them.
@@ -236,7 +244,13 @@ describe('secrets API: metadata and max versions', () => {
 
   it('when the patch is empty or malformed, it answers 400 and changes nothing', async () => {
     await put('meta/b', { value: 'x', tags: { a: 'b' } });
-    for (const body of [{}, { maxVersions: 0 }, { maxVersions: 1001 }, { tags: { 'bad key': 'x' } }, { extra: 1 }]) {
+    for (const body of [
+      {},
+      { maxVersions: 0 },
+      { maxVersions: 1001 },
+      { tags: { 'bad key': 'x' } },
+      { extra: 1 },
+    ]) {
       const res = await h.call('PATCH', '/v1/meta/meta/b', { body });
       expect(res.status, JSON.stringify(body)).toBe(400);
     }
@@ -246,8 +260,22 @@ describe('secrets API: metadata and max versions', () => {
 
 function adminCaller() {
   return {
-    principal: { type: 'User' as const, id: 'dev:dev-admin', groups: ['admins'], attributes: {}, authMethod: 'dev' as const },
+    principal: {
+      type: 'User' as const,
+      id: 'dev:dev-admin',
+      groups: ['admins'],
+      attributes: {},
+      authMethod: 'dev' as const,
+    },
     context: { authMethod: 'dev' as const, sourceIp: '127.0.0.1', time: 0 },
-    audit: { requestId: 'r', time: '', method: 'PUT', route: '', sourceIp: '', userAgent: '', written: false },
+    audit: {
+      requestId: 'r',
+      time: '',
+      method: 'PUT',
+      route: '',
+      sourceIp: '',
+      userAgent: '',
+      written: false,
+    },
   };
 }

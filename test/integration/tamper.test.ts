@@ -15,7 +15,9 @@ const versionKey = (path: string, version: number) => ({
 });
 
 async function item(path: string, version: number) {
-  const out = await h.client.send(new GetItemCommand({ TableName: h.tables.secrets, Key: versionKey(path, version) }));
+  const out = await h.client.send(
+    new GetItemCommand({ TableName: h.tables.secrets, Key: versionKey(path, version) }),
+  );
   if (!out.Item) throw new Error('missing item');
   return out.Item;
 }

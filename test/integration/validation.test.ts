@@ -1,5 +1,5 @@
-import { SignJWT } from 'jose';
 import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createHarness, type Harness } from '../support/harness.js';
 
@@ -71,7 +71,9 @@ describe('bodies and limits', () => {
     const over = await h.call('PUT', '/v1/secrets/limits/over', { body: { value: `${max}v` } });
     expectCleanError(over, 413, ['value_too_large']);
     // Multi-byte characters count as bytes, not characters.
-    const wide = await h.call('PUT', '/v1/secrets/limits/wide', { body: { value: 'é'.repeat(32 * 1024 + 1) } });
+    const wide = await h.call('PUT', '/v1/secrets/limits/wide', {
+      body: { value: 'é'.repeat(32 * 1024 + 1) },
+    });
     expectCleanError(wide, 413, ['value_too_large']);
   });
 
@@ -120,7 +122,9 @@ describe('bodies and limits', () => {
 
   it('when the route or method is unknown, it answers 404 or 405 in the error format', async () => {
     expectCleanError(await h.call('GET', '/v1/nope'), 404, ['not_found']);
-    expectCleanError(await h.call('POST', '/v1/secrets/a/b', { body: { value: 'x' } }), 405, ['method_not_allowed']);
+    expectCleanError(await h.call('POST', '/v1/secrets/a/b', { body: { value: 'x' } }), 405, [
+      'method_not_allowed',
+    ]);
   });
 });
 
@@ -137,7 +141,13 @@ describe('authentication (foundation: dev issuer)', () => {
       .sign(privateKey);
     const expired = await h.issuer.mint({ subject: 'old', ttlSeconds: 1 });
     await new Promise((r) => setTimeout(r, 10));
-    const variants: (string | null)[] = [null, 'garbage', foreign, `${h.token}x`, `${h.token.slice(0, -4)}AAAA`];
+    const variants: (string | null)[] = [
+      null,
+      'garbage',
+      foreign,
+      `${h.token}x`,
+      `${h.token.slice(0, -4)}AAAA`,
+    ];
     const bodies = new Set<string>();
     for (const token of variants) {
       const res = await h.call('GET', '/v1/secrets/any/thing', { token });
@@ -145,7 +155,10 @@ describe('authentication (foundation: dev issuer)', () => {
       expect(res.body.error.code).toBe('unauthenticated');
       bodies.add(res.body.error.message);
     }
-    const basic = await h.call('GET', '/v1/whoami', { token: null, headers: { authorization: 'Basic YTpi' } });
+    const basic = await h.call('GET', '/v1/whoami', {
+      token: null,
+      headers: { authorization: 'Basic YTpi' },
+    });
     expect(basic.status).toBe(401);
     bodies.add(basic.body.error.message);
     expect(bodies.size).toBe(1);
@@ -160,6 +173,11 @@ describe('authentication (foundation: dev issuer)', () => {
 
   it('when whoami is asked with a valid token, it names the principal', async () => {
     const res = await h.call('GET', '/v1/whoami');
-    expect(res.body).toMatchObject({ type: 'User', id: 'dev:dev-admin', groups: ['admins'], authMethod: 'dev' });
+    expect(res.body).toMatchObject({
+      type: 'User',
+      id: 'dev:dev-admin',
+      groups: ['admins'],
+      authMethod: 'dev',
+    });
   });
 });

@@ -47,10 +47,16 @@ describe('Envelope', () => {
     expect(keys.issued.every((k) => k.every((b) => b === 0))).toBe(true);
     expect(await envelope.open(s1, id)).toBe('secret');
     await expect(envelope.open(s1, { ...id, version: 2 })).rejects.toMatchObject({ code: 'integrity_error' });
-    await expect(envelope.open(s1, { ...id, path: 'a/c' })).rejects.toMatchObject({ code: 'integrity_error' });
-    await expect(envelope.open(s1, { ...id, table: 'other' })).rejects.toMatchObject({ code: 'integrity_error' });
+    await expect(envelope.open(s1, { ...id, path: 'a/c' })).rejects.toMatchObject({
+      code: 'integrity_error',
+    });
+    await expect(envelope.open(s1, { ...id, table: 'other' })).rejects.toMatchObject({
+      code: 'integrity_error',
+    });
     // The wrapped key of one version does not open another version's value.
-    await expect(envelope.open({ ...s2, wrappedKey: s1.wrappedKey }, { ...id, version: 2 })).rejects.toMatchObject({
+    await expect(
+      envelope.open({ ...s2, wrappedKey: s1.wrappedKey }, { ...id, version: 2 }),
+    ).rejects.toMatchObject({
       code: 'integrity_error',
     });
   });
@@ -68,7 +74,9 @@ describe('Envelope', () => {
     const rewrapped = await envelope.rewrap(sealed, id);
     expect(rewrapped.keyId).toBe(newKeyId);
     expect(await envelope.open(rewrapped, id)).toBe('rotate-me');
-    await expect(envelope.rewrap(sealed, { ...id, version: 9 })).rejects.toMatchObject({ code: 'integrity_error' });
+    await expect(envelope.rewrap(sealed, { ...id, version: 9 })).rejects.toMatchObject({
+      code: 'integrity_error',
+    });
     expect(((await stat(join(dir, 'keys/root-0002.key'))).mode & 0o777).toString(8)).toBe('600');
   });
 

@@ -3,7 +3,8 @@ import { foldersOf, validatePath, validatePrefix } from '../../lib/paths.js';
 
 describe('validatePath', () => {
   it('when a path follows the rules, it returns it unchanged', () => {
-    for (const p of ['a', 'team-a/db/password', 'A.b_c-9/x', `${'s/'.repeat(15)}t`]) expect(validatePath(p)).toBe(p);
+    for (const p of ['a', 'team-a/db/password', 'A.b_c-9/x', `${'s/'.repeat(15)}t`])
+      expect(validatePath(p)).toBe(p);
   });
 
   it('when a path has a dot segment (which URL parsing would otherwise resolve), it is refused', () => {
@@ -15,8 +16,23 @@ describe('validatePath', () => {
   });
 
   it('when a path is empty, too long, too deep or has bad characters, it is refused', () => {
-    const bad = ['', '/a', 'a/', 'a//b', 'a b', 'é', 'a\u0000b', 'x'.repeat(513), `${'s/'.repeat(16)}t`, 'a\\b', 'a:b'];
-    for (const p of bad) expect(() => validatePath(p), JSON.stringify(p)).toThrow(expect.objectContaining({ code: 'invalid_path' }));
+    const bad = [
+      '',
+      '/a',
+      'a/',
+      'a//b',
+      'a b',
+      'é',
+      'a\u0000b',
+      'x'.repeat(513),
+      `${'s/'.repeat(16)}t`,
+      'a\\b',
+      'a:b',
+    ];
+    for (const p of bad)
+      expect(() => validatePath(p), JSON.stringify(p)).toThrow(
+        expect.objectContaining({ code: 'invalid_path' }),
+      );
   });
 
   it('when a prefix is given, it may end with / or be empty, but never start with /', () => {
