@@ -1,0 +1,14 @@
+import type { Principal } from './principal.js';
+
+/**
+ * Verifies bearer tokens of one issuer. The multi-issuer authenticator picks a verifier by the
+ * token's unverified `iss` (exact match) and then the verifier checks everything, `iss` included.
+ */
+export interface TokenVerifier {
+  /** The exact `iss` this verifier accepts. */
+  readonly issuer: string;
+  /** The issuer's alias (the prefix of principal ids). */
+  readonly alias: string;
+  /** Returns the principal, or throws (any error) when the token does not verify. */
+  verify(token: string): Promise<Principal>;
+}

@@ -1,0 +1,217 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { decodeJwt } from 'jose';
+import * as oidc from 'openid-client';
+import { z } from 'zod';
+import { CofferClientError } from '../../client/errors.js';
+import { isLoopbackUrl } from '../../config-file.js';
+
+/** Refresh this long before the access token expires, so it does not die in flight. */
+const REFRESH_MARGIN_SECONDS = 30;
+
+/** What `coffer login` keeps: enough to send the token and to refresh it. */
+export interface LoginRecord {
+  readonly version: 1;
+  /** The Coffer server the login is for: the token is only ever sent there. */
+  readonly server: string;
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly scope: string;
+  readonly resource?: string;
+  readonly allowHttpLoopback: boolean;
+  readonly accessToken: string;
+  readonly refreshToken?: string;
+  /** Epoch seconds. */
+  readonly expiresAt?: number;
+}
+
+const recordSchema = z.strictObject({
+  version: z.literal(1),
+  server: z.string().min(1).max(2048),
+  issuer: z.string().min(1).max(2048),
+  clientId: z.string().min(1).max(256),
+  scope: z.string().max(2048),
+  resource: z.string().min(1).max(2048).optional(),
+  allowHttpLoopback: z.boolean(),
+  accessToken: z
+    .string()
+    .min(1)
+    .max(16 * 1024),
+  refreshToken: z
+    .string()
+    .min(1)
+    .max(16 * 1024)
+    .optional(),
+  expiresAt: z.number().int().positive().optional(),
+});
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Server addresses compare without trailing slashes. */
+export const normalizeServer = (url: string) => url.trim().replace(/\/+$/, '');
+
+/**
+ * The login cache file: `COFFER_LOGIN_CACHE`, else `$XDG_CONFIG_HOME/coffer/login.json`, else
+ * `$HOME/.config/coffer/login.json`; undefined when the environment names no home.
+ */
+export function loginCachePath(env: Env): string | undefined {
+  if (env.COFFER_LOGIN_CACHE) return env.COFFER_LOGIN_CACHE;
+  if (env.XDG_CONFIG_HOME) return join(env.XDG_CONFIG_HOME, 'coffer', 'login.json');
+  if (env.HOME) return join(env.HOME, '.config', 'coffer', 'login.json');
+  return undefined;
+}
+
+/** The cached login, or undefined when there is none or it is unreadable (a fresh login fixes it). */
+export async function readLoginCache(path: string): Promise<LoginRecord | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const parsed = recordSchema.safeParse(JSON.parse(text));
+    return parsed.success ? (parsed.data as LoginRecord) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes the cache 0600 (directory 0700) through a temp file and a rename, so it is never half written. */
+export async function writeLoginCache(path: string, record: LoginRecord): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFile(temp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+    await chmod(temp, 0o600);
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+}
+
+export async function deleteLoginCache(path: string): Promise<boolean> {
+  try {
+    await rm(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Refuses plain http except to a loopback IdP the user explicitly allowed. */
+export function checkIssuerUrl(issuer: string, allowHttpLoopback: boolean): URL {
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    throw new CofferClientError('invalid_request', 0, 'the issuer must be an absolute https URL');
+  }
+  if (url.protocol === 'https:') return url;
+  if (url.protocol === 'http:' && isLoopbackUrl(url) && allowHttpLoopback) return url;
+  throw new CofferClientError(
+    'invalid_request',
+    0,
+    'the issuer must use https (http only for a loopback IdP with --allow-http-loopback)',
+  );
+}
+
+/** An openid-client configuration for the CLI, a public client (no secret; PKCE or device flow). */
+export async function clientConfiguration(
+  issuer: string,
+  clientId: string,
+  allowHttpLoopback: boolean,
+): Promise<oidc.Configuration> {
+  const url = checkIssuerUrl(issuer, allowHttpLoopback);
+  try {
+    return await oidc.discovery(url, clientId, undefined, oidc.None(), {
+      execute: url.protocol === 'http:' ? [oidc.allowInsecureRequests] : [],
+      timeout: 15,
+    });
+  } catch (err) {
+    throw new CofferClientError(
+      'unreachable',
+      0,
+      `cannot discover the issuer ${url.origin}: ${oauthReason(err)}`,
+    );
+  }
+}
+
+/** A short, non-secret reason from an openid-client error (the IdP's error code, or the error's own code). */
+export function oauthReason(err: unknown): string {
+  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.AuthorizationResponseError)
+    return err.error;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return code;
+  return err instanceof Error ? err.name : 'unknown error';
+}
+
+/** When the access token expires: `expires_in` if the IdP said, else the token's own `exp`. */
+export function expiryOf(
+  accessToken: string,
+  expiresIn: number | undefined,
+  now: number,
+): number | undefined {
+  if (expiresIn !== undefined) return now + expiresIn;
+  try {
+    const { exp } = decodeJwt(accessToken);
+    return typeof exp === 'number' ? exp : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface CacheTokenOptions {
+  /** Epoch seconds (tests). */
+  readonly now?: number;
+}
+
+/**
+ * The access token of the login cache for `server`, refreshed first when it is (about to be)
+ * expired and a refresh token exists. Undefined when there is no cache or it is for another server.
+ * An expired login that cannot be refreshed is an error, rather than a silent switch to another
+ * identity.
+ */
+export async function loginCacheToken(
+  env: Env,
+  server: string,
+  options: CacheTokenOptions = {},
+): Promise<string | undefined> {
+  const path = loginCachePath(env);
+  if (!path) return undefined;
+  const record = await readLoginCache(path);
+  if (!record || normalizeServer(record.server) !== normalizeServer(server)) return undefined;
+  const now = options.now ?? Math.floor(Date.now() / 1000);
+  if (record.expiresAt === undefined || record.expiresAt - REFRESH_MARGIN_SECONDS > now)
+    return record.accessToken;
+  if (!record.refreshToken) {
+    throw new CofferClientError('unauthenticated', 401, 'your login has expired; run "coffer login" again');
+  }
+  let tokens: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers;
+  try {
+    const config = await clientConfiguration(record.issuer, record.clientId, record.allowHttpLoopback);
+    tokens = await oidc.refreshTokenGrant(
+      config,
+      record.refreshToken,
+      record.resource ? { resource: record.resource } : undefined,
+    );
+  } catch (err) {
+    throw new CofferClientError(
+      'unauthenticated',
+      401,
+      `your login has expired and could not be refreshed (${oauthReason(err)}); run "coffer login" again`,
+    );
+  }
+  const expiresAt = expiryOf(tokens.access_token, tokens.expiresIn(), now);
+  const refreshToken = tokens.refresh_token ?? record.refreshToken;
+  await writeLoginCache(path, {
+    ...record,
+    accessToken: tokens.access_token,
+    refreshToken,
+    ...(expiresAt !== undefined ? { expiresAt } : {}),
+  });
+  return tokens.access_token;
+}

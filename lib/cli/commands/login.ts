@@ -1,0 +1,274 @@
+import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type Command, InvalidArgumentError } from 'commander';
+import * as oidc from 'openid-client';
+import { CofferClientError } from '../../client/errors.js';
+import { DEFAULT_ADDR } from '../../config.js';
+import { type IssuerConfig, loadConfig } from '../../config-file.js';
+import type { CliIo } from '../main.js';
+import {
+  clientConfiguration,
+  deleteLoginCache,
+  expiryOf,
+  type LoginRecord,
+  loginCachePath,
+  normalizeServer,
+  oauthReason,
+  writeLoginCache,
+} from './auth-cache.js';
+
+/** How long the browser flow waits for the redirect. */
+const BROWSER_TIMEOUT_MS = 5 * 60_000;
+const DEFAULT_SCOPES = ['openid', 'offline_access'];
+
+interface LoginOptions {
+  issuer?: string;
+  clientId?: string;
+  scope?: string;
+  resource?: string;
+  browser?: boolean;
+  device?: boolean;
+  port?: number;
+  open: boolean;
+  allowHttpLoopback?: boolean;
+}
+
+interface LoginTarget {
+  issuer: string;
+  clientId: string;
+  scope: string;
+  resource?: string;
+  allowHttpLoopback: boolean;
+}
+
+/**
+ * Where to log in: flags, else `COFFER_LOGIN_*`, else the `login` block of an issuer in
+ * COFFER_CONFIG (`--issuer <alias>`, or the only issuer that has one).
+ */
+async function resolveTarget(opts: LoginOptions, io: CliIo): Promise<LoginTarget> {
+  const named = opts.issuer ?? io.env.COFFER_LOGIN_ISSUER;
+  let fromConfig: IssuerConfig | undefined;
+  let issuer: string | undefined;
+  if (named && /^https?:\/\//i.test(named)) {
+    issuer = named;
+  } else {
+    const config = await loadConfig(io.env, io.cwd);
+    const candidates = config.issuers.filter((i) => i.login && (named === undefined || i.alias === named));
+    if (candidates.length !== 1) {
+      throw new InvalidArgumentError(
+        named === undefined
+          ? 'name the issuer: --issuer <URL or alias from COFFER_CONFIG> (or COFFER_LOGIN_ISSUER)'
+          : `no issuer "${named.slice(0, 32)}" with a login block in COFFER_CONFIG`,
+      );
+    }
+    fromConfig = candidates[0] as IssuerConfig;
+    issuer = fromConfig.issuer;
+  }
+  const clientId = opts.clientId ?? io.env.COFFER_LOGIN_CLIENT_ID ?? fromConfig?.login?.clientId;
+  if (!clientId)
+    throw new InvalidArgumentError('name the OAuth client: --client-id <id> (or COFFER_LOGIN_CLIENT_ID)');
+  const scope =
+    opts.scope ?? io.env.COFFER_LOGIN_SCOPE ?? (fromConfig?.login?.scopes ?? DEFAULT_SCOPES).join(' ');
+  const resource = opts.resource ?? io.env.COFFER_LOGIN_RESOURCE ?? fromConfig?.login?.resource;
+  return {
+    issuer,
+    clientId,
+    scope,
+    ...(resource ? { resource } : {}),
+    allowHttpLoopback: Boolean(opts.allowHttpLoopback || fromConfig?.allowHttpLoopback),
+  };
+}
+
+type Tokens = oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers;
+
+async function deviceFlow(config: oidc.Configuration, target: LoginTarget, io: CliIo): Promise<Tokens> {
+  const resource: Record<string, string> = target.resource ? { resource: target.resource } : {};
+  const started = await oidc.initiateDeviceAuthorization(config, { scope: target.scope, ...resource });
+  io.stderr.write(
+    `To sign in, open ${started.verification_uri} and enter the code ${started.user_code}\n` +
+      (started.verification_uri_complete ? `(or open ${started.verification_uri_complete})\n` : '') +
+      'Waiting for you to approve…\n',
+  );
+  return oidc.pollDeviceAuthorizationGrant(config, started, resource);
+}
+
+/** Starts the browser (best effort: the URL is printed anyway). */
+function openBrowser(url: string): void {
+  const [command, args] =
+    process.platform === 'darwin'
+      ? ['open', [url]]
+      : process.platform === 'win32'
+        ? ['cmd', ['/c', 'start', '""', url]]
+        : ['xdg-open', [url]];
+  try {
+    const child = spawn(command as string, args as string[], { stdio: 'ignore', detached: true });
+    child.on('error', () => {});
+    child.unref();
+  } catch {
+    // No browser: the user opens the printed URL.
+  }
+}
+
+/**
+ * Authorization code + PKCE (S256) with a redirect to a loopback port (RFC 8252): the IdP sends
+ * the browser to http://127.0.0.1:<port>/callback, where the code is exchanged.
+ */
+async function browserFlow(
+  config: oidc.Configuration,
+  target: LoginTarget,
+  opts: LoginOptions,
+  io: CliIo,
+): Promise<Tokens> {
+  const verifier = oidc.randomPKCECodeVerifier();
+  const challenge = await oidc.calculatePKCECodeChallenge(verifier);
+  const state = oidc.randomState();
+  const resource: Record<string, string> = target.resource ? { resource: target.resource } : {};
+
+  let settle: { resolve: (t: Tokens) => void; reject: (e: unknown) => void } | undefined;
+  const result = new Promise<Tokens>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  let redirectUri = '';
+  let done = false;
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', redirectUri);
+    if (req.method !== 'GET' || url.pathname !== '/callback' || done) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    done = true;
+    oidc
+      .authorizationCodeGrant(config, url, { pkceCodeVerifier: verifier, expectedState: state }, resource)
+      .then(
+        (tokens) => {
+          res
+            .writeHead(200, { 'content-type': 'text/plain' })
+            .end('Signed in to Coffer. You can close this tab.\n');
+          settle?.resolve(tokens);
+        },
+        (err) => {
+          res.writeHead(400, { 'content-type': 'text/plain' }).end('Sign-in failed. See the terminal.\n');
+          settle?.reject(err);
+        },
+      );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  const timer = setTimeout(
+    () => settle?.reject(new Error('timed out waiting for the browser')),
+    BROWSER_TIMEOUT_MS,
+  );
+  try {
+    redirectUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/callback`;
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: redirectUri,
+      scope: target.scope,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      state,
+      // Many IdPs issue a refresh token for offline_access only after an explicit consent.
+      ...(target.scope.split(' ').includes('offline_access') ? { prompt: 'consent' } : {}),
+      ...resource,
+    });
+    io.stderr.write(`To sign in, open this URL in a browser:\n${url.href}\nWaiting for the browser…\n`);
+    if (opts.open) openBrowser(url.href);
+    return await result;
+  } finally {
+    clearTimeout(timer);
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+/** `coffer login` and `coffer logout`. */
+export function registerLoginCommands(program: Command, io: CliIo): void {
+  const json = () => program.opts<{ json?: boolean }>().json === true;
+
+  program
+    .command('login')
+    .description('sign in with your identity provider (device flow, or --browser) and cache the token (0600)')
+    .option('--issuer <url|alias>', 'issuer URL, or an alias from COFFER_CONFIG (env COFFER_LOGIN_ISSUER)')
+    .option('--client-id <id>', 'OAuth client id of the Coffer CLI at the IdP (env COFFER_LOGIN_CLIENT_ID)')
+    .option('--scope <scopes>', 'space-separated scopes (default "openid offline_access")')
+    .option('--resource <uri>', 'resource indicator for the Coffer API (env COFFER_LOGIN_RESOURCE)')
+    .option('--browser', 'authorization code + PKCE through a browser and a loopback redirect')
+    .option('--device', 'device authorization flow (the default when the IdP supports it)')
+    .option('--port <n>', 'loopback port for --browser (default: any free port)', (raw) => {
+      if (!/^\d{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) {
+        throw new InvalidArgumentError('--port must be a port number (1-65535)');
+      }
+      return Number(raw);
+    })
+    .option('--no-open', 'print the URL but do not start a browser')
+    .option(
+      '--allow-http-loopback',
+      'accept an http:// issuer on 127.0.0.1/localhost (development IdPs only)',
+    )
+    .action(async (opts: LoginOptions) => {
+      if (opts.browser && opts.device) throw new InvalidArgumentError('choose one of --browser and --device');
+      const path = loginCachePath(io.env);
+      if (!path)
+        throw new InvalidArgumentError('set HOME, XDG_CONFIG_HOME or COFFER_LOGIN_CACHE for the login cache');
+      const target = await resolveTarget(opts, io);
+      const config = await clientConfiguration(target.issuer, target.clientId, target.allowHttpLoopback);
+      const canDevice = typeof config.serverMetadata().device_authorization_endpoint === 'string';
+      if (opts.device && !canDevice) {
+        throw new CofferClientError('login_failed', 0, 'this IdP offers no device flow; use --browser');
+      }
+      const useBrowser = opts.browser === true || !canDevice;
+      let tokens: Tokens;
+      try {
+        tokens = useBrowser
+          ? await browserFlow(config, target, opts, io)
+          : await deviceFlow(config, target, io);
+      } catch (err) {
+        throw new CofferClientError('login_failed', 0, `sign-in failed: ${oauthReason(err)}`);
+      }
+      const now = Math.floor(Date.now() / 1000);
+      const expiresAt = expiryOf(tokens.access_token, tokens.expiresIn(), now);
+      const server = normalizeServer(io.env.COFFER_ADDR || DEFAULT_ADDR);
+      const record: LoginRecord = {
+        version: 1,
+        server,
+        issuer: target.issuer,
+        clientId: target.clientId,
+        scope: target.scope,
+        ...(target.resource ? { resource: target.resource } : {}),
+        allowHttpLoopback: target.allowHttpLoopback,
+        accessToken: tokens.access_token,
+        ...(tokens.refresh_token ? { refreshToken: tokens.refresh_token } : {}),
+        ...(expiresAt !== undefined ? { expiresAt } : {}),
+      };
+      await writeLoginCache(path, record);
+      const summary = {
+        server,
+        issuer: target.issuer,
+        cache: path,
+        refreshable: record.refreshToken !== undefined,
+        ...(expiresAt !== undefined ? { expiresAt: new Date(expiresAt * 1000).toISOString() } : {}),
+      };
+      if (json()) io.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      else {
+        io.stderr.write(
+          `Signed in for ${server}; token cached in ${path}` +
+            (summary.expiresAt
+              ? ` (expires ${summary.expiresAt}${summary.refreshable ? ', refreshable' : ''})`
+              : '') +
+            '\n',
+        );
+      }
+    });
+
+  program
+    .command('logout')
+    .description('delete the cached login')
+    .action(async () => {
+      const path = loginCachePath(io.env);
+      const removed = path ? await deleteLoginCache(path) : false;
+      if (json()) io.stdout.write(`${JSON.stringify({ removed })}\n`);
+      else io.stderr.write(removed ? `Removed ${path}\n` : 'No cached login\n');
+    });
+}

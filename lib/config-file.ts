@@ -1,0 +1,397 @@
+import { readFile } from 'node:fs/promises';
+import { extname, resolve } from 'node:path';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+/**
+ * The Coffer configuration file (brief §5): one file named by `COFFER_CONFIG`, JSON or YAML, one
+ * top-level object with one section per concern. It is validated once, at start; a bad file stops
+ * the process with a message that names the offending field, never per request.
+ *
+ * To add a section (policies, audit, keys, tables…): define its schema next to `issuersSection`,
+ * add it to `sections` below, and document it in docs/. Unknown top-level keys are refused, so a
+ * typo in a section name cannot silently disable it.
+ */
+
+/** Asymmetric JWS algorithms only: an HMAC key would have to be shared with every verifier. */
+export const ASYMMETRIC_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+] as const;
+export type AsymmetricAlgorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
+
+/** The longest clock skew accepted on `exp`/`nbf`. */
+export const MAX_CLOCK_SKEW_SECONDS = 60;
+/** Default minimum time between two JWKS fetches caused by an unknown `kid`. */
+export const DEFAULT_JWKS_REFRESH_SECONDS = 60;
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/**
+ * Aliases that cannot be configured: `dev` belongs to the local dev issuer, and `arn` would let an
+ * OIDC subject such as `aws:iam::1:user/x` produce the id `arn:aws:iam::1:user/x` of an IAM user.
+ */
+export const RESERVED_ALIASES = ['dev', 'arn'] as const;
+/** The dev issuer's `iss`; no configured issuer may claim it. */
+const RESERVED_ISSUERS = ['urn:coffer:dev'];
+
+/** A claim name, or a path of names into nested objects (`[realm_access, roles]`). */
+export type ClaimPath = string | readonly string[];
+
+export interface IssuerConfig {
+  /** Short name; principal ids are `<alias>:<id claim>`. */
+  readonly alias: string;
+  /** The exact `iss` of the tokens (and the discovery base URL). */
+  readonly issuer: string;
+  /** A token's `aud` must contain at least one of these. */
+  readonly audiences: readonly string[];
+  readonly algorithms: readonly AsymmetricAlgorithm[];
+  /** Require the JWS header `typ: at+jwt` (RFC 9068 access tokens). */
+  readonly requireAtJwt: boolean;
+  readonly claims: {
+    readonly id: ClaimPath;
+    readonly groups: ClaimPath;
+    /** Coffer attribute name -> claim. */
+    readonly attributes: Readonly<Record<string, ClaimPath>>;
+  };
+  /** IdP group value -> Coffer groups. A value with no entry gives no group. */
+  readonly groupMapping: Readonly<Record<string, readonly string[]>>;
+  /** Minimum seconds between JWKS fetches caused by an unknown `kid`. */
+  readonly jwksRefreshSeconds: number;
+  /** Skips discovery: the JWKS is fetched from here. */
+  readonly jwksUri?: string;
+  readonly clockSkewSeconds: number;
+  /** Permits `http://` for loopback issuers (127.0.0.1, ::1, localhost): tests and local IdPs only. */
+  readonly allowHttpLoopback: boolean;
+  /** What `coffer login --issuer <alias>` needs. */
+  readonly login?: {
+    readonly clientId: string;
+    readonly scopes: readonly string[];
+    readonly resource?: string;
+  };
+}
+
+export interface CofferConfig {
+  readonly issuers: readonly IssuerConfig[];
+}
+
+const toArray = <T>(v: T | readonly T[]): T[] => (Array.isArray(v) ? [...v] : [v as T]);
+
+const claimName = z.string().min(1).max(256);
+const claimPath = z.union([claimName, z.array(claimName).min(1).max(8)]);
+const groupName = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,64}$/, 'group names are 1-64 characters of A-Z a-z 0-9 . _ -');
+const attributeName = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/, 'attribute names are 1-64 characters of A-Z a-z 0-9 _');
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+export function isLoopbackUrl(url: URL): boolean {
+  return LOOPBACK_HOSTS.has(url.hostname);
+}
+
+/** Checks an issuer or JWKS URL: https, or http on loopback when the issuer allows it. */
+function checkUrl(value: string, allowHttpLoopback: boolean): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be an absolute URL';
+  }
+  if (url.username || url.password) return 'must not carry credentials';
+  if (url.search || url.hash) return 'must not have a query or fragment';
+  if (url.protocol === 'https:') return undefined;
+  if (url.protocol === 'http:') {
+    if (!isLoopbackUrl(url)) return 'must use https (http is only for loopback issuers)';
+    if (!allowHttpLoopback) return 'uses http: set allowHttpLoopback: true (loopback development IdPs only)';
+    return undefined;
+  }
+  return 'must use https';
+}
+
+const issuerSchema = z
+  .strictObject({
+    alias: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,31}$/, 'aliases are 1-32 characters of a-z 0-9 -, starting with a letter')
+      .refine((a) => !(RESERVED_ALIASES as readonly string[]).includes(a), 'this alias is reserved'),
+    issuer: z
+      .string()
+      .max(2048)
+      .refine((i) => !RESERVED_ISSUERS.includes(i), 'this issuer is reserved for the dev issuer'),
+    audiences: z.union([claimName, z.array(claimName).min(1).max(20)]).transform(toArray),
+    algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS)).min(1).max(11).default(['RS256']),
+    requireAtJwt: z.boolean().default(false),
+    claims: z
+      .strictObject({
+        id: claimPath.default('sub'),
+        groups: claimPath.default('groups'),
+        attributes: z.record(attributeName, claimPath).default({}),
+      })
+      .default({ id: 'sub', groups: 'groups', attributes: {} }),
+    groupMapping: z
+      .record(z.string().min(1).max(256), z.union([groupName, z.array(groupName).max(50)]).transform(toArray))
+      .default({}),
+    jwksRefreshSeconds: z.number().int().min(1).max(86_400).optional(),
+    jwksUri: z.string().max(2048).optional(),
+    clockSkewSeconds: z.number().int().min(0).max(MAX_CLOCK_SKEW_SECONDS).default(MAX_CLOCK_SKEW_SECONDS),
+    allowHttpLoopback: z.boolean().default(false),
+    login: z
+      .strictObject({
+        clientId: z.string().min(1).max(256),
+        scopes: z
+          .array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/))
+          .default(['openid', 'offline_access']),
+        resource: z.string().min(1).max(2048).optional(),
+      })
+      .optional(),
+  })
+  .superRefine((issuer, ctx) => {
+    const problem = checkUrl(issuer.issuer, issuer.allowHttpLoopback);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['issuer'], message: problem });
+    if (issuer.jwksUri !== undefined) {
+      const jwksProblem = checkUrl(issuer.jwksUri, issuer.allowHttpLoopback);
+      if (jwksProblem) ctx.addIssue({ code: 'custom', path: ['jwksUri'], message: jwksProblem });
+    }
+  });
+
+const issuersSection = z
+  .array(issuerSchema)
+  .max(20)
+  .default([])
+  .superRefine((issuers, ctx) => {
+    const aliases = new Set<string>();
+    const urls = new Set<string>();
+    issuers.forEach((issuer, i) => {
+      if (aliases.has(issuer.alias))
+        ctx.addIssue({ code: 'custom', path: [i, 'alias'], message: 'duplicate alias' });
+      if (urls.has(issuer.issuer))
+        ctx.addIssue({ code: 'custom', path: [i, 'issuer'], message: 'duplicate issuer' });
+      aliases.add(issuer.alias);
+      urls.add(issuer.issuer);
+    });
+  });
+
+/** One entry per top-level section. Other sections join here. */
+const sections = {
+  issuers: issuersSection,
+};
+
+const configSchema = z.strictObject(sections);
+
+type RawObject = Record<string, unknown>;
+
+const isObject = (v: unknown): v is RawObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const splitList = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+/** `eng=engineers,ops=operators,ops=oncall` -> `{ eng: [engineers], ops: [operators, oncall] }`. */
+function parseGroupMap(value: string): Record<string, string[]> {
+  const map: Record<string, string[]> = {};
+  for (const pair of splitList(value)) {
+    const at = pair.indexOf('=');
+    if (at <= 0 || at === pair.length - 1) {
+      throw new ConfigError('COFFER_OIDC_GROUP_MAP must look like idp-group=coffer-group,other=group2');
+    }
+    const from = pair.slice(0, at).trim();
+    const to = pair.slice(at + 1).trim();
+    map[from] = [...(map[from] ?? []), to];
+  }
+  return map;
+}
+
+function parseBool(name: string, value: string): boolean {
+  if (/^(1|true|yes)$/i.test(value)) return true;
+  if (/^(0|false|no)$/i.test(value)) return false;
+  throw new ConfigError(`${name} must be true or false`);
+}
+
+const OIDC_ENV = [
+  'COFFER_OIDC_AUDIENCE',
+  'COFFER_OIDC_ALGORITHMS',
+  'COFFER_OIDC_REQUIRE_AT_JWT',
+  'COFFER_OIDC_GROUPS_CLAIM',
+  'COFFER_OIDC_GROUP_MAP',
+  'COFFER_OIDC_ALLOW_HTTP_LOOPBACK',
+] as const;
+
+/**
+ * Env overrides for the common single-issuer settings. `COFFER_OIDC_ISSUER` defines (or, with the
+ * alias of a file issuer, replaces the URL of) the issuer named `COFFER_OIDC_ALIAS` (default `oidc`);
+ * the other `COFFER_OIDC_*` variables override that issuer's fields.
+ */
+function applyEnv(raw: RawObject, env: Readonly<Record<string, string | undefined>>): RawObject {
+  const get = (name: string) => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  const url = get('COFFER_OIDC_ISSUER');
+  const aliasVar = get('COFFER_OIDC_ALIAS');
+  const setFields = OIDC_ENV.filter((name) => get(name) !== undefined);
+  if (url === undefined && aliasVar === undefined) {
+    if (setFields.length > 0) {
+      throw new ConfigError(
+        `${setFields[0]} needs COFFER_OIDC_ISSUER or COFFER_OIDC_ALIAS to name its issuer`,
+      );
+    }
+    return raw;
+  }
+  const alias = aliasVar ?? 'oidc';
+  const issuers = Array.isArray(raw.issuers)
+    ? [...raw.issuers]
+    : raw.issuers === undefined
+      ? []
+      : raw.issuers;
+  if (!Array.isArray(issuers)) return raw; // the schema reports the bad section
+  let index = issuers.findIndex((i) => isObject(i) && i.alias === alias);
+  if (index === -1) {
+    if (url === undefined) {
+      throw new ConfigError(
+        `COFFER_OIDC_ALIAS names "${alias.slice(0, 32)}", which no configured issuer has`,
+      );
+    }
+    issuers.push({ alias });
+    index = issuers.length - 1;
+  }
+  const issuer: RawObject = { ...(issuers[index] as RawObject) };
+  const claims: RawObject = isObject(issuer.claims) ? { ...issuer.claims } : {};
+  if (url !== undefined) issuer.issuer = url;
+  const audience = get('COFFER_OIDC_AUDIENCE');
+  if (audience !== undefined) issuer.audiences = splitList(audience);
+  const algorithms = get('COFFER_OIDC_ALGORITHMS');
+  if (algorithms !== undefined) issuer.algorithms = splitList(algorithms);
+  const atJwt = get('COFFER_OIDC_REQUIRE_AT_JWT');
+  if (atJwt !== undefined) issuer.requireAtJwt = parseBool('COFFER_OIDC_REQUIRE_AT_JWT', atJwt);
+  const groupsClaim = get('COFFER_OIDC_GROUPS_CLAIM');
+  if (groupsClaim !== undefined) {
+    claims.groups = groupsClaim;
+    issuer.claims = claims;
+  }
+  const groupMap = get('COFFER_OIDC_GROUP_MAP');
+  if (groupMap !== undefined) issuer.groupMapping = parseGroupMap(groupMap);
+  const http = get('COFFER_OIDC_ALLOW_HTTP_LOOPBACK');
+  if (http !== undefined) issuer.allowHttpLoopback = parseBool('COFFER_OIDC_ALLOW_HTTP_LOOPBACK', http);
+  issuers[index] = issuer;
+  return { ...raw, issuers };
+}
+
+function formatIssues(source: string, error: z.ZodError): string {
+  const lines = error.issues.slice(0, 10).map((issue) => {
+    const where = issue.path.length > 0 ? issue.path.map(String).join('.') : '(top level)';
+    return `  - ${where}: ${issue.message}`;
+  });
+  const more = error.issues.length > 10 ? [`  - and ${error.issues.length - 10} more`] : [];
+  return [`invalid configuration (${source}):`, ...lines, ...more].join('\n');
+}
+
+/** The raw document: JSON for `.json`, else YAML (a superset of JSON). Duplicate keys are errors. */
+function parseDocument(text: string, source: string, format: 'json' | 'yaml'): unknown {
+  if (Buffer.byteLength(text, 'utf8') > MAX_CONFIG_BYTES) {
+    throw new ConfigError(`configuration file ${source} is larger than 1 MiB`);
+  }
+  try {
+    if (format === 'json') return JSON.parse(text);
+    return YAML.parse(text, { uniqueKeys: true, maxAliasCount: 100, prettyErrors: true }) ?? {};
+  } catch (err) {
+    const detail = err instanceof Error ? err.message.split('\n')[0] : 'unreadable';
+    throw new ConfigError(`configuration file ${source} is not valid ${format.toUpperCase()}: ${detail}`);
+  }
+}
+
+export interface ParseConfigOptions {
+  /** Where the text came from, for messages (a path, or "environment"). */
+  readonly source?: string;
+  readonly format?: 'json' | 'yaml';
+  /** Environment for the `COFFER_OIDC_*` / `COFFER_JWKS_REFRESH_SECONDS` overrides. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * Parses and validates configuration text (pure: no file or process.env access).
+ *
+ * @example
+ * const config = parseConfig('issuers: []', { source: 'inline', env: {} });
+ */
+export function parseConfig(text: string, options: ParseConfigOptions = {}): CofferConfig {
+  const source = options.source ?? 'configuration';
+  const env = options.env ?? {};
+  const doc = text.trim() === '' ? {} : parseDocument(text, source, options.format ?? 'yaml');
+  if (!isObject(doc))
+    throw new ConfigError(`configuration file ${source} must hold one object at the top level`);
+  const withEnv = applyEnv(doc, env);
+  const result = configSchema.safeParse(withEnv);
+  if (!result.success) throw new ConfigError(formatIssues(source, result.error));
+
+  const rawRefresh = env.COFFER_JWKS_REFRESH_SECONDS;
+  let defaultRefresh = DEFAULT_JWKS_REFRESH_SECONDS;
+  if (rawRefresh !== undefined && rawRefresh.trim() !== '') {
+    if (!/^\d{1,5}$/.test(rawRefresh.trim()) || Number(rawRefresh) < 1 || Number(rawRefresh) > 86_400) {
+      throw new ConfigError('COFFER_JWKS_REFRESH_SECONDS must be a whole number of seconds from 1 to 86400');
+    }
+    defaultRefresh = Number(rawRefresh);
+  }
+
+  return {
+    ...result.data,
+    issuers: result.data.issuers.map((i) => ({
+      alias: i.alias,
+      issuer: i.issuer,
+      audiences: i.audiences,
+      algorithms: i.algorithms,
+      requireAtJwt: i.requireAtJwt,
+      claims: i.claims,
+      groupMapping: i.groupMapping,
+      jwksRefreshSeconds: i.jwksRefreshSeconds ?? defaultRefresh,
+      ...(i.jwksUri !== undefined ? { jwksUri: i.jwksUri } : {}),
+      clockSkewSeconds: i.clockSkewSeconds,
+      allowHttpLoopback: i.allowHttpLoopback,
+      ...(i.login
+        ? {
+            login: {
+              clientId: i.login.clientId,
+              scopes: i.login.scopes,
+              ...(i.login.resource !== undefined ? { resource: i.login.resource } : {}),
+            },
+          }
+        : {}),
+    })),
+  };
+}
+
+/**
+ * Reads the file named by `env.COFFER_CONFIG` (relative to `cwd`) and validates it with the env
+ * overrides. Without `COFFER_CONFIG` the configuration comes from the environment alone. Callers
+ * (bin/, functions/, the CLI) pass their environment: lib/ never reads process.env.
+ */
+export async function loadConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  cwd: string,
+): Promise<CofferConfig> {
+  const path = env.COFFER_CONFIG?.trim();
+  if (!path) return parseConfig('', { source: 'environment', env });
+  const full = resolve(cwd, path);
+  let text: string;
+  try {
+    text = await readFile(full, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(`cannot read COFFER_CONFIG file ${full} (${code})`);
+  }
+  const format = extname(full).toLowerCase() === '.json' ? 'json' : 'yaml';
+  return parseConfig(text, { source: full, format, env });
+}
