@@ -1,0 +1,387 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import { canonicalJson } from '../crypto/canonical.js';
+import { CofferError } from '../errors.js';
+import { ACTIONS } from './authorizer.js';
+import { cedar, type DetailedError, type PolicyJson, type SchemaJson } from './cedar-engine.js';
+import { contextJson, NAMESPACE, principalEntity, resourceEntity, TYPES, type Uid } from './entities.js';
+
+export const SCHEMA_FILE = 'schema.cedarschema';
+export const POLICY_EXTENSION = '.cedar';
+
+/**
+ * The policy set could not be loaded: a file is missing or unreadable, a policy does not parse or
+ * does not validate against the schema. Raised at start (the server does not run without a valid
+ * policy set) and by `coffer policy validate`; each problem names the file and the line:column.
+ */
+export class PolicySetError extends CofferError {
+  static override readonly code = 'invalid_policy_set';
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(`invalid policy set:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.problems = problems;
+  }
+}
+
+/** A file's name (as shown in messages) and text. */
+export interface PolicySource {
+  readonly name: string;
+  readonly text: string;
+}
+
+export interface LoadedPolicy {
+  /** The `@id("...")` annotation, else `<file>:<line>`. */
+  readonly id: string;
+  readonly effect: 'permit' | 'forbid';
+  /** `<file>:<line>` where the policy starts. */
+  readonly location: string;
+  readonly text: string;
+  readonly json: PolicyJson;
+}
+
+/** What the schema says about one action. */
+export interface ActionInfo {
+  readonly principalTypes: ReadonlySet<string>;
+  readonly resourceTypes: ReadonlySet<string>;
+  /** Action groups it belongs to, transitively. */
+  readonly parents: readonly Uid[];
+}
+
+/** A parsed, validated policy set: what the authorizer runs on. */
+export interface PolicySet {
+  readonly schema: PolicySource;
+  readonly policies: readonly LoadedPolicy[];
+  readonly actions: ReadonlyMap<string, ActionInfo>;
+  /** SHA-256 (hex) of the canonical text of the schema and every policy file. */
+  readonly hash: string;
+  /** The policy files, in load order. */
+  readonly files: readonly string[];
+  /** Validator warnings: they do not stop the start, they are worth reading. */
+  readonly warnings: readonly string[];
+}
+
+const normalize = (text: string): string => text.replace(/\r\n?/g, '\n');
+
+/**
+ * SHA-256 of the canonical policy set text: the schema and every policy file by name (sorted),
+ * line endings normalized, so the same files hash the same on every machine and any edit to a
+ * policy or the schema changes the hash that audit records carry.
+ */
+export function policySetHash(schema: PolicySource, files: readonly PolicySource[]): string {
+  const canonical = canonicalJson({
+    schema: normalize(schema.text),
+    policies: [...files]
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((f) => [f.name, normalize(f.text)]),
+  });
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+/** 1-based line and column of a character offset. */
+function lineCol(text: string, offset: number): { line: number; col: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      start = i + 1;
+    }
+  }
+  return { line, col: offset - start + 1 };
+}
+
+/** Cedar reports UTF-8 byte offsets; JavaScript strings index UTF-16 units. */
+function byteToChar(text: string, byteOffset: number): number {
+  return Buffer.from(text, 'utf8').subarray(0, byteOffset).toString('utf8').length;
+}
+
+interface Chunk {
+  readonly text: string;
+  /** Character offset of the chunk in its file. */
+  readonly start: number;
+}
+
+/**
+ * Splits a policy file into one text per policy, at each `;` outside string literals and `//`
+ * comments (Cedar has no other comment form and no other use of `;`), so each policy keeps its
+ * location in the file for messages and ids. Cedar then parses each piece on its own: a split in
+ * the wrong place could only produce a parse error, never a different policy.
+ */
+export function splitPolicies(text: string): Chunk[] {
+  const chunks: Chunk[] = [];
+  let start = 0;
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '"') {
+      i++;
+      while (i < text.length && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+      i++;
+    } else if (c === '/' && text[i + 1] === '/') {
+      while (i < text.length && text[i] !== '\n') i++;
+    } else if (c === ';') {
+      chunks.push({ text: text.slice(start, i + 1), start });
+      i++;
+      start = i;
+    } else {
+      i++;
+    }
+  }
+  const rest = text.slice(start);
+  // Whatever follows the last `;` must be blank or comments; anything else is an unfinished policy
+  // that Cedar will report.
+  if (rest.replace(/\/\/[^\n]*/g, '').trim() !== '') chunks.push({ text: rest, start });
+  return chunks;
+}
+
+/** Offset of the first character of a chunk that is neither whitespace nor a comment. */
+function firstToken(text: string): number {
+  const m = /^(?:\s|\/\/[^\n]*)*/.exec(text);
+  return m ? m[0].length : 0;
+}
+
+function describe(
+  file: string,
+  text: string,
+  base: number,
+  local: string,
+  err: DetailedError,
+  strip?: RegExp,
+): string {
+  const loc = err.sourceLocations?.[0];
+  const at = loc ? base + byteToChar(local, loc.start) : base + firstToken(local);
+  const { line, col } = lineCol(text, at);
+  const message = strip ? err.message.replace(strip, '') : err.message;
+  const label = loc?.label ? ` (${loc.label})` : '';
+  const help = err.help ? `; ${err.help}` : '';
+  return `${file}:${line}:${col}: ${message}${label}${help}`;
+}
+
+/** Reads what the schema says about the actions and checks it declares every Coffer action. */
+function actionsOf(schema: SchemaJson<string>, problems: string[]): Map<string, ActionInfo> {
+  const ns = schema[NAMESPACE];
+  const out = new Map<string, ActionInfo>();
+  if (!ns) {
+    problems.push(`${SCHEMA_FILE}: the schema must declare namespace ${NAMESPACE}`);
+    return out;
+  }
+  const qualify = (name: string) => (name.includes('::') ? name : `${NAMESPACE}::${name}`);
+  const direct = new Map<string, string[]>();
+  for (const [name, def] of Object.entries(ns.actions)) {
+    direct.set(
+      name,
+      (def.memberOf ?? [])
+        .filter((m) => m.type === undefined || qualify(m.type) === TYPES.action)
+        .map((m) => m.id),
+    );
+  }
+  const ancestors = (name: string, seen = new Set<string>()): Set<string> => {
+    for (const p of direct.get(name) ?? []) {
+      if (!seen.has(p)) {
+        seen.add(p);
+        ancestors(p, seen);
+      }
+    }
+    return seen;
+  };
+  for (const [name, def] of Object.entries(ns.actions)) {
+    out.set(name, {
+      principalTypes: new Set((def.appliesTo?.principalTypes ?? []).map(qualify)),
+      resourceTypes: new Set((def.appliesTo?.resourceTypes ?? []).map(qualify)),
+      parents: [...ancestors(name)].map((id) => ({ type: TYPES.action, id })),
+    });
+  }
+  for (const action of ACTIONS) {
+    if (!out.has(action)) problems.push(`${SCHEMA_FILE}: the schema must declare action "${action}"`);
+  }
+  return out;
+}
+
+/**
+ * Checks that the schema accepts the entities and context Coffer sends, so that a schema edited out
+ * of step with lib/authz/entities.ts stops the start instead of failing (closed) on every request.
+ */
+function probeSchema(schemaText: string, problems: string[]): void {
+  const user = principalEntity({
+    type: 'User',
+    id: 'probe:user',
+    groups: ['probe'],
+    attributes: { probe: 'x' },
+    authMethod: 'oidc',
+    issuer: 'probe',
+  });
+  const role = principalEntity({
+    type: 'Role',
+    id: 'arn:aws:iam::000000000000:role/probe',
+    groups: [],
+    attributes: { account: '000000000000' },
+    authMethod: 'iam',
+  });
+  const secret = resourceEntity({ kind: 'Secret', path: 'a/b/c', tags: { env: 'x' }, owner: 'probe:user' });
+  const folder = resourceEntity({ kind: 'Folder', path: 'a/b/' });
+  const entities = cedar.checkParseEntities({ entities: [user, role, secret, folder], schema: schemaText });
+  if (entities.type === 'failure') {
+    for (const e of entities.errors) {
+      problems.push(`${SCHEMA_FILE}: does not accept the entities Coffer sends: ${e.message}`);
+    }
+  }
+  for (const sourceIp of ['10.0.0.1', 'unknown']) {
+    const context = contextJson({ authMethod: 'oidc', sourceIp, time: 0 });
+    for (const action of ACTIONS) {
+      const answer = cedar.checkParseContext({
+        context: context as never,
+        schema: schemaText,
+        action: { type: TYPES.action, id: action },
+      });
+      if (answer.type === 'failure') {
+        problems.push(
+          `${SCHEMA_FILE}: does not accept the context Coffer sends for "${action}": ${answer.errors[0]?.message ?? 'rejected'}`,
+        );
+        return;
+      }
+    }
+  }
+}
+
+/**
+ * Parses the schema and the policy files, validates every policy against the schema (Cedar's
+ * strict mode) and returns the set, or throws PolicySetError listing every problem with its file
+ * and line:column. Template policies (with `?principal`/`?resource` slots) are refused.
+ */
+export function compilePolicySet(schema: PolicySource, files: readonly PolicySource[]): PolicySet {
+  const problems: string[] = [];
+  const schemaParse = cedar.checkParseSchema(schema.text);
+  if (schemaParse.type === 'failure') {
+    throw new PolicySetError(
+      schemaParse.errors.map((e) => describe(schema.name, schema.text, 0, schema.text, e)),
+    );
+  }
+  const schemaJson = cedar.schemaToJson(schema.text);
+  if (schemaJson.type === 'failure') {
+    throw new PolicySetError(schemaJson.errors.map((e) => `${schema.name}: ${e.message}`));
+  }
+  const actions = actionsOf(schemaJson.json, problems);
+  probeSchema(schema.text, problems);
+
+  const policies: LoadedPolicy[] = [];
+  const chunkOf = new Map<string, { file: PolicySource; chunk: Chunk }>();
+  const parseIdPrefix = /^failed to parse policy with id `[^`]*` from string: /;
+  for (const file of files) {
+    for (const chunk of splitPolicies(file.text)) {
+      const parsed = cedar.checkParsePolicySet({ staticPolicies: { policy: chunk.text } });
+      if (parsed.type === 'failure') {
+        for (const e of parsed.errors) {
+          problems.push(describe(file.name, file.text, chunk.start, chunk.text, e, parseIdPrefix));
+        }
+        continue;
+      }
+      const json = cedar.policyToJson(chunk.text);
+      if (json.type === 'failure') {
+        for (const e of json.errors)
+          problems.push(describe(file.name, file.text, chunk.start, chunk.text, e));
+        continue;
+      }
+      const { line } = lineCol(file.text, chunk.start + firstToken(chunk.text));
+      const location = `${file.name}:${line}`;
+      const id = json.json.annotations?.id ?? location;
+      const clash = chunkOf.get(id);
+      if (clash) {
+        const first = policies.find((p) => p.id === id);
+        problems.push(
+          `${location}: policy id "${id}" is already used at ${first?.location ?? clash.file.name}`,
+        );
+        continue;
+      }
+      chunkOf.set(id, { file, chunk });
+      policies.push({ id, effect: json.json.effect, location, text: chunk.text, json: json.json });
+    }
+  }
+  if (problems.length > 0) throw new PolicySetError(problems);
+
+  const warnings: string[] = [];
+  const validation = cedar.validate({
+    schema: schema.text,
+    policies: { staticPolicies: Object.fromEntries(policies.map((p) => [p.id, p.text])) },
+    validationSettings: { mode: 'strict' },
+  });
+  if (validation.type === 'failure') {
+    throw new PolicySetError(validation.errors.map((e) => `${schema.name}: ${e.message}`));
+  }
+  const where = (policyId: string, e: DetailedError): string => {
+    const origin = chunkOf.get(policyId);
+    if (!origin) return `${policyId}: ${e.message}`;
+    return describe(origin.file.name, origin.file.text, origin.chunk.start, origin.chunk.text, e);
+  };
+  for (const v of validation.validationErrors) problems.push(where(v.policyId, v.error));
+  for (const v of validation.validationWarnings) warnings.push(where(v.policyId, v.error));
+  for (const w of validation.otherWarnings) warnings.push(w.message);
+  if (problems.length > 0) throw new PolicySetError(problems);
+
+  return {
+    schema,
+    policies,
+    actions,
+    hash: policySetHash(schema, files),
+    files: files.map((f) => f.name),
+    warnings,
+  };
+}
+
+async function readSource(dir: string, name: string): Promise<PolicySource> {
+  try {
+    return { name, text: await readFile(join(dir, name), 'utf8') };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PolicySetError([
+      code === 'ENOENT'
+        ? `${name}: file not found in ${dir}`
+        : `${name}: cannot be read (${code ?? 'error'})`,
+    ]);
+  }
+}
+
+export interface LoadOptions {
+  /**
+   * More policy files, relative to the directory (e.g. `examples/prod-readers.cedar`), loaded after
+   * the directory's own. Used by the policy test tables.
+   */
+  readonly extraFiles?: readonly string[];
+}
+
+/**
+ * Loads `schema.cedarschema` and every `*.cedar` file directly in `dir` (sorted by name; the
+ * `tests/` and `examples/` sub-folders are not loaded), then parses and validates them.
+ *
+ * @example
+ * const set = await loadPolicyDir(settings.policyDir); // throws PolicySetError if invalid
+ */
+export async function loadPolicyDir(dir: string, options: LoadOptions = {}): Promise<PolicySet> {
+  const root = resolve(dir);
+  let names: string[];
+  try {
+    names = (await readdir(root, { withFileTypes: true }))
+      .filter((e) => e.isFile() && e.name.endsWith(POLICY_EXTENSION))
+      .map((e) => e.name)
+      .sort();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PolicySetError([
+      code === 'ENOENT'
+        ? `policy directory ${root} not found`
+        : `policy directory ${root}: ${code ?? 'error'}`,
+    ]);
+  }
+  for (const extra of options.extraFiles ?? []) {
+    const full = resolve(root, extra);
+    const rel = relative(root, full);
+    if (rel.startsWith('..') || !rel.endsWith(POLICY_EXTENSION)) {
+      throw new PolicySetError([`${extra}: extra policy files must be .cedar files inside ${root}`]);
+    }
+    if (!names.includes(rel)) names.push(rel);
+  }
+  const schema = await readSource(root, SCHEMA_FILE);
+  const files = await Promise.all(names.map((n) => readSource(root, n)));
+  return compilePolicySet(schema, files);
+}
