@@ -21,6 +21,11 @@ export interface AuditContext {
   version?: number;
   decision?: Decision;
   policySetHash?: string;
+  /**
+   * Request fields that may be sensitive beyond the path (the query string, client-supplied
+   * metadata such as an Idempotency-Key). The record keeps only their keyed HMAC-SHA256.
+   */
+  sensitive?: Record<string, string>;
   /** Set once the record was written inside a change's transaction. */
   written: boolean;
 }
