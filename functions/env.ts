@@ -1,0 +1,67 @@
+import { type CofferConfig, parseConfig } from '../lib/config-file.js';
+import { ConfigError } from '../lib/errors.js';
+import type { TableNames } from '../lib/store/tables.js';
+
+/**
+ * The environment contract between the CDK stack (which sets these variables) and the Lambda
+ * functions (which read them once, at cold start). Nothing secret is ever passed this way: only
+ * names and ARNs.
+ */
+export const ENV = {
+  secretsTable: 'COFFER_SECRETS_TABLE',
+  auditTable: 'COFFER_AUDIT_TABLE',
+  /** ARN of the key new data keys are wrapped under. */
+  secretsKeyArn: 'COFFER_SECRETS_KEY_ARN',
+  /** Comma-separated ARNs of keys that wrapped older versions (after moving keys). */
+  previousSecretsKeyArns: 'COFFER_PREVIOUS_SECRETS_KEY_ARNS',
+  /** ARN of the ECC_NIST_P256 root audit key. */
+  auditKeyArn: 'COFFER_AUDIT_KEY_ARN',
+  /** ARN of the HMAC key the audit field-hashing key is derived from. */
+  fieldHmacKeyArn: 'COFFER_FIELD_HMAC_KEY_ARN',
+  /** The Coffer configuration (issuers, claims, group mappings) as JSON. */
+  config: 'COFFER_CONFIG_JSON',
+  /** `kms` or `cloudhsm`, for the record only. */
+  keyStore: 'COFFER_KEY_STORE',
+} as const;
+
+/**
+ * The label the audit field-hashing key is derived from (kms:GenerateMac over it with the field
+ * key). Changing it changes every future hash, so it is versioned.
+ */
+export const FIELD_HMAC_LABEL = 'coffer/audit-field-hmac/v1';
+
+/** Namespace of the metrics the checkpoint job publishes (VerificationProblems, CheckpointsWritten…). */
+export const AUDIT_METRIC_NAMESPACE = 'Coffer/Audit';
+
+export interface LambdaSettings {
+  readonly tables: TableNames;
+  readonly secretsKeyArn: string;
+  readonly previousSecretsKeyArns: readonly string[];
+  readonly auditKeyArn: string;
+  readonly fieldHmacKeyArn?: string;
+  /** COFFER_CONFIG_JSON with the COFFER_OIDC_* overrides; no issuers when it is absent. */
+  readonly config: CofferConfig;
+}
+
+function required(env: NodeJS.ProcessEnv, name: string): string {
+  const value = env[name];
+  if (!value) throw new ConfigError(`environment variable ${name} is required`);
+  return value;
+}
+
+/** Reads the settings of a Coffer function; a missing variable fails the cold start loudly. */
+export function lambdaSettings(env: NodeJS.ProcessEnv): LambdaSettings {
+  const config = parseConfig(env[ENV.config] ?? '', { source: ENV.config, format: 'json', env });
+  const fieldHmacKeyArn = env[ENV.fieldHmacKeyArn];
+  return {
+    tables: { secrets: required(env, ENV.secretsTable), audit: required(env, ENV.auditTable) },
+    secretsKeyArn: required(env, ENV.secretsKeyArn),
+    previousSecretsKeyArns: (env[ENV.previousSecretsKeyArns] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+    auditKeyArn: required(env, ENV.auditKeyArn),
+    ...(fieldHmacKeyArn ? { fieldHmacKeyArn } : {}),
+    config,
+  };
+}

@@ -1,0 +1,30 @@
+import { App, type AppProps, Validations } from 'aws-cdk-lib';
+import { CURRENTLY_RECOMMENDED_FLAGS } from 'aws-cdk-lib/cx-api';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { CofferStack } from './coffer-stack.js';
+import { type CofferSettings, readSettings } from './settings.js';
+
+export interface CofferApp {
+  readonly app: App;
+  readonly stack: CofferStack;
+  readonly settings: CofferSettings;
+}
+
+/**
+ * Builds the CDK app: settings from context, the stack, and cdk-nag's AWS Solutions checks as a
+ * policy validation plugin (violations fail `cdk synth`). `props.context` lets tests synthesize
+ * each mode without touching cdk.json.
+ *
+ * The feature flags `cdk init` would write into cdk.json are set here instead, as the lowest
+ * precedence context, so that `cdk synth` and the tests synthesize the very same template.
+ */
+export function createCofferApp(props: AppProps = {}, baseDir?: string): CofferApp {
+  const app = new App({ ...props, context: { ...CURRENTLY_RECOMMENDED_FLAGS, ...props.context } });
+  const settings = readSettings((key) => app.node.tryGetContext(key), baseDir);
+  const stack = new CofferStack(app, settings.stackName, {
+    settings,
+    description: `Coffer secrets manager (key store: ${settings.keyStore})`,
+  });
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  return { app, stack, settings };
+}

@@ -1,0 +1,218 @@
+import { CfnOutput, Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type { Construct } from 'constructs';
+import { AUDIT_METRIC_NAMESPACE, ENV } from '../functions/env.js';
+import { AlarmTopic } from './constructs/alarm-topic.js';
+import { CofferFunction } from './constructs/coffer-function.js';
+import { CofferHttpApi } from './constructs/http-api.js';
+import { CofferKeys } from './constructs/keys.js';
+import { KmsKeyEvents } from './constructs/kms-key-events.js';
+import { CofferMonitoring } from './constructs/monitoring.js';
+import { ScheduledJob } from './constructs/scheduled-job.js';
+import { CofferTables } from './constructs/tables.js';
+import type { CofferSettings } from './settings.js';
+
+/** Item actions the secrets store uses (lib/store/secrets-store.ts). No Scan: nothing scans. */
+export const SECRETS_TABLE_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:Query',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:BatchWriteItem',
+  'dynamodb:ConditionCheckItem',
+] as const;
+
+/** What an audit writer may do: append (conditional puts) and read its chains back. */
+export const AUDIT_TABLE_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:Query',
+  'dynamodb:PutItem',
+  'dynamodb:ConditionCheckItem',
+] as const;
+
+/**
+ * Never allowed on the audit table, and denied explicitly so that no later grant can add them:
+ * records are appended, never edited or removed (BatchWriteItem and PartiQL could delete too).
+ */
+export const AUDIT_TABLE_DENIED = [
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:BatchWriteItem',
+  'dynamodb:PartiQLUpdate',
+  'dynamodb:PartiQLDelete',
+  'dynamodb:DeleteTable',
+  'dynamodb:UpdateTable',
+] as const;
+
+export interface CofferStackProps extends StackProps {
+  readonly settings: CofferSettings;
+}
+
+function allowTable(role: iam.IRole, table: dynamodb.ITable, actions: readonly string[]): void {
+  role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: [...actions], resources: [table.tableArn] }));
+}
+
+function appendOnly(role: iam.IRole, audit: dynamodb.ITable): void {
+  allowTable(role, audit, AUDIT_TABLE_ACTIONS);
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      effect: iam.Effect.DENY,
+      actions: [...AUDIT_TABLE_DENIED],
+      resources: [audit.tableArn],
+    }),
+  );
+}
+
+/**
+ * Coffer in one stack: tables, keys, the API function behind an HTTP API, the scheduled audit
+ * checkpoint and purge, and monitoring. Environment-agnostic (no account or region lookups), so it
+ * synthesizes offline; `cdk deploy` picks the account and region from the credentials in use.
+ */
+export class CofferStack extends Stack {
+  readonly tables: CofferTables;
+  readonly keys: CofferKeys;
+  readonly api: CofferHttpApi;
+  readonly apiFunction: CofferFunction;
+  readonly checkpoint: ScheduledJob;
+  readonly purge: ScheduledJob;
+  readonly monitoring: CofferMonitoring;
+
+  constructor(scope: Construct, id: string, props: CofferStackProps) {
+    super(scope, id, props);
+    const s = props.settings;
+
+    this.tables = new CofferTables(this, 'Tables');
+    this.keys = new CofferKeys(this, 'Keys', {
+      keyStore: s.keyStore,
+      ...(s.cloudHsm ? { cloudHsm: s.cloudHsm } : {}),
+      aliasPrefix: `coffer/${s.stackName}`,
+      logRetention: s.logRetention,
+    });
+    const alarms = new AlarmTopic(this, 'Alarms', s.alarmEmail ? { email: s.alarmEmail } : {});
+
+    const common: Record<string, string> = {
+      [ENV.secretsTable]: this.tables.secrets.tableName,
+      [ENV.auditTable]: this.tables.audit.tableName,
+      [ENV.secretsKeyArn]: this.keys.secretsKeyArn,
+      [ENV.auditKeyArn]: this.keys.auditKey.keyArn,
+      [ENV.keyStore]: s.keyStore,
+      ...(s.previousSecretsKeyArns.length > 0
+        ? { [ENV.previousSecretsKeyArns]: s.previousSecretsKeyArns.join(',') }
+        : {}),
+    };
+
+    this.apiFunction = new CofferFunction(this, 'ApiFunction', {
+      entry: 'functions/api.ts',
+      description: 'Coffer API (the Hono app behind the HTTP API)',
+      environment: {
+        ...common,
+        [ENV.fieldHmacKeyArn]: this.keys.fieldHmacKey.keyArn,
+        ...(s.cofferConfigJson ? { [ENV.config]: s.cofferConfigJson } : {}),
+      },
+      timeout: Duration.seconds(15),
+      logRetention: s.logRetention,
+      shipsPolicies: true,
+    });
+    const apiRole = this.apiFunction.role;
+    allowTable(apiRole, this.tables.secrets, SECRETS_TABLE_ACTIONS);
+    appendOnly(apiRole, this.tables.audit);
+    this.keys.grantDataKeys(apiRole, this.tables.secrets.tableName);
+    this.keys.grantPreviousDataKeys(apiRole, s.previousSecretsKeyArns, this.tables.secrets.tableName);
+    this.keys.grantAuditSigning(apiRole);
+    this.keys.grantFieldHmac(apiRole);
+
+    this.api = new CofferHttpApi(this, 'Http', {
+      handler: this.apiFunction.function,
+      rateLimit: s.apiRateLimit,
+      burstLimit: s.apiBurstLimit,
+      logRetention: s.logRetention,
+    });
+
+    this.checkpoint = new ScheduledJob(this, 'Checkpoint', {
+      entry: 'functions/checkpoint.ts',
+      description: 'Coffer: writes the signed audit checkpoint and verifies the chains since the last one',
+      every: Duration.minutes(s.checkpointMinutes),
+      environment: common,
+      logRetention: s.logRetention,
+    });
+    appendOnly(this.checkpoint.handler.role, this.tables.audit);
+    this.keys.grantAuditSigning(this.checkpoint.handler.role);
+    this.checkpoint.handler.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        // PutMetricData has no resource; the namespace condition is its only scope.
+        actions: ['cloudwatch:PutMetricData'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'cloudwatch:namespace': AUDIT_METRIC_NAMESPACE } },
+      }),
+    );
+    Validations.of(this.checkpoint.handler.role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'cloudwatch:PutMetricData supports no resource; it is limited to the Coffer/Audit namespace by condition.',
+    });
+
+    this.purge = new ScheduledJob(this, 'Purge', {
+      entry: 'functions/purge.ts',
+      description: 'Coffer: purges soft-deleted secrets whose recovery window has ended',
+      every: Duration.hours(1),
+      environment: common,
+      logRetention: s.logRetention,
+    });
+    allowTable(this.purge.handler.role, this.tables.secrets, [
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+      'dynamodb:DeleteItem',
+      'dynamodb:BatchWriteItem',
+    ]);
+
+    const keyEvents = new KmsKeyEvents(this, 'KeyEvents', {
+      keyArns: [this.keys.secretsKeyArn, this.keys.auditKey.keyArn, this.keys.fieldHmacKey.keyArn],
+      ...(this.keys.cloudHsmKeyStore
+        ? { customKeyStoreId: this.keys.cloudHsmKeyStore.customKeyStoreId }
+        : {}),
+      topic: alarms.topic,
+    });
+
+    this.monitoring = new CofferMonitoring(this, 'Monitoring', {
+      api: this.api.api,
+      apiFunction: this.apiFunction.function,
+      apiLogs: this.apiFunction.logGroup,
+      accessLogs: this.api.accessLogs,
+      checkpointFunction: this.checkpoint.handler.function,
+      checkpointInterval: Duration.minutes(s.checkpointMinutes),
+      purgeFunction: this.purge.handler.function,
+      keyEvents,
+      topic: alarms.topic,
+    });
+
+    const outputs: Record<string, [string, string]> = {
+      ApiUrl: [this.api.url, 'Base URL of the Coffer API (COFFER_ADDR)'],
+      SecretsTableName: [this.tables.secrets.tableName, 'Secrets table'],
+      AuditTableName: [this.tables.audit.tableName, 'Audit table'],
+      SecretsKeyArn: [this.keys.secretsKeyArn, 'KMS key that wraps data keys'],
+      AuditKeyArn: [
+        this.keys.auditKey.keyArn,
+        'Root audit key: give it to the verifier (coffer audit verify --kms-key-id)',
+      ],
+      AlarmTopicArn: [alarms.topic.topicArn, 'SNS topic of Coffer alarms'],
+      DashboardName: [this.monitoring.dashboard.dashboardName, 'CloudWatch dashboard'],
+    };
+    if (this.keys.cloudHsmKeyStore) {
+      outputs.CustomKeyStoreId = [
+        this.keys.cloudHsmKeyStore.customKeyStoreId,
+        'KMS custom key store (CloudHSM)',
+      ];
+    }
+    for (const [name, [value, description]] of Object.entries(outputs)) {
+      new CfnOutput(this, name, { value, description });
+    }
+
+    Validations.of(this).acknowledge({
+      id: 'AwsSolutions-L1',
+      reason:
+        'Coffer pins Node.js 22 (the runtime its code and bundles are built and tested for); moving to a newer runtime is a deliberate upgrade.',
+    });
+  }
+}

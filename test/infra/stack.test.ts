@@ -1,0 +1,567 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CofferApp, createCofferApp } from '../../infra/coffer-app.js';
+import { AUDIT_TABLE_DENIED, type CofferStack } from '../../infra/coffer-stack.js';
+import { ENCRYPTION_CONTEXT_KEYS } from '../../infra/constructs/keys.js';
+import { FILTER_PATTERNS } from '../../infra/constructs/monitoring.js';
+import { readSettings, SettingsError } from '../../infra/settings.js';
+
+/*
+ * Synthesizes the real app (bundling with the local esbuild, cdk-nag as a validation plugin, which
+ * throws on any unacknowledged finding) once per key store mode, then asserts on the templates.
+ */
+
+const PREVIOUS_KEY = 'arn:aws:kms:eu-west-1:111122223333:key/5a7c1e0e-1111-4d6a-9c1e-00000000000a';
+const CLOUDHSM_CONTEXT = {
+  keyStore: 'cloudhsm',
+  cloudHsmClusterId: 'cluster-abcdefghijk',
+  cloudHsmKmsUserSecret: 'coffer/kmsuser',
+  cloudHsmTrustAnchor: 'test/infra/fixtures/customerCA.crt',
+  // A deployment that moved from keyStore=kms keeps unwrapping what the old key wrapped.
+  previousSecretsKeyArns: PREVIOUS_KEY,
+};
+
+interface Synth {
+  readonly coffer: CofferApp;
+  readonly template: Template;
+  readonly outdir: string;
+  readonly json: { Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }> };
+}
+
+const dirs: string[] = [];
+function synth(context: Record<string, unknown>): Synth {
+  const outdir = mkdtempSync(join(tmpdir(), 'coffer-cdk-'));
+  dirs.push(outdir);
+  const coffer = createCofferApp({ outdir, context });
+  coffer.app.synth();
+  const template = Template.fromStack(coffer.stack);
+  return { coffer, template, outdir, json: template.toJSON() as Synth['json'] };
+}
+
+let kms: Synth;
+let hsm: Synth;
+beforeAll(() => {
+  kms = synth({});
+  hsm = synth(CLOUDHSM_CONTEXT);
+}, 120_000);
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+const resolve = (stack: CofferStack, value: unknown) => Stack.of(stack).resolve(value);
+
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
+
+/** Every statement of the identity policies attached to `role` (inline and default policy). */
+function statementsOf(s: Synth, role: unknown): Statement[] {
+  const out: Statement[] = [];
+  for (const r of Object.values(s.json.Resources)) {
+    if (r.Type !== 'AWS::IAM::Policy') continue;
+    const roles = (r.Properties?.Roles ?? []) as unknown[];
+    if (!roles.some((x) => JSON.stringify(x) === JSON.stringify(role))) continue;
+    const document = r.Properties?.PolicyDocument as { Statement?: Statement[] } | undefined;
+    out.push(...(document?.Statement ?? []));
+  }
+  return out;
+}
+const actionsOf = (st: Statement) => (Array.isArray(st.Action) ? st.Action : [st.Action]);
+
+describe('the Coffer stack (keyStore=kms)', () => {
+  it('has two DynamoDB tables with PITR, deletion protection, encryption, on-demand billing and RETAIN', () => {
+    kms.template.resourceCountIs('AWS::DynamoDB::Table', 2);
+    kms.template.allResources('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        BillingMode: 'PAY_PER_REQUEST',
+        DeletionProtectionEnabled: true,
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true, RecoveryPeriodInDays: 35 },
+        SSESpecification: { SSEEnabled: true },
+        KeySchema: [
+          { AttributeName: 'pk', KeyType: 'HASH' },
+          { AttributeName: 'sk', KeyType: 'RANGE' },
+        ],
+      }),
+    });
+  });
+
+  it('has a rotating symmetric secrets key, an ECC_NIST_P256 SIGN_VERIFY audit key and an HMAC key, all retained', () => {
+    const keys = (spec: Record<string, unknown>) => kms.template.findResources('AWS::KMS::Key', spec);
+    const retained = { DeletionPolicy: 'Retain' };
+    const secrets = keys({
+      ...retained,
+      Properties: Match.objectLike({
+        Description: Match.stringLikeRegexp('wraps the data keys'),
+        EnableKeyRotation: true,
+      }),
+    });
+    expect(Object.keys(secrets)).toHaveLength(1);
+    expect(Object.values(secrets)[0]?.Properties.KeySpec ?? 'SYMMETRIC_DEFAULT').toBe('SYMMETRIC_DEFAULT');
+    expect(
+      Object.keys(
+        keys({
+          ...retained,
+          Properties: Match.objectLike({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }),
+        }),
+      ),
+    ).toHaveLength(1);
+    expect(
+      Object.keys(
+        keys({
+          ...retained,
+          Properties: Match.objectLike({ KeySpec: 'HMAC_256', KeyUsage: 'GENERATE_VERIFY_MAC' }),
+        }),
+      ),
+    ).toHaveLength(1);
+    kms.template.resourceCountIs('Custom::CofferCloudHsmKey', 0);
+  });
+
+  it('runs every Coffer function on Node.js 22 / arm64, with a retained log group of the configured retention', () => {
+    const functions = kms.template.findResources('AWS::Lambda::Function');
+    expect(Object.keys(functions)).toHaveLength(3);
+    for (const fn of Object.values(functions)) {
+      expect(fn.Properties.Runtime).toBe('nodejs22.x');
+      expect(fn.Properties.Architectures).toEqual(['arm64']);
+      expect(fn.Properties.Environment.Variables.NODE_OPTIONS).toBe('--enable-source-maps');
+      expect(fn.Properties.LoggingConfig.LogGroup).toBeDefined();
+    }
+    const logGroups = kms.template.findResources('AWS::Logs::LogGroup');
+    expect(Object.keys(logGroups).length).toBeGreaterThanOrEqual(4);
+    for (const group of Object.values(logGroups)) {
+      expect(group.Properties.RetentionInDays).toBe(365);
+      expect(group.DeletionPolicy).toBe('Retain');
+    }
+  });
+
+  it('ships the API bundle as minified ESM with a source map and the Cedar wasm beside it', () => {
+    const fn = kms.template.findResources('AWS::Lambda::Function', {
+      Properties: Match.objectLike({ Description: Match.stringLikeRegexp('Coffer API') }),
+    });
+    const props = Object.values(fn)[0]?.Properties;
+    expect(props.Handler).toBe('index.handler');
+    const asset = join(kms.outdir, `asset.${String(props.Code.S3Key).replace(/\.zip$/, '')}`);
+    const code = readFileSync(join(asset, 'index.mjs'), 'utf8');
+    expect(code.startsWith("import { createRequire as __cofferRequire } from 'node:module';")).toBe(true);
+    expect(code.split('\n').length).toBeLessThan(400);
+    expect(existsSync(join(asset, 'index.mjs.map'))).toBe(true);
+    expect(existsSync(join(asset, 'cedar_wasm_bg.wasm'))).toBe(true);
+    // The policy set travels with the code; policy tests and examples do not.
+    expect(existsSync(join(asset, 'policies', 'schema.cedarschema'))).toBe(true);
+    expect(existsSync(join(asset, 'policies', 'admins.cedar'))).toBe(true);
+    expect(existsSync(join(asset, 'policies', 'tests'))).toBe(false);
+    expect(existsSync(join(asset, 'policies', 'examples'))).toBe(false);
+  });
+
+  // Loads the real bundle: the ESM shim, the Cedar wasm beside it and the shipped policies must all
+  // work for the start to get as far as KMS (the policy set is loaded first).
+  it('when the bundled API starts without reachable KMS, it answers an HTTP API event with 503 key_store_unavailable', async () => {
+    const fn = Object.values(
+      kms.template.findResources('AWS::Lambda::Function', {
+        Properties: Match.objectLike({ Description: Match.stringLikeRegexp('Coffer API') }),
+      }),
+    )[0]?.Properties;
+    const asset = join(kms.outdir, `asset.${String(fn.Code.S3Key).replace(/\.zip$/, '')}`);
+    const saved = { ...process.env };
+    const stderr = process.stderr.write;
+    try {
+      Object.assign(process.env, {
+        COFFER_SECRETS_TABLE: 'secrets',
+        COFFER_AUDIT_TABLE: 'audit',
+        COFFER_SECRETS_KEY_ARN: 'arn:aws:kms:eu-west-1:111122223333:key/a',
+        COFFER_AUDIT_KEY_ARN: 'arn:aws:kms:eu-west-1:111122223333:key/b',
+        COFFER_FIELD_HMAC_KEY_ARN: 'arn:aws:kms:eu-west-1:111122223333:key/c',
+        AWS_REGION: 'eu-west-1',
+        AWS_ACCESS_KEY_ID: 'test',
+        AWS_SECRET_ACCESS_KEY: 'test',
+        // Nothing listens there: every KMS call fails fast, like an unreachable key store.
+        AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+      });
+      process.stderr.write = (() => true) as typeof process.stderr.write;
+      const bundle = (await import(join(asset, 'index.mjs'))) as {
+        handler: (event: unknown, context: unknown) => Promise<{ statusCode: number; body: string }>;
+      };
+      const out = await bundle.handler(
+        {
+          version: '2.0',
+          routeKey: 'ANY /v1/{proxy+}',
+          rawPath: '/v1/health',
+          rawQueryString: '',
+          headers: { host: 'api.example.com' },
+          requestContext: {
+            domainName: 'api.example.com',
+            http: { method: 'GET', path: '/v1/health', sourceIp: '203.0.113.9' },
+          },
+          isBase64Encoded: false,
+        },
+        { awsRequestId: 'req-1' },
+      );
+      expect(out.statusCode).toBe(503);
+      expect(JSON.parse(out.body)).toEqual({
+        error: { code: 'key_store_unavailable', message: 'key store unavailable', requestId: 'req-1' },
+      });
+    } finally {
+      process.stderr.write = stderr;
+      for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+      Object.assign(process.env, saved);
+    }
+  });
+
+  it('routes /v1/{proxy+} without a gateway authorizer and /iam/v1/{proxy+} with the IAM authorizer, to the same handler', () => {
+    const routes = kms.template.findResources('AWS::ApiGatewayV2::Route');
+    const byKey = Object.fromEntries(Object.values(routes).map((r) => [r.Properties.RouteKey, r.Properties]));
+    expect(Object.keys(byKey).sort()).toEqual(['ANY /iam/v1/{proxy+}', 'ANY /v1/{proxy+}']);
+    expect(byKey['ANY /v1/{proxy+}'].AuthorizationType).toBe('NONE');
+    expect(byKey['ANY /iam/v1/{proxy+}'].AuthorizationType).toBe('AWS_IAM');
+    expect(byKey['ANY /v1/{proxy+}'].Target).toEqual(byKey['ANY /iam/v1/{proxy+}'].Target);
+    kms.template.hasResourceProperties('AWS::ApiGatewayV2::Integration', {
+      IntegrationType: 'AWS_PROXY',
+      PayloadFormatVersion: '2.0',
+    });
+  });
+
+  it('throttles the stage and writes JSON access logs to a log group', () => {
+    kms.template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      StageName: '$default',
+      AutoDeploy: true,
+      DefaultRouteSettings: { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+      AccessLogSettings: {
+        DestinationArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^HttpAccessLogs'), 'Arn'] },
+        Format: Match.stringLikeRegexp('"requestId":"\\$context.requestId"'),
+      },
+    });
+    const stage = Object.values(kms.template.findResources('AWS::ApiGatewayV2::Stage'))[0]?.Properties;
+    const format = JSON.parse(stage.AccessLogSettings.Format);
+    expect(format).toMatchObject({ status: '$context.status', iamCaller: '$context.identity.userArn' });
+    expect(JSON.stringify(format)).not.toMatch(/querystring|authorization/i);
+  });
+
+  it('never lets the API role update or delete audit records, and denies it explicitly', () => {
+    const stack = kms.coffer.stack;
+    const audit = resolve(stack, stack.tables.audit.tableArn);
+    const secrets = resolve(stack, stack.tables.secrets.tableArn);
+    const statements = statementsOf(kms, resolve(stack, stack.apiFunction.role.roleName));
+    const onAudit = statements.filter((st) => JSON.stringify(st.Resource).includes(JSON.stringify(audit)));
+    const allowed = onAudit.filter((st) => st.Effect === 'Allow').flatMap(actionsOf);
+    expect(allowed.sort()).toEqual(
+      ['dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'].sort(),
+    );
+    const denied = onAudit.filter((st) => st.Effect === 'Deny').flatMap(actionsOf);
+    for (const action of ['dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem']) {
+      expect(denied).toContain(action);
+    }
+    expect(denied.sort()).toEqual([...AUDIT_TABLE_DENIED].sort());
+    // No wildcard actions, no Scan anywhere, and the secrets table is the only other table.
+    const all = statements.flatMap(actionsOf);
+    expect(all.some((a) => a.endsWith('*'))).toBe(false);
+    expect(all).not.toContain('dynamodb:Scan');
+    const tables = statements
+      .filter((st) => actionsOf(st).some((a) => a.startsWith('dynamodb:')))
+      .map((st) => JSON.stringify(st.Resource));
+    expect(new Set(tables)).toEqual(new Set([JSON.stringify(audit), JSON.stringify(secrets)]));
+  });
+
+  it("lets the API use the secrets key only with Coffer's encryption context for its own table", () => {
+    const stack = kms.coffer.stack;
+    const statements = statementsOf(kms, resolve(stack, stack.apiFunction.role.roleName));
+    const dataKeys = statements.find((st) => actionsOf(st).includes('kms:GenerateDataKey'));
+    expect(dataKeys?.Resource).toEqual(resolve(stack, stack.keys.secretsKeyArn));
+    expect(dataKeys?.Condition).toEqual({
+      StringEquals: { 'kms:EncryptionContext:coffer:table': resolve(stack, stack.tables.secrets.tableName) },
+      'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...ENCRYPTION_CONTEXT_KEYS] },
+    });
+    const sign = statements.find((st) => actionsOf(st).includes('kms:Sign'));
+    expect(sign?.Resource).toEqual(resolve(stack, stack.keys.auditKey.keyArn));
+    expect(sign?.Condition).toEqual({
+      StringEquals: { 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'DIGEST' },
+    });
+    // Every KMS permission names one key: none is granted on `*`.
+    for (const st of statements.filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')))) {
+      expect(st.Resource).not.toBe('*');
+    }
+  });
+
+  it('keeps the purge and checkpoint roles to their own tables and keys', () => {
+    const stack = kms.coffer.stack;
+    const purge = statementsOf(kms, resolve(stack, stack.purge.handler.role.roleName));
+    expect(purge.flatMap(actionsOf).every((a) => a.startsWith('dynamodb:'))).toBe(true);
+    expect(JSON.stringify(purge)).not.toContain(JSON.stringify(resolve(stack, stack.tables.audit.tableArn)));
+    const checkpoint = statementsOf(kms, resolve(stack, stack.checkpoint.handler.role.roleName));
+    const denied = checkpoint.filter((st) => st.Effect === 'Deny').flatMap(actionsOf);
+    expect(denied).toContain('dynamodb:UpdateItem');
+    expect(denied).toContain('dynamodb:DeleteItem');
+    const metrics = checkpoint.find((st) => actionsOf(st).includes('cloudwatch:PutMetricData'));
+    expect(metrics?.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'Coffer/Audit' } });
+  });
+
+  it('alarms on denied spikes, audit write and verification failures, key store trouble and KMS key events, to the topic', () => {
+    const alarms = Object.values(kms.template.findResources('AWS::CloudWatch::Alarm')).map(
+      (a) => a.Properties,
+    );
+    const metricNames = alarms.map((a) => a.MetricName);
+    for (const name of [
+      'DeniedRequests',
+      'AuditWriteFailures',
+      'VerificationProblems',
+      'CheckpointsWritten',
+      'KeyStoreUnavailable',
+      'TriggeredRules',
+      '5xx',
+    ]) {
+      expect(metricNames).toContain(name);
+    }
+    for (const alarm of alarms) {
+      expect(alarm.AlarmActions).toHaveLength(1);
+      expect(alarm.AlarmActions[0]).toMatchObject({ Ref: expect.stringMatching(/^AlarmsTopic/) });
+    }
+    const filters = Object.values(kms.template.findResources('AWS::Logs::MetricFilter')).map(
+      (f) => f.Properties,
+    );
+    expect(filters.map((f) => f.FilterPattern).sort()).toEqual(
+      [
+        FILTER_PATTERNS.denied,
+        FILTER_PATTERNS.auditWriteFailures,
+        FILTER_PATTERNS.keyStoreUnavailable,
+      ].sort(),
+    );
+    kms.template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    // The topic policy replaces SNS's default: alarms and EventBridge are allowed by name.
+    kms.template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Allow',
+            Action: 'sns:Publish',
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+          }),
+          Match.objectLike({
+            Effect: 'Allow',
+            Action: 'sns:Publish',
+            Principal: { Service: 'events.amazonaws.com' },
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('has an EventBridge rule on CloudTrail KMS events that disable or delete its keys, sent to the alarm topic', () => {
+    const stack = kms.coffer.stack;
+    kms.template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.kms'],
+        'detail-type': ['AWS API Call via CloudTrail'],
+        detail: {
+          eventSource: ['kms.amazonaws.com'],
+          eventName: Match.arrayWith(['DisableKey', 'ScheduleKeyDeletion']),
+          resources: {
+            ARN: [
+              resolve(stack, stack.keys.secretsKeyArn),
+              resolve(stack, stack.keys.auditKey.keyArn),
+              resolve(stack, stack.keys.fieldHmacKey.keyArn),
+            ],
+          },
+        },
+      },
+      Targets: [Match.objectLike({ Arn: { Ref: Match.stringLikeRegexp('^AlarmsTopic') } })],
+    });
+  });
+
+  it('has Logs Insights queries by principal, by path, for denials and gateway refusals, and a dashboard', () => {
+    const names = Object.values(kms.template.findResources('AWS::Logs::QueryDefinition')).map(
+      (q) => q.Properties.Name,
+    );
+    expect(names.sort()).toEqual(
+      [
+        'Coffer/audit/by-path',
+        'Coffer/audit/by-principal',
+        'Coffer/audit/denials',
+        'Coffer/gateway/refused',
+      ].sort(),
+    );
+    kms.template.hasResourceProperties('AWS::Logs::QueryDefinition', {
+      Name: 'Coffer/audit/denials',
+      QueryString: Match.stringLikeRegexp('decision = "deny"'),
+    });
+    kms.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+  });
+
+  it('schedules the audit checkpoint and the purge', () => {
+    const rules = Object.values(kms.template.findResources('AWS::Events::Rule')).map((r) => r.Properties);
+    const scheduled = rules.filter((r) => r.ScheduleExpression);
+    expect(scheduled.map((r) => r.ScheduleExpression)).toEqual(['rate(1 hour)', 'rate(1 hour)']);
+    const stack = kms.coffer.stack;
+    const targets = scheduled.map((r) => JSON.stringify(r.Targets[0].Arn));
+    expect(targets.sort()).toEqual(
+      [
+        JSON.stringify(resolve(stack, stack.checkpoint.handler.function.functionArn)),
+        JSON.stringify(resolve(stack, stack.purge.handler.function.functionArn)),
+      ].sort(),
+    );
+  });
+
+  it('passes cdk-nag AwsSolutionsChecks with no unacknowledged error or warning', () => {
+    const report = new AwsSolutionsChecks().validateScope(kms.coffer.app);
+    expect(report.violations.map((v) => `${v.ruleName} ${v.violatingResources[0]?.constructPath}`)).toEqual(
+      [],
+    );
+  });
+});
+
+describe('the Coffer stack (keyStore=cloudhsm)', () => {
+  it('makes the secrets key with the CloudHSM custom resource, retained, with the secret name and never a password', () => {
+    hsm.template.hasResource('Custom::CofferCloudHsmKey', {
+      DeletionPolicy: 'Retain',
+      Properties: Match.objectLike({
+        ClusterId: 'cluster-abcdefghijk',
+        KmsUserSecretId: 'coffer/kmsuser',
+        CustomKeyStoreName: 'coffer-Coffer',
+        KeyAlias: 'alias/coffer/Coffer/secrets',
+        TrustAnchorCertificate: Match.stringLikeRegexp('-----BEGIN CERTIFICATE-----'),
+      }),
+    });
+    const props = Object.values(hsm.template.findResources('Custom::CofferCloudHsmKey'))[0]?.Properties;
+    expect(Object.keys(props).some((k) => /password/i.test(k))).toBe(false);
+    // No standard secrets key; the audit key is still a standard ECC key.
+    expect(
+      Object.keys(
+        hsm.template.findResources('AWS::KMS::Key', {
+          Properties: Match.objectLike({ Description: Match.stringLikeRegexp('wraps the data keys') }),
+        }),
+      ),
+    ).toHaveLength(0);
+    hsm.template.hasResourceProperties('AWS::KMS::Key', {
+      KeySpec: 'ECC_NIST_P256',
+      KeyUsage: 'SIGN_VERIFY',
+    });
+  });
+
+  it("pins the API to the custom resource key and scopes its grant to Coffer's encryption context", () => {
+    const stack = hsm.coffer.stack;
+    const keyArn = { 'Fn::GetAtt': [Match.stringLikeRegexp('^KeysCloudHsm'), 'KeyArn'] };
+    hsm.template.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('Coffer API'),
+      Environment: {
+        Variables: Match.objectLike({ COFFER_SECRETS_KEY_ARN: keyArn, COFFER_KEY_STORE: 'cloudhsm' }),
+      },
+    });
+    const statements = statementsOf(hsm, resolve(stack, stack.apiFunction.role.roleName));
+    const dataKeys = statements.find((st) => actionsOf(st).includes('kms:GenerateDataKey'));
+    expect(dataKeys?.Resource).toEqual(resolve(stack, stack.keys.secretsKeyArn));
+    expect(JSON.stringify(dataKeys?.Condition)).toContain('kms:EncryptionContext:coffer:table');
+  });
+
+  it('may still unwrap (never wrap) under the previous key, with the same encryption context conditions', () => {
+    const stack = hsm.coffer.stack;
+    hsm.template.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('Coffer API'),
+      Environment: { Variables: Match.objectLike({ COFFER_PREVIOUS_SECRETS_KEY_ARNS: PREVIOUS_KEY }) },
+    });
+    const statements = statementsOf(hsm, resolve(stack, stack.apiFunction.role.roleName));
+    const previous = statements.filter((st) => JSON.stringify(st.Resource).includes(PREVIOUS_KEY));
+    expect(previous.flatMap(actionsOf).sort()).toEqual(['kms:Decrypt', 'kms:ReEncryptFrom']);
+    expect(JSON.stringify(previous[0]?.Condition)).toContain('kms:EncryptionContext:coffer:table');
+  });
+
+  it('waits with an isComplete handler and a total timeout, on Node.js 22 / arm64 handlers', () => {
+    const handlers = Object.values(hsm.template.findResources('AWS::Lambda::Function'))
+      .map((f) => f.Properties)
+      .filter((p) => /CloudHSM key store/.test(p.Description ?? ''));
+    expect(handlers.map((p) => p.Handler).sort()).toEqual(['index.isComplete', 'index.onEvent']);
+    for (const p of handlers) {
+      expect(p.Runtime).toBe('nodejs22.x');
+      expect(p.Architectures).toEqual(['arm64']);
+    }
+    // The provider's waiter: 30 s polls for an hour (120 attempts).
+    const machine = Object.values(hsm.template.findResources('AWS::StepFunctions::StateMachine'))[0]
+      ?.Properties;
+    expect(JSON.stringify(machine.DefinitionString)).toMatch(/\\"IntervalSeconds\\":30/);
+    expect(JSON.stringify(machine.DefinitionString)).toMatch(/\\"MaxAttempts\\":120/);
+  });
+
+  it('bundles the custom resource (with the pinned CloudHSM client) so that it loads and retains on Delete', async () => {
+    const fn = Object.values(hsm.template.findResources('AWS::Lambda::Function'))
+      .map((f) => f.Properties)
+      .find((p) => p.Handler === 'index.onEvent');
+    const asset = join(hsm.outdir, `asset.${String(fn.Code.S3Key).replace(/\.zip$/, '')}`);
+    const code = readFileSync(join(asset, 'index.mjs'), 'utf8');
+    expect(code).toContain('"3.332.0"');
+    const stdout = process.stdout.write;
+    process.stdout.write = (() => true) as typeof process.stdout.write;
+    try {
+      const bundle = (await import(join(asset, 'index.mjs'))) as {
+        onEvent: (e: unknown) => Promise<unknown>;
+        isComplete: (e: unknown) => Promise<unknown>;
+      };
+      const del = { RequestType: 'Delete', PhysicalResourceId: 'cks-1234567890', ResourceProperties: {} };
+      expect(await bundle.onEvent(del)).toEqual({ PhysicalResourceId: 'cks-1234567890' });
+      expect(await bundle.isComplete(del)).toEqual({ IsComplete: true });
+    } finally {
+      process.stdout.write = stdout;
+    }
+  });
+
+  it('lets only the key store handler read the kmsuser secret', () => {
+    const stack = hsm.coffer.stack;
+    const readers = Object.values(hsm.template.findResources('AWS::IAM::Policy')).filter((p) =>
+      JSON.stringify(p.Properties.PolicyDocument).includes('secretsmanager:GetSecretValue'),
+    );
+    expect(readers).toHaveLength(1);
+    expect(JSON.stringify(readers[0]?.Properties.PolicyDocument)).toContain('secret:coffer/kmsuser-??????');
+    expect(JSON.stringify(statementsOf(hsm, resolve(stack, stack.apiFunction.role.roleName)))).not.toContain(
+      'secretsmanager',
+    );
+  });
+
+  it('watches its custom key store for disconnection in the KMS event rule', () => {
+    hsm.template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({
+        detail: {
+          $or: [
+            Match.objectLike({ eventName: Match.arrayWith(['DisableKey']) }),
+            Match.objectLike({
+              eventName: Match.arrayWith(['DisconnectCustomKeyStore', 'DeleteCustomKeyStore']),
+              requestParameters: { customKeyStoreId: [Match.anyValue()] },
+            }),
+          ],
+        },
+      }),
+    });
+  });
+
+  it('passes cdk-nag AwsSolutionsChecks with no unacknowledged error or warning', () => {
+    const report = new AwsSolutionsChecks().validateScope(hsm.coffer.app);
+    expect(report.violations.map((v) => `${v.ruleName} ${v.violatingResources[0]?.constructPath}`)).toEqual(
+      [],
+    );
+  });
+});
+
+describe('the deployment settings', () => {
+  const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+
+  it('when keyStore is cloudhsm without a cluster, secret or trust anchor, synthesis stops with what is missing', () => {
+    expect(() => readSettings(ctx({ keyStore: 'cloudhsm' }))).toThrow(/cloudHsmClusterId/);
+    expect(() => readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmKmsUserSecret: undefined }))).toThrow(
+      /cloudHsmKmsUserSecret/,
+    );
+    expect(() => readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmTrustAnchor: undefined }))).toThrow(
+      /cloudHsmTrustAnchor/,
+    );
+  });
+
+  it('refuses an unknown key store, CloudHSM settings in kms mode and a retention CloudWatch does not offer', () => {
+    expect(() => readSettings(ctx({ keyStore: 'hsm' }))).toThrow(SettingsError);
+    expect(() => readSettings(ctx({ cloudHsmClusterId: 'cluster-abcdefghijk' }))).toThrow(/only used with/);
+    expect(() => readSettings(ctx({ logRetentionDays: '42' }))).toThrow(/logRetentionDays/);
+  });
+
+  it("validates the Coffer configuration file with the app's own parser", () => {
+    expect(() => readSettings(ctx({ cofferConfig: 'test/infra/fixtures/customerCA.crt' }))).toThrow(
+      /cofferConfig/,
+    );
+  });
+});
