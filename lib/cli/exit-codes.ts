@@ -17,7 +17,20 @@ export const EXIT = {
   invalid: 7,
   /** Cannot reach the server, or it is unavailable (503/429). */
   unavailable: 8,
+  /** A bundle cannot be opened: wrong identity, damaged or altered, or not a Coffer bundle. */
+  bundle: 9,
 } as const;
+
+/**
+ * Ends the CLI with this exit code and no message of its own: `coffer run` passes on its child's
+ * code (126 not runnable, 127 not found, 128 + n killed by signal n, as shells do).
+ */
+export class PassThroughExit extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+    this.name = 'PassThroughExit';
+  }
+}
 
 const BY_CODE: Record<string, number> = {
   not_found: EXIT.notFound,
@@ -37,6 +50,16 @@ const BY_CODE: Record<string, number> = {
   audit_unavailable: EXIT.unavailable,
   key_store_unavailable: EXIT.unavailable,
   storage_unavailable: EXIT.unavailable,
+  timeout: EXIT.unavailable,
+  credentials_unavailable: EXIT.unauthenticated,
+  invalid_config: EXIT.usage,
+  invalid_recipient: EXIT.usage,
+  invalid_template: EXIT.usage,
+  file_exists: EXIT.error,
+  not_json: EXIT.invalid,
+  identity_unreadable: EXIT.bundle,
+  bundle_wrong_identity: EXIT.bundle,
+  bundle_invalid: EXIT.bundle,
 };
 
 export function exitCodeOf(code: string): number {

@@ -4,10 +4,22 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { DevIssuer } from '../authn/dev-issuer.js';
 import { type CofferClient, CofferClientError, createClient } from '../client/index.js';
 import { DEFAULT_ADDR, localSettings } from '../config.js';
+import { loadConfig } from '../config-file.js';
 import { CofferError } from '../errors.js';
 import { startLocalServer } from '../local/server.js';
 import { jsonLogger } from '../log.js';
-import { EXIT, exitCodeOf } from './exit-codes.js';
+import { registerAuditCommands } from './commands/audit.js';
+import { loginCacheToken } from './commands/auth-cache.js';
+import { registerBackupCommands } from './commands/backup.js';
+import { registerCompletionCommand } from './commands/completion.js';
+import { registerExportCommand } from './commands/export.js';
+import { registerImportCommand } from './commands/import.js';
+import { registerKeygenCommand } from './commands/keygen.js';
+import { registerLoginCommands } from './commands/login.js';
+import { registerPolicyCommands } from './commands/policy.js';
+import { registerRenderCommand } from './commands/render.js';
+import { registerRunCommand } from './commands/run.js';
+import { EXIT, exitCodeOf, PassThroughExit } from './exit-codes.js';
 import { readSecretInput } from './input.js';
 
 export interface CliIo {
@@ -42,6 +54,8 @@ export function parseDuration(raw: string): number {
  */
 async function resolveToken(io: CliIo): Promise<string | undefined> {
   if (io.env.COFFER_TOKEN) return io.env.COFFER_TOKEN.trim();
+  const cached = await loginCacheToken(io.env, io.env.COFFER_ADDR || DEFAULT_ADDR);
+  if (cached) return cached;
   const { dataDir } = localSettings(io.env, io.cwd);
   try {
     return (await readFile(join(dataDir, 'dev-token'), 'utf8')).trim();
@@ -81,6 +95,8 @@ export function buildProgram(io: CliIo): Command {
       const server = await startLocalServer(
         settings,
         jsonLogger((l) => io.stderr.write(`${l}\n`)),
+        await loadConfig(io.env, io.cwd),
+        { auditSink: (line) => io.stdout.write(`${line}\n`) },
       );
       io.stderr.write(`Coffer listening on ${server.url}\n`);
       io.stderr.write(`Admin token: ${server.tokenFile}\n`);
@@ -231,7 +247,13 @@ export function buildProgram(io: CliIo): Command {
     .description('the principal as the server sees it')
     .action(async () => {
       const me = await (await client()).whoami();
-      print(`${me.entity}\ngroups: ${me.groups.join(', ') || '(none)'}\nauth: ${me.authMethod}\n`, me);
+      const attributes = Object.entries(me.attributes).map(([k, v]) => `${k}=${v}`);
+      print(
+        `${me.entity}\ngroups: ${me.groups.join(', ') || '(none)'}\nauth: ${me.authMethod}\n` +
+          (me.issuer ? `issuer: ${me.issuer}\n` : '') +
+          (attributes.length > 0 ? `attributes: ${attributes.join(' ')}\n` : ''),
+        me,
+      );
     });
 
   program
@@ -260,6 +282,17 @@ export function buildProgram(io: CliIo): Command {
       else out(`${token}\n`);
     });
 
+  registerLoginCommands(program, io);
+  registerAuditCommands(program, io);
+  registerPolicyCommands(program, io);
+  registerRunCommand(program, io, client);
+  registerRenderCommand(program, io, client);
+  registerExportCommand(program, io, client);
+  registerImportCommand(program, io, client);
+  registerKeygenCommand(program, io);
+  registerBackupCommands(program, io, client);
+  registerCompletionCommand(program, io);
+
   return program;
 }
 
@@ -280,6 +313,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     await program.parseAsync(argv as string[], { from: 'user' });
     return EXIT.ok;
   } catch (err) {
+    if (err instanceof PassThroughExit) return err.exitCode;
+    // Thrown by an action (commander prints its own parse errors, and those are new CommanderErrors);
+    // checked first because InvalidArgumentError is itself a CommanderError.
+    if (err instanceof InvalidArgumentError) {
+      io.stderr.write(`coffer: ${err.message}\n`);
+      return EXIT.usage;
+    }
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) {
         return EXIT.ok;
@@ -287,10 +327,6 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       return EXIT.usage;
     }
     const json = program.opts<{ json?: boolean }>().json;
-    if (err instanceof InvalidArgumentError) {
-      io.stderr.write(`coffer: ${err.message}\n`);
-      return EXIT.usage;
-    }
     const code = err instanceof CofferClientError || err instanceof CofferError ? err.code : 'internal';
     const message =
       err instanceof CofferClientError || err instanceof CofferError ? err.message : 'unexpected error';

@@ -1,18 +1,72 @@
-import { CofferClientError } from './errors.js';
+import { randomUUID } from 'node:crypto';
+import { type CacheOptions, SecretCache } from './cache.js';
+import {
+  CofferClientError,
+  CofferNetworkError,
+  CofferUnauthenticatedError,
+  clientError,
+  isTransient,
+} from './errors.js';
+import {
+  backoffDelay,
+  type RetryOptions,
+  type RetryPolicy,
+  retryAfterMs,
+  retryPolicy,
+  sleep,
+} from './retry.js';
+import { type IamAuthOptions, SigV4RequestSigner } from './sigv4.js';
 
-export { CofferClientError } from './errors.js';
+export type { CacheOptions } from './cache.js';
+export { DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL_MS, DEFAULT_MAX_STALE_MS } from './cache.js';
+export {
+  CofferClientError,
+  CofferConflictError,
+  CofferForbiddenError,
+  CofferIntegrityError,
+  CofferInvalidRequestError,
+  CofferNetworkError,
+  CofferNotFoundError,
+  CofferThrottledError,
+  CofferUnauthenticatedError,
+  CofferUnavailableError,
+  clientError,
+  isTransient,
+} from './errors.js';
+export type { RetryOptions } from './retry.js';
+export type { AwsCredentials, AwsCredentialsProvider, IamAuthOptions } from './sigv4.js';
 
+/**
+ * A token provider is called before each request (so it should cache its token itself), and once
+ * more with `forceRefresh: true` when the server answers 401.
+ */
+export type TokenProvider = (options: { readonly forceRefresh: boolean }) => Promise<string> | string;
+
+/**
+ * How the client proves who it is: exactly one of a bearer token (people, CI with an OIDC token),
+ * a token provider, or IAM (SigV4, for Lambda/ECS/EC2 roles; requests go to `/iam/v1`).
+ */
 export type ClientAuth =
-  | { readonly token: string; readonly tokenProvider?: never }
-  | { readonly tokenProvider: () => Promise<string> | string; readonly token?: never };
+  | { readonly token: string; readonly tokenProvider?: never; readonly iam?: never }
+  | { readonly tokenProvider: TokenProvider; readonly token?: never; readonly iam?: never }
+  | { readonly iam: IamAuthOptions; readonly token?: never; readonly tokenProvider?: never };
 
 export interface ClientOptions {
-  /** The server, e.g. `http://127.0.0.1:8270` or the API's URL. */
+  /** The server, e.g. `http://127.0.0.1:8270` or the API's URL (a stage path is kept). */
   readonly endpoint: string;
   readonly auth: ClientAuth;
+  /** The value cache; `false` turns it off. Defaults: 5 min TTL, 1000 values, 15 min stale limit. */
+  readonly cache?: CacheOptions | false;
+  readonly retry?: RetryOptions;
+  /** Per attempt. Default 10 s. */
+  readonly timeoutMs?: number;
   /** Replaces the global fetch (tests, proxies). */
   readonly fetch?: typeof fetch;
   readonly userAgent?: string;
+  /** Failures of background cache refreshes (the next read sees them too). Default: ignored. */
+  readonly onBackgroundError?: (err: CofferClientError) => void;
+  /** Milliseconds since the epoch; replaced in tests of the cache. */
+  readonly clock?: () => number;
 }
 
 export interface SecretValue {
@@ -22,10 +76,16 @@ export interface SecretValue {
   createdAt: string;
 }
 
+/** One answer of `batchGet`, in the order asked. */
+export type BatchGetResult =
+  | { readonly path: string; readonly ok: true; readonly secret: SecretValue }
+  | { readonly path: string; readonly ok: false; readonly error: CofferClientError };
+
 export interface PutOptions {
   cas?: number;
   description?: string;
   tags?: Record<string, string>;
+  /** Default: a fresh random key per call, so that the client's own retries never write twice. */
   idempotencyKey?: string;
 }
 
@@ -45,6 +105,13 @@ export interface ListPage {
   items: ListItem[];
   folders?: string[];
   cursor?: string;
+}
+
+export interface ListOptions {
+  /** `/` lists one level, with sub-folders in `folders`. */
+  delimiter?: '/';
+  /** Page size (1-1000, server default 100). */
+  limit?: number;
 }
 
 export interface VersionInfo {
@@ -79,128 +146,225 @@ export interface WhoAmI {
   issuer?: string;
 }
 
-const encodePath = (path: string) => path.split('/').map(encodeURIComponent).join('/');
+/** Most paths per `POST /v1/batch-get`; `batchGet` splits longer lists. */
+export const BATCH_GET_MAX_PATHS = 20;
+const DEFAULT_TIMEOUT_MS = 10_000;
 
-/** A small HTTP client for the Coffer API v1. */
+/** Statuses of the per-path error codes of a batch (the response itself is 200). */
+const BATCH_ITEM_STATUS: Readonly<Record<string, number>> = {
+  not_found: 404,
+  forbidden: 403,
+  invalid_path: 400,
+};
+
+/** Connection failures where the request certainly never reached the server. */
+const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+const encodePath = (path: string) => path.split('/').map(encodeURIComponent).join('/');
+const cacheKey = (path: string, version?: number) => `${path}#${version ?? 'latest'}`;
+
+interface RequestSpec {
+  readonly method: string;
+  /** After the API prefix, e.g. `/secrets/a/b`; or absolute (`/v1/health`) with `absolute`. */
+  readonly route: string;
+  readonly query?: Readonly<Record<string, string>>;
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * Safe to repeat: reads, and writes carrying an Idempotency-Key. These are retried on 429, 5xx
+   * gateway/unavailable answers and network errors; the others only when the request certainly
+   * was not processed (429, connection refused).
+   */
+  readonly idempotent: boolean;
+  readonly absolute?: boolean;
+}
+
+/**
+ * The Coffer client: typed calls, a cache whose warm `get` is a Map lookup, retries with jittered
+ * backoff, and bearer or SigV4 authentication.
+ *
+ * @example
+ * const coffer = createClient({ endpoint: 'http://127.0.0.1:8270', auth: { token } });
+ * const { value } = await coffer.get('team-a/db/password');
+ */
 export class CofferClient {
   private readonly endpoint: string;
+  private readonly prefix: string;
   private readonly fetchImpl: typeof fetch;
+  private readonly retry: RetryPolicy;
+  private readonly timeoutMs: number;
+  private readonly cache: SecretCache<SecretValue> | undefined;
+  private readonly signer: SigV4RequestSigner | undefined;
 
   constructor(private readonly options: ClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.endpoint);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('protocol');
+    } catch {
+      throw new CofferClientError('invalid_config', 0, 'endpoint must be an http(s) URL');
+    }
     this.endpoint = options.endpoint.replace(/\/+$/, '');
+    const auth = options.auth as { token?: unknown; tokenProvider?: unknown; iam?: unknown };
+    const kinds = [auth.token !== undefined, auth.tokenProvider !== undefined, auth.iam !== undefined];
+    if (kinds.filter(Boolean).length !== 1) {
+      throw new CofferClientError(
+        'invalid_config',
+        0,
+        'auth takes exactly one of token, tokenProvider or iam',
+      );
+    }
+    this.signer = options.auth.iam ? new SigV4RequestSigner(options.auth.iam, url) : undefined;
+    // API Gateway's IAM authorizer guards /iam/v1; bearer callers use /v1.
+    this.prefix = this.signer ? '/iam/v1' : '/v1';
     this.fetchImpl = options.fetch ?? fetch;
+    this.retry = retryPolicy(options.retry);
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const onBackgroundError = options.onBackgroundError;
+    this.cache =
+      options.cache === false
+        ? undefined
+        : new SecretCache<SecretValue>(options.cache ?? {}, options.clock ?? Date.now, (err) =>
+            onBackgroundError?.(err as CofferClientError),
+          );
   }
 
-  async request<T>(
-    method: string,
-    route: string,
-    body?: unknown,
-    headers: Record<string, string> = {},
-  ): Promise<T> {
-    const auth = this.options.auth;
-    const token = auth.token ?? (await auth.tokenProvider?.());
-    let response: Response;
-    try {
-      response = await this.fetchImpl(`${this.endpoint}${route}`, {
-        method,
-        headers: {
-          accept: 'application/json',
-          ...(token ? { authorization: `Bearer ${token}` } : {}),
-          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-          'user-agent': this.options.userAgent ?? 'coffer-client/0.1',
-          ...headers,
-        },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
-    } catch {
-      throw new CofferClientError('unreachable', 0, `cannot reach the Coffer server at ${this.endpoint}`);
-    }
-    const text = await response.text();
-    let parsed: unknown;
-    try {
-      parsed = text === '' ? {} : JSON.parse(text);
-    } catch {
-      throw new CofferClientError(
-        'bad_response',
-        response.status,
-        `unexpected response (HTTP ${response.status})`,
-      );
-    }
-    if (!response.ok) {
-      const err = (parsed as { error?: { code?: string; message?: string; requestId?: string } }).error;
-      throw new CofferClientError(
-        err?.code ?? 'http_error',
-        response.status,
-        err?.message ?? `HTTP ${response.status}`,
-        err?.requestId,
-      );
-    }
-    return parsed as T;
+  /** Values held by the cache right now. */
+  get cachedValues(): number {
+    return this.cache?.size ?? 0;
   }
 
   health(): Promise<{ status: string }> {
-    return this.request('GET', '/v1/health');
+    return this.send({ method: 'GET', route: '/v1/health', idempotent: true, absolute: true });
   }
 
   whoami(): Promise<WhoAmI> {
-    return this.request('GET', '/v1/whoami');
+    return this.send({ method: 'GET', route: '/whoami', idempotent: true });
   }
 
-  get(path: string, options: { version?: number } = {}): Promise<SecretValue> {
-    const q = options.version !== undefined ? `?version=${options.version}` : '';
-    return this.request('GET', `/v1/secrets/${encodePath(path)}${q}`);
+  /**
+   * A secret's latest value (or `version`). Served from the cache while fresh: no request at all.
+   * `noCache` reads through to the server (and refreshes the cache).
+   */
+  async get(path: string, options: { version?: number; noCache?: boolean } = {}): Promise<SecretValue> {
+    const load = () => this.fetchSecret(path, options.version);
+    if (!this.cache) return load();
+    const key = cacheKey(path, options.version);
+    if (options.noCache) this.cache.delete(key);
+    return { ...(await this.cache.get(key, load)) };
   }
 
-  put(path: string, value: string, options: PutOptions = {}): Promise<PutResult> {
+  /**
+   * Latest values of many secrets in one request per 20 paths (`POST /v1/batch-get`), each path
+   * authorized on its own: the answer holds a value or an error per path, in the order asked.
+   * Fresh cached values are used without asking; fetched ones are cached.
+   */
+  async batchGet(paths: readonly string[]): Promise<BatchGetResult[]> {
+    const out = new Map<string, BatchGetResult>();
+    const wanted: string[] = [];
+    for (const path of new Set(paths)) {
+      const key = cacheKey(path);
+      if (this.cache?.fresh(key) !== undefined) {
+        const secret = await this.cache.get(key, () => this.fetchSecret(path));
+        out.set(path, { path, ok: true, secret: { ...secret } });
+      } else {
+        wanted.push(path);
+      }
+    }
+    const chunks: string[][] = [];
+    for (let i = 0; i < wanted.length; i += BATCH_GET_MAX_PATHS) {
+      chunks.push(wanted.slice(i, i + BATCH_GET_MAX_PATHS));
+    }
+    await Promise.all(chunks.map((chunk) => this.fetchBatch(chunk, out)));
+    return paths.map((path) => out.get(path) as BatchGetResult);
+  }
+
+  /** Writes a new version. Retried safely: the request carries an Idempotency-Key. */
+  async put(path: string, value: string, options: PutOptions = {}): Promise<PutResult> {
     const { idempotencyKey, ...rest } = options;
-    return this.request(
-      'PUT',
-      `/v1/secrets/${encodePath(path)}`,
-      { value, ...rest },
-      idempotencyKey ? { 'idempotency-key': idempotencyKey } : {},
-    );
+    try {
+      return await this.send({
+        method: 'PUT',
+        route: `/secrets/${encodePath(path)}`,
+        body: { value, ...rest },
+        headers: { 'idempotency-key': idempotencyKey ?? randomUUID() },
+        idempotent: true,
+      });
+    } finally {
+      this.invalidate(path);
+    }
   }
 
-  delete(
+  /** Soft delete: restorable for `recoveryDays` (7-30, default 7). */
+  async delete(
     path: string,
     options: { recoveryDays?: number } = {},
   ): Promise<{ path: string; deletedAt: string; purgeAt: string }> {
-    const q = options.recoveryDays !== undefined ? `?recoveryDays=${options.recoveryDays}` : '';
-    return this.request('DELETE', `/v1/secrets/${encodePath(path)}${q}`);
+    try {
+      return await this.send({
+        method: 'DELETE',
+        route: `/secrets/${encodePath(path)}`,
+        ...(options.recoveryDays !== undefined
+          ? { query: { recoveryDays: String(options.recoveryDays) } }
+          : {}),
+        idempotent: false,
+      });
+    } finally {
+      this.invalidate(path);
+    }
   }
 
-  restore(path: string): Promise<{ path: string; version: number }> {
-    return this.request('POST', `/v1/restore/${encodePath(path)}`);
+  async restore(path: string): Promise<{ path: string; version: number }> {
+    try {
+      return await this.send({ method: 'POST', route: `/restore/${encodePath(path)}`, idempotent: false });
+    } finally {
+      this.invalidate(path);
+    }
   }
 
-  destroy(path: string, versions: number[]): Promise<{ path: string; destroyed: number[] }> {
-    return this.request('POST', `/v1/destroy/${encodePath(path)}`, { versions });
+  /** Irreversibly erases versions of a secret. */
+  async destroy(path: string, versions: number[]): Promise<{ path: string; destroyed: number[] }> {
+    try {
+      return await this.send({
+        method: 'POST',
+        route: `/destroy/${encodePath(path)}`,
+        body: { versions },
+        idempotent: false,
+      });
+    } finally {
+      this.invalidate(path);
+    }
   }
 
+  /** Metadata and the version list of a secret (no values). */
   history(path: string): Promise<SecretMetadata> {
-    return this.request('GET', `/v1/meta/${encodePath(path)}`);
+    return this.send({ method: 'GET', route: `/meta/${encodePath(path)}`, idempotent: true });
   }
 
   patchMetadata(
     path: string,
     patch: { description?: string; tags?: Record<string, string>; maxVersions?: number },
   ): Promise<SecretMetadata> {
-    return this.request('PATCH', `/v1/meta/${encodePath(path)}`, patch);
+    return this.send({ method: 'PATCH', route: `/meta/${encodePath(path)}`, body: patch, idempotent: false });
   }
 
-  listPage(
-    prefix: string,
-    options: { delimiter?: '/'; limit?: number; cursor?: string } = {},
-  ): Promise<ListPage> {
-    const q = new URLSearchParams({ prefix });
-    if (options.delimiter) q.set('delimiter', options.delimiter);
-    if (options.limit) q.set('limit', String(options.limit));
-    if (options.cursor) q.set('cursor', options.cursor);
-    return this.request('GET', `/v1/list?${q}`);
+  /** One page of a listing. */
+  listPage(prefix: string, options: ListOptions & { cursor?: string } = {}): Promise<ListPage> {
+    const query: Record<string, string> = { prefix };
+    if (options.delimiter) query.delimiter = options.delimiter;
+    if (options.limit) query.limit = String(options.limit);
+    if (options.cursor) query.cursor = options.cursor;
+    return this.send({ method: 'GET', route: '/list', query, idempotent: true });
   }
 
-  /** Every page of a listing, following cursors. */
-  async *list(prefix: string, options: { delimiter?: '/'; limit?: number } = {}): AsyncGenerator<ListPage> {
+  /**
+   * Every page of a listing, following cursors. A page may be short or empty (policy filtering)
+   * while more follow.
+   *
+   * @example
+   * for await (const page of coffer.list('team-a/')) for (const item of page.items) console.log(item.path);
+   */
+  async *list(prefix: string, options: ListOptions = {}): AsyncGenerator<ListPage> {
     let cursor: string | undefined;
     do {
       const page = await this.listPage(prefix, { ...options, ...(cursor ? { cursor } : {}) });
@@ -208,8 +372,160 @@ export class CofferClient {
       cursor = page.cursor;
     } while (cursor);
   }
+
+  /** Forgets every cached value (and stops the cache's timers). */
+  clearCache(): void {
+    this.cache?.clear();
+  }
+
+  private fetchSecret(path: string, version?: number): Promise<SecretValue> {
+    return this.send({
+      method: 'GET',
+      route: `/secrets/${encodePath(path)}`,
+      ...(version !== undefined ? { query: { version: String(version) } } : {}),
+      idempotent: true,
+    });
+  }
+
+  private async fetchBatch(paths: string[], out: Map<string, BatchGetResult>): Promise<void> {
+    let response: {
+      results: ({ path: string; error?: { code: string; message: string } } & Partial<SecretValue>)[];
+    };
+    try {
+      response = await this.send({ method: 'POST', route: '/batch-get', body: { paths }, idempotent: true });
+    } catch (err) {
+      // The whole request failed: stale values bridge an outage only if every path has one.
+      const stale = paths.map((path) => this.cache?.stale(cacheKey(path)));
+      if (!isTransient(err) || stale.some((s) => s === undefined)) throw err;
+      paths.forEach((path, i) => {
+        out.set(path, { path, ok: true, secret: { ...(stale[i] as SecretValue) } });
+      });
+      return;
+    }
+    const byPath = new Map(response.results.map((r) => [r.path, r]));
+    for (const path of paths) {
+      const item = byPath.get(path);
+      if (!item) {
+        throw new CofferClientError('bad_response', 200, 'the batch answer lacks a requested path');
+      }
+      if (item.error) {
+        this.cache?.delete(cacheKey(path));
+        const { code, message } = item.error;
+        out.set(path, { path, ok: false, error: clientError(code, BATCH_ITEM_STATUS[code] ?? 0, message) });
+      } else {
+        const secret: SecretValue = {
+          path: item.path,
+          version: item.version as number,
+          value: item.value as string,
+          createdAt: item.createdAt as string,
+        };
+        this.cache?.set(cacheKey(path), secret, () => this.fetchSecret(path));
+        out.set(path, { path, ok: true, secret: { ...secret } });
+      }
+    }
+  }
+
+  private invalidate(path: string): void {
+    this.cache?.deleteWhere((key) => key.slice(0, key.lastIndexOf('#')) === path);
+  }
+
+  private async authHeaders(
+    method: string,
+    url: URL,
+    headers: Record<string, string>,
+    body: string | undefined,
+    forceRefresh: boolean,
+  ): Promise<Record<string, string>> {
+    if (this.signer) return this.signer.sign(method, url, headers, body);
+    const auth = this.options.auth;
+    const token = auth.token ?? (await auth.tokenProvider?.({ forceRefresh }));
+    return token ? { ...headers, authorization: `Bearer ${token}` } : headers;
+  }
+
+  private async send<T>(spec: RequestSpec): Promise<T> {
+    const url = new URL(`${this.endpoint}${spec.absolute ? '' : this.prefix}${spec.route}`);
+    for (const [k, v] of Object.entries(spec.query ?? {})) url.searchParams.set(k, v);
+    const body = spec.body !== undefined ? JSON.stringify(spec.body) : undefined;
+    const baseHeaders: Record<string, string> = {
+      accept: 'application/json',
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...(spec.headers ?? {}),
+    };
+    let forceRefresh = false;
+    for (let attempt = 1; ; attempt++) {
+      // Signed (or the token fetched) per attempt: a retry carries a fresh date and credentials.
+      const headers = await this.authHeaders(spec.method, url, baseHeaders, body, forceRefresh);
+      let response: Response;
+      let text: string;
+      try {
+        response = await this.fetchImpl(url, {
+          method: spec.method,
+          headers: { ...headers, 'user-agent': this.options.userAgent ?? 'coffer-client/0.1' },
+          ...(body !== undefined ? { body } : {}),
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+        text = await response.text();
+      } catch (err) {
+        const failure = networkError(err, this.endpoint);
+        if (attempt < this.retry.maxAttempts && (spec.idempotent || neverSent(err))) {
+          await sleep(backoffDelay(this.retry, attempt - 1));
+          continue;
+        }
+        throw failure;
+      }
+      if (response.ok) return parseJson<T>(text, response.status);
+      const error = errorOf(text, response.status);
+      if (error instanceof CofferUnauthenticatedError && this.options.auth.tokenProvider && !forceRefresh) {
+        forceRefresh = true;
+        attempt--;
+        continue;
+      }
+      const retryable =
+        response.status === 429 || (spec.idempotent && [502, 503, 504].includes(response.status));
+      if (retryable && attempt < this.retry.maxAttempts) {
+        await sleep(backoffDelay(this.retry, attempt - 1, retryAfterMs(response.headers.get('retry-after'))));
+        continue;
+      }
+      throw error;
+    }
+  }
 }
 
+function parseJson<T>(text: string, status: number): T {
+  try {
+    return (text === '' ? {} : JSON.parse(text)) as T;
+  } catch {
+    throw new CofferClientError('bad_response', status, `unexpected response (HTTP ${status})`);
+  }
+}
+
+function errorOf(text: string, status: number): CofferClientError {
+  let parsed: { error?: { code?: unknown; message?: unknown; requestId?: unknown } } = {};
+  try {
+    parsed = JSON.parse(text) ?? {};
+  } catch {
+    // Not JSON (a proxy's page, say): the status alone decides.
+  }
+  const e = parsed.error ?? {};
+  const code = typeof e.code === 'string' ? e.code : status === 429 ? 'throttled' : 'http_error';
+  const message = typeof e.message === 'string' ? e.message : `HTTP ${status}`;
+  return clientError(code, status, message, typeof e.requestId === 'string' ? e.requestId : undefined);
+}
+
+function networkError(err: unknown, endpoint: string): CofferNetworkError {
+  const name = (err as { name?: unknown } | null)?.name;
+  if (name === 'TimeoutError' || name === 'AbortError') {
+    return new CofferNetworkError('timeout', 0, `the Coffer server at ${endpoint} did not answer in time`);
+  }
+  return new CofferNetworkError('unreachable', 0, `cannot reach the Coffer server at ${endpoint}`);
+}
+
+function neverSent(err: unknown): boolean {
+  const code = (err as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return typeof code === 'string' && NEVER_SENT.has(code);
+}
+
+/** Creates a client. See {@link ClientOptions}. */
 export function createClient(options: ClientOptions): CofferClient {
   return new CofferClient(options);
 }

@@ -66,6 +66,13 @@ export const listQuery = z.object({
   cursor: z.string().max(4096).optional(),
 });
 
+/** `POST /v1/batch-get`: 1 to 20 paths; each is checked by the path rules on its own. */
+export const batchGetBody = z
+  .object({
+    paths: z.array(z.string().max(1024)).min(1).max(20),
+  })
+  .strict();
+
 export const idempotencyKeyHeader = z
   .string()
   .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 . _ : -')

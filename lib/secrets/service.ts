@@ -1,11 +1,19 @@
 import { createHash } from 'node:crypto';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import type { Principal } from '../authn/principal.js';
-import type { Action, Authorizer, RequestContext, Resource, SecretResource } from '../authz/authorizer.js';
+import type {
+  Action,
+  Authorizer,
+  Decision,
+  RequestContext,
+  Resource,
+  SecretResource,
+} from '../authz/authorizer.js';
 import { canonicalJson } from '../crypto/canonical.js';
 import type { Envelope } from '../crypto/envelope.js';
 import {
   CasConflictError,
+  CofferError,
   ForbiddenError,
   IdempotencyKeyReusedError,
   InvalidRequestError,
@@ -57,6 +65,19 @@ export interface SecretValue {
   readonly value: string;
   readonly createdAt: string;
 }
+
+/** One answer of a batch read: the value, or why this path has none. */
+export type BatchGetItem =
+  | SecretValue
+  | { readonly path: string; readonly error: { readonly code: string; readonly message: string } };
+
+export const MAX_BATCH_PATHS = 20;
+/**
+ * Failures a batch answers per path: what a single read would have answered with a 4xx. Anything
+ * else fails the whole batch, so that a damaged stored value (integrity_error) or an unavailable
+ * store or key service is answered and logged exactly as for a single read.
+ */
+const BATCH_ITEM_ERRORS = new Set(['not_found', 'forbidden', 'invalid_path']);
 
 export interface MetadataPatch {
   readonly description?: string;
@@ -241,6 +262,50 @@ export class SecretService {
     if (!stored.sealed) throw new NotFoundError('secret version was destroyed');
     const value = await this.envelope.open(stored.sealed, { table: this.store.table, path, version: wanted });
     return { path, version: wanted, value, createdAt: stored.createdAt };
+  }
+
+  /**
+   * Reads the latest version of up to MAX_BATCH_PATHS secrets. Each path goes through `get` with
+   * its own decisions, so a batch never reveals more than single reads would: a path the caller
+   * may not see answers `not_found` exactly like a missing one. Per-path failures are answered in
+   * place; a failure of the service itself (storage, keys) fails the whole batch. The request's
+   * one audit record names every path and keeps a denying decision if any path was denied.
+   */
+  async batchGet(caller: Caller, rawPaths: readonly string[]): Promise<BatchGetItem[]> {
+    if (rawPaths.length < 1 || rawPaths.length > MAX_BATCH_PATHS) {
+      throw new InvalidRequestError(`a batch reads from 1 to ${MAX_BATCH_PATHS} paths`);
+    }
+    caller.audit.action = 'read';
+    caller.audit.policySetHash = this.authorizer.policySetHash;
+    const unique = [...new Set(rawPaths)];
+    // Paths are [A-Za-z0-9._/-]: a comma-joined list is unambiguous for reviewers.
+    caller.audit.path = unique.join(',');
+    const decisions: Decision[] = [];
+    const byPath = new Map<string, BatchGetItem>();
+    await Promise.all(
+      unique.map(async (path) => {
+        // A scratch record per path: `get` notes its path, version and decision there.
+        const audit: AuditContext = { ...caller.audit };
+        try {
+          byPath.set(path, await this.get({ ...caller, audit }, path));
+        } catch (err) {
+          if (!(err instanceof CofferError) || !BATCH_ITEM_ERRORS.has(err.code)) throw err;
+          byPath.set(path, { path, error: { code: err.code, message: err.message } });
+        } finally {
+          if (audit.decision) decisions.push(audit.decision);
+        }
+      }),
+    );
+    const denied = decisions.filter((d) => !d.allowed);
+    const deciding = denied.length > 0 ? denied : decisions;
+    if (deciding.length > 0) {
+      caller.audit.decision = {
+        allowed: denied.length === 0,
+        policyIds: [...new Set(deciding.flatMap((d) => d.policyIds))].sort(),
+        errors: [...new Set(decisions.flatMap((d) => d.errors))],
+      };
+    }
+    return rawPaths.map((path) => byPath.get(path) as BatchGetItem);
   }
 
   /** Soft delete: reads give 404 until restored; purged after `recoveryDays`. */

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { envNameOf } from '../../lib/cli/commands/run.js';
+import {
+  CofferClientError,
+  CofferConflictError,
+  CofferIntegrityError,
+  CofferInvalidRequestError,
+  CofferNetworkError,
+  CofferNotFoundError,
+  CofferThrottledError,
+  CofferUnavailableError,
+  clientError,
+  createClient,
+  isTransient,
+} from '../../lib/client/index.js';
+import { backoffDelay, retryAfterMs, retryPolicy } from '../../lib/client/retry.js';
+import { regionOfEndpoint } from '../../lib/client/sigv4.js';
+
+describe('client errors', () => {
+  it('maps server codes to typed errors, and unknown codes by status', () => {
+    expect(clientError('not_found', 404, 'm')).toBeInstanceOf(CofferNotFoundError);
+    expect(clientError('secret_deleted', 409, 'm')).toBeInstanceOf(CofferConflictError);
+    expect(clientError('key_store_unavailable', 503, 'm')).toBeInstanceOf(CofferUnavailableError);
+    expect(clientError('integrity_error', 500, 'm')).toBeInstanceOf(CofferIntegrityError);
+    expect(clientError('some_new_400', 400, 'm')).toBeInstanceOf(CofferInvalidRequestError);
+    expect(clientError('throttled', 429, 'm')).toBeInstanceOf(CofferThrottledError);
+    const e = clientError('internal', 500, 'internal error', 'req-1');
+    expect(e).toBeInstanceOf(CofferClientError);
+    expect(e).toMatchObject({ code: 'internal', status: 500, requestId: 'req-1', name: 'CofferClientError' });
+  });
+
+  it('tells outages (served stale by the cache) from definite answers', () => {
+    expect(isTransient(new CofferNetworkError('unreachable', 0, 'm'))).toBe(true);
+    expect(isTransient(clientError('throttled', 429, 'm'))).toBe(true);
+    expect(isTransient(clientError('audit_unavailable', 503, 'm'))).toBe(true);
+    expect(isTransient(clientError('http_error', 502, 'm'))).toBe(true);
+    expect(isTransient(clientError('integrity_error', 500, 'm'))).toBe(false);
+    expect(isTransient(clientError('not_found', 404, 'm'))).toBe(false);
+    expect(isTransient(clientError('forbidden', 403, 'm'))).toBe(false);
+    expect(isTransient(clientError('unauthenticated', 401, 'm'))).toBe(false);
+    expect(isTransient(new Error('x'))).toBe(false);
+  });
+});
+
+describe('client retry', () => {
+  it('keeps every backoff within [0, min(max, base * 2^n)] and honours Retry-After up to the max', () => {
+    const policy = retryPolicy({ baseDelayMs: 100, maxDelayMs: 1000 });
+    for (let n = 0; n < 6; n++) {
+      for (let i = 0; i < 200; i++) {
+        const d = backoffDelay(policy, n);
+        expect(d).toBeGreaterThanOrEqual(0);
+        expect(d).toBeLessThanOrEqual(Math.min(1000, 100 * 2 ** n));
+      }
+    }
+    expect(backoffDelay(policy, 0, 800)).toBe(800);
+    expect(backoffDelay(policy, 0, 30_000)).toBe(1000);
+    expect(retryAfterMs('2')).toBe(2000);
+    expect(retryAfterMs('Wed, 21 Oct 2015 07:28:00 GMT')).toBeUndefined();
+    expect(retryAfterMs(null)).toBeUndefined();
+    expect(() => retryPolicy({ maxAttempts: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('client options', () => {
+  it('refuses a bad endpoint and ambiguous auth', () => {
+    expect(() => createClient({ endpoint: 'ftp://x', auth: { token: 't' } })).toThrow(CofferClientError);
+    expect(() => createClient({ endpoint: 'not a url', auth: { token: 't' } })).toThrow(CofferClientError);
+    const both = { token: 't', tokenProvider: () => 't' } as unknown as { token: string };
+    expect(() => createClient({ endpoint: 'http://x', auth: both })).toThrow(/exactly one/);
+    expect(() => createClient({ endpoint: 'http://x', auth: { token: 't' }, cache: { ttlMs: 0 } })).toThrow(
+      RangeError,
+    );
+  });
+
+  it('finds the region of execute-api endpoints only', () => {
+    expect(regionOfEndpoint(new URL('https://a1b2c3.execute-api.us-east-1.amazonaws.com'))).toBe('us-east-1');
+    expect(regionOfEndpoint(new URL('https://a1b2c3.execute-api.cn-north-1.amazonaws.com.cn/prod'))).toBe(
+      'cn-north-1',
+    );
+    expect(regionOfEndpoint(new URL('https://secrets.example.com'))).toBeUndefined();
+  });
+});
+
+describe('coffer run: variable names', () => {
+  it('upper-cases the path below the prefix and turns / . - into _', () => {
+    expect(envNameOf('db/password')).toBe('DB_PASSWORD');
+    expect(envNameOf('stripe.api-key')).toBe('STRIPE_API_KEY');
+    expect(envNameOf('a-b')).toBe(envNameOf('a.b'));
+  });
+});
