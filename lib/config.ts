@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError } from './errors.js';
 
 export const DEFAULT_PORT = 8270;
@@ -11,7 +12,12 @@ export interface LocalSettings {
   readonly port: number;
   /** An existing DynamoDB (Local) endpoint; unset = start DynamoDB Local with the server. */
   readonly dynamodbEndpoint?: string;
+  /** Cedar schema and policies: `COFFER_POLICY_DIR`, else the package's own `policies/`. */
+  readonly policyDir: string;
 }
+
+/** The policies shipped with Coffer, found from this file (not the cwd, which may be anywhere). */
+export const DEFAULT_POLICY_DIR = fileURLToPath(new URL('../policies', import.meta.url));
 
 export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): LocalSettings {
   const dataDir = resolve(cwd, env.COFFER_DATA_DIR || '.coffer');
@@ -32,5 +38,6 @@ export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Loca
       throw new ConfigError('COFFER_DYNAMODB_ENDPOINT must be an http(s) URL');
     }
   }
-  return { dataDir, port, ...(endpoint ? { dynamodbEndpoint: endpoint } : {}) };
+  const policyDir = env.COFFER_POLICY_DIR ? resolve(cwd, env.COFFER_POLICY_DIR) : DEFAULT_POLICY_DIR;
+  return { dataDir, port, ...(endpoint ? { dynamodbEndpoint: endpoint } : {}), policyDir };
 }

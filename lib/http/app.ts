@@ -16,6 +16,7 @@ import { describeError, type Logger } from '../log.js';
 import type { Caller, SecretService } from '../secrets/service.js';
 import { errorBody } from './errors.js';
 import {
+  batchGetBody,
   destroyBody,
   idempotencyKeyHeader,
   listQuery,
@@ -112,6 +113,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
       route: url.pathname.slice(0, 600),
       sourceIp: connection.sourceIp,
       userAgent: (c.req.header('user-agent') ?? '').slice(0, 256),
+      // Kept in the record only as keyed HMACs: a query or a client's key may say more than the path.
+      sensitive: {
+        ...(url.search.length > 1 ? { query: url.search.slice(1, 4097) } : {}),
+        ...(c.req.header('idempotency-key')
+          ? { idempotencyKey: String(c.req.header('idempotency-key')).slice(0, 512) }
+          : {}),
+      },
       written: false,
     };
     c.set('audit', ctx);
@@ -241,6 +249,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return c.json(await service.patchMetadata(caller(c), path, body));
   });
 
+  api.post('/batch-get', async (c) => {
+    const body = parse(batchGetBody, await jsonBody(c), 'body');
+    return c.json({ results: await service.batchGet(caller(c), body.paths) });
+  });
+
   api.get('/list', async (c) => {
     const q = parse(listQuery, c.req.query(), 'query');
     return c.json(
@@ -253,7 +266,15 @@ export function createApp(deps: AppDeps): Hono<Env> {
     );
   });
 
-  for (const route of ['/whoami', '/secrets/*', '/restore/*', '/destroy/*', '/meta/*', '/list']) {
+  for (const route of [
+    '/whoami',
+    '/secrets/*',
+    '/restore/*',
+    '/destroy/*',
+    '/meta/*',
+    '/list',
+    '/batch-get',
+  ]) {
     api.all(route, () => {
       throw new MethodNotAllowedError('method not allowed on this route');
     });

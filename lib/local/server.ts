@@ -1,17 +1,21 @@
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { type HttpBindings, type ServerType, serve } from '@hono/node-server';
 import type { Context } from 'hono';
 import { decodeJwt } from 'jose';
-import { NoAuditTrail } from '../audit/trail.js';
-import { DevAuthenticator } from '../authn/dev-authenticator.js';
+import { Checkpointer } from '../audit/checkpoint.js';
+import { DynamoAuditTrail } from '../audit/dynamo-trail.js';
+import { openAuditHmacKey } from '../audit/hmac-key.js';
+import { hmacFieldHasher } from '../audit/record.js';
+import { buildAuthenticator } from '../authn/build.js';
 import { DEV_ADMIN_SUBJECT, DevIssuer } from '../authn/dev-issuer.js';
-import { AllowAllAuthorizer } from '../authz/authorizer.js';
+import { CedarAuthorizer } from '../authz/cedar.js';
 import { DEFAULT_TABLES, type LocalSettings } from '../config.js';
+import type { CofferConfig } from '../config-file.js';
 import { Envelope } from '../crypto/envelope.js';
 import { createApp } from '../http/app.js';
-import { LocalKeyProvider } from '../keys/local.js';
+import { LocalKeyProvider, LocalRootSigner } from '../keys/local.js';
 import { describeError, type Logger } from '../log.js';
 import { SecretService } from '../secrets/service.js';
 import { localDynamoClient } from '../store/dynamo-client.js';
@@ -23,6 +27,19 @@ import { type DynamoDbLocal, startDynamoDbLocal } from './dynamodb-local.js';
 export const MAX_HEADER_BYTES = 64 * 1024;
 const DEV_TOKEN_TTL_SECONDS = 30 * 86_400;
 const PURGE_INTERVAL_MS = 10 * 60_000;
+/** Audit checkpoints: at start, on this interval, and at shutdown. */
+const CHECKPOINT_INTERVAL_MS = 5 * 60_000;
+/** Audit chains written in parallel: requests wait only when more than this many write at once. */
+const LOCAL_AUDIT_CHAINS = 4;
+/** While the server runs, `<dataDir>/<this>` holds its DynamoDB endpoint (for `coffer audit`). */
+export const DYNAMODB_ENDPOINT_FILE = 'dynamodb-endpoint';
+
+/** Where the local server's side outputs go; the CLI passes stdout for the audit copy. */
+export interface LocalServerHooks {
+  /** One JSON line per audit record and checkpoint. */
+  readonly auditSink?: (line: string) => void;
+  readonly checkpointIntervalMs?: number;
+}
 
 export interface LocalServer {
   readonly url: string;
@@ -54,9 +71,18 @@ async function ensureDevToken(issuer: DevIssuer, file: string): Promise<void> {
 
 /**
  * The local server: DynamoDB Local (unless an endpoint is given), tables, the local key
- * provider, the dev issuer and the HTTP API on 127.0.0.1 only.
+ * provider, the dev issuer and the HTTP API on 127.0.0.1 only. `config` is the parsed
+ * COFFER_CONFIG (the caller reads it): its issuers are trusted next to the dev issuer.
  */
-export async function startLocalServer(settings: LocalSettings, logger: Logger): Promise<LocalServer> {
+export async function startLocalServer(
+  settings: LocalSettings,
+  logger: Logger,
+  config: CofferConfig = { issuers: [] },
+  hooks: LocalServerHooks = {},
+): Promise<LocalServer> {
+  // Policies first: an invalid policy set stops the start (naming file and line) before anything
+  // is started that would need stopping.
+  const authorizer = await CedarAuthorizer.fromDir(settings.policyDir, { logger });
   const ddb: DynamoDbLocal | undefined = settings.dynamodbEndpoint
     ? undefined
     : await startDynamoDbLocal({ dbPath: join(settings.dataDir, 'dynamodb') });
@@ -64,6 +90,7 @@ export async function startLocalServer(settings: LocalSettings, logger: Logger):
   const client = localDynamoClient(endpoint);
   let server: ServerType | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let checkpointTimer: NodeJS.Timeout | undefined;
   try {
     await ensureTables(client, DEFAULT_TABLES);
     const keys = await LocalKeyProvider.open(settings.dataDir);
@@ -71,16 +98,27 @@ export async function startLocalServer(settings: LocalSettings, logger: Logger):
     const tokenFile = join(settings.dataDir, 'dev-token');
     await ensureDevToken(issuer, tokenFile);
 
-    const audit = new NoAuditTrail();
+    const auditRoot = await LocalRootSigner.open(settings.dataDir);
+    const sink = hooks.auditSink ? { sink: hooks.auditSink } : {};
+    const audit = new DynamoAuditTrail({
+      client,
+      table: DEFAULT_TABLES.audit,
+      root: auditRoot,
+      fieldHasher: hmacFieldHasher(await openAuditHmacKey(settings.dataDir)),
+      chains: LOCAL_AUDIT_CHAINS,
+      writer: 'local-server',
+      ...sink,
+    });
+    const checkpointer = new Checkpointer({ client, table: DEFAULT_TABLES.audit, root: auditRoot, ...sink });
     const service = new SecretService({
       store: new SecretsStore(client, DEFAULT_TABLES.secrets),
       envelope: new Envelope(keys),
-      authorizer: new AllowAllAuthorizer(),
+      authorizer,
       audit,
     });
     const app = createApp({
       service,
-      authenticator: new DevAuthenticator(issuer.publicKey),
+      authenticator: buildAuthenticator({ config, logger, devIssuerKey: issuer.publicKey }),
       audit,
       logger,
       connection: (c: Context) => ({
@@ -99,6 +137,16 @@ export async function startLocalServer(settings: LocalSettings, logger: Logger):
     await purge();
     timer = setInterval(purge, PURGE_INTERVAL_MS);
     timer.unref();
+    const checkpoint = async () => {
+      try {
+        await checkpointer.write();
+      } catch (err) {
+        logger.warn('audit checkpoint failed', describeError(err));
+      }
+    };
+    await checkpoint();
+    checkpointTimer = setInterval(checkpoint, hooks.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS);
+    checkpointTimer.unref();
 
     const listening = await new Promise<ServerType>((resolve, reject) => {
       const s = serve(
@@ -114,19 +162,26 @@ export async function startLocalServer(settings: LocalSettings, logger: Logger):
     });
     server = listening;
     const port = (listening.address() as AddressInfo).port;
+    const endpointFile = join(settings.dataDir, DYNAMODB_ENDPOINT_FILE);
+    await writeFile(endpointFile, `${endpoint}\n`, { mode: 0o600 });
     return {
       url: `http://127.0.0.1:${port}`,
       tokenFile,
       dynamodbEndpoint: endpoint,
       stop: async () => {
         if (timer) clearInterval(timer);
+        if (checkpointTimer) clearInterval(checkpointTimer);
         await new Promise<void>((resolve) => listening.close(() => resolve()));
+        // The last checkpoint seals every record this server wrote.
+        await checkpoint();
+        await rm(endpointFile, { force: true });
         client.destroy();
         await ddb?.stop();
       },
     };
   } catch (err) {
     if (timer) clearInterval(timer);
+    if (checkpointTimer) clearInterval(checkpointTimer);
     server?.close();
     client.destroy();
     await ddb?.stop();

@@ -8,7 +8,7 @@ import { DevIssuer } from '../../lib/authn/dev-issuer.js';
 import type { Authenticator } from '../../lib/authn/principal.js';
 import { AllowAllAuthorizer, type Authorizer } from '../../lib/authz/authorizer.js';
 import { Envelope } from '../../lib/crypto/envelope.js';
-import { createApp } from '../../lib/http/app.js';
+import { type AppDeps, createApp } from '../../lib/http/app.js';
 import { LocalKeyProvider } from '../../lib/keys/local.js';
 import type { KeyProvider } from '../../lib/keys/provider.js';
 import { jsonLogger, type Logger } from '../../lib/log.js';
@@ -47,6 +47,8 @@ export interface HarnessOptions {
   readonly store?: StoreOptions;
   readonly now?: () => Date;
   readonly clientWrapper?: (client: DynamoDBClient) => DynamoDBClient;
+  /** Replaces the connection facts (e.g. an IAM caller from a Lambda event in c.env). */
+  readonly connection?: AppDeps['connection'];
 }
 
 /** The real app over DynamoDB Local and the local key provider, in a temp data dir. */
@@ -77,7 +79,7 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
       : new DevAuthenticator(issuer.publicKey),
     audit,
     logger,
-    connection: () => ({ sourceIp: '127.0.0.1' }),
+    connection: options.connection ?? (() => ({ sourceIp: '127.0.0.1' })),
   });
   const token = await issuer.mint({ subject: 'dev-admin', groups: ['admins'] });
   return {
