@@ -10,6 +10,7 @@ import { buildAuthenticator } from '../lib/authn/build.js';
 import { iamCallerFromEvent, isIamPath } from '../lib/authn/iam.js';
 import { CedarAuthorizer } from '../lib/authz/cedar.js';
 import { Envelope } from '../lib/crypto/envelope.js';
+import { ConfigError } from '../lib/errors.js';
 import { type CofferApp, type ConnectionInfo, createApp } from '../lib/http/app.js';
 import { errorBody } from '../lib/http/errors.js';
 import { deriveKmsMacKey, KmsKeyProvider, KmsRootSigner } from '../lib/keys/kms.js';
@@ -125,6 +126,13 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
 }
 
 type Handler = ReturnType<typeof handle>;
+
+/** A failed start answers 503 when KMS or the store may recover by itself, else a bare 500. */
+function startFailure(err: unknown, requestId: string): ReturnType<typeof errorBody> {
+  const mapped = errorBody(err, requestId);
+  if (mapped.status === 503) return mapped;
+  return { status: 500, body: { error: { code: 'internal', message: 'internal error', requestId } } };
+}
 type Result = Awaited<ReturnType<Handler>>;
 
 /**
@@ -149,8 +157,14 @@ export function lambdaHandler(
       handler = await ready;
     } catch (err) {
       const requestId = context?.awsRequestId ?? 'unknown';
-      logger.error('api start failed', { requestId, ...describeError(err) });
-      const { status, body } = errorBody(err, requestId);
+      if (err instanceof ConfigError) {
+        // Configuration messages name a variable or a setting, never a value that is secret: the
+        // operator needs the sentence. The caller gets a bare 500 (no detail), like any internal error.
+        logger.error('api configuration invalid', { requestId, code: err.code, detail: err.message });
+      } else {
+        logger.error('api start failed', { requestId, ...describeError(err) });
+      }
+      const { status, body } = startFailure(err, requestId);
       return {
         statusCode: status,
         headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },

@@ -208,11 +208,5 @@ export class CofferStack extends Stack {
     for (const [name, [value, description]] of Object.entries(outputs)) {
       new CfnOutput(this, name, { value, description });
     }
-
-    Validations.of(this).acknowledge({
-      id: 'AwsSolutions-L1',
-      reason:
-        'Coffer pins Node.js 22 (the runtime its code and bundles are built and tested for); moving to a newer runtime is a deliberate upgrade.',
-    });
   }
 }

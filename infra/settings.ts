@@ -128,12 +128,26 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     const clusterId = text(ctx, 'cloudHsmClusterId');
     const secret = text(ctx, 'cloudHsmKmsUserSecret');
     const anchor = text(ctx, 'cloudHsmTrustAnchor');
-    if (!clusterId || !/^cluster-[2-7a-zA-Z]{11,16}$/.test(clusterId)) {
-      throw new SettingsError('keyStore=cloudhsm needs context cloudHsmClusterId (cluster-…)');
+    if (!clusterId) {
+      throw new SettingsError(
+        'keyStore=cloudhsm needs context cloudHsmClusterId: the id of an existing CloudHSM cluster (cluster-…)',
+      );
     }
-    if (!secret || !/^[A-Za-z0-9/_+=.@-]{1,512}$/.test(secret)) {
+    // CloudHSM's own pattern for cluster ids (`aws cloudhsmv2 describe-clusters` shows them).
+    if (!/^cluster-[2-7a-zA-Z]{11,16}$/.test(clusterId)) {
+      throw new SettingsError(
+        `context cloudHsmClusterId must be a CloudHSM cluster id like cluster-jxhlf7644ne, got "${clusterId.slice(0, 40)}"`,
+      );
+    }
+    if (!secret) {
       throw new SettingsError(
         'keyStore=cloudhsm needs context cloudHsmKmsUserSecret: the name of the Secrets Manager secret holding the kmsuser password',
+      );
+    }
+    // A name, not an ARN: the grant is built from the name (`secret:<name>-??????`).
+    if (!/^[A-Za-z0-9/_+=.@-]{1,512}$/.test(secret)) {
+      throw new SettingsError(
+        'context cloudHsmKmsUserSecret must be the name of a Secrets Manager secret (not its ARN, not the password)',
       );
     }
     if (!anchor) {
@@ -161,7 +175,7 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
   const retention = integer(ctx, 'logRetentionDays', RetentionDays.ONE_YEAR, 1, 3653);
   if (!RETENTIONS.has(retention)) {
     throw new SettingsError(
-      `context logRetentionDays must be one of CloudWatch's values (${[...RETENTIONS].filter((d) => d > 0).join(', ')})`,
+      `context logRetentionDays must be one of CloudWatch's values (${[...RETENTIONS].filter((d) => d > 0 && d <= 3653).join(', ')})`,
     );
   }
   const alarmEmail = text(ctx, 'alarmEmail');

@@ -10,6 +10,7 @@ import {
   DisconnectCustomKeyStoreCommand,
   type KeyMetadata,
   KMSClient,
+  UpdateCustomKeyStoreCommand,
 } from '@aws-sdk/client-kms';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 
@@ -22,7 +23,12 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
  *              Delete: nothing (the key store and the key are retained, see below).
  *   isComplete polled by the framework (connecting takes minutes, longer than one Lambda run):
  *              CONNECTED -> create or adopt the key (by alias) and finish; CONNECTING -> wait;
- *              DISCONNECTED -> connect; FAILED -> fail with KMS's connection error code.
+ *              DISCONNECTED -> set the password, connect; FAILED -> fail with KMS's error code.
+ *
+ * Before it connects a store it did not just create, it sets the store's kmsuser password from the
+ * secret (UpdateCustomKeyStore, which KMS allows only while DISCONNECTED): KMS keeps the password it
+ * was given at creation, so without this an INVALID_CREDENTIALS failure could never be fixed by
+ * correcting the secret and deploying again.
  *
  * Idempotent: every step looks for what an earlier (possibly interrupted) run made, by key store
  * name and by key alias, before creating anything. It never deletes or disconnects on Delete:
@@ -198,7 +204,13 @@ async function kmsUserPassword(clients: Clients, secretId: string): Promise<stri
   return password;
 }
 
-async function ensureKeyStore(clients: Clients, p: KeyStoreProperties): Promise<CustomKeyStoresListEntry> {
+/** The key store, and whether this run created it (then KMS already holds the secret's password). */
+interface EnsuredKeyStore {
+  readonly store: CustomKeyStoresListEntry;
+  readonly created: boolean;
+}
+
+async function ensureKeyStore(clients: Clients, p: KeyStoreProperties): Promise<EnsuredKeyStore> {
   const existing = await findKeyStore(clients, { CustomKeyStoreName: p.CustomKeyStoreName });
   if (existing) {
     if (existing.CloudHsmClusterId !== p.ClusterId) {
@@ -210,7 +222,7 @@ async function ensureKeyStore(clients: Clients, p: KeyStoreProperties): Promise<
       customKeyStoreId: existing.CustomKeyStoreId,
       connectionState: existing.ConnectionState,
     });
-    return existing;
+    return { store: existing, created: false };
   }
   const password = await kmsUserPassword(clients, p.KmsUserSecretId);
   const created = await step('CreateCustomKeyStore', () =>
@@ -226,11 +238,29 @@ async function ensureKeyStore(clients: Clients, p: KeyStoreProperties): Promise<
   );
   log('created custom key store', { customKeyStoreId: created.CustomKeyStoreId });
   return {
-    CustomKeyStoreId: created.CustomKeyStoreId,
-    CustomKeyStoreName: p.CustomKeyStoreName,
-    CloudHsmClusterId: p.ClusterId,
-    ConnectionState: 'DISCONNECTED',
+    store: {
+      CustomKeyStoreId: created.CustomKeyStoreId,
+      CustomKeyStoreName: p.CustomKeyStoreName,
+      CloudHsmClusterId: p.ClusterId,
+      ConnectionState: 'DISCONNECTED',
+    },
+    created: true,
   };
+}
+
+/**
+ * Gives a DISCONNECTED store the kmsuser password now in the secret. The password goes to KMS only;
+ * the log line and any error name the store and the secret, never the value.
+ */
+async function syncPassword(clients: Clients, id: string, p: KeyStoreProperties): Promise<void> {
+  const password = await kmsUserPassword(clients, p.KmsUserSecretId);
+  await step('UpdateCustomKeyStore (kmsuser password)', () =>
+    clients.kms.send(new UpdateCustomKeyStoreCommand({ CustomKeyStoreId: id, KeyStorePassword: password })),
+  );
+  log('set the kmsuser password of the custom key store from the secret', {
+    customKeyStoreId: id,
+    secret: p.KmsUserSecretId,
+  });
 }
 
 async function connect(clients: Clients, id: string): Promise<void> {
@@ -332,10 +362,11 @@ export async function onEventWith(clients: Clients, event: OnEventRequest): Prom
     }
   }
   await checkCluster(clients, p.ClusterId);
-  const store = await ensureKeyStore(clients, p);
+  const { store, created } = await ensureKeyStore(clients, p);
   const id = store.CustomKeyStoreId as string;
   switch (store.ConnectionState) {
     case 'DISCONNECTED':
+      if (!created) await syncPassword(clients, id, p);
       await connect(clients, id);
       break;
     case 'FAILED':
@@ -371,6 +402,7 @@ export async function isCompleteWith(
       return { IsComplete: true, Data: keyOutputs(id, key) };
     }
     case 'DISCONNECTED':
+      await syncPassword(clients, id, p);
       await connect(clients, id);
       return { IsComplete: false };
     case 'FAILED':

@@ -5,8 +5,11 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import { Construct } from 'constructs';
+import { Construct, type IConstruct } from 'constructs';
 import { CofferFunction } from './coffer-function.js';
+
+/** CloudFormation waits at most an hour for a custom resource; the framework must finish first. */
+const MAX_TOTAL_TIMEOUT = Duration.minutes(55);
 
 export interface CloudHsmKeyStoreProps {
   /** The existing CloudHSM cluster (ACTIVE, at least two HSMs in different AZs). */
@@ -22,8 +25,10 @@ export interface CloudHsmKeyStoreProps {
   /** Retention of the custom resource's log groups. */
   readonly logRetention: logs.RetentionDays;
   /**
-   * How long CloudFormation waits for the key store to connect. Connecting usually takes 5 to 20
-   * minutes. @default Duration.hours(1)
+   * How long the Provider framework waits for the key store to connect (connecting usually takes 5
+   * to 20 minutes). At most 55 minutes: CloudFormation itself gives a custom resource one hour
+   * (its ServiceTimeout), and the framework must report the timeout, with its reason, before
+   * CloudFormation gives up on it with none. @default Duration.minutes(50)
    */
   readonly totalTimeout?: Duration;
 }
@@ -45,6 +50,12 @@ export class CloudHsmKeyStore extends Construct {
   constructor(scope: Construct, id: string, props: CloudHsmKeyStoreProps) {
     super(scope, id);
     const stack = Stack.of(this);
+    const totalTimeout = props.totalTimeout ?? Duration.minutes(50);
+    if (totalTimeout.toSeconds() > MAX_TOTAL_TIMEOUT.toSeconds()) {
+      throw new Error(
+        `CloudHsmKeyStore totalTimeout must be at most ${MAX_TOTAL_TIMEOUT.toMinutes()} minutes (CloudFormation's custom resource limit is one hour)`,
+      );
+    }
 
     const handlerProps = {
       entry: 'functions/custom-resources/cloudhsm-key-store.ts',
@@ -63,8 +74,10 @@ export class CloudHsmKeyStore extends Construct {
       description: 'Coffer: wait for the CloudHSM key store to connect, then create or adopt the key',
     });
 
+    // Both handlers may set the store's password from the secret before they connect it.
     const secret = secretsmanager.Secret.fromSecretNameV2(this, 'KmsUserSecret', props.kmsUserSecretName);
     secret.grantRead(onEvent.role);
+    secret.grantRead(isComplete.role);
 
     const keyStoreActions = new iam.PolicyStatement({
       // Custom key store operations and cloudhsm:DescribeClusters have no resource-level permissions.
@@ -73,6 +86,7 @@ export class CloudHsmKeyStore extends Construct {
         'kms:DescribeCustomKeyStores',
         'kms:ConnectCustomKeyStore',
         'kms:DisconnectCustomKeyStore',
+        'kms:UpdateCustomKeyStore',
       ],
       resources: ['*'],
     });
@@ -136,13 +150,15 @@ export class CloudHsmKeyStore extends Construct {
         },
       });
 
+    const onEventRole = frameworkRole('ProviderOnEventRole', 'onEvent');
+    const completeRole = frameworkRole('ProviderIsCompleteRole', 'isComplete, onTimeout');
     const provider = new cr.Provider(this, 'Provider', {
       onEventHandler: onEvent.function,
       isCompleteHandler: isComplete.function,
       queryInterval: Duration.seconds(30),
-      totalTimeout: props.totalTimeout ?? Duration.hours(1),
-      frameworkOnEventRole: frameworkRole('ProviderOnEventRole', 'onEvent'),
-      frameworkCompleteAndTimeoutRole: frameworkRole('ProviderIsCompleteRole', 'isComplete, onTimeout'),
+      totalTimeout,
+      frameworkOnEventRole: onEventRole,
+      frameworkCompleteAndTimeoutRole: completeRole,
       logGroup: frameworkLogs,
       disableWaiterStateMachineLogging: false,
       waiterStateMachineLogOptions: { destination: frameworkLogs, level: sfn.LogLevel.ALL },
@@ -152,6 +168,7 @@ export class CloudHsmKeyStore extends Construct {
       serviceToken: provider.serviceToken,
       resourceType: 'Custom::CofferCloudHsmKey',
       removalPolicy: RemovalPolicy.RETAIN,
+      serviceTimeout: Duration.hours(1),
       properties: {
         ClusterId: props.clusterId,
         KmsUserSecretId: props.kmsUserSecretName,
@@ -164,31 +181,46 @@ export class CloudHsmKeyStore extends Construct {
     this.keyArn = resource.getAttString('KeyArn');
     this.customKeyStoreId = resource.getAttString('CustomKeyStoreId');
 
-    const wildcards = [
-      'AwsSolutions-IAM5[Resource::*]',
-      `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:<AWS::Region>:<AWS::AccountId>:key/*]`,
-    ];
-    for (const id of wildcards) {
-      Validations.of(this).acknowledge({
-        id,
-        reason:
-          'cloudhsm:DescribeClusters, the custom key store actions and kms:CreateKey support no resource-level permission (CreateKey is limited to origin AWS_CLOUDHSM); DescribeKey/CreateAlias need the key, whose id is only known after CreateKey.',
-      });
-    }
-    // The framework invokes its handlers by `<function arn>:*` (any version).
-    const functionIds = [
-      onEvent.function,
-      isComplete.function,
+    // cdk-nag acknowledgments, each on the one role that holds the finding.
+    const wildcard = (fn: CofferFunction, reason: string) =>
+      Validations.of(fn.role).acknowledge({ id: 'AwsSolutions-IAM5[Resource::*]', reason });
+    wildcard(
+      onEvent,
+      'cloudhsm:DescribeClusters and the custom key store actions (Describe/Create/Connect/Disconnect/UpdateCustomKeyStore) support no resource-level permission.',
+    );
+    wildcard(
+      isComplete,
+      'cloudhsm:DescribeClusters and the custom key store actions support no resource-level permission; kms:CreateKey has no key to name before it runs and is limited to origin AWS_CLOUDHSM by condition.',
+    );
+    Validations.of(isComplete.role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:<AWS::Region>:<AWS::AccountId>:key/*]',
+      reason:
+        'kms:DescribeKey and kms:CreateAlias must name the key, whose id is only known after kms:CreateKey; the alias ARN beside it is exact.',
+    });
+    const logicalId = (fn: IConstruct) =>
+      stack.resolve((fn.node.defaultChild as lambda.CfnFunction).logicalId) as string;
+    const anyVersion = (role: IConstruct, functions: IConstruct[]) => {
+      for (const fn of functions) {
+        Validations.of(role).acknowledge({
+          id: `AwsSolutions-IAM5[Resource::<${logicalId(fn)}.Arn>:*]`,
+          reason:
+            'The CDK Provider framework invokes the handler it was given by `<function arn>:*`, meaning any version of that one function.',
+        });
+      }
+    };
+    const handlers = [onEvent.function, isComplete.function];
+    anyVersion(onEventRole, handlers);
+    anyVersion(completeRole, handlers);
+    const waiterRole = provider.node.findChild('waiter-state-machine').node.findChild('Role');
+    anyVersion(waiterRole, [
       provider.node.findChild('framework-isComplete'),
       provider.node.findChild('framework-onTimeout'),
-    ].map((fn) => stack.resolve((fn.node.defaultChild as lambda.CfnFunction).logicalId) as string);
-    for (const logicalId of functionIds) {
-      Validations.of(this).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::<${logicalId}.Arn>:*]`,
-        reason:
-          'The CDK Provider framework (and its waiter state machine) invokes the handler functions it was given by `<arn>:*`, meaning any version of that one function.',
-      });
-    }
+    ]);
+    Validations.of(waiterRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'The waiter state machine logs to CloudWatch Logs: the log delivery actions (logs:CreateLogDelivery and friends) support no resource-level permission.',
+    });
     Validations.of(provider).acknowledge({
       id: 'AwsSolutions-SF2',
       reason:

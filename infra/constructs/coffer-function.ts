@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat, SourceMapMode } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -127,6 +127,12 @@ export class CofferFunction extends Construct {
             }
           : {}),
       },
+    });
+    // Acknowledged on this function only: a function added without CofferFunction is still checked.
+    Validations.of(this.function).acknowledge({
+      id: 'AwsSolutions-L1',
+      reason:
+        'Coffer pins Node.js 22 (the runtime its code and bundles are built and tested for); moving to a newer runtime is a deliberate upgrade.',
     });
   }
 }

@@ -3,6 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type {
   APIGatewayProxyEventV2,
   APIGatewayProxyEventV2WithIAMAuthorizer,
@@ -13,6 +17,8 @@ import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiApp, lambdaHandler } from '../../functions/api-app.js';
 import type { LambdaSettings } from '../../functions/env.js';
+import { AUDIT_TABLE_ACTIONS, SECRETS_TABLE_ACTIONS } from '../../infra/coffer-stack.js';
+import { CofferKeys } from '../../infra/constructs/keys.js';
 import { DevIssuer } from '../../lib/authn/dev-issuer.js';
 import { parseConfig } from '../../lib/config-file.js';
 import { jsonLogger } from '../../lib/log.js';
@@ -189,12 +195,52 @@ interface ApiBody {
 
 async function invoke(event: APIGatewayProxyEventV2) {
   const context = { awsRequestId: `lambda-${requestCounter}` } as LambdaContext;
-  const out = await handler(event, context);
-  return { status: out.statusCode, body: JSON.parse(out.body) as ApiBody, headers: out.headers };
+  recording = true;
+  try {
+    const out = await handler(event, context);
+    return { status: out.statusCode, body: JSON.parse(out.body) as ApiBody, headers: out.headers };
+  } finally {
+    recording = false;
+  }
+}
+
+/** DynamoDB calls the handler made (not the test's own scans), as IAM sees them: action and table. */
+const dynamoCalls: { action: string; table: string }[] = [];
+let recording = false;
+
+type DynamoInput = {
+  TableName?: string;
+  RequestItems?: Record<string, unknown>;
+  TransactItems?: Record<string, { TableName?: string } | undefined>[];
+};
+
+/** TransactWriteItems and BatchWriteItem are authorized per item action and table, like IAM does. */
+function iamActionsOf(command: string, input: DynamoInput): { action: string; table: string }[] {
+  const name = command.replace(/Command$/, '');
+  if (name === 'TransactWriteItems' || name === 'TransactGetItems') {
+    return (input.TransactItems ?? []).flatMap((item) =>
+      Object.entries(item).map(([kind, op]) => ({
+        action: `dynamodb:${kind === 'Get' ? 'GetItem' : kind === 'ConditionCheck' ? 'ConditionCheckItem' : `${kind}Item`}`,
+        table: String(op?.TableName),
+      })),
+    );
+  }
+  if (input.RequestItems) {
+    return Object.keys(input.RequestItems).map((table) => ({ action: `dynamodb:${name}`, table }));
+  }
+  return [{ action: `dynamodb:${name}`, table: String(input.TableName) }];
 }
 
 beforeAll(async () => {
   ({ client, tables } = await freshTables('lambda'));
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (recording)
+        dynamoCalls.push(...iamActionsOf(String(context.commandName), args.input as DynamoInput));
+      return next(args);
+    },
+    { step: 'initialize', name: 'recordIamActions' },
+  );
   fakeKms(kms);
   const pair = await generateKeyPair('ES256');
   signingKey = pair.privateKey;
@@ -381,4 +427,180 @@ describe('the API Lambda handler, driven by HTTP API v2 events', () => {
     expect(JSON.stringify(list)).not.toContain('prefix=');
     expect(logLines.join('\n')).not.toContain('Sup3r-S3cret');
   });
+
+  it('when API Gateway passes the body base64-encoded, it is decoded before it is parsed', async () => {
+    const admin = await token('alice', ['coffer-admins']);
+    const json = JSON.stringify({ value: 'b64-ünïcode-valüe' });
+    const event = bearerEvent('PUT', '/v1/secrets/apps/b64/value', admin, { body: { value: 'placeholder' } });
+    const put = await invoke({
+      ...event,
+      body: Buffer.from(json, 'utf8').toString('base64'),
+      isBase64Encoded: true,
+      headers: { ...event.headers, 'content-length': String(Buffer.byteLength(json)) },
+    });
+    expect(put.status).toBe(200);
+    const get = await invoke(bearerEvent('GET', '/v1/secrets/apps/b64/value', admin));
+    expect(get.body.value).toBe('b64-ünïcode-valüe');
+  });
+
+  it('when a body is over 128 KiB, it answers 413 before parsing, whatever the client said its length was', async () => {
+    const admin = await token('alice', ['coffer-admins']);
+    const big = JSON.stringify({ value: 'x'.repeat(130 * 1024) });
+    const base = bearerEvent('PUT', '/v1/secrets/apps/big/value', admin, { body: { value: 'small' } });
+    for (const event of [
+      { ...base, body: big, headers: { ...base.headers, 'content-length': String(big.length) } },
+      // A lying Content-Length (API Gateway passes the client's header through).
+      { ...base, body: big, headers: { ...base.headers, 'content-length': '20' } },
+      // Base64, as API Gateway sends a body it takes for binary, with no Content-Length at all.
+      {
+        ...base,
+        body: Buffer.from(big).toString('base64'),
+        isBase64Encoded: true,
+        headers: { ...base.headers, 'content-length': undefined as unknown as string },
+      },
+    ]) {
+      const put = await invoke(event);
+      expect(put.status).toBe(413);
+      expect(put.body.error?.code).toBe('payload_too_large');
+    }
+    const get = await invoke(bearerEvent('GET', '/v1/secrets/apps/big/value', admin));
+    expect(get.status).toBe(404);
+  });
+
+  it('never lets a dot-segment path carry an IAM identity onto /v1, or reach /iam/v1 without one', async () => {
+    const assumed = `arn:aws:sts::${ACCOUNT}:assumed-role/app-runner/i-0abc123`;
+    // Signed and verified for the IAM route, but the URL the app sees normalizes to /v1/whoami.
+    const escaped = await invoke(iamEvent('GET', '/iam/v1/../../v1/whoami', assumed));
+    expect(escaped.status).toBe(401);
+    expect(escaped.body.error?.code).toBe('unauthenticated');
+    // The bearer route with a forged authorizer block, and a path that normalizes to /iam/v1.
+    const forged = iamEvent('GET', '/v1/../iam/v1/whoami', assumed);
+    const sneaked = await invoke({ ...forged, routeKey: 'ANY /v1/{proxy+}' });
+    expect(sneaked.status).toBe(401);
+  });
+
+  it('every DynamoDB and KMS call the handler made is one the stack lets the API role make', () => {
+    // DynamoDB: the per-table action sets the stack grants (test/infra/stack.test.ts ties them to
+    // the template).
+    expect(dynamoCalls.length).toBeGreaterThan(10);
+    const allowed: Record<string, readonly string[]> = {
+      [tables.secrets]: SECRETS_TABLE_ACTIONS,
+      [tables.audit]: AUDIT_TABLE_ACTIONS,
+    };
+    const refused = dynamoCalls.filter((c) => !allowed[c.table]?.includes(c.action));
+    expect(refused).toEqual([]);
+    expect(dynamoCalls.some((c) => c.table === tables.audit && c.action === 'dynamodb:PutItem')).toBe(true);
+
+    // KMS: the API role's real statements, built by the same construct with this test's table, and
+    // evaluated (actions, key, conditions) against every request the handler sent.
+    const stack = new Stack();
+    const keys = new CofferKeys(stack, 'Keys', {
+      keyStore: 'kms',
+      aliasPrefix: 'coffer/test',
+      logRetention: RetentionDays.ONE_DAY,
+    });
+    const role = new Role(stack, 'Api', { assumedBy: new ServicePrincipal('lambda.amazonaws.com') });
+    keys.grantDataKeys(role, tables.secrets);
+    keys.grantAuditSigning(role);
+    keys.grantFieldHmac(role);
+    const arnOf = new Map<string, string>([
+      [JSON.stringify(stack.resolve(keys.secretsKeyArn)), DATA_KEY_ARN],
+      [JSON.stringify(stack.resolve(keys.auditKey.keyArn)), AUDIT_KEY_ARN],
+      [JSON.stringify(stack.resolve(keys.fieldHmacKey.keyArn)), HMAC_KEY_ARN],
+    ]);
+    const policy = Object.values(Template.fromStack(stack).findResources('AWS::IAM::Policy'))[0];
+    const statements = (policy?.Properties.PolicyDocument.Statement ?? []) as IamStatement[];
+    const requests = kms.calls().flatMap((call) => kmsRequestsOf(call.args[0] as unknown as KmsCommand));
+    expect(new Set(requests.map((r) => r.action))).toEqual(
+      new Set(['kms:GenerateDataKey', 'kms:Decrypt', 'kms:Sign', 'kms:GenerateMac']),
+    );
+    const denied = requests.filter((r) => !statements.some((st) => allows(st, r, arnOf)));
+    expect(denied.map((r) => `${r.action} ${r.keyId}`)).toEqual([]);
+    // The check can fail: a request with another table in its context is refused.
+    const generate = requests.find((r) => r.action === 'kms:GenerateDataKey') as KmsRequest;
+    const otherTable = { ...generate, context: { ...generate.context, 'coffer:table': 'another-table' } };
+    expect(statements.some((st) => allows(st, otherTable, arnOf))).toBe(false);
+    const extraKey = { ...generate, context: { ...generate.context, 'coffer:tenant': 'x' } };
+    expect(statements.some((st) => allows(st, extraKey, arnOf))).toBe(false);
+  });
 });
+
+interface IamStatement {
+  readonly Effect: string;
+  readonly Action: string | string[];
+  readonly Resource: unknown;
+  readonly Condition?: Record<string, Record<string, string | string[]>>;
+}
+
+interface KmsRequest {
+  readonly action: string;
+  readonly keyId: string;
+  readonly context: Record<string, string>;
+  readonly fields: Record<string, string | undefined>;
+}
+
+type KmsCommand = { constructor: { name: string }; input: Record<string, unknown> };
+type KmsInput = Partial<Record<'KeyId' | 'SourceKeyId' | 'DestinationKeyId', string>> &
+  Partial<Record<'SigningAlgorithm' | 'MessageType' | 'MacAlgorithm', string>> &
+  Partial<
+    Record<
+      'EncryptionContext' | 'SourceEncryptionContext' | 'DestinationEncryptionContext',
+      Record<string, string>
+    >
+  >;
+
+/** One KMS command as the IAM requests it is authorized as (ReEncrypt is two). */
+function kmsRequestsOf(command: KmsCommand): KmsRequest[] {
+  const input = command.input as KmsInput;
+  const name = command.constructor.name.replace(/Command$/, '');
+  const fields = {
+    'kms:SigningAlgorithm': input.SigningAlgorithm,
+    'kms:MessageType': input.MessageType,
+    'kms:MacAlgorithm': input.MacAlgorithm,
+  };
+  if (name === 'ReEncrypt') {
+    return [
+      {
+        action: 'kms:ReEncryptFrom',
+        keyId: String(input.SourceKeyId),
+        context: input.SourceEncryptionContext ?? {},
+        fields,
+      },
+      {
+        action: 'kms:ReEncryptTo',
+        keyId: String(input.DestinationKeyId),
+        context: input.DestinationEncryptionContext ?? {},
+        fields,
+      },
+    ];
+  }
+  return [
+    { action: `kms:${name}`, keyId: String(input.KeyId), context: input.EncryptionContext ?? {}, fields },
+  ];
+}
+
+/** A small IAM evaluator for the operators and keys Coffer's KMS statements use; anything else fails. */
+function allows(st: IamStatement, request: KmsRequest, arnOf: Map<string, string>): boolean {
+  if (st.Effect !== 'Allow') return false;
+  const actions = Array.isArray(st.Action) ? st.Action : [st.Action];
+  if (!actions.includes(request.action)) return false;
+  const resources = Array.isArray(st.Resource) ? st.Resource : [st.Resource];
+  if (!resources.some((r) => arnOf.get(JSON.stringify(r)) === request.keyId)) return false;
+  for (const [operator, entries] of Object.entries(st.Condition ?? {})) {
+    for (const [key, expected] of Object.entries(entries)) {
+      const values = Array.isArray(expected) ? expected : [expected];
+      if (operator === 'StringEquals') {
+        const actual = key.startsWith('kms:EncryptionContext:')
+          ? request.context[key.slice('kms:EncryptionContext:'.length)]
+          : request.fields[key];
+        if (key === 'kms:EncryptionContextKeys' || actual === undefined || !values.includes(actual))
+          return false;
+      } else if (operator === 'ForAllValues:StringEquals' && key === 'kms:EncryptionContextKeys') {
+        if (!Object.keys(request.context).every((k) => values.includes(k))) return false;
+      } else {
+        throw new Error(`the test evaluator does not know ${operator} ${key}`);
+      }
+    }
+  }
+  return true;
+}

@@ -14,6 +14,7 @@ import {
   KMSClient,
   NotFoundException,
   ScheduleKeyDeletionCommand,
+  UpdateCustomKeyStoreCommand,
 } from '@aws-sdk/client-kms';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -173,6 +174,9 @@ describe('the CloudHSM key store custom resource: create', () => {
     expect(kms.commandCalls(ConnectCustomKeyStoreCommand)[0]?.args[0].input).toEqual({
       CustomKeyStoreId: STORE,
     });
+    // The store this run created already holds the secret's password: read once, sent once.
+    expect(kms.commandCalls(UpdateCustomKeyStoreCommand)).toHaveLength(0);
+    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(1);
   });
 
   it('when the key store already exists for the cluster, it adopts it without reading the password or creating another', async () => {
@@ -250,11 +254,45 @@ describe('the CloudHSM key store custom resource: create', () => {
     });
   });
 
-  it('when a poll finds the store DISCONNECTED again, it asks KMS to connect again and keeps waiting', async () => {
+  it('when a poll finds the store DISCONNECTED again, it sets the password from the secret, connects again and keeps waiting', async () => {
     kms.on(DescribeCustomKeyStoresCommand).resolves(storeEntry('DISCONNECTED'));
+    kms.on(UpdateCustomKeyStoreCommand).resolves({});
     kms.on(ConnectCustomKeyStoreCommand).resolves({});
     expect(await isCompleteWith(clients, poll())).toEqual({ IsComplete: false });
     expect(kms.commandCalls(ConnectCustomKeyStoreCommand)).toHaveLength(1);
+    expect(kms.commandCalls(UpdateCustomKeyStoreCommand)[0]?.args[0].input).toEqual({
+      CustomKeyStoreId: STORE,
+      KeyStorePassword: PASSWORD,
+    });
+  });
+
+  it('when a redeploy adopts a DISCONNECTED store after the password was fixed in the secret, KMS gets the new password before it connects', async () => {
+    // The first deployment failed with INVALID_CREDENTIALS; KMS still holds the old password.
+    cluster();
+    kms.on(DescribeCustomKeyStoresCommand).resolves(storeEntry('DISCONNECTED'));
+    kms.on(UpdateCustomKeyStoreCommand).resolves({});
+    kms.on(ConnectCustomKeyStoreCommand).resolves({});
+    await onEventWith(clients, create);
+    const sent = kms
+      .calls()
+      .map((c) => (c.args[0] as { constructor: { name: string } }).constructor.name)
+      .filter((n) => n !== 'DescribeCustomKeyStoresCommand');
+    expect(sent).toEqual(['UpdateCustomKeyStoreCommand', 'ConnectCustomKeyStoreCommand']);
+    expect(kms.commandCalls(UpdateCustomKeyStoreCommand)[0]?.args[0].input.KeyStorePassword).toBe(PASSWORD);
+    expect(kms.commandCalls(CreateCustomKeyStoreCommand)).toHaveLength(0);
+  });
+
+  it('when the secret cannot be read to set the password, it fails naming the step and does not connect', async () => {
+    kms.on(DescribeCustomKeyStoresCommand).resolves(storeEntry('DISCONNECTED'));
+    sm.on(GetSecretValueCommand).rejects(
+      Object.assign(new Error('User is not authorized to perform secretsmanager:GetSecretValue'), {
+        name: 'AccessDeniedException',
+      }),
+    );
+    await expect(isCompleteWith(clients, poll())).rejects.toThrow(
+      /^GetSecretValue \(kmsuser password\) failed: AccessDeniedException/,
+    );
+    expect(kms.commandCalls(ConnectCustomKeyStoreCommand)).toHaveLength(0);
   });
 
   it('when the connection fails, it fails with the connection error code and what to do', async () => {

@@ -1,12 +1,17 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Provider } from 'aws-cdk-lib/custom-resources';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CofferApp, createCofferApp } from '../../infra/coffer-app.js';
-import { AUDIT_TABLE_DENIED, type CofferStack } from '../../infra/coffer-stack.js';
+import { AUDIT_TABLE_DENIED, type CofferStack, SECRETS_TABLE_ACTIONS } from '../../infra/coffer-stack.js';
+import { CloudHsmKeyStore } from '../../infra/constructs/cloudhsm-key-store.js';
+import type { CofferFunction } from '../../infra/constructs/coffer-function.js';
 import { ENCRYPTION_CONTEXT_KEYS } from '../../infra/constructs/keys.js';
 import { FILTER_PATTERNS } from '../../infra/constructs/monitoring.js';
 import { readSettings, SettingsError } from '../../infra/settings.js';
@@ -255,6 +260,11 @@ describe('the Coffer stack (keyStore=kms)', () => {
       expect(denied).toContain(action);
     }
     expect(denied.sort()).toEqual([...AUDIT_TABLE_DENIED].sort());
+    // The secrets table gets exactly the actions test/e2e/lambda-api.test.ts checks the code needs.
+    const onSecrets = statements.filter(
+      (st) => st.Effect === 'Allow' && JSON.stringify(st.Resource) === JSON.stringify(secrets),
+    );
+    expect(onSecrets.flatMap(actionsOf).sort()).toEqual([...SECRETS_TABLE_ACTIONS].sort());
     // No wildcard actions, no Scan anywhere, and the secrets table is the only other table.
     const all = statements.flatMap(actionsOf);
     expect(all.some((a) => a.endsWith('*'))).toBe(false);
@@ -411,6 +421,71 @@ describe('the Coffer stack (keyStore=kms)', () => {
   });
 });
 
+describe('the cdk-nag acknowledgments', () => {
+  /** Every acknowledgment in the app: the construct it sits on, the rule and the reason. */
+  function acknowledgments(s: Synth) {
+    return s.coffer.app.node.findAll().flatMap((node) =>
+      node.node.metadata
+        .filter((m) => m.type === 'aws:cdk:acknowledged-rules')
+        .flatMap((m) =>
+          Object.entries(m.data as Record<string, string>).map(([rule, reason]) => ({
+            path: node.node.path,
+            node,
+            rule,
+            reason,
+          })),
+        ),
+    );
+  }
+
+  it('sit on the one function, role or provider they are about, never on the app, the stack or a whole construct of several', () => {
+    for (const s of [kms, hsm]) {
+      const all = acknowledgments(s);
+      expect(all.length).toBeGreaterThan(0);
+      for (const ack of all) {
+        expect(ack.node).not.toBe(s.coffer.app);
+        expect(ack.node).not.toBe(s.coffer.stack);
+        // A role, a function, a route, or the Provider framework (whose functions CDK makes).
+        const kind = ack.node.node.defaultChild
+          ? (ack.node.node.defaultChild as { cfnResourceType?: string }).cfnResourceType
+          : (ack.node as { cfnResourceType?: string }).cfnResourceType;
+        const isProvider = ack.node instanceof Provider;
+        expect(
+          isProvider ||
+            ['AWS::IAM::Role', 'AWS::Lambda::Function', 'AWS::ApiGatewayV2::Route'].includes(kind ?? ''),
+          `${ack.rule} on ${ack.path}`,
+        ).toBe(true);
+        expect(ack.reason.length, `${ack.rule} on ${ack.path}`).toBeGreaterThan(60);
+      }
+    }
+    const l1 = acknowledgments(kms).filter((a) => a.rule.endsWith('AwsSolutions-L1'));
+    expect(l1.map((a) => a.path).sort()).toEqual(
+      [
+        'Coffer/ApiFunction/Function',
+        'Coffer/Checkpoint/Handler/Function',
+        'Coffer/Purge/Handler/Function',
+      ].sort(),
+    );
+  });
+
+  it('when a function is added without the Coffer construct, cdk-nag still reports its runtime', () => {
+    const coffer = createCofferApp({
+      outdir: mkdtempSync(join(tmpdir(), 'coffer-cdk-')),
+      context: { 'aws:cdk:bundling-stacks': [] },
+    });
+    new lambda.Function(coffer.stack, 'Extra', {
+      runtime: lambda.Runtime.NODEJS_20_X,
+      handler: 'index.handler',
+      code: lambda.Code.fromInline('exports.handler = async () => {};'),
+    });
+    const report = new AwsSolutionsChecks().validateScope(coffer.app);
+    const extra = report.violations.filter((v) =>
+      v.violatingResources.some((r) => r.constructPath?.startsWith('Coffer/Extra')),
+    );
+    expect(extra.map((v) => v.ruleName)).toContain('AwsSolutions-L1');
+  });
+});
+
 describe('the Coffer stack (keyStore=cloudhsm)', () => {
   it('makes the secrets key with the CloudHSM custom resource, retained, with the secret name and never a password', () => {
     hsm.template.hasResource('Custom::CofferCloudHsmKey', {
@@ -475,11 +550,26 @@ describe('the Coffer stack (keyStore=cloudhsm)', () => {
       expect(p.Runtime).toBe('nodejs22.x');
       expect(p.Architectures).toEqual(['arm64']);
     }
-    // The provider's waiter: 30 s polls for an hour (120 attempts).
+    // The provider's waiter: 30 s polls for 50 minutes (100 attempts), which ends (and reports
+    // why) inside CloudFormation's own one-hour limit for the custom resource.
     const machine = Object.values(hsm.template.findResources('AWS::StepFunctions::StateMachine'))[0]
       ?.Properties;
     expect(JSON.stringify(machine.DefinitionString)).toMatch(/\\"IntervalSeconds\\":30/);
-    expect(JSON.stringify(machine.DefinitionString)).toMatch(/\\"MaxAttempts\\":120/);
+    expect(JSON.stringify(machine.DefinitionString)).toMatch(/\\"MaxAttempts\\":100/);
+    hsm.template.hasResourceProperties('Custom::CofferCloudHsmKey', { ServiceTimeout: '3600' });
+    const stack = new Stack();
+    expect(
+      () =>
+        new CloudHsmKeyStore(stack, 'TooLong', {
+          clusterId: 'cluster-abcdefghijk',
+          kmsUserSecretName: 'coffer/kmsuser',
+          trustAnchorPem: '-----BEGIN CERTIFICATE-----',
+          keyStoreName: 'coffer-x',
+          keyAlias: 'alias/coffer/x/secrets',
+          logRetention: RetentionDays.ONE_DAY,
+          totalTimeout: Duration.hours(2),
+        }),
+    ).toThrow(/at most 55 minutes/);
   });
 
   it('bundles the custom resource (with the pinned CloudHSM client) so that it loads and retains on Delete', async () => {
@@ -504,13 +594,20 @@ describe('the Coffer stack (keyStore=cloudhsm)', () => {
     }
   });
 
-  it('lets only the key store handler read the kmsuser secret', () => {
+  it('lets only the key store handlers read the kmsuser secret, and set it on the store', () => {
     const stack = hsm.coffer.stack;
+    const store = stack.keys.cloudHsmKeyStore as CloudHsmKeyStore;
+    const handlerRoles = ['OnEvent', 'IsComplete'].map((id) =>
+      JSON.stringify(resolve(stack, (store.node.findChild(id) as CofferFunction).role.roleName)),
+    );
     const readers = Object.values(hsm.template.findResources('AWS::IAM::Policy')).filter((p) =>
       JSON.stringify(p.Properties.PolicyDocument).includes('secretsmanager:GetSecretValue'),
     );
-    expect(readers).toHaveLength(1);
-    expect(JSON.stringify(readers[0]?.Properties.PolicyDocument)).toContain('secret:coffer/kmsuser-??????');
+    expect(readers.map((p) => JSON.stringify(p.Properties.Roles[0])).sort()).toEqual(handlerRoles.sort());
+    for (const reader of readers) {
+      expect(JSON.stringify(reader.Properties.PolicyDocument)).toContain('secret:coffer/kmsuser-??????');
+      expect(JSON.stringify(reader.Properties.PolicyDocument)).toContain('kms:UpdateCustomKeyStore');
+    }
     expect(JSON.stringify(statementsOf(hsm, resolve(stack, stack.apiFunction.role.roleName)))).not.toContain(
       'secretsmanager',
     );
@@ -542,6 +639,35 @@ describe('the Coffer stack (keyStore=cloudhsm)', () => {
 
 describe('the deployment settings', () => {
   const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+
+  it('when a CloudHSM value is malformed, it says which and what it should look like, never echoing a secret name that looks like an ARN', () => {
+    expect(() => readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmClusterId: 'cluster-abc' }))).toThrow(
+      'context cloudHsmClusterId must be a CloudHSM cluster id like cluster-jxhlf7644ne, got "cluster-abc"',
+    );
+    // The example the docs used to give: `1` is not in CloudHSM's base32 alphabet.
+    expect(() =>
+      readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmClusterId: 'cluster-abc123defgh' })),
+    ).toThrow(/must be a CloudHSM cluster id/);
+    const arn = 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:coffer/kmsuser-AbCdEf';
+    const err = (() => {
+      try {
+        readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmKmsUserSecret: arn }));
+      } catch (e) {
+        return e as Error;
+      }
+      return undefined;
+    })();
+    expect(err?.message).toMatch(/must be the name of a Secrets Manager secret/);
+    expect(err?.message).not.toContain('secretsmanager:');
+    expect(
+      readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmClusterId: 'cluster-jxhlf7644ne' })).cloudHsm
+        ?.clusterId,
+    ).toBe('cluster-jxhlf7644ne');
+  });
+
+  it('when logRetentionDays is out of range, the message lists only values it accepts', () => {
+    expect(() => readSettings(ctx({ logRetentionDays: '42' }))).toThrow(/\(1, 3, 5, 7, .*, 3653\)$/);
+  });
 
   it('when keyStore is cloudhsm without a cluster, secret or trust anchor, synthesis stops with what is missing', () => {
     expect(() => readSettings(ctx({ keyStore: 'cloudhsm' }))).toThrow(/cloudHsmClusterId/);
