@@ -63,7 +63,11 @@ export function connectionFromEvent(event: unknown): ConnectionInfo {
   const iamCaller = onIamRoute
     ? iamCallerFromEvent(e as Parameters<typeof iamCallerFromEvent>[0])
     : undefined;
-  return { sourceIp, ...(iamCaller ? { iamCaller } : {}) };
+  return {
+    sourceIp,
+    ...(iamCaller ? { iamCaller } : {}),
+    ...(typeof e.rawPath === 'string' ? { rawPath: e.rawPath } : {}),
+  };
 }
 
 /**

@@ -40,6 +40,12 @@ export function validatePrefix(prefix: string): string {
     throw new InvalidPathError('prefix may only contain A-Z a-z 0-9 . _ - /');
   if (prefix.startsWith('/')) throw new InvalidPathError('prefix must not start with "/"');
   if (prefix.includes('//')) throw new InvalidPathError('prefix has an empty segment');
+  // Whole segments (all but the last, which may be the start of a name like `..env`) follow the
+  // path rules: a `.` or `..` folder can hold nothing.
+  const whole = prefix.split('/').slice(0, -1);
+  if (whole.some((s) => s === '.' || s === '..')) {
+    throw new InvalidPathError('prefix has a "." or ".." segment');
+  }
   return prefix;
 }
 

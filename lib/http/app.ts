@@ -32,6 +32,12 @@ export interface ConnectionInfo {
   readonly sourceIp: string;
   /** Only the Lambda adapter sets this, from API Gateway's IAM authorizer context. */
   readonly iamCaller?: IamCaller;
+  /**
+   * The request path exactly as the client sent it, before URL parsing. The WHATWG URL parser
+   * removes `.` and `..` segments (also `%2e` spellings) and turns `\` into `/`, so only the raw
+   * path shows that a client asked for `a/../b` rather than `b`.
+   */
+  readonly rawPath?: string;
 }
 
 export interface AppDeps {
@@ -61,6 +67,22 @@ class InvalidJsonError extends InvalidRequestError {
   static override readonly code = 'invalid_json';
 }
 
+/**
+ * Refuses a raw request path that URL parsing would silently rewrite: a `.` or `..` segment (in
+ * any `%2e` spelling) or a backslash, which the parser reads as `/`. Without this, a PUT to
+ * `/v1/secrets/a/../b` would store `b`, a secret the caller never named.
+ */
+export function assertNoDotSegments(rawPath: string): void {
+  const path = rawPath.split('?', 1)[0] ?? '';
+  if (path.includes('\\')) {
+    throw new InvalidPathError('path must not contain a backslash');
+  }
+  for (const segment of path.split('/')) {
+    const dots = segment.replace(/%2e/gi, '.');
+    if (dots === '.' || dots === '..') throw new InvalidPathError('path has a "." or ".." segment');
+  }
+}
+
 /** Paths arrive percent-encoded or not; both mean the same secret. */
 function decodePath(raw: string): string {
   try {
@@ -78,12 +100,33 @@ function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
   throw new InvalidRequestError(`invalid ${what}: ${where}${issue?.message ?? 'malformed'}`);
 }
 
+class UnsupportedMediaTypeError extends CofferError {
+  static override readonly code = 'unsupported_media_type';
+}
+
+/** Bodies are decoded strictly: an invalid byte must fail, not become U+FFFD in a stored value. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The request body as JSON. A body must be `application/json` (a `charset` parameter, if any, must
+ * be UTF-8); no content type at all is taken as JSON, for hand-written clients.
+ */
 async function jsonBody(c: Context): Promise<unknown> {
   const type = c.req.header('content-type');
-  if (type !== undefined && !/^application\/json\b/i.test(type)) {
-    throw new InvalidRequestError('request bodies must be application/json');
+  if (type !== undefined) {
+    const [media = '', ...params] = type.split(';').map((p) => p.trim().toLowerCase());
+    const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length);
+    if (media !== 'application/json' || (charset !== undefined && !/^"?utf-?8"?$/.test(charset))) {
+      throw new UnsupportedMediaTypeError('request bodies must be application/json in UTF-8');
+    }
   }
-  const text = await c.req.text();
+  const bytes = await c.req.arrayBuffer();
+  let text: string;
+  try {
+    text = UTF8.decode(bytes);
+  } catch {
+    throw new InvalidJsonError('request body is not valid UTF-8');
+  }
   if (text.trim() === '') throw new InvalidJsonError('request body is empty; expected JSON');
   try {
     return JSON.parse(text);
@@ -110,7 +153,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       requestId,
       time: new Date().toISOString(),
       method: c.req.method,
-      route: url.pathname.slice(0, 600),
+      // The path as sent, when the adapter knows it: a refused `a/../b` is recorded as such.
+      route: (connection.rawPath?.split('?', 1)[0] ?? url.pathname).slice(0, 600),
       sourceIp: connection.sourceIp,
       userAgent: (c.req.header('user-agent') ?? '').slice(0, 256),
       // Kept in the record only as keyed HMACs: a query or a client's key may say more than the path.
@@ -140,6 +184,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
       c.res = c.json(body, 503);
       c.header('x-request-id', requestId);
     }
+  });
+
+  // After the audit context, so that a refused path is answered and audited like any bad request.
+  app.use('*', async (c, next) => {
+    const raw = c.get('connection').rawPath;
+    if (raw !== undefined) assertNoDotSegments(raw);
+    await next();
   });
 
   app.onError((err, c) => {

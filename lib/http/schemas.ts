@@ -6,18 +6,31 @@ export const MAX_TAGS = 50;
 
 const TAG_KEY = /^[A-Za-z0-9_.:/=+@-]{1,128}$/;
 
+/** A UTF-16 code unit of a surrogate pair standing alone: in `u` mode a whole pair is one code point. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * A string that is well-formed Unicode. JSON can carry a lone surrogate (`"\ud800"`) that UTF-8
+ * cannot store: it would come back as U+FFFD, a value the caller never wrote.
+ */
+const text = (max?: number) =>
+  (max === undefined ? z.string() : z.string().max(max)).refine(
+    (s) => !LONE_SURROGATE.test(s),
+    'must be well-formed Unicode (no lone surrogate)',
+  );
+
 const tags = z
   .record(
     z.string().regex(TAG_KEY, 'tag keys are 1-128 characters of A-Z a-z 0-9 _ . : / = + @ -'),
-    z.string().max(256),
+    text(256),
   )
   .refine((t) => Object.keys(t).length <= MAX_TAGS, `at most ${MAX_TAGS} tags`);
 
-const description = z.string().max(1024);
+const description = text(1024);
 
 export const putBody = z
   .object({
-    value: z.string(),
+    value: text(),
     cas: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
     description: description.optional(),
     tags: tags.optional(),

@@ -14,7 +14,7 @@ import { CedarAuthorizer } from '../authz/cedar.js';
 import { DEFAULT_TABLES, type LocalSettings } from '../config.js';
 import type { CofferConfig } from '../config-file.js';
 import { Envelope } from '../crypto/envelope.js';
-import { createApp } from '../http/app.js';
+import { type ConnectionInfo, createApp } from '../http/app.js';
 import { LocalKeyProvider, LocalRootSigner } from '../keys/local.js';
 import { describeError, type Logger } from '../log.js';
 import { SecretService } from '../secrets/service.js';
@@ -46,6 +46,19 @@ export interface LocalServer {
   readonly tokenFile: string;
   readonly dynamodbEndpoint: string;
   stop(): Promise<void>;
+}
+
+/**
+ * What the node server knows about the connection: the peer address and the request target as
+ * sent (the path before URL parsing; an absolute-form target keeps only its path).
+ */
+export function connectionFromIncoming(env: HttpBindings | undefined): ConnectionInfo {
+  const sourceIp = env?.incoming?.socket?.remoteAddress ?? 'unknown';
+  const target = env?.incoming?.url;
+  if (typeof target !== 'string') return { sourceIp };
+  const path = target.split('?', 1)[0] ?? '';
+  const rawPath = path.startsWith('/') ? path : path.replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*/, '');
+  return { sourceIp, rawPath };
 }
 
 /** Writes a fresh admin token unless the current one is valid for at least another day. */
@@ -121,9 +134,7 @@ export async function startLocalServer(
       authenticator: buildAuthenticator({ config, logger, devIssuerKey: issuer.publicKey }),
       audit,
       logger,
-      connection: (c: Context) => ({
-        sourceIp: (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress ?? 'unknown',
-      }),
+      connection: (c: Context) => connectionFromIncoming(c.env as HttpBindings | undefined),
     });
 
     const purge = async () => {

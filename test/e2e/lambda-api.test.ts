@@ -469,14 +469,39 @@ describe('the API Lambda handler, driven by HTTP API v2 events', () => {
 
   it('never lets a dot-segment path carry an IAM identity onto /v1, or reach /iam/v1 without one', async () => {
     const assumed = `arn:aws:sts::${ACCOUNT}:assumed-role/app-runner/i-0abc123`;
-    // Signed and verified for the IAM route, but the URL the app sees normalizes to /v1/whoami.
+    // Signed and verified for the IAM route, but the URL would normalize to /v1/whoami.
     const escaped = await invoke(iamEvent('GET', '/iam/v1/../../v1/whoami', assumed));
-    expect(escaped.status).toBe(401);
-    expect(escaped.body.error?.code).toBe('unauthenticated');
+    expect(escaped.status).toBe(400);
+    expect(escaped.body.error?.code).toBe('invalid_path');
     // The bearer route with a forged authorizer block, and a path that normalizes to /iam/v1.
     const forged = iamEvent('GET', '/v1/../iam/v1/whoami', assumed);
     const sneaked = await invoke({ ...forged, routeKey: 'ANY /v1/{proxy+}' });
-    expect(sneaked.status).toBe(401);
+    expect(sneaked.status).toBe(400);
+    expect(sneaked.body.error?.code).toBe('invalid_path');
+  });
+
+  it('when rawPath has a dot segment, the write is refused with 400 invalid_path, audited, and nothing is stored', async () => {
+    const admin = await token('alice', ['coffer-admins']);
+    for (const rawPath of [
+      '/v1/secrets/apps/dots/../landed',
+      '/v1/secrets/apps/dots/./landed',
+      '/v1/secrets/apps/dots/%2e%2e/landed',
+      '/v1/secrets/apps/dots/%2E/landed',
+    ]) {
+      const before = auditLines.length;
+      const put = await invoke(bearerEvent('PUT', rawPath, admin, { body: { value: 'dotted' } }));
+      expect(put.status, rawPath).toBe(400);
+      expect(put.body.error?.code, rawPath).toBe('invalid_path');
+      const record = auditLines
+        .slice(before)
+        .map((l) => JSON.parse(l))
+        .find((r) => r.requestId === put.body.error?.requestId);
+      expect(record?.status, rawPath).toBe(400);
+      expect(record?.route, rawPath).toBe(rawPath);
+    }
+    for (const path of ['apps/landed', 'apps/dots/landed']) {
+      expect((await invoke(bearerEvent('GET', `/v1/secrets/${path}`, admin))).status).toBe(404);
+    }
   });
 
   it('every DynamoDB and KMS call the handler made is one the stack lets the API role make', () => {

@@ -105,12 +105,70 @@ describe('bodies and limits', () => {
       expect(res.status, String(body)).toBe(400);
       expect(['invalid_request', 'invalid_json']).toContain(res.body.error.code);
     }
-    const wrongType = await h.call('PUT', '/v1/secrets/shape/x', {
-      body: '{"value":"x"}',
-      headers: { 'content-type': 'text/plain' },
-    });
-    expect(wrongType.status).toBe(400);
+    for (const type of [
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'application/jsonx',
+      'application/json-patch+json',
+      'application/json; charset=latin1',
+    ]) {
+      const wrongType = await h.call('PUT', '/v1/secrets/shape/x', {
+        body: '{"value":"x"}',
+        headers: { 'content-type': type },
+      });
+      expectCleanError(wrongType, 415, ['unsupported_media_type']);
+    }
     expect((await h.call('GET', '/v1/secrets/shape/x')).status).toBe(404);
+  });
+
+  it('when the content type is JSON with parameters or another case, the body is accepted', async () => {
+    for (const [i, type] of [
+      'application/json; charset=utf-8',
+      'application/json;charset=UTF-8',
+      'Application/JSON',
+      'application/json; charset="utf-8"',
+    ].entries()) {
+      const res = await h.call('PUT', `/v1/secrets/ctype/${i}`, {
+        body: '{"value":"ok"}',
+        headers: { 'content-type': type },
+      });
+      expect(res.status, type).toBe(200);
+    }
+  });
+
+  it('when a value, description or tag is not well-formed Unicode, it answers 400 and stores nothing', async () => {
+    for (const body of [
+      '{"value":"\\ud800"}',
+      '{"value":"a\\udc00b"}',
+      '{"value":"\\ude00\\ud83d"}',
+      '{"value":"x","description":"\\ud800"}',
+      '{"value":"x","tags":{"k":"\\udfff"}}',
+    ]) {
+      const res = await h.call('PUT', '/v1/secrets/unicode/lone', { body });
+      expectCleanError(res, 400, ['invalid_request']);
+      expect(res.body.error.message).toMatch(/well-formed Unicode/);
+    }
+    expect((await h.call('GET', '/v1/secrets/unicode/lone')).status).toBe(404);
+    await h.call('PUT', '/v1/secrets/unicode/meta', { body: { value: 'x' } });
+    const patch = await h.call('PATCH', '/v1/meta/unicode/meta', { body: '{"description":"\\ud800"}' });
+    expectCleanError(patch, 400, ['invalid_request']);
+  });
+
+  it('when a body is not valid UTF-8, it answers 400 invalid_json instead of storing U+FFFD', async () => {
+    const res = await h.app.request('/v1/secrets/unicode/bytes', {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/json' },
+      body: Buffer.concat([Buffer.from('{"value":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_json');
+    expect((await h.call('GET', '/v1/secrets/unicode/bytes')).status).toBe(404);
+  });
+
+  it('when a value holds emoji, astral characters, NUL and a BOM-less UTF-8 body, it comes back unchanged', async () => {
+    const value = '😀 𝄞 \u0000 ünï \u2028 \r\n end';
+    expect((await h.call('PUT', '/v1/secrets/unicode/ok', { body: { value } })).status).toBe(200);
+    expect((await h.call('GET', '/v1/secrets/unicode/ok')).body.value).toBe(value);
   });
 
   it('when the version query is malformed, it answers 400', async () => {
