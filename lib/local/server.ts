@@ -1,5 +1,5 @@
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { type HttpBindings, type ServerType, serve } from '@hono/node-server';
 import type { Context } from 'hono';
@@ -14,6 +14,7 @@ import { CedarAuthorizer } from '../authz/cedar.js';
 import { DEFAULT_TABLES, type LocalSettings } from '../config.js';
 import type { CofferConfig } from '../config-file.js';
 import { Envelope } from '../crypto/envelope.js';
+import { ConfigError } from '../errors.js';
 import { type ConnectionInfo, createApp } from '../http/app.js';
 import { LocalKeyProvider, LocalRootSigner } from '../keys/local.js';
 import { describeError, type Logger } from '../log.js';
@@ -22,6 +23,7 @@ import { localDynamoClient } from '../store/dynamo-client.js';
 import { SecretsStore } from '../store/secrets-store.js';
 import { ensureTables } from '../store/tables.js';
 import { type DynamoDbLocal, startDynamoDbLocal } from './dynamodb-local.js';
+import { lockDataDir } from './lock.js';
 
 /** Header limit of the node server: large enough for 8 KiB tokens to reach the app's own check. */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -61,6 +63,30 @@ export function connectionFromIncoming(env: HttpBindings | undefined): Connectio
   return { sourceIp, rawPath };
 }
 
+/** A listen failure as one line: the usual one is a port already taken by another program. */
+function listenError(err: unknown, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'EADDRINUSE') {
+    return new ConfigError(
+      `port ${port} on 127.0.0.1 is already in use (another Coffer server?): stop it, or set COFFER_PORT to a free port`,
+    );
+  }
+  if (code === 'EACCES') {
+    return new ConfigError(`port ${port} on 127.0.0.1 needs privileges: set COFFER_PORT to a port above 1023`);
+  }
+  return err;
+}
+
+/** Fails early when the API port is taken (port 0 means any free port and is always free). */
+async function assertPortFree(port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err) => reject(listenError(err, port)));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+  });
+}
+
 /** Writes a fresh admin token unless the current one is valid for at least another day. */
 async function ensureDevToken(issuer: DevIssuer, file: string): Promise<void> {
   try {
@@ -96,9 +122,19 @@ export async function startLocalServer(
   // Policies first: an invalid policy set stops the start (naming file and line) before anything
   // is started that would need stopping.
   const authorizer = await CedarAuthorizer.fromDir(settings.policyDir, { logger });
-  const ddb: DynamoDbLocal | undefined = settings.dynamodbEndpoint
-    ? undefined
-    : await startDynamoDbLocal({ dbPath: join(settings.dataDir, 'dynamodb') });
+  // The data dir and the port before DynamoDB Local: a second server on the same data dir must not
+  // touch the first one's engine, and a busy port is reported before a 10-second Java start.
+  const lock = lockDataDir(settings.dataDir);
+  let ddb: DynamoDbLocal | undefined;
+  try {
+    await assertPortFree(settings.port);
+    ddb = settings.dynamodbEndpoint
+      ? undefined
+      : await startDynamoDbLocal({ dbPath: join(settings.dataDir, 'dynamodb') });
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   const endpoint = settings.dynamodbEndpoint ?? (ddb as DynamoDbLocal).endpoint;
   const client = localDynamoClient(endpoint);
   let server: ServerType | undefined;
@@ -169,7 +205,7 @@ export async function startLocalServer(
         },
         () => resolve(s),
       );
-      s.once('error', reject);
+      s.once('error', (err) => reject(listenError(err, settings.port)));
     });
     server = listening;
     const port = (listening.address() as AddressInfo).port;
@@ -188,6 +224,7 @@ export async function startLocalServer(
         await rm(endpointFile, { force: true });
         client.destroy();
         await ddb?.stop();
+        lock.release();
       },
     };
   } catch (err) {
@@ -196,6 +233,7 @@ export async function startLocalServer(
     server?.close();
     client.destroy();
     await ddb?.stop();
+    lock.release();
     throw err;
   }
 }

@@ -9,6 +9,8 @@ import { runCli } from '../../lib/cli/main.js';
 import { freePort } from '../../lib/local/dynamodb-local.js';
 
 const ROOT = join(import.meta.dirname, '../..');
+/** Each test starts Java and node processes: generous on a loaded machine. */
+const E2E_TIMEOUT_MS = 240_000;
 
 interface Running {
   child: ChildProcess;
@@ -33,7 +35,7 @@ function startServer(env: Record<string, string>): Running {
   return { child, output: () => output, exited };
 }
 
-async function waitFor(run: Running, text: string, ms = 60_000): Promise<void> {
+async function waitFor(run: Running, text: string, ms = 180_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!run.output().includes(text)) {
     if (run.child.exitCode !== null) throw new Error(`server exited: ${run.output()}`);
@@ -143,7 +145,55 @@ describe('local server (npm start)', () => {
     for (const c of secondChildren) expect(alive(c)).toBe(false);
     expect(second.output()).not.toContain(canary);
     expect(await readFile(join(dataDir, 'dev-token'), 'utf8')).not.toContain(canary);
-  });
+  }, E2E_TIMEOUT_MS);
+
+  it('when a second server starts on the same data dir or port, it says so in one line and the first keeps serving', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'coffer-e2e-'));
+    const port = await freePort();
+    const first = startServer({ COFFER_DATA_DIR: dataDir, COFFER_PORT: String(port) });
+    running.push(first);
+    await waitFor(first, 'Coffer listening on');
+    const cliEnv = { COFFER_ADDR: `http://127.0.0.1:${port}`, COFFER_DATA_DIR: dataDir };
+    expect((await cli(['put', 'twice/x', 'one'], cliEnv)).code).toBe(0);
+
+    const oneLine = async (run: Running) => {
+      expect(await run.exited).not.toBe(0);
+      const lines = run
+        .output()
+        .trim()
+        .split('\n')
+        .filter((l) => l.trim() !== '');
+      expect(lines, run.output()).toHaveLength(1);
+      expect(lines[0]).not.toMatch(/\bat .+:\d+/);
+      return lines[0] as string;
+    };
+    // Same data dir, another port: refused before it touches the first server's DynamoDB Local.
+    const sameDir = startServer({ COFFER_DATA_DIR: dataDir, COFFER_PORT: String(await freePort()) });
+    running.push(sameDir);
+    expect(await oneLine(sameDir)).toMatch(/another Coffer server \(pid \d+\) is using the data dir/);
+    // Another data dir, the same port.
+    const otherDir = await mkdtemp(join(tmpdir(), 'coffer-e2e-'));
+    const samePort = startServer({ COFFER_DATA_DIR: otherDir, COFFER_PORT: String(port) });
+    running.push(samePort);
+    expect(await oneLine(samePort)).toMatch(new RegExp(`port ${port} on 127.0.0.1 is already in use`));
+
+    const got = await cli(['get', 'twice/x'], cliEnv);
+    expect(got.code, got.stderr).toBe(0);
+    expect(got.stdout).toBe('one');
+
+    // A server killed with SIGKILL leaves its lock and its DynamoDB Local: the next start takes both over.
+    const orphans = javaChildren(first.child.pid as number);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const next = startServer({ COFFER_DATA_DIR: dataDir, COFFER_PORT: String(port) });
+    running.push(next);
+    await waitFor(next, 'Coffer listening on');
+    for (const c of orphans) expect(alive(c), `orphan ${c} still running`).toBe(false);
+    expect((await cli(['get', 'twice/x'], cliEnv)).stdout).toBe('one');
+    next.child.kill('SIGTERM');
+    expect(await next.exited).toBe(0);
+    await expect(stat(join(dataDir, 'server.lock'))).rejects.toThrow();
+  }, E2E_TIMEOUT_MS);
 
   it('when Java is missing, it prints one clear line and exits non-zero', async () => {
     const bin = await mkdtemp(join(tmpdir(), 'coffer-nojava-'));
@@ -162,5 +212,5 @@ describe('local server (npm start)', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/Java/);
     expect(lines[0]).not.toMatch(/\bat .+:\d+/);
-  });
+  }, E2E_TIMEOUT_MS);
 });
