@@ -8,6 +8,7 @@ import {
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
+import { ConfigError } from '../errors.js';
 
 /** The dev issuer's `iss`: fixed, so tokens survive a change of port. */
 export const DEV_ISSUER = 'urn:coffer:dev';
@@ -32,8 +33,22 @@ export class DevIssuer {
     readonly publicKey: KeyObject,
   ) {}
 
-  static async open(dataDir: string): Promise<DevIssuer> {
+  /**
+   * Opens the data dir's issuer key, creating it unless `create` is false (then a missing key is
+   * a ConfigError: a key made on the spot would sign tokens no running server trusts).
+   */
+  static async open(dataDir: string, options: { create?: boolean } = {}): Promise<DevIssuer> {
     const dir = join(dataDir, 'keys');
+    if (options.create === false) {
+      try {
+        return DevIssuer.fromPem(await readFile(join(dir, 'dev-issuer.pem'), 'utf8'));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        throw new ConfigError(
+          `no dev issuer in ${dataDir}: start the local server once (npm start), or set COFFER_DATA_DIR to its data dir`,
+        );
+      }
+    }
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, 'dev-issuer.pem');
     let pem: string;
@@ -54,6 +69,10 @@ export class DevIssuer {
         pem = await readFile(file, 'utf8');
       }
     }
+    return DevIssuer.fromPem(pem);
+  }
+
+  private static fromPem(pem: string): DevIssuer {
     const privateKey = createPrivateKey(pem);
     return new DevIssuer(privateKey, createPublicKey(privateKey));
   }

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { decodeJwt } from 'jose';
 import { DevIssuer } from '../authn/dev-issuer.js';
 import { type CofferClient, CofferClientError, createClient } from '../client/index.js';
 import { DEFAULT_ADDR, localSettings } from '../config.js';
@@ -48,23 +49,56 @@ export function parseDuration(raw: string): number {
   return seconds;
 }
 
+/** The token the CLI sent and where it came from, to explain a refusal. */
+interface SentToken {
+  readonly value: string;
+  readonly source: string;
+}
+
+/** What the commands of one CLI run share with the error printer. */
+export interface CliSession {
+  token?: SentToken;
+  endpoint?: string;
+}
+
+/** No token anywhere: said before any request is made. */
+class NoTokenError extends CofferError {
+  static override readonly code = 'unauthenticated';
+}
+
 /**
  * The token the CLI sends: `COFFER_TOKEN`, else the login cache (see `coffer login`), else the
  * local data dir's dev token.
  */
-async function resolveToken(io: CliIo): Promise<string | undefined> {
-  if (io.env.COFFER_TOKEN) return io.env.COFFER_TOKEN.trim();
+async function resolveToken(io: CliIo): Promise<SentToken | undefined> {
+  if (io.env.COFFER_TOKEN?.trim()) return { value: io.env.COFFER_TOKEN.trim(), source: 'COFFER_TOKEN' };
   const cached = await loginCacheToken(io.env, io.env.COFFER_ADDR || DEFAULT_ADDR);
-  if (cached) return cached;
-  const { dataDir } = localSettings(io.env, io.cwd);
+  if (cached) return { value: cached, source: 'the coffer login cache' };
+  const file = join(localSettings(io.env, io.cwd).dataDir, 'dev-token');
   try {
-    return (await readFile(join(dataDir, 'dev-token'), 'utf8')).trim();
+    const value = (await readFile(file, 'utf8')).trim();
+    return value ? { value, source: file } : undefined;
   } catch {
     return undefined;
   }
 }
 
-export function buildProgram(io: CliIo): Command {
+/** Why the server refused the token, as far as the CLI can tell without trusting it. */
+function refusedTokenMessage(token: SentToken): string {
+  let exp: number | undefined;
+  try {
+    const claims = decodeJwt(token.value);
+    exp = typeof claims.exp === 'number' ? claims.exp : undefined;
+  } catch {
+    return `the server refused the token from ${token.source}: it is not a JWT`;
+  }
+  if (exp !== undefined && exp * 1000 <= Date.now()) {
+    return `the token from ${token.source} expired at ${new Date(exp * 1000).toISOString()}: mint a new one with "coffer token", or run "coffer login"`;
+  }
+  return `the server refused the token from ${token.source} (not issued by an issuer it trusts, or for another server)`;
+}
+
+export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   const out = (s: string) => io.stdout.write(s);
   const program = new Command('coffer');
   program
@@ -82,8 +116,15 @@ export function buildProgram(io: CliIo): Command {
   };
   const client = async (): Promise<CofferClient> => {
     const endpoint = io.env.COFFER_ADDR || DEFAULT_ADDR;
+    session.endpoint = endpoint;
     const token = await resolveToken(io);
-    return createClient({ endpoint, auth: { token: token ?? '' } });
+    if (!token) {
+      throw new NoTokenError(
+        `no token: set COFFER_TOKEN, run "coffer login", or start the local server (npm start), which writes ${join(localSettings(io.env, io.cwd).dataDir, 'dev-token')}`,
+      );
+    }
+    session.token = token;
+    return createClient({ endpoint, auth: { token: token.value } });
   };
 
   program
@@ -276,7 +317,7 @@ export function buildProgram(io: CliIo): Command {
         if (!/^[A-Za-z0-9._-]{1,64}$/.test(g))
           throw new InvalidArgumentError(`invalid group name "${g.slice(0, 64)}"`);
       }
-      const issuer = await DevIssuer.open(localSettings(io.env, io.cwd).dataDir);
+      const issuer = await DevIssuer.open(localSettings(io.env, io.cwd).dataDir, { create: false });
       const token = await issuer.mint({ subject: opts.sub, groups, ttlSeconds: opts.ttl ?? 3600 });
       if (globals().json) out(`${JSON.stringify({ token })}\n`);
       else out(`${token}\n`);
@@ -308,7 +349,8 @@ function parseTags(pairs: readonly string[]): Record<string, string> {
 
 /** Runs the CLI and returns its exit code. Errors print one line (or JSON with --json). */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
-  const program = buildProgram(io);
+  const session: CliSession = {};
+  const program = buildProgram(io, session);
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
     return EXIT.ok;
@@ -328,8 +370,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
     const json = program.opts<{ json?: boolean }>().json;
     const code = err instanceof CofferClientError || err instanceof CofferError ? err.code : 'internal';
-    const message =
+    let message =
       err instanceof CofferClientError || err instanceof CofferError ? err.message : 'unexpected error';
+    if (err instanceof CofferClientError && err.code === 'unauthenticated' && session.token) {
+      message = refusedTokenMessage(session.token);
+    } else if (err instanceof CofferClientError && err.code === 'unreachable') {
+      message = `${message}: is it running? Start it with "npm start", or set COFFER_ADDR`;
+    }
     if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);
     else io.stderr.write(`coffer: ${message}${code !== 'internal' ? ` (${code})` : ''}\n`);
     if (!(err instanceof CofferClientError || err instanceof CofferError)) {

@@ -72,7 +72,9 @@ function listenError(err: unknown, port: number): unknown {
     );
   }
   if (code === 'EACCES') {
-    return new ConfigError(`port ${port} on 127.0.0.1 needs privileges: set COFFER_PORT to a port above 1023`);
+    return new ConfigError(
+      `port ${port} on 127.0.0.1 needs privileges: set COFFER_PORT to a port above 1023`,
+    );
   }
   return err;
 }

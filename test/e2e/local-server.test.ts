@@ -86,7 +86,7 @@ afterAll(() => {
   for (const r of running) if (r.child.exitCode === null) r.child.kill('SIGKILL');
 });
 
-describe('local server (npm start)', () => {
+describe('local server (npm start)', { timeout: E2E_TIMEOUT_MS }, () => {
   it('starts DynamoDB Local and the API on 127.0.0.1, keeps secrets across restarts and stops cleanly', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'coffer-e2e-'));
     const port = await freePort();
@@ -145,7 +145,7 @@ describe('local server (npm start)', () => {
     for (const c of secondChildren) expect(alive(c)).toBe(false);
     expect(second.output()).not.toContain(canary);
     expect(await readFile(join(dataDir, 'dev-token'), 'utf8')).not.toContain(canary);
-  }, E2E_TIMEOUT_MS);
+  });
 
   it('when a second server starts on the same data dir or port, it says so in one line and the first keeps serving', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'coffer-e2e-'));
@@ -193,7 +193,7 @@ describe('local server (npm start)', () => {
     next.child.kill('SIGTERM');
     expect(await next.exited).toBe(0);
     await expect(stat(join(dataDir, 'server.lock'))).rejects.toThrow();
-  }, E2E_TIMEOUT_MS);
+  });
 
   it('when Java is missing, it prints one clear line and exits non-zero', async () => {
     const bin = await mkdtemp(join(tmpdir(), 'coffer-nojava-'));
@@ -212,5 +212,5 @@ describe('local server (npm start)', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/Java/);
     expect(lines[0]).not.toMatch(/\bat .+:\d+/);
-  }, E2E_TIMEOUT_MS);
+  });
 });
