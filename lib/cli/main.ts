@@ -141,7 +141,16 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
       );
       io.stderr.write(`Coffer listening on ${server.url}\n`);
       io.stderr.write(`Admin token: ${server.tokenFile}\n`);
-      io.stderr.write(`Try: COFFER_ADDR=${server.url} npm run coffer -- put hello/world -\n`);
+      // The variables the CLI needs to find this server and its token, when not the defaults.
+      const vars = [
+        ...(server.url !== DEFAULT_ADDR ? [`COFFER_ADDR=${server.url}`] : []),
+        ...(settings.dataDir !== localSettings({}, io.cwd).dataDir
+          ? [`COFFER_DATA_DIR=${shellQuote(settings.dataDir)}`]
+          : []),
+      ];
+      io.stderr.write(
+        `Try: printf 's3cret' | ${[...vars, 'npm run coffer -- put hello/world -'].join(' ')}\n`,
+      );
       await new Promise<void>((resolve) => {
         let stopping = false;
         const stop = () => {
@@ -335,6 +344,11 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   registerCompletionCommand(program, io);
 
   return program;
+}
+
+/** Quotes a word for a POSIX shell when it needs it. */
+function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 function parseTags(pairs: readonly string[]): Record<string, string> {

@@ -98,6 +98,10 @@ describe('local server (npm start)', { timeout: E2E_TIMEOUT_MS }, () => {
     await waitFor(first, 'Coffer listening on');
     expect(first.output()).toContain(`http://127.0.0.1:${port}`);
     expect(first.output()).toContain(join(dataDir, 'dev-token'));
+    // The hint names what the CLI needs to find this server and its token.
+    expect(first.output()).toContain(
+      `COFFER_ADDR=http://127.0.0.1:${port} COFFER_DATA_DIR=${dataDir} npm run coffer -- put hello/world -`,
+    );
 
     for (const file of ['dev-token', 'keys/root-0001.key', 'keys/dev-issuer.pem']) {
       expect(((await stat(join(dataDir, file))).mode & 0o777).toString(8), file).toBe('600');
