@@ -19,12 +19,21 @@ const text = (max?: number) =>
     'must be well-formed Unicode (no lone surrogate)',
   );
 
-const tags = z
+const tagRecord = z
   .record(
     z.string().regex(TAG_KEY, 'tag keys are 1-128 characters of A-Z a-z 0-9 _ . : / = + @ -'),
     text(256),
   )
   .refine((t) => Object.keys(t).length <= MAX_TAGS, `at most ${MAX_TAGS} tags`);
+
+const tags = z
+  .unknown()
+  // JSON.parse keeps a "__proto__" key, but the record would silently drop it: refuse it.
+  .refine(
+    (t) => typeof t !== 'object' || t === null || !Object.hasOwn(t, '__proto__'),
+    'tag key "__proto__" is reserved',
+  )
+  .pipe(tagRecord);
 
 const description = text(1024);
 

@@ -173,7 +173,13 @@ export class SecretService {
       if (replay) return replay;
     }
 
-    const previous = await this.store.getHead(path);
+    let previous = await this.store.getHead(path);
+    if (previous?.deletedAt && previous.purgeAt && this.expired(previous)) {
+      // Past its recovery window the secret is gone, whether or not the purge routine has run: the
+      // write purges it first and creates a new secret at the path.
+      await this.store.purge(path, previous.purgeAt);
+      previous = await this.store.getHead(path);
+    }
     const nextTags = input.tags ?? previous?.tags ?? {};
     // A write is authorized against the secret as it is and as it would be, so that changing tags
     // cannot step out from under a tag-based forbid.
@@ -365,7 +371,9 @@ export class SecretService {
     const path = validatePath(rawPath);
     this.note(caller, 'destroy', path);
     const head = await this.store.getHead(path);
-    if (!head || !this.allowed(caller, 'readMetadata', resourceOf(head))) throw new NotFoundError();
+    if (!head || this.expired(head) || !this.allowed(caller, 'readMetadata', resourceOf(head))) {
+      throw new NotFoundError();
+    }
     this.require(caller, 'destroy', resourceOf(head));
     const unique = [...new Set(versions)].sort((a, b) => a - b);
     for (const v of unique) {

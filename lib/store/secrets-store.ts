@@ -607,10 +607,25 @@ export class SecretsStore {
   }
 
   /**
-   * Removes a soft-deleted secret for good: the head (only if it is still deleted with that purge
-   * time, so a restored secret is never purged), the index entry, then its versions.
+   * Removes a soft-deleted secret for good: its versions, then the head (only if it is still
+   * deleted with that purge time, so a restored secret is never purged) and the index entry.
+   *
+   * Versions go first, while the head still marks the secret deleted: no write can add a version
+   * meanwhile, so only the old secret's versions are removed. Deleting the head first would let a
+   * new secret at the path write a version that the version sweep then deletes.
    */
   async purge(path: string, purgeAt: string): Promise<boolean> {
+    const head = await this.getHead(path);
+    if (head?.purgeAt !== purgeAt) {
+      // Restored, deleted again with another window, or purged by someone else meanwhile.
+      await this.dropDeletionEntry(path, purgeAt);
+      return false;
+    }
+    const versions = await this.listVersions(path);
+    await this.deleteVersions(
+      path,
+      versions.map((v) => v.version),
+    );
     try {
       await this.transactOnce([
         {
@@ -625,26 +640,22 @@ export class SecretsStore {
       ]);
     } catch (err) {
       if (err instanceof TransactionCanceledException) {
-        // Restored (or purged by someone else) meanwhile: drop the stale index entry only.
-        await this.send(
-          new BatchWriteItemCommand({
-            RequestItems: {
-              [this.table]: [
-                { DeleteRequest: { Key: marshall({ pk: DELETION_PK, sk: `${purgeAt}#${path}` }) } },
-              ],
-            },
-          }),
-        );
+        await this.dropDeletionEntry(path, purgeAt);
         return false;
       }
       throw mapStorageError(err);
     }
-    const versions = await this.listVersions(path);
-    await this.deleteVersions(
-      path,
-      versions.map((v) => v.version),
-    );
     return true;
+  }
+
+  private async dropDeletionEntry(path: string, purgeAt: string): Promise<void> {
+    await this.send(
+      new BatchWriteItemCommand({
+        RequestItems: {
+          [this.table]: [{ DeleteRequest: { Key: marshall({ pk: DELETION_PK, sk: `${purgeAt}#${path}` }) } }],
+        },
+      }),
+    );
   }
 
   private headItem(head: SecretHead): Record<string, unknown> {

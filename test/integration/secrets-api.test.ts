@@ -169,6 +169,62 @@ describe('secrets API: soft delete, restore, purge, destroy', () => {
     expect(again.body.version).toBe(1);
   });
 
+  it('when the window has passed but the purge has not run, the path is already free: a write starts a new secret', async () => {
+    let now = new Date('2030-02-01T00:00:00Z');
+    const timed = await createHarness({ label: 'purgewrite', now: () => now });
+    await timed.call('PUT', '/v1/secrets/w/old', {
+      body: { value: 'a', description: 'old one', tags: { env: 'prod' } },
+    });
+    await timed.call('PUT', '/v1/secrets/w/old', { body: { value: 'b' } });
+    expect((await timed.call('DELETE', '/v1/secrets/w/old')).status).toBe(200);
+    now = new Date('2030-02-07T23:59:59Z');
+    // Inside the window: still deleted, restorable, not writable.
+    expect((await timed.call('PUT', '/v1/secrets/w/old', { body: { value: 'c' } })).body.error.code).toBe(
+      'secret_deleted',
+    );
+    expect((await timed.call('GET', '/v1/meta/w/old')).body.deletedAt).toBeDefined();
+    now = new Date('2030-02-08T00:00:01Z');
+    // Past it, every route treats the secret as gone before any purge ran.
+    for (const [method, route, body] of [
+      ['GET', '/v1/secrets/w/old', undefined],
+      ['GET', '/v1/secrets/w/old?version=1', undefined],
+      ['GET', '/v1/meta/w/old', undefined],
+      ['POST', '/v1/restore/w/old', undefined],
+      ['POST', '/v1/destroy/w/old', { versions: [1] }],
+      ['PATCH', '/v1/meta/w/old', { description: 'x' }],
+      ['DELETE', '/v1/secrets/w/old', undefined],
+    ] as const) {
+      const res = await timed.call(method, route, body ? { body } : {});
+      expect(res.status, `${method} ${route}`).toBe(404);
+    }
+    expect((await timed.call('GET', '/v1/list?prefix=w/')).body.items).toEqual([]);
+    const fresh = await timed.call('PUT', '/v1/secrets/w/old', { body: { value: 'new', cas: 0 } });
+    expect(fresh.status).toBe(200);
+    expect(fresh.body.version).toBe(1);
+    expect((await timed.call('GET', '/v1/secrets/w/old')).body.value).toBe('new');
+    const meta = await timed.call('GET', '/v1/meta/w/old');
+    expect(meta.body).toMatchObject({ currentVersion: 1, tags: {} });
+    expect(meta.body.description).toBeUndefined();
+    expect(meta.body.deletedAt).toBeUndefined();
+    expect(meta.body.versions.map((v: { version: number }) => v.version)).toEqual([1]);
+    // The purge routine then finds nothing left to do, and leaves the new secret alone.
+    expect(await timed.service.purgeExpired()).toBe(0);
+    expect((await timed.call('GET', '/v1/secrets/w/old')).body.value).toBe('new');
+  });
+
+  it('when a deleted secret is restored before the purge reaches it, the purge leaves it and its versions', async () => {
+    let now = new Date('2030-03-01T00:00:00Z');
+    const timed = await createHarness({ label: 'purgerace', now: () => now });
+    await timed.call('PUT', '/v1/secrets/r/x', { body: { value: 'v' } });
+    const del = await timed.call('DELETE', '/v1/secrets/r/x');
+    await timed.call('POST', '/v1/restore/r/x');
+    now = new Date('2030-04-01T00:00:00Z');
+    // A purge holding the stale index entry of the first deletion.
+    expect(await timed.store.purge('r/x', del.body.purgeAt)).toBe(false);
+    expect((await timed.call('GET', '/v1/secrets/r/x')).body.value).toBe('v');
+    expect(await timed.store.listVersions('r/x')).toHaveLength(1);
+  });
+
   it('when versions are destroyed, their values are erased and reads of them give 404; others remain', async () => {
     await put('destroy/a', { value: 'v1' });
     await put('destroy/a', { value: 'v2' });

@@ -154,6 +154,21 @@ describe('bodies and limits', () => {
     expectCleanError(patch, 400, ['invalid_request']);
   });
 
+  it('when a tag key is __proto__, it answers 400 instead of dropping the tags', async () => {
+    await h.call('PUT', '/v1/secrets/tags/proto', { body: { value: 'x', tags: { env: 'prod' } } });
+    for (const [method, route, body] of [
+      ['PATCH', '/v1/meta/tags/proto', '{"tags":{"__proto__":"x"}}'],
+      ['PUT', '/v1/secrets/tags/proto', '{"value":"y","tags":{"__proto__":"x","env":"dev"}}'],
+    ] as const) {
+      const res = await h.call(method, route, { body });
+      expectCleanError(res, 400, ['invalid_request']);
+      expect(res.body.error.message).toContain('__proto__');
+    }
+    const meta = await h.call('GET', '/v1/meta/tags/proto');
+    expect(meta.body.tags).toEqual({ env: 'prod' });
+    expect(meta.body.currentVersion).toBe(1);
+  });
+
   it('when a body is not valid UTF-8, it answers 400 invalid_json instead of storing U+FFFD', async () => {
     const res = await h.app.request('/v1/secrets/unicode/bytes', {
       method: 'PUT',
