@@ -537,7 +537,11 @@ export class SecretsStore {
           const cut = delimiter ? path.indexOf(delimiter, prefix.length) : -1;
           if (delimiter && cut !== -1) {
             const folder = path.slice(0, cut + delimiter.length);
-            folders.push(folder);
+            // Lists leave soft-deleted secrets out, so a folder holding only those is not listed.
+            // The first head under a folder is live in the common case: no extra read then.
+            if (item.deletedAt === undefined || (await this.hasLiveSecretUnder(root, folder))) {
+              folders.push(folder);
+            }
             // Jump past everything under the folder with the next query.
             lower = `H#${folder}${HIGH}`;
             rolledUp = true;
@@ -587,6 +591,31 @@ export class SecretsStore {
       startKey = out.LastEvaluatedKey;
       if (!startKey) return { heads, folders };
     }
+  }
+
+  /** Whether any head under `folder` (in the partition of `root`) is not soft-deleted. */
+  private async hasLiveSecretUnder(root: string, folder: string): Promise<boolean> {
+    let startKey: QueryCommandInput['ExclusiveStartKey'];
+    do {
+      const out = await this.send<QueryCommandOutput>(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
+          FilterExpression: 'attribute_not_exists(deletedAt)',
+          ProjectionExpression: 'sk',
+          ExpressionAttributeValues: marshall({
+            ':pk': `P#${root}`,
+            ':lo': `H#${folder}`,
+            ':hi': `H#${folder}${HIGH}`,
+          }),
+          ExclusiveStartKey: startKey,
+          ConsistentRead: true,
+        }),
+      );
+      if ((out.Items ?? []).length > 0) return true;
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return false;
   }
 
   /** Soft-deleted secrets whose recovery window ended before `now`, oldest first. */
