@@ -7,7 +7,7 @@ import { type CofferClient, CofferClientError, createClient } from '../client/in
 import { DEFAULT_ADDR, localSettings } from '../config.js';
 import { loadConfig } from '../config-file.js';
 import { CofferError } from '../errors.js';
-import { startLocalServer } from '../local/server.js';
+import { type LocalServer, startLocalServer } from '../local/server.js';
 import { jsonLogger } from '../log.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { loginCacheToken } from './commands/auth-cache.js';
@@ -133,12 +133,53 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
     .option('--dev', 'development mode (the only mode of the local server)')
     .action(async () => {
       const settings = localSettings(io.env, io.cwd);
-      const server = await startLocalServer(
-        settings,
-        jsonLogger((l) => io.stderr.write(`${l}\n`)),
-        await loadConfig(io.env, io.cwd),
-        { auditSink: (line) => io.stdout.write(`${line}\n`) },
-      );
+      // Signals are taken from the start: a Ctrl-C or SIGTERM while DynamoDB Local is starting
+      // aborts the start and stops what was started, rather than leave Java running.
+      const abort = new AbortController();
+      let server: LocalServer | undefined;
+      let stopping = false;
+      let stopped: () => void = () => {};
+      const done = new Promise<void>((resolve) => {
+        stopped = resolve;
+      });
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        io.stderr.write('Stopping Coffer…\n');
+        if (server) server.stop().then(stopped, stopped);
+        else abort.abort();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      // `kill <pid of npm start>` ends npm without passing the signal on: when the parent goes
+      // away, stop as if signalled rather than leave the server and DynamoDB Local running.
+      const parent = process.ppid;
+      const watch = setInterval(() => {
+        if (process.ppid !== parent) stop();
+      }, 1000);
+      watch.unref();
+      try {
+        server = await startLocalServer(
+          settings,
+          jsonLogger((l) => io.stderr.write(`${l}\n`)),
+          await loadConfig(io.env, io.cwd),
+          { auditSink: (line) => io.stdout.write(`${line}\n`), signal: abort.signal },
+        );
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        throw err;
+      } finally {
+        if (!server) {
+          clearInterval(watch);
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+        }
+      }
+      if (stopping) {
+        // A signal came while the start was finishing.
+        await server.stop();
+        return;
+      }
       io.stderr.write(`Coffer listening on ${server.url}\n`);
       io.stderr.write(`Admin token: ${server.tokenFile}\n`);
       // The variables the CLI needs to find this server and its token, when not the defaults.
@@ -151,23 +192,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
       io.stderr.write(
         `Try: printf 's3cret' | ${[...vars, 'npm run coffer -- put hello/world -'].join(' ')}\n`,
       );
-      await new Promise<void>((resolve) => {
-        let stopping = false;
-        const stop = () => {
-          if (stopping) return;
-          stopping = true;
-          io.stderr.write('Stopping Coffer…\n');
-          server.stop().then(resolve, resolve);
-        };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-        // `kill <pid of npm start>` ends npm without passing the signal on: when the parent goes
-        // away, stop as if signalled rather than leave the server and DynamoDB Local running.
-        const parent = process.ppid;
-        setInterval(() => {
-          if (process.ppid !== parent) stop();
-        }, 1000).unref();
-      });
+      await done;
     });
 
   program

@@ -12,6 +12,8 @@ export interface DynamoDbLocalOptions {
   readonly dbPath?: string;
   /** Port to listen on; omitted = a free port. */
   readonly port?: number;
+  /** Aborts the start: the process is killed and the start rejects. */
+  readonly signal?: AbortSignal;
 }
 
 export interface DynamoDbLocal {
@@ -103,6 +105,9 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
     args.push('-inMemory', '-sharedDb');
   }
   const child = spawn('java', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Recorded at once, so that a server killed while this one starts leaves a findable orphan.
+  const pidFile = options.dbPath ? join(options.dbPath, PID_FILE) : undefined;
+  if (pidFile && child.pid) writeFileSync(pidFile, String(child.pid), { mode: 0o600 });
   let output = '';
   const collect = (chunk: Buffer) => {
     if (output.length < 8192) output += chunk.toString();
@@ -119,6 +124,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
   const deadline = Date.now() + 30_000;
   try {
     for (;;) {
+      if (options.signal?.aborted) throw new Error('DynamoDB Local start aborted');
       if (exited)
         throw new Error(`DynamoDB Local exited at start: ${output.trim().split('\n').slice(-3).join(' | ')}`);
       try {
@@ -131,12 +137,11 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
     }
   } catch (err) {
     child.kill('SIGKILL');
+    if (pidFile) rmSync(pidFile, { force: true });
     throw err;
   } finally {
     client.destroy();
   }
-  const pidFile = options.dbPath ? join(options.dbPath, PID_FILE) : undefined;
-  if (pidFile && child.pid) writeFileSync(pidFile, String(child.pid), { mode: 0o600 });
   child.stdout?.off('data', collect);
   child.stderr?.off('data', collect);
   child.stdout?.resume();

@@ -41,6 +41,8 @@ export interface LocalServerHooks {
   /** One JSON line per audit record and checkpoint. */
   readonly auditSink?: (line: string) => void;
   readonly checkpointIntervalMs?: number;
+  /** Aborts the start: what was started is stopped and the start rejects. */
+  readonly signal?: AbortSignal;
 }
 
 export interface LocalServer {
@@ -132,7 +134,10 @@ export async function startLocalServer(
     await assertPortFree(settings.port);
     ddb = settings.dynamodbEndpoint
       ? undefined
-      : await startDynamoDbLocal({ dbPath: join(settings.dataDir, 'dynamodb') });
+      : await startDynamoDbLocal({
+          dbPath: join(settings.dataDir, 'dynamodb'),
+          ...(hooks.signal ? { signal: hooks.signal } : {}),
+        });
   } catch (err) {
     lock.release();
     throw err;
@@ -142,7 +147,11 @@ export async function startLocalServer(
   let server: ServerType | undefined;
   let timer: NodeJS.Timeout | undefined;
   let checkpointTimer: NodeJS.Timeout | undefined;
+  const aborted = () => {
+    if (hooks.signal?.aborted) throw new Error('start aborted');
+  };
   try {
+    aborted();
     await ensureTables(client, DEFAULT_TABLES);
     const keys = await LocalKeyProvider.open(settings.dataDir);
     const issuer = await DevIssuer.open(settings.dataDir);
@@ -194,6 +203,7 @@ export async function startLocalServer(
       }
     };
     await checkpoint();
+    aborted();
     checkpointTimer = setInterval(checkpoint, hooks.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS);
     checkpointTimer.unref();
 

@@ -199,6 +199,28 @@ describe('local server (npm start)', { timeout: E2E_TIMEOUT_MS }, () => {
     await expect(stat(join(dataDir, 'server.lock'))).rejects.toThrow();
   });
 
+  it('when SIGTERM or SIGINT comes while DynamoDB Local is still starting, nothing is left running', async () => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const dataDir = await mkdtemp(join(tmpdir(), 'coffer-e2e-'));
+      const run = startServer({ COFFER_DATA_DIR: dataDir, COFFER_PORT: String(await freePort()) });
+      running.push(run);
+      const pid = run.child.pid as number;
+      let java: number[] = [];
+      while (java.length === 0) {
+        if (run.child.exitCode !== null) throw new Error(`server exited: ${run.output()}`);
+        await new Promise((r) => setTimeout(r, 50));
+        java = javaChildren(pid);
+      }
+      expect(run.output()).not.toContain('Coffer listening on');
+      run.child.kill(signal);
+      expect(await run.exited).toBe(0);
+      await new Promise((r) => setTimeout(r, 500));
+      for (const c of java) expect(alive(c), `${signal}: java ${c} still running`).toBe(false);
+      await expect(stat(join(dataDir, 'server.lock'))).rejects.toThrow();
+      expect(run.output()).not.toMatch(/\bat .+:\d+/);
+    }
+  });
+
   it('when Java is missing, it prints one clear line and exits non-zero', async () => {
     const bin = await mkdtemp(join(tmpdir(), 'coffer-nojava-'));
     await mkdir(bin, { recursive: true });
