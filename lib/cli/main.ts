@@ -408,13 +408,27 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       return EXIT.usage;
     }
     const json = program.opts<{ json?: boolean }>().json;
-    const code = err instanceof CofferClientError || err instanceof CofferError ? err.code : 'internal';
+    let code = err instanceof CofferClientError || err instanceof CofferError ? err.code : 'internal';
     let message =
       err instanceof CofferClientError || err instanceof CofferError ? err.message : 'unexpected error';
     if (err instanceof CofferClientError && err.code === 'unauthenticated' && session.token) {
       message = refusedTokenMessage(session.token);
     } else if (err instanceof CofferClientError && err.code === 'unreachable') {
       message = `${message}: is it running? Start it with "npm start", or set COFFER_ADDR`;
+    } else if (
+      err instanceof CofferClientError &&
+      err.code === 'not_found' &&
+      err.message === 'no such route'
+    ) {
+      // The server has no such route at all: COFFER_ADDR points below or beside the API's base.
+      message = `${session.endpoint ?? 'the server'} has no Coffer API here: set COFFER_ADDR to the server's base address, like ${DEFAULT_ADDR}`;
+      code = 'invalid_config';
+    } else if (
+      err instanceof CofferClientError &&
+      err.code === 'invalid_config' &&
+      /endpoint/.test(err.message)
+    ) {
+      message = `COFFER_ADDR must be an http(s) URL, like ${DEFAULT_ADDR}`;
     }
     if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);
     else io.stderr.write(`coffer: ${message}${code !== 'internal' ? ` (${code})` : ''}\n`);

@@ -203,6 +203,23 @@ describe('where the CLI finds its server and token', () => {
     await rm(join(h.dataDir, 'other'), { recursive: true, force: true });
   });
 
+  it('when COFFER_ADDR is not an http(s) URL or not the API base, it says what to set', async () => {
+    for (const bad of ['127.0.0.1:8270', 'ftp://127.0.0.1', 'not a url']) {
+      const r = await cli(['ls'], { env: { COFFER_ADDR: bad } });
+      expect(r.code, bad).toBe(2);
+      expect(r.stderr).toBe(
+        'coffer: COFFER_ADDR must be an http(s) URL, like http://127.0.0.1:8270 (invalid_config)\n',
+      );
+    }
+    const below = await cli(['get', 'cli/app/multi'], { env: { COFFER_ADDR: `${addr}/v1` } });
+    expect(below.code).toBe(2);
+    expect(below.stderr).toContain(
+      `${addr}/v1 has no Coffer API here: set COFFER_ADDR to the server's base address`,
+    );
+    // A trailing slash is the same address.
+    expect((await cli(['get', 'cli/app/multi'], { env: { COFFER_ADDR: `${addr}/` } })).stdout).toBe('second');
+  });
+
   it('when the server is not running, it says so in one line and exits 8', async () => {
     const port = await freePort();
     const r = await cli(['get', 'x/y'], { env: { COFFER_ADDR: `http://127.0.0.1:${port}` } });
