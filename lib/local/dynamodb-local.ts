@@ -14,6 +14,12 @@ export interface DynamoDbLocalOptions {
   readonly port?: number;
   /** Aborts the start: the process is killed and the start rejects. */
   readonly signal?: AbortSignal;
+  /**
+   * Runs Java in its own process group, so that a terminal's Ctrl-C (sent to the whole foreground
+   * group) reaches only the server, which then stops Java itself after its last writes. The caller
+   * must stop it (the local server does, and finds an orphan left by SIGKILL through its pid file).
+   */
+  readonly ownProcessGroup?: boolean;
 }
 
 export interface DynamoDbLocal {
@@ -39,6 +45,7 @@ export function assertJava(): void {
 }
 
 const PID_FILE = 'dynamodb-local.pid';
+const START_TIMEOUT_MS = 120_000;
 
 /**
  * A server killed with SIGKILL cannot stop its DynamoDB Local; the next start stops that orphan
@@ -104,7 +111,11 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
   } else {
     args.push('-inMemory', '-sharedDb');
   }
-  const child = spawn('java', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('java', args, {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.ownProcessGroup ?? false,
+  });
   // Recorded at once, so that a server killed while this one starts leaves a findable orphan.
   const pidFile = options.dbPath ? join(options.dbPath, PID_FILE) : undefined;
   if (pidFile && child.pid) writeFileSync(pidFile, String(child.pid), { mode: 0o600 });
@@ -121,7 +132,9 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
 
   const endpoint = `http://127.0.0.1:${port}`;
   const client = localDynamoClient(endpoint);
-  const deadline = Date.now() + 30_000;
+  // Java starts in a few seconds on an idle machine; a busy one (CI, parallel test runs) may take
+  // far longer, and giving up early would only leave the user to try again.
+  const deadline = Date.now() + START_TIMEOUT_MS;
   try {
     for (;;) {
       if (options.signal?.aborted) throw new Error('DynamoDB Local start aborted');
@@ -131,7 +144,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
         await client.send(new ListTablesCommand({ Limit: 1 }));
         break;
       } catch {
-        if (Date.now() > deadline) throw new Error('DynamoDB Local did not start within 30 s');
+        if (Date.now() > deadline) throw new Error(`DynamoDB Local did not start within ${START_TIMEOUT_MS / 1000} s`);
         await new Promise((r) => setTimeout(r, 150));
       }
     }

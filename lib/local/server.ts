@@ -136,6 +136,7 @@ export async function startLocalServer(
       ? undefined
       : await startDynamoDbLocal({
           dbPath: join(settings.dataDir, 'dynamodb'),
+          ownProcessGroup: true,
           ...(hooks.signal ? { signal: hooks.signal } : {}),
         });
   } catch (err) {
@@ -152,7 +153,16 @@ export async function startLocalServer(
   };
   try {
     aborted();
-    await ensureTables(client, DEFAULT_TABLES);
+    try {
+      await ensureTables(client, DEFAULT_TABLES);
+    } catch (err) {
+      // Usually an endpoint given in COFFER_DYNAMODB_ENDPOINT that is not running: one line.
+      const e = err as NodeJS.ErrnoException;
+      const why = e?.code ?? e?.name ?? 'error';
+      throw new ConfigError(
+        `cannot use DynamoDB at ${endpoint}${settings.dynamodbEndpoint ? ' (COFFER_DYNAMODB_ENDPOINT)' : ''}: ${why}; is it running?`,
+      );
+    }
     const keys = await LocalKeyProvider.open(settings.dataDir);
     const issuer = await DevIssuer.open(settings.dataDir);
     const tokenFile = join(settings.dataDir, 'dev-token');

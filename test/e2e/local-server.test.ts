@@ -18,11 +18,13 @@ interface Running {
   exited: Promise<number | null>;
 }
 
-function startServer(env: Record<string, string>): Running {
+/** `ownGroup`: in a process group of its own, like a command in a terminal's foreground. */
+function startServer(env: Record<string, string>, ownGroup = false): Running {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/coffer.ts'), 'server', '--dev'], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: ownGroup,
   });
   let output = '';
   child.stdout?.on('data', (d) => {
@@ -219,6 +221,46 @@ describe('local server (npm start)', { timeout: E2E_TIMEOUT_MS }, () => {
       await expect(stat(join(dataDir, 'server.lock'))).rejects.toThrow();
       expect(run.output()).not.toMatch(/\bat .+:\d+/);
     }
+  });
+
+  it('when Ctrl-C signals the whole process group, the server still seals its audit log before DynamoDB Local stops', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'coffer-e2e-'));
+    const run = startServer({ COFFER_DATA_DIR: dataDir, COFFER_PORT: String(await freePort()) }, true);
+    running.push(run);
+    await waitFor(run, 'Coffer listening on');
+    const pid = run.child.pid as number;
+    const java = javaChildren(pid);
+    expect(java).toHaveLength(1);
+    const before = run.output().split('"type":"checkpoint"').length;
+    // What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.
+    process.kill(-pid, 'SIGINT');
+    expect(await run.exited).toBe(0);
+    await new Promise((r) => setTimeout(r, 500));
+    for (const c of java) expect(alive(c), `java ${c} still running`).toBe(false);
+    expect(run.output()).not.toContain('audit checkpoint failed');
+    // The shutdown checkpoint was written.
+    expect(run.output().split('"type":"checkpoint"').length).toBe(before + 1);
+  });
+
+  it('when COFFER_DYNAMODB_ENDPOINT names nothing that answers, it says so in one line', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'coffer-e2e-'));
+    const endpoint = `http://127.0.0.1:${await freePort()}`;
+    const run = startServer({
+      COFFER_DATA_DIR: dataDir,
+      COFFER_PORT: String(await freePort()),
+      COFFER_DYNAMODB_ENDPOINT: endpoint,
+    });
+    running.push(run);
+    expect(await run.exited).toBe(1);
+    const lines = run
+      .output()
+      .trim()
+      .split('\n')
+      .filter((l) => l.trim() !== '');
+    expect(lines).toEqual([
+      `coffer: cannot use DynamoDB at ${endpoint} (COFFER_DYNAMODB_ENDPOINT): ECONNREFUSED; is it running? (config_error)`,
+    ]);
+    await expect(stat(join(dataDir, 'server.lock'))).rejects.toThrow();
   });
 
   it('when Java is missing, it prints one clear line and exits non-zero', async () => {
