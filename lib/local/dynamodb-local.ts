@@ -144,7 +144,8 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
         await client.send(new ListTablesCommand({ Limit: 1 }));
         break;
       } catch {
-        if (Date.now() > deadline) throw new Error(`DynamoDB Local did not start within ${START_TIMEOUT_MS / 1000} s`);
+        if (Date.now() > deadline)
+          throw new Error(`DynamoDB Local did not start within ${START_TIMEOUT_MS / 1000} s`);
         await new Promise((r) => setTimeout(r, 150));
       }
     }
