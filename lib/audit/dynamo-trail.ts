@@ -110,7 +110,7 @@ export class DynamoAuditTrail implements AuditTrail {
             await this.resync(chain);
             continue;
           }
-          throw new AuditUnavailableError();
+          throw new AuditUnavailableError(err);
         }
         chain.commit(record);
         ctx.written = true;
@@ -119,7 +119,7 @@ export class DynamoAuditTrail implements AuditTrail {
       }
     } catch (err) {
       if (err instanceof AuditUnavailableError) throw err;
-      throw new AuditUnavailableError();
+      throw new AuditUnavailableError(err);
     } finally {
       this.pool.release(chain);
     }
@@ -138,9 +138,9 @@ export class DynamoAuditTrail implements AuditTrail {
         await this.ready(chain);
       }
       return chain;
-    } catch {
+    } catch (err) {
       this.pool.release(chain);
-      throw new AuditUnavailableError();
+      throw new AuditUnavailableError(err);
     }
   }
 
