@@ -1,4 +1,4 @@
-import { access, mkdtemp, readFile, stat } from 'node:fs/promises';
+import { access, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -66,6 +66,8 @@ describe('the local server keeps a verifiable audit log', () => {
     await server.stop();
     server = undefined;
     await expect(access(join(dataDir, DYNAMODB_ENDPOINT_FILE))).rejects.toThrow();
+    // A server that died without cleaning up leaves a dead endpoint behind: the CLI does not use it.
+    await writeFile(join(dataDir, DYNAMODB_ENDPOINT_FILE), 'http://127.0.0.1:9\n');
     const stopped = await cli(['--json', 'audit', 'verify'], dataDir);
     expect(stopped.code, stopped.stderr).toBe(0);
     const report = JSON.parse(stopped.stdout);

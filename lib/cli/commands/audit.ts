@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { access, readFile, rm, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -104,6 +105,26 @@ const isLoopback = (endpoint: string) => {
   }
 };
 
+/** True if something accepts TCP connections at the endpoint's host and port (within a second). */
+function listening(endpoint: string): Promise<boolean> {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    return Promise.resolve(false);
+  }
+  return new Promise((done) => {
+    const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80) });
+    const finish = (ok: boolean) => {
+      socket.destroy();
+      done(ok);
+    };
+    socket.setTimeout(1000, () => finish(false));
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+  });
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await access(path);
@@ -139,7 +160,8 @@ async function openTable(io: CliIo, opts: SourceOptions): Promise<TableSource> {
   if (!endpoint) {
     try {
       const running = (await readFile(join(settings.dataDir, DYNAMODB_ENDPOINT_FILE), 'utf8')).trim();
-      if (running) endpoint = running;
+      // A server that died without cleaning up leaves the file behind: use it only if it answers.
+      if (running && (await listening(running))) endpoint = running;
     } catch {
       // No local server running.
     }
