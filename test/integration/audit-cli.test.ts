@@ -299,4 +299,27 @@ describe('coffer audit', () => {
     expect(wrongType.stderr).toContain('not an audit root key');
     for (const run of [unreachable, missing, wrongType]) expect(run.stderr).not.toContain('unexpected error');
   });
+
+  it('verify: says when records are not yet sealed, and warns when there is no checkpoint at all', async () => {
+    const w = fx.trail();
+    for (let i = 0; i < 3; i++) await w.finish(context(i), { status: 200 });
+    const unsealed = await cli(['audit', 'verify', ...table, '--root-key', 'root.pem'], dir);
+    expect(unsealed.code, unsealed.stderr).toBe(0);
+    expect(unsealed.stdout).toContain('Not yet under a checkpoint: 4 records');
+    expect(unsealed.stdout).toContain('Note: 4 records come after the newest checkpoint');
+    await fx.checkpointer.write();
+
+    const exported = await cli(['audit', 'export', ...table], dir);
+    const withoutCheckpoints = exported.stdout
+      .split('\n')
+      .filter((l) => l !== '' && JSON.parse(l).type !== 'checkpoint');
+    await writeFile(join(dir, 'no-checkpoints.jsonl'), `${withoutCheckpoints.join('\n')}\n`);
+    const args = ['audit', 'verify', '--file', 'no-checkpoints.jsonl', '--root-key', 'root.pem'];
+    const warned = await cli(args, dir);
+    expect(warned.code, warned.stderr).toBe(0);
+    expect(warned.stdout).toContain('Warning: no checkpoint.');
+    const strict = await cli([...args, '--max-checkpoint-age', '1h'], dir);
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toContain('stale_checkpoint');
+  });
 });

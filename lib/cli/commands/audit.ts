@@ -316,8 +316,8 @@ function summary(report: VerifyReport, source: string, trust: string): string {
     );
   } else if (report.unsealedRecords > 0) {
     lines.push(
-      `Note: the ${report.unsealedRecords} records after the newest checkpoint are checked, but their removal from`,
-      "      the end of a chain would leave no trace until the next checkpoint (docs/audit.md, 'Limits').",
+      `Note: ${report.unsealedRecords} records come after the newest checkpoint: checked, but not yet sealed by one`,
+      "      (see 'Limits' in docs/audit.md).",
     );
   }
   if (report.ok) {
