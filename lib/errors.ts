@@ -89,8 +89,11 @@ export class IntegrityError extends CofferError {
 /** The audit record could not be written, so the request was not served (fail closed). */
 export class AuditUnavailableError extends CofferError {
   static override readonly code = 'audit_unavailable';
-  constructor() {
+  /** Why the record could not be written (for the operational log only, never the caller). */
+  override readonly cause: unknown;
+  constructor(cause?: unknown) {
     super('audit log unavailable; request not served');
+    this.cause = cause;
   }
 }
 

@@ -27,10 +27,20 @@ export function describeError(err: unknown): Record<string, unknown> {
     .split('\n')
     .slice(1, 8)
     .map((l) => l.trim());
+  const cause = (err as { cause?: unknown }).cause;
   return {
     errorName: err.name,
     ...((err as { code?: unknown }).code !== undefined
       ? { errorCode: String((err as { code?: unknown }).code) }
+      : {}),
+    // Only the cause's class and code: its message may quote anything.
+    ...(cause instanceof Error
+      ? {
+          causeName: cause.name,
+          ...((cause as { code?: unknown }).code !== undefined
+            ? { causeCode: String((cause as { code?: unknown }).code) }
+            : {}),
+        }
       : {}),
     stack: frames,
   };

@@ -23,6 +23,13 @@ export interface CheckpointerOptions {
   readonly now?: () => Date;
   /** Receives each checkpoint as one JSON line (the CloudWatch copy). */
   readonly sink?: (line: string) => void;
+  /**
+   * Heads the writers in this process know they wrote (the local server's chains). Where one is
+   * ahead of the table, the table lost records: the checkpoint signs the written head, so the
+   * verifier reports the chain `truncated`, and `onBehind` is told.
+   */
+  readonly writtenHeads?: () => readonly CheckpointHead[];
+  readonly onBehind?: (head: CheckpointHead, tableSeq: number | undefined) => void;
 }
 
 /** Reads a stored checkpoint's fields loosely (the verifier is what checks them). */
@@ -93,6 +100,23 @@ export class Checkpointer {
     return heads;
   }
 
+  /** The table's heads, with this process's written heads where the table is behind them. */
+  private withWrittenHeads(
+    fromTable: CheckpointHead[],
+    written: readonly CheckpointHead[],
+  ): CheckpointHead[] {
+    if (written.length === 0) return fromTable;
+    const byChain = new Map(fromTable.map((h) => [h.chain, h]));
+    for (const head of written) {
+      const stored = byChain.get(head.chain);
+      if (!stored || stored.seq < head.seq) {
+        this.options.onBehind?.(head, stored?.seq);
+        byChain.set(head.chain, head);
+      }
+    }
+    return [...byChain.values()];
+  }
+
   /**
    * Writes the next checkpoint. With `heads`, those (the checkpoint job passes what it just
    * verified); otherwise the current heads read from the table. Retries if another writer took
@@ -102,7 +126,10 @@ export class Checkpointer {
     for (let attempt = 1; ; attempt++) {
       const slot = await this.newestSlot();
       const previous = slot.checkpoint;
-      const collected = heads ?? (await this.collectHeads(previous));
+      // Written heads first: each is durable before it is known, so a table read after it that
+      // shows a shorter chain means records were removed (not that a write was still in flight).
+      const written = heads ? [] : (this.options.writtenHeads?.() ?? []);
+      const collected = heads ?? this.withWrittenHeads(await this.collectHeads(previous), written);
       const body: Omit<Checkpoint, 'sig'> = {
         v: RECORD_VERSION,
         type: 'checkpoint',

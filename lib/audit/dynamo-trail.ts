@@ -3,7 +3,7 @@ import { AuditUnavailableError } from '../errors.js';
 import type { RootSigner } from '../keys/provider.js';
 import { ChainPool, DEFAULT_CHAIN_LIFETIME_MS, WriterChain } from './chain.js';
 import { AuditReader } from './reader.js';
-import { type AuditRecord, type FieldHasher, logLine, requestFields } from './record.js';
+import { type AuditRecord, type CheckpointHead, type FieldHasher, logLine, requestFields } from './record.js';
 import type { AuditContext, AuditOutcome, AuditTrail } from './trail.js';
 import { AuditSlotTaken, AuditWriter } from './writer.js';
 
@@ -57,6 +57,10 @@ export class DynamoAuditTrail implements AuditTrail {
   private readonly hasher: FieldHasher | undefined;
   private readonly sink: ((line: string) => void) | undefined;
   private readonly makeChain: () => WriterChain;
+  /** Every chain this process started and has not yet seen sealed after it stopped taking records. */
+  private readonly live = new Map<string, WriterChain>();
+  /** Chains replaced (retired or abandoned): they take no more records. */
+  private readonly replaced = new Set<string>();
 
   constructor(options: DynamoAuditTrailOptions) {
     this.writer = new AuditWriter(options.client, options.table);
@@ -67,7 +71,11 @@ export class DynamoAuditTrail implements AuditTrail {
     this.sink = options.sink;
     const writer = options.writer ?? 'coffer';
     const lifetime = options.chainLifetimeMs ?? DEFAULT_CHAIN_LIFETIME_MS;
-    this.makeChain = () => new WriterChain(writer, this.now(), lifetime);
+    this.makeChain = () => {
+      const chain = new WriterChain(writer, this.now(), lifetime);
+      this.live.set(chain.id, chain);
+      return chain;
+    };
     this.pool = new ChainPool(options.chains ?? 1, this.makeChain);
   }
 
@@ -110,7 +118,7 @@ export class DynamoAuditTrail implements AuditTrail {
             await this.resync(chain);
             continue;
           }
-          throw new AuditUnavailableError();
+          throw new AuditUnavailableError(err);
         }
         chain.commit(record);
         ctx.written = true;
@@ -119,7 +127,7 @@ export class DynamoAuditTrail implements AuditTrail {
       }
     } catch (err) {
       if (err instanceof AuditUnavailableError) throw err;
-      throw new AuditUnavailableError();
+      throw new AuditUnavailableError(err);
     } finally {
       this.pool.release(chain);
     }
@@ -129,18 +137,47 @@ export class DynamoAuditTrail implements AuditTrail {
   private async take(): Promise<WriterChain> {
     let chain = await this.pool.acquire();
     try {
-      if (chain.retired(this.now())) chain = this.makeChain();
+      if (chain.retired(this.now())) {
+        this.replaced.add(chain.id);
+        chain = this.makeChain();
+      }
       try {
         await this.ready(chain);
       } catch (err) {
         if (!(err instanceof ChainDiverged)) throw err;
+        this.replaced.add(chain.id);
         chain = this.makeChain();
         await this.ready(chain);
       }
       return chain;
-    } catch {
+    } catch (err) {
       this.pool.release(chain);
-      throw new AuditUnavailableError();
+      throw new AuditUnavailableError(err);
+    }
+  }
+
+  /**
+   * The head of each of this process's chains as this process wrote it: every record up to it is
+   * known durable. A checkpoint that signs these catches a chain whose tail was removed from the
+   * table after the previous checkpoint (the table's head is then behind).
+   */
+  writtenHeads(): CheckpointHead[] {
+    const heads: CheckpointHead[] = [];
+    for (const chain of this.live.values()) {
+      const head = chain.head;
+      if (head) heads.push({ chain: chain.id, seq: head.seq, hash: head.hash });
+    }
+    return heads;
+  }
+
+  /** A checkpoint signed these heads: replaced chains among them need not be remembered any more. */
+  sealed(heads: readonly CheckpointHead[]): void {
+    for (const head of heads) {
+      const chain = this.live.get(head.chain);
+      if (chain && this.replaced.has(head.chain) && chain.head?.seq === head.seq) {
+        this.live.delete(head.chain);
+        this.replaced.delete(head.chain);
+      }
     }
   }
 

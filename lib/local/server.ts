@@ -179,7 +179,21 @@ export async function startLocalServer(
       writer: 'local-server',
       ...sink,
     });
-    const checkpointer = new Checkpointer({ client, table: DEFAULT_TABLES.audit, root: auditRoot, ...sink });
+    const checkpointer = new Checkpointer({
+      client,
+      table: DEFAULT_TABLES.audit,
+      root: auditRoot,
+      ...sink,
+      // The server knows what it wrote: a chain's tail removed since the last checkpoint is
+      // signed as it was written, so `coffer audit verify` reports the chain truncated.
+      writtenHeads: () => audit.writtenHeads(),
+      onBehind: (head, tableSeq) =>
+        logger.error('audit chain is shorter in the table than written', {
+          chain: head.chain,
+          writtenSeq: head.seq,
+          tableSeq: tableSeq ?? null,
+        }),
+    });
     const service = new SecretService({
       store: new SecretsStore(client, DEFAULT_TABLES.secrets),
       envelope: new Envelope(keys),
@@ -207,7 +221,7 @@ export async function startLocalServer(
     timer.unref();
     const checkpoint = async () => {
       try {
-        await checkpointer.write();
+        audit.sealed((await checkpointer.write()).heads);
       } catch (err) {
         logger.warn('audit checkpoint failed', describeError(err));
       }

@@ -1,12 +1,16 @@
-import { access, mkdtemp, readFile, stat } from 'node:fs/promises';
+import { access, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
 import { afterAll, describe, expect, it } from 'vitest';
+import { recordKey } from '../../lib/audit/keys.js';
 import { runCli } from '../../lib/cli/main.js';
 import { localSettings } from '../../lib/config.js';
 import { DYNAMODB_ENDPOINT_FILE, type LocalServer, startLocalServer } from '../../lib/local/server.js';
-import { silentLogger } from '../../lib/log.js';
+import { type Logger, silentLogger } from '../../lib/log.js';
+import { localDynamoClient } from '../../lib/store/dynamo-client.js';
 
 async function cli(args: string[], dataDir: string) {
   let stdout = '';
@@ -62,6 +66,8 @@ describe('the local server keeps a verifiable audit log', () => {
     await server.stop();
     server = undefined;
     await expect(access(join(dataDir, DYNAMODB_ENDPOINT_FILE))).rejects.toThrow();
+    // A server that died without cleaning up leaves a dead endpoint behind: the CLI does not use it.
+    await writeFile(join(dataDir, DYNAMODB_ENDPOINT_FILE), 'http://127.0.0.1:9\n');
     const stopped = await cli(['--json', 'audit', 'verify'], dataDir);
     expect(stopped.code, stopped.stderr).toBe(0);
     const report = JSON.parse(stopped.stdout);
@@ -76,5 +82,51 @@ describe('the local server keeps a verifiable audit log', () => {
     for (const file of ['keys/audit-root.pem', 'keys/audit-hmac.key']) {
       expect(((await stat(join(dataDir, file))).mode & 0o777).toString(8)).toBe('600');
     }
-  });
+  }, 180_000);
+
+  it("when a chain's newest records are removed from the table between checkpoints, the server's next checkpoint signs what it wrote: verify says truncated", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'coffer-audit-e2e-'));
+    const lines: string[] = [];
+    const errors: { message: string; fields?: Record<string, unknown> }[] = [];
+    const logger: Logger = { ...silentLogger, error: (message, fields) => errors.push({ message, fields }) };
+    server = await startLocalServer(
+      { ...localSettings({ COFFER_DATA_DIR: dataDir }), port: 0 },
+      logger,
+      undefined,
+      {
+        auditSink: (l) => lines.push(l),
+        checkpointIntervalMs: 10 * 60_000,
+      },
+    );
+    const token = (await readFile(server.tokenFile, 'utf8')).trim();
+    for (let i = 0; i < 6; i++) {
+      const res = await fetch(`${server.url}/v1/whoami`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+    }
+    // Sequential requests all go to one chain; remove its two newest records by hand, as someone
+    // with table rights could, before any checkpoint covers them.
+    const requests = lines.map((l) => JSON.parse(l)).filter((l) => l.type === 'request');
+    const chain = requests[requests.length - 1].chain as string;
+    const last = Math.max(...requests.filter((r) => r.chain === chain).map((r) => r.seq as number));
+    const ddb = localDynamoClient(server.dynamodbEndpoint);
+    for (const seq of [last, last - 1]) {
+      await ddb.send(
+        new DeleteItemCommand({ TableName: 'coffer-audit', Key: marshall(recordKey(chain, seq)) }),
+      );
+    }
+    ddb.destroy();
+    // Without the server's own knowledge, the table alone still looks whole.
+    const before = await cli(['audit', 'verify'], dataDir);
+    expect(before.code, before.stderr).toBe(0);
+
+    await server.stop();
+    server = undefined;
+    expect(errors).toContainEqual({
+      message: 'audit chain is shorter in the table than written',
+      fields: { chain, writtenSeq: last, tableSeq: last - 2 },
+    });
+    const after = await cli(['audit', 'verify'], dataDir);
+    expect(after.code).toBe(1);
+    expect(after.stdout).toContain(`truncated (chain ${chain}, record ${last - 1})`);
+  }, 180_000);
 });

@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { access, readFile, rm } from 'node:fs/promises';
+import { access, readFile, rm, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -28,6 +29,56 @@ export class AuditVerificationFailed extends CofferError {
   static override readonly code = 'audit_verification_failed';
 }
 
+/** DynamoDB or KMS cannot be reached, or failed. */
+export class AuditSourceUnreachable extends CofferError {
+  static override readonly code = 'unreachable';
+}
+
+/** The audit table or KMS key named on the command line does not exist. */
+export class AuditSourceNotFound extends CofferError {
+  static override readonly code = 'not_found';
+}
+
+/** AWS refused the caller: no permission on the table or key. */
+export class AuditSourceForbidden extends CofferError {
+  static override readonly code = 'forbidden';
+}
+
+/** No AWS credentials to read the table or the KMS key with. */
+export class AwsCredentialsUnavailable extends CofferError {
+  static override readonly code = 'credentials_unavailable';
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * Turns an AWS SDK failure while reading `what` into an error that says what went wrong in words
+ * (the SDK's own messages may name files and roles; only the fact is kept).
+ */
+export function auditSourceError(err: unknown, what: string): unknown {
+  if (err instanceof CofferError || err instanceof InvalidArgumentError) return err;
+  const e = err as { name?: string; code?: string; errors?: { code?: string }[] } | undefined;
+  const name = e?.name ?? '';
+  const code = e?.code ?? e?.errors?.find((x) => x.code)?.code ?? '';
+  if (
+    name === 'CredentialsProviderError' ||
+    name === 'UnrecognizedClientException' ||
+    name === 'InvalidSignatureException'
+  )
+    return new AwsCredentialsUnavailable(
+      `no valid AWS credentials to read ${what} (set AWS_PROFILE or AWS credentials, or use --endpoint for DynamoDB Local)`,
+    );
+  if (name === 'ResourceNotFoundException' || name === 'NotFoundException')
+    return new AuditSourceNotFound(`${what} does not exist`);
+  if (name === 'AccessDeniedException' || name === 'AccessDenied')
+    return new AuditSourceForbidden(`AWS refused access to ${what}`);
+  if (NETWORK_CODES.has(code) || name === 'TimeoutError' || name === 'RequestTimeout')
+    return new AuditSourceUnreachable(`cannot reach ${what}`);
+  if (name === 'KMSInvalidStateException' || name === 'DisabledException')
+    return new AuditSourceUnreachable(`${what} is disabled or not usable`);
+  return new AuditSourceUnreachable(`cannot read ${what} (${name || 'error'})`);
+}
+
 interface SourceOptions {
   table?: string;
   endpoint?: string;
@@ -53,6 +104,26 @@ const isLoopback = (endpoint: string) => {
     return false;
   }
 };
+
+/** True if something accepts TCP connections at the endpoint's host and port (within a second). */
+function listening(endpoint: string): Promise<boolean> {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    return Promise.resolve(false);
+  }
+  return new Promise((done) => {
+    const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80) });
+    const finish = (ok: boolean) => {
+      socket.destroy();
+      done(ok);
+    };
+    socket.setTimeout(1000, () => finish(false));
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+  });
+}
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -89,7 +160,8 @@ async function openTable(io: CliIo, opts: SourceOptions): Promise<TableSource> {
   if (!endpoint) {
     try {
       const running = (await readFile(join(settings.dataDir, DYNAMODB_ENDPOINT_FILE), 'utf8')).trim();
-      if (running) endpoint = running;
+      // A server that died without cleaning up leaves the file behind: use it only if it answers.
+      if (running && (await listening(running))) endpoint = running;
     } catch {
       // No local server running.
     }
@@ -134,11 +206,18 @@ async function trustedKeys(
     } catch {
       throw new InvalidArgumentError(`cannot read the root key file ${file}`);
     }
+    let key: KeyObject;
     try {
-      keys.push(createPublicKey(pem));
+      key = createPublicKey(pem);
     } catch {
       throw new InvalidArgumentError(`${file} is not a PEM public key`);
     }
+    if (!isRootKeyType(key)) {
+      throw new InvalidArgumentError(
+        `${file} is not an audit root key: expected an Ed25519 (local) or EC P-256 (KMS) public key`,
+      );
+    }
+    keys.push(key);
     from.push(path);
   }
   if (opts.kmsKeyId) {
@@ -150,6 +229,8 @@ async function trustedKeys(
       }
       keys.push(createPublicKey({ key: Buffer.from(out.PublicKey), format: 'der', type: 'spki' }));
       from.push(`KMS ${out.KeyId ?? opts.kmsKeyId}`);
+    } catch (err) {
+      throw auditSourceError(err, `KMS key ${opts.kmsKeyId}`);
     } finally {
       kms.destroy();
     }
@@ -171,9 +252,20 @@ async function trustedKeys(
   return { keys, from: from.join(', ') };
 }
 
-/** A progress line on stderr, only when stderr is a terminal. */
-function progress(io: CliIo, total: number | undefined): { tick(done: number): void; end(): void } {
-  if (!io.stderr.isTTY) return { tick() {}, end() {} };
+const isRootKeyType = (key: KeyObject) =>
+  key.asymmetricKeyType === 'ed25519' ||
+  (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1');
+
+/**
+ * A progress line on stderr, only for a person watching: both stdout and stderr are terminals and
+ * neither --json nor --quiet is set, so pipes, files and scripts never see control characters.
+ */
+function progress(
+  io: CliIo,
+  total: number | undefined,
+  enabled: boolean,
+): { tick(done: number): void; end(): void } {
+  if (!enabled || !io.stderr.isTTY || !io.stdout.isTTY) return { tick() {}, end() {} };
   let shown = false;
   return {
     tick(done) {
@@ -213,10 +305,21 @@ function summary(report: VerifyReport, source: string, trust: string): string {
     `Trust root:  ${trust}`,
     `Verified:    ${report.chains} chains, ${report.records} records, ${report.checkpoints} checkpoints`,
     report.lastCheckpoint
-      ? `Newest checkpoint: #${report.lastCheckpoint.seq} at ${report.lastCheckpoint.time}`
+      ? `Newest checkpoint: #${report.lastCheckpoint.seq} ${report.lastCheckpoint.time ? `at ${report.lastCheckpoint.time}` : '(time unknown: no trusted signature)'}`
       : 'Newest checkpoint: none',
     `Not yet under a checkpoint: ${report.unsealedRecords} records`,
   ];
+  if (report.checkpoints === 0 && report.records > 0) {
+    lines.push(
+      'Warning: no checkpoint. Nothing proves that no record was removed from the end of a chain, or',
+      '         that no whole chain was removed. (--max-checkpoint-age makes this a failure.)',
+    );
+  } else if (report.unsealedRecords > 0) {
+    lines.push(
+      `Note: ${report.unsealedRecords} records come after the newest checkpoint: checked, but not yet sealed by one`,
+      "      (see 'Limits' in docs/audit.md).",
+    );
+  }
   if (report.ok) {
     lines.push('OK: every certificate, signature, link, sequence number and checkpoint holds.');
   } else {
@@ -227,17 +330,73 @@ function summary(report: VerifyReport, source: string, trust: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Parses `--since`: an ISO 8601 time, or a duration back from now (`90m`, `24h`, `7d`). */
-export function parseSince(raw: string, now: Date = new Date()): string {
-  const m = /^(\d+)([smhd])$/.exec(raw.trim());
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400, w: 7 * 86_400 } as const;
+
+/**
+ * Parses `--since` / `--until`: a duration back from now (`90s`, `30m`, `24h`, `7d`, `2w`), or an
+ * ISO 8601 date or time (`2025-03-01`, `2025-03-01T12:00:00Z`; without a zone, local time).
+ */
+export function parseSince(raw: string, now: Date = new Date(), name = '--since'): string {
+  const text = raw.trim();
+  const m = /^(\d{1,9})([smhdw])$/.exec(text);
   if (m) {
-    const unit = { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+    const unit = UNIT_SECONDS[m[2] as keyof typeof UNIT_SECONDS];
     return new Date(now.getTime() - Number(m[1]) * unit * 1000).toISOString();
   }
-  const t = Date.parse(raw);
-  if (!Number.isFinite(t))
-    throw new InvalidArgumentError('--since must be an ISO time or a duration like 30m, 24h, 7d');
+  // Only ISO forms: Date.parse alone would read "5" as May 2001.
+  const iso = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+  const t = iso.test(text) ? Date.parse(text) : Number.NaN;
+  if (!Number.isFinite(t)) {
+    throw new InvalidArgumentError(
+      `${name} must be a duration back from now (30m, 24h, 7d, 2w) or an ISO 8601 date or time (2025-03-01, 2025-03-01T12:00:00Z), got "${text.slice(0, 40)}"`,
+    );
+  }
   return new Date(t).toISOString();
+}
+
+/** `User::"corp:alice"`, `Coffer::User::"corp:alice"` and `corp:alice` all name principal id `corp:alice`. */
+export function principalId(raw: string): string {
+  const m = /^(?:Coffer::)?(?:User|Role)::(.*)$/.exec(raw.trim());
+  const id = m ? (m[1] as string) : raw.trim();
+  return id.length >= 2 && id.startsWith('"') && id.endsWith('"') ? id.slice(1, -1) : id;
+}
+
+/**
+ * Refuses, with a reason, a file that is not an export: missing, a directory, empty, or the
+ * server's stdout copy (its flat lines carry no certificate or full record, so they cannot be
+ * verified; `coffer audit export` writes the records as stored).
+ */
+async function checkExportFile(path: string, given: string): Promise<void> {
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    info = await stat(path);
+  } catch {
+    throw new InvalidArgumentError(`no such file ${given}`);
+  }
+  if (!info.isFile()) throw new InvalidArgumentError(`${given} is not a file`);
+  const rl = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Number.POSITIVE_INFINITY });
+  let seen = 0;
+  try {
+    for await (const line of rl) {
+      if (line.trim() === '') continue;
+      seen++;
+      let item: unknown;
+      try {
+        item = JSON.parse(line);
+      } catch {
+        item = undefined;
+      }
+      if (item && typeof item === 'object' && (item as { audit?: unknown }).audit === 'coffer.v1') {
+        throw new InvalidArgumentError(
+          `${given} holds the server's stdout (CloudWatch) copy of the audit log, which cannot be verified on its own: verify the table, or a file written by \`coffer audit export --out FILE\``,
+        );
+      }
+      if (seen >= 20) break;
+    }
+  } finally {
+    rl.close();
+  }
+  if (seen === 0) throw new InvalidArgumentError(`${given} is empty: nothing to verify`);
 }
 
 const positive = (name: string, max: number) => (raw: string) => {
@@ -265,6 +424,7 @@ const sourceOptions = (cmd: Command) =>
 /** `coffer audit …`: verify, export, tail and query the audit log. */
 export function registerAuditCommands(program: Command, io: CliIo): void {
   const json = () => program.opts<{ json?: boolean }>().json === true;
+  const quiet = () => program.opts<{ quiet?: boolean }>().quiet === true;
   const audit = program.command('audit').description('verify and review the signed audit log');
 
   sourceOptions(
@@ -282,19 +442,22 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
         '--max-checkpoint-age <duration>',
         'fail when the newest checkpoint is older (e.g. 30m)',
       ).argParser((raw) => {
-        const m = /^(\d+)([smhd])$/.exec(raw);
-        if (!m) throw new InvalidArgumentError('--max-checkpoint-age must look like 90s, 30m, 2h or 1d');
-        return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'] * 1000;
+        const m = /^(\d{1,9})([smhdw])$/.exec(raw.trim());
+        if (!m || Number(m[1]) === 0) {
+          throw new InvalidArgumentError('--max-checkpoint-age must look like 90s, 30m, 2h or 1d');
+        }
+        return Number(m[1]) * UNIT_SECONDS[m[2] as keyof typeof UNIT_SECONDS] * 1000;
       }),
     )
     .action(async (opts: SourceOptions & TrustOptions & { file?: string; maxCheckpointAge?: number }) => {
       if (opts.file && opts.table) throw new InvalidArgumentError('give either --file or --table');
       const trust = await trustedKeys(io, opts);
+      const showProgress = !json() && !quiet();
       let report: VerifyReport;
       let source: string;
       if (opts.file) {
         const path = resolve(io.cwd, opts.file);
-        if (!(await exists(path))) throw new InvalidArgumentError(`no such file ${opts.file}`);
+        await checkExportFile(path, opts.file);
         const lines = async function* () {
           const rl = createInterface({
             input: createReadStream(path, 'utf8'),
@@ -304,8 +467,8 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
         };
         // Counting lines costs a read of the file: only for a progress bar someone watches.
         let total = 0;
-        if (io.stderr.isTTY) for await (const _ of lines()) total++;
-        const bar = progress(io, total || undefined);
+        if (showProgress && io.stderr.isTTY && io.stdout.isTTY) for await (const _ of lines()) total++;
+        const bar = progress(io, total || undefined, showProgress);
         report = await verifyLines(
           lines,
           verifierOptions(trust.keys, opts, (n) => bar.tick(n)),
@@ -315,12 +478,17 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
       } else {
         const table = await openTable(io, opts);
         try {
-          const bar = progress(io, await table.reader.approximateItemCount());
-          report = await verifyTable(
-            table.reader,
-            verifierOptions(trust.keys, opts, (n) => bar.tick(n)),
-          );
-          bar.end();
+          const bar = progress(io, await table.reader.approximateItemCount(), showProgress);
+          try {
+            report = await verifyTable(
+              table.reader,
+              verifierOptions(trust.keys, opts, (n) => bar.tick(n)),
+            );
+          } catch (err) {
+            throw auditSourceError(err, table.describe);
+          } finally {
+            bar.end();
+          }
           source = table.describe;
         } finally {
           await table.close();
@@ -340,8 +508,11 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
   )
     .option('--out <file>', 'write to this file (default: stdout)')
     .action(async (opts: SourceOptions & { out?: string }) => {
-      const table = await openTable(io, opts);
       const path = opts.out ? resolve(io.cwd, opts.out) : undefined;
+      if (path && (await exists(path))) {
+        throw new InvalidArgumentError(`${opts.out} already exists (export never overwrites a file)`);
+      }
+      const table = await openTable(io, opts);
       const file = path ? createWriteStream(path, { flags: 'wx', mode: 0o600 }) : undefined;
       let n = 0;
       try {
@@ -356,7 +527,7 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
           file.destroy();
           await rm(path, { force: true });
         }
-        throw err;
+        throw auditSourceError(err, table.describe);
       } finally {
         await table.close();
       }
@@ -371,7 +542,9 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
     .action(async (opts: SourceOptions & { lines: number }) => {
       const table = await openTable(io, opts);
       try {
-        const records = await tailRecords(table.reader, opts.lines);
+        const records = await tailRecords(table.reader, opts.lines).catch((err: unknown) => {
+          throw auditSourceError(err, table.describe);
+        });
         printRecords(records);
       } finally {
         await table.close();
@@ -379,10 +552,13 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
     });
 
   sourceOptions(audit.command('query').description('request records by principal, path, time and decision'))
-    .option('--principal <id>', 'principal id, e.g. dev:alice or arn:aws:iam::123456789012:role/app')
+    .option(
+      '--principal <id>',
+      'principal id, e.g. dev:alice, User::dev:alice or arn:aws:iam::123456789012:role/app',
+    )
     .option('--path <prefix>', 'secret path or prefix')
-    .option('--since <when>', 'ISO time or duration back from now (30m, 24h, 7d)', '24h')
-    .option('--until <when>', 'ISO time')
+    .option('--since <when>', 'ISO 8601 date/time, or a duration back from now (30m, 24h, 7d, 2w)', '24h')
+    .option('--until <when>', 'ISO 8601 date/time, or a duration back from now')
     .addOption(new Option('--decision <decision>', 'allow or deny').choices(['allow', 'deny']))
     .option('--action <action>', 'read, write, list, …')
     .option('--limit <n>', 'at most this many (the newest)', positive('--limit', 100_000), 100)
@@ -398,18 +574,24 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
           limit: number;
         },
       ) => {
-        const since = parseSince(opts.since);
-        const until = opts.until !== undefined ? parseSince(opts.until) : undefined;
+        const now = new Date();
+        const since = parseSince(opts.since, now);
+        const until = opts.until !== undefined ? parseSince(opts.until, now, '--until') : undefined;
+        if (until !== undefined && until < since) {
+          throw new InvalidArgumentError(`--until (${until}) is before --since (${since})`);
+        }
         const table = await openTable(io, opts);
         try {
           const records = await queryRecords(table.reader, {
             since,
             limit: opts.limit,
             ...(until !== undefined ? { until } : {}),
-            ...(opts.principal !== undefined ? { principal: opts.principal } : {}),
+            ...(opts.principal !== undefined ? { principal: principalId(opts.principal) } : {}),
             ...(opts.path !== undefined ? { path: opts.path } : {}),
             ...(opts.decision !== undefined ? { decision: opts.decision } : {}),
             ...(opts.action !== undefined ? { action: opts.action } : {}),
+          }).catch((err: unknown) => {
+            throw auditSourceError(err, table.describe);
           });
           printRecords(records);
         } finally {
