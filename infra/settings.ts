@@ -109,6 +109,37 @@ function configJson(path: string, baseDir: string): string {
   return json;
 }
 
+/** Every context key Coffer reads (docs/deploy.md, "Context flags"). */
+export const SETTING_KEYS = [
+  'stackName',
+  'keyStore',
+  'cloudHsmClusterId',
+  'cloudHsmKmsUserSecret',
+  'cloudHsmTrustAnchor',
+  'cloudHsmKeyStoreName',
+  'logRetentionDays',
+  'alarmEmail',
+  'apiRateLimit',
+  'apiBurstLimit',
+  'checkpointMinutes',
+  'previousSecretsKeyArns',
+  'cofferConfig',
+] as const;
+
+/**
+ * Refuses a context key that is one of Coffer's spelled with other capitals (`-c keystore=cloudhsm`
+ * would otherwise be ignored, and deploy a standard KMS key without a word).
+ */
+export function checkContextKeys(keys: Iterable<string>): void {
+  const known = new Map(SETTING_KEYS.map((k) => [k.toLowerCase(), k]));
+  for (const key of keys) {
+    const meant = known.get(key.toLowerCase());
+    if (meant !== undefined && meant !== key) {
+      throw new SettingsError(`context ${key.slice(0, 64)} is not a Coffer setting; did you mean ${meant}?`);
+    }
+  }
+}
+
 /**
  * Reads and checks the settings. `baseDir` resolves relative file paths (the directory `cdk` runs
  * in, where cdk.json is).

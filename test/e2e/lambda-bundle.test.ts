@@ -212,7 +212,7 @@ beforeAll(async () => {
     AWS_ENDPOINT_URL_DYNAMODB: inject('dynamodbEndpoint'),
   });
   ({ handler } = (await import(pathToFileURL(join(assetDir, 'index.mjs')).href)) as { handler: Handler });
-}, 180_000);
+}, 300_000);
 
 afterAll(async () => {
   for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
