@@ -33,6 +33,11 @@ export interface CofferSettings {
   readonly cloudHsm?: CloudHsmSettings;
   /** Retention of every log group, audit copy included (`logRetentionDays`, default 365). */
   readonly logRetention: RetentionDays;
+  /**
+   * Days of point-in-time recovery of both tables (`pitrRecoveryDays`, 1 to 35, default 35): also
+   * how long a destroyed version stays restorable from backups (docs/deploy.md).
+   */
+  readonly pitrRecoveryDays: number;
   /** Optional address subscribed to the alarm topic (`alarmEmail`). */
   readonly alarmEmail?: string;
   /** Steady-state requests per second for the whole API (`apiRateLimit`, default 50). */
@@ -118,6 +123,7 @@ export const SETTING_KEYS = [
   'cloudHsmTrustAnchor',
   'cloudHsmKeyStoreName',
   'logRetentionDays',
+  'pitrRecoveryDays',
   'alarmEmail',
   'apiRateLimit',
   'apiBurstLimit',
@@ -229,6 +235,7 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     keyStore,
     ...(cloudHsm ? { cloudHsm } : {}),
     logRetention: retention as RetentionDays,
+    pitrRecoveryDays: integer(ctx, 'pitrRecoveryDays', 35, 1, 35),
     ...(alarmEmail ? { alarmEmail } : {}),
     apiRateLimit: integer(ctx, 'apiRateLimit', 50, 1, 10_000),
     apiBurstLimit: integer(ctx, 'apiBurstLimit', 100, 1, 5_000),

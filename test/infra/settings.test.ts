@@ -1,4 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { createCofferApp } from '../../infra/coffer-app.js';
 import { checkContextKeys, readSettings, SETTING_KEYS, SettingsError } from '../../infra/settings.js';
@@ -101,4 +104,25 @@ describe('the deployment settings', () => {
       /cofferConfig/,
     );
   });
+
+  it('sets the point-in-time recovery window of both tables from pitrRecoveryDays (1 to 35)', () => {
+    expect(readSettings(ctx({})).pitrRecoveryDays).toBe(35);
+    expect(() => readSettings(ctx({ pitrRecoveryDays: '36' }))).toThrow(
+      'context pitrRecoveryDays must be a whole number from 1 to 35, got "36"',
+    );
+    const outdir = mkdtempSync(join(tmpdir(), 'coffer-cdk-'));
+    try {
+      const { stack } = createCofferApp({
+        outdir,
+        context: { pitrRecoveryDays: '7', 'aws:cdk:bundling-stacks': [] },
+      });
+      const tables = Object.values(Template.fromStack(stack).findResources('AWS::DynamoDB::Table'));
+      expect(tables.map((t) => t.Properties.PointInTimeRecoverySpecification)).toEqual([
+        { PointInTimeRecoveryEnabled: true, RecoveryPeriodInDays: 7 },
+        { PointInTimeRecoveryEnabled: true, RecoveryPeriodInDays: 7 },
+      ]);
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
