@@ -14,6 +14,7 @@ import { CloudHsmKeyStore } from '../../infra/constructs/cloudhsm-key-store.js';
 import type { CofferFunction } from '../../infra/constructs/coffer-function.js';
 import { ENCRYPTION_CONTEXT_KEYS } from '../../infra/constructs/keys.js';
 import { FILTER_PATTERNS } from '../../infra/constructs/monitoring.js';
+import { encryptionContextFor } from '../../lib/crypto/envelope.js';
 
 /*
  * Synthesizes the real app (bundling with the local esbuild, cdk-nag as a validation plugin, which
@@ -282,7 +283,16 @@ describe('the Coffer stack (keyStore=kms)', () => {
     expect(dataKeys?.Condition).toEqual({
       StringEquals: { 'kms:EncryptionContext:coffer:table': resolve(stack, stack.tables.secrets.tableName) },
       'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...ENCRYPTION_CONTEXT_KEYS] },
+      Null: {
+        'kms:EncryptionContext:coffer:table': 'false',
+        'kms:EncryptionContext:coffer:path': 'false',
+        'kms:EncryptionContext:coffer:version': 'false',
+      },
     });
+    // The keys are exactly those the envelope sends.
+    expect(Object.keys(encryptionContextFor({ table: 't', path: 'p', version: 1 })).sort()).toEqual(
+      [...ENCRYPTION_CONTEXT_KEYS].sort(),
+    );
     const sign = statements.find((st) => actionsOf(st).includes('kms:Sign'));
     expect(sign?.Resource).toEqual(resolve(stack, stack.keys.auditKey.keyArn));
     expect(sign?.Condition).toEqual({
