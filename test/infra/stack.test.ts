@@ -7,7 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Provider } from 'aws-cdk-lib/custom-resources';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type CofferApp, createCofferApp } from '../../infra/coffer-app.js';
 import { AUDIT_TABLE_DENIED, type CofferStack, SECRETS_TABLE_ACTIONS } from '../../infra/coffer-stack.js';
 import { CloudHsmKeyStore } from '../../infra/constructs/cloudhsm-key-store.js';
@@ -492,7 +492,18 @@ describe('the cdk-nag acknowledgments', () => {
       v.violatingResources.some((r) => r.constructPath?.startsWith('Coffer/Extra')),
     );
     expect(extra.map((v) => v.ruleName)).toContain('AwsSolutions-L1');
-  });
+    // And the finding fails synthesis itself (what `npm run synth` and `cdk deploy` run).
+    const quiet = [
+      vi.spyOn(process.stderr, 'write').mockImplementation(() => true),
+      vi.spyOn(console, 'error').mockImplementation(() => {}),
+      vi.spyOn(console, 'log').mockImplementation(() => {}),
+    ];
+    try {
+      expect(() => coffer.app.synth()).toThrow(/Validation failed|^ERROR /);
+    } finally {
+      for (const spy of quiet) spy.mockRestore();
+    }
+  }, 120_000);
 });
 
 describe('the Coffer stack (keyStore=cloudhsm)', () => {
