@@ -161,14 +161,15 @@ export function lambdaHandler(
       handler = await ready;
     } catch (err) {
       const requestId = context?.awsRequestId ?? 'unknown';
+      const { status, body } = startFailure(err, requestId);
       if (err instanceof ConfigError) {
         // Configuration messages name a variable or a setting, never a value that is secret: the
         // operator needs the sentence. The caller gets a bare 500 (no detail), like any internal error.
         logger.error('api configuration invalid', { requestId, code: err.code, detail: err.message });
       } else {
-        logger.error('api start failed', { requestId, ...describeError(err) });
+        // `code` as in "request failed" lines: the KeyStoreUnavailable metric filter counts it.
+        logger.error('api start failed', { requestId, code: body.error.code, ...describeError(err) });
       }
-      const { status, body } = startFailure(err, requestId);
       return {
         statusCode: status,
         headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },

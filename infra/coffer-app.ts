@@ -2,7 +2,7 @@ import { App, type AppProps, Validations } from 'aws-cdk-lib';
 import { CURRENTLY_RECOMMENDED_FLAGS } from 'aws-cdk-lib/cx-api';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { CofferStack } from './coffer-stack.js';
-import { type CofferSettings, readSettings } from './settings.js';
+import { type CofferSettings, checkContextKeys, readSettings } from './settings.js';
 
 export interface CofferApp {
   readonly app: App;
@@ -20,6 +20,7 @@ export interface CofferApp {
  */
 export function createCofferApp(props: AppProps = {}, baseDir?: string): CofferApp {
   const app = new App({ ...props, context: { ...CURRENTLY_RECOMMENDED_FLAGS, ...props.context } });
+  checkContextKeys(Object.keys(app.node.getAllContext() as Record<string, unknown>));
   const settings = readSettings((key) => app.node.tryGetContext(key), baseDir);
   const stack = new CofferStack(app, settings.stackName, {
     settings,

@@ -83,7 +83,7 @@ export class CofferStack extends Stack {
     super(scope, id, props);
     const s = props.settings;
 
-    this.tables = new CofferTables(this, 'Tables');
+    this.tables = new CofferTables(this, 'Tables', { recoveryPeriodDays: s.pitrRecoveryDays });
     this.keys = new CofferKeys(this, 'Keys', {
       keyStore: s.keyStore,
       ...(s.cloudHsm ? { cloudHsm: s.cloudHsm } : {}),

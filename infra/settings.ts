@@ -33,6 +33,11 @@ export interface CofferSettings {
   readonly cloudHsm?: CloudHsmSettings;
   /** Retention of every log group, audit copy included (`logRetentionDays`, default 365). */
   readonly logRetention: RetentionDays;
+  /**
+   * Days of point-in-time recovery of both tables (`pitrRecoveryDays`, 1 to 35, default 35): also
+   * how long a destroyed version stays restorable from backups (docs/deploy.md).
+   */
+  readonly pitrRecoveryDays: number;
   /** Optional address subscribed to the alarm topic (`alarmEmail`). */
   readonly alarmEmail?: string;
   /** Steady-state requests per second for the whole API (`apiRateLimit`, default 50). */
@@ -107,6 +112,38 @@ function configJson(path: string, baseDir: string): string {
     throw new SettingsError('context cofferConfig: the configuration must be under 3000 bytes as JSON');
   }
   return json;
+}
+
+/** Every context key Coffer reads (docs/deploy.md, "Context flags"). */
+export const SETTING_KEYS = [
+  'stackName',
+  'keyStore',
+  'cloudHsmClusterId',
+  'cloudHsmKmsUserSecret',
+  'cloudHsmTrustAnchor',
+  'cloudHsmKeyStoreName',
+  'logRetentionDays',
+  'pitrRecoveryDays',
+  'alarmEmail',
+  'apiRateLimit',
+  'apiBurstLimit',
+  'checkpointMinutes',
+  'previousSecretsKeyArns',
+  'cofferConfig',
+] as const;
+
+/**
+ * Refuses a context key that is one of Coffer's spelled with other capitals (`-c keystore=cloudhsm`
+ * would otherwise be ignored, and deploy a standard KMS key without a word).
+ */
+export function checkContextKeys(keys: Iterable<string>): void {
+  const known = new Map(SETTING_KEYS.map((k) => [k.toLowerCase(), k]));
+  for (const key of keys) {
+    const meant = known.get(key.toLowerCase());
+    if (meant !== undefined && meant !== key) {
+      throw new SettingsError(`context ${key.slice(0, 64)} is not a Coffer setting; did you mean ${meant}?`);
+    }
+  }
 }
 
 /**
@@ -198,6 +235,7 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     keyStore,
     ...(cloudHsm ? { cloudHsm } : {}),
     logRetention: retention as RetentionDays,
+    pitrRecoveryDays: integer(ctx, 'pitrRecoveryDays', 35, 1, 35),
     ...(alarmEmail ? { alarmEmail } : {}),
     apiRateLimit: integer(ctx, 'apiRateLimit', 50, 1, 10_000),
     apiBurstLimit: integer(ctx, 'apiBurstLimit', 100, 1, 5_000),

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat, SourceMapMode } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogLevel, NodejsFunction, OutputFormat, SourceMapMode } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { REPO_ROOT } from '../paths.js';
@@ -114,6 +114,8 @@ export class CofferFunction extends Construct {
         // (and the CloudHSM client is pinned to an old release on purpose).
         bundleAwsSDK: true,
         banner: ESM_SHIM,
+        // esbuild's warnings and errors only, not its size summary on every synth.
+        logLevel: LogLevel.WARNING,
         ...(shipsPolicies
           ? {
               commandHooks: {

@@ -17,7 +17,7 @@ export const IAM_ROUTE = '/iam/v1/{proxy+}';
  * SigV4, throttling, no route): those never reach the app's audit trail. No query string (it may
  * be sensitive), no header values beyond the user agent.
  */
-const ACCESS_LOG_FIELDS = {
+export const ACCESS_LOG_FIELDS = {
   requestId: '$context.requestId',
   time: '$context.requestTime',
   sourceIp: '$context.identity.sourceIp',

@@ -9,6 +9,19 @@ import { CloudHsmKeyStore } from './cloudhsm-key-store.js';
 /** The keys of the encryption context Coffer sends with every data key (lib/crypto/envelope.ts). */
 export const ENCRYPTION_CONTEXT_KEYS = ['coffer:table', 'coffer:path', 'coffer:version'] as const;
 
+/**
+ * The encryption context shape Coffer sends (lib/crypto/envelope.ts `encryptionContextFor`),
+ * exactly: this deployment's table, every one of Coffer's keys present (`Null: false`), and no
+ * other key (`ForAllValues`, which on its own would also pass a request with fewer keys).
+ */
+export function contextConditions(secretsTableName: string): Record<string, Record<string, unknown>> {
+  return {
+    StringEquals: { 'kms:EncryptionContext:coffer:table': secretsTableName },
+    'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...ENCRYPTION_CONTEXT_KEYS] },
+    Null: Object.fromEntries(ENCRYPTION_CONTEXT_KEYS.map((k) => [`kms:EncryptionContext:${k}`, 'false'])),
+  };
+}
+
 export interface CofferKeysProps {
   /** `kms`: a standard symmetric KMS key with yearly rotation. `cloudhsm`: a key in a custom key store. */
   readonly keyStore: KeyStoreMode;
@@ -97,10 +110,7 @@ export class CofferKeys extends Construct {
       new iam.PolicyStatement({
         actions: ['kms:GenerateDataKey', 'kms:Decrypt', 'kms:ReEncryptFrom', 'kms:ReEncryptTo'],
         resources: [this.secretsKeyArn],
-        conditions: {
-          StringEquals: { 'kms:EncryptionContext:coffer:table': secretsTableName },
-          'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...ENCRYPTION_CONTEXT_KEYS] },
-        },
+        conditions: contextConditions(secretsTableName),
       }),
     );
   }
@@ -115,10 +125,7 @@ export class CofferKeys extends Construct {
       new iam.PolicyStatement({
         actions: ['kms:Decrypt', 'kms:ReEncryptFrom'],
         resources: [...keyArns],
-        conditions: {
-          StringEquals: { 'kms:EncryptionContext:coffer:table': secretsTableName },
-          'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...ENCRYPTION_CONTEXT_KEYS] },
-        },
+        conditions: contextConditions(secretsTableName),
       }),
     );
   }

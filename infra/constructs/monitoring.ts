@@ -18,7 +18,8 @@ export const METRIC_NAMESPACE = 'Coffer';
  * (`message`, `code`, `errorName`: lib/log.ts, lib/http/app.ts, lib/keys/kms.ts).
  */
 export const FILTER_PATTERNS = {
-  denied: '{ $.audit = "coffer.v1" && $.type = "request" && $.decision = "deny" }',
+  /** Requests Cedar denied, and requests without valid credentials (401): both are probing signals. */
+  denied: '{ $.audit = "coffer.v1" && $.type = "request" && ($.decision = "deny" || $.status = 401) }',
   auditWriteFailures: '{ ($.message = "audit write failed") || ($.code = "audit_unavailable") }',
   keyStoreUnavailable:
     '{ ($.code = "key_store_unavailable") || ($.message = "kms call failed" && ($.errorName = "KMSInvalidStateException" || $.errorName = "CustomKeyStoreInvalidStateException" || $.errorName = "DisabledException")) }',
@@ -110,7 +111,7 @@ export class CofferMonitoring extends Construct {
       'DeniedSpike',
       denied,
       props.deniedSpikeThreshold ?? 20,
-      'Many requests were denied by policy in 5 minutes (probing, a broken deploy, or a revoked principal still trying).',
+      'Many requests were denied by policy or refused for bad credentials (401) in 5 minutes (probing, a broken deploy, or a revoked principal still trying).',
     );
     alarm(
       'AuditWriteFailures',
@@ -216,7 +217,8 @@ export class CofferMonitoring extends Construct {
             'sourceIp',
             'userAgent',
           ],
-          filterStatements: [`${auditRequests} and decision = "deny"`],
+          // Denied by policy, or refused for missing or invalid credentials.
+          filterStatements: [`${auditRequests} and (decision = "deny" or status = 401)`],
           sort: '@timestamp desc',
           limit: 500,
         }),
@@ -298,7 +300,7 @@ export class CofferMonitoring extends Construct {
         logGroupNames: [props.apiLogs.logGroupName],
         queryLines: [
           'fields @timestamp, principalId, action, path, policyIds, sourceIp',
-          'filter audit = "coffer.v1" and type = "request" and decision = "deny"',
+          'filter audit = "coffer.v1" and type = "request" and (decision = "deny" or status = 401)',
           'sort @timestamp desc',
           'limit 20',
         ],

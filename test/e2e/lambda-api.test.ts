@@ -547,7 +547,11 @@ describe('the API Lambda handler, driven by HTTP API v2 events', () => {
     expect(statements.some((st) => allows(st, otherTable, arnOf))).toBe(false);
     const extraKey = { ...generate, context: { ...generate.context, 'coffer:tenant': 'x' } };
     expect(statements.some((st) => allows(st, extraKey, arnOf))).toBe(false);
-  });
+    // A context with fewer keys than Coffer's is refused too: the shape must be exact.
+    const { 'coffer:version': _version, ...withoutVersion } = generate.context;
+    const fewerKeys = { ...generate, context: withoutVersion };
+    expect(statements.some((st) => allows(st, fewerKeys, arnOf))).toBe(false);
+  }, 120_000);
 });
 
 interface IamStatement {
@@ -622,6 +626,9 @@ function allows(st: IamStatement, request: KmsRequest, arnOf: Map<string, string
           return false;
       } else if (operator === 'ForAllValues:StringEquals' && key === 'kms:EncryptionContextKeys') {
         if (!Object.keys(request.context).every((k) => values.includes(k))) return false;
+      } else if (operator === 'Null' && key.startsWith('kms:EncryptionContext:')) {
+        const present = key.slice('kms:EncryptionContext:'.length) in request.context;
+        if (values.some((v) => v === String(present))) return false;
       } else {
         throw new Error(`the test evaluator does not know ${operator} ${key}`);
       }

@@ -1,8 +1,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { lambdaHandler } from '../../functions/api-app.js';
 import { ENV } from '../../functions/env.js';
+import { FILTER_PATTERNS } from '../../infra/constructs/monitoring.js';
 import { ConfigError, KeyStoreUnavailableError } from '../../lib/errors.js';
 import { jsonLogger } from '../../lib/log.js';
+import { matchesFilterPattern } from '../support/cloudwatch-filter.js';
 
 /*
  * How the API function starts in a Lambda execution environment whose configuration is wrong or
@@ -92,12 +94,13 @@ describe('the API function at start', () => {
 
   it('when KMS is unreachable at start, it answers 503 key_store_unavailable and builds again on the next request', async () => {
     let builds = 0;
+    const lines: string[] = [];
     const handler = lambdaHandler(
       async () => {
         builds++;
         throw new KeyStoreUnavailableError();
       },
-      jsonLogger(() => {}),
+      jsonLogger((l) => lines.push(l)),
     );
     for (let i = 0; i < 2; i++) {
       const out = (await handler(event as never, { awsRequestId: 'r' } as never)) as {
@@ -108,5 +111,12 @@ describe('the API function at start', () => {
       expect(JSON.parse(out.body).error.code).toBe('key_store_unavailable');
     }
     expect(builds).toBe(2);
+    // Each refused request logs a line the KeyStoreDisconnected alarm's metric filter counts.
+    expect(lines).toHaveLength(2);
+    expect(lines.every((l) => matchesFilterPattern(FILTER_PATTERNS.keyStoreUnavailable, l))).toBe(true);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({
+      message: 'api start failed',
+      code: 'key_store_unavailable',
+    });
   });
 });

@@ -7,14 +7,14 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Provider } from 'aws-cdk-lib/custom-resources';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type CofferApp, createCofferApp } from '../../infra/coffer-app.js';
 import { AUDIT_TABLE_DENIED, type CofferStack, SECRETS_TABLE_ACTIONS } from '../../infra/coffer-stack.js';
 import { CloudHsmKeyStore } from '../../infra/constructs/cloudhsm-key-store.js';
 import type { CofferFunction } from '../../infra/constructs/coffer-function.js';
 import { ENCRYPTION_CONTEXT_KEYS } from '../../infra/constructs/keys.js';
 import { FILTER_PATTERNS } from '../../infra/constructs/monitoring.js';
-import { readSettings, SettingsError } from '../../infra/settings.js';
+import { encryptionContextFor } from '../../lib/crypto/envelope.js';
 
 /*
  * Synthesizes the real app (bundling with the local esbuild, cdk-nag as a validation plugin, which
@@ -53,7 +53,7 @@ let hsm: Synth;
 beforeAll(() => {
   kms = synth({});
   hsm = synth(CLOUDHSM_CONTEXT);
-}, 120_000);
+}, 300_000);
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
@@ -283,7 +283,16 @@ describe('the Coffer stack (keyStore=kms)', () => {
     expect(dataKeys?.Condition).toEqual({
       StringEquals: { 'kms:EncryptionContext:coffer:table': resolve(stack, stack.tables.secrets.tableName) },
       'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...ENCRYPTION_CONTEXT_KEYS] },
+      Null: {
+        'kms:EncryptionContext:coffer:table': 'false',
+        'kms:EncryptionContext:coffer:path': 'false',
+        'kms:EncryptionContext:coffer:version': 'false',
+      },
     });
+    // The keys are exactly those the envelope sends.
+    expect(Object.keys(encryptionContextFor({ table: 't', path: 'p', version: 1 })).sort()).toEqual(
+      [...ENCRYPTION_CONTEXT_KEYS].sort(),
+    );
     const sign = statements.find((st) => actionsOf(st).includes('kms:Sign'));
     expect(sign?.Resource).toEqual(resolve(stack, stack.keys.auditKey.keyArn));
     expect(sign?.Condition).toEqual({
@@ -483,7 +492,18 @@ describe('the cdk-nag acknowledgments', () => {
       v.violatingResources.some((r) => r.constructPath?.startsWith('Coffer/Extra')),
     );
     expect(extra.map((v) => v.ruleName)).toContain('AwsSolutions-L1');
-  });
+    // And the finding fails synthesis itself (what `npm run synth` and `cdk deploy` run).
+    const quiet = [
+      vi.spyOn(process.stderr, 'write').mockImplementation(() => true),
+      vi.spyOn(console, 'error').mockImplementation(() => {}),
+      vi.spyOn(console, 'log').mockImplementation(() => {}),
+    ];
+    try {
+      expect(() => coffer.app.synth()).toThrow(/Validation failed|^ERROR /);
+    } finally {
+      for (const spy of quiet) spy.mockRestore();
+    }
+  }, 120_000);
 });
 
 describe('the Coffer stack (keyStore=cloudhsm)', () => {
@@ -633,61 +653,6 @@ describe('the Coffer stack (keyStore=cloudhsm)', () => {
     const report = new AwsSolutionsChecks().validateScope(hsm.coffer.app);
     expect(report.violations.map((v) => `${v.ruleName} ${v.violatingResources[0]?.constructPath}`)).toEqual(
       [],
-    );
-  });
-});
-
-describe('the deployment settings', () => {
-  const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
-
-  it('when a CloudHSM value is malformed, it says which and what it should look like, never echoing a secret name that looks like an ARN', () => {
-    expect(() => readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmClusterId: 'cluster-abc' }))).toThrow(
-      'context cloudHsmClusterId must be a CloudHSM cluster id like cluster-jxhlf7644ne, got "cluster-abc"',
-    );
-    // The example the docs used to give: `1` is not in CloudHSM's base32 alphabet.
-    expect(() =>
-      readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmClusterId: 'cluster-abc123defgh' })),
-    ).toThrow(/must be a CloudHSM cluster id/);
-    const arn = 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:coffer/kmsuser-AbCdEf';
-    const err = (() => {
-      try {
-        readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmKmsUserSecret: arn }));
-      } catch (e) {
-        return e as Error;
-      }
-      return undefined;
-    })();
-    expect(err?.message).toMatch(/must be the name of a Secrets Manager secret/);
-    expect(err?.message).not.toContain('secretsmanager:');
-    expect(
-      readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmClusterId: 'cluster-jxhlf7644ne' })).cloudHsm
-        ?.clusterId,
-    ).toBe('cluster-jxhlf7644ne');
-  });
-
-  it('when logRetentionDays is out of range, the message lists only values it accepts', () => {
-    expect(() => readSettings(ctx({ logRetentionDays: '42' }))).toThrow(/\(1, 3, 5, 7, .*, 3653\)$/);
-  });
-
-  it('when keyStore is cloudhsm without a cluster, secret or trust anchor, synthesis stops with what is missing', () => {
-    expect(() => readSettings(ctx({ keyStore: 'cloudhsm' }))).toThrow(/cloudHsmClusterId/);
-    expect(() => readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmKmsUserSecret: undefined }))).toThrow(
-      /cloudHsmKmsUserSecret/,
-    );
-    expect(() => readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmTrustAnchor: undefined }))).toThrow(
-      /cloudHsmTrustAnchor/,
-    );
-  });
-
-  it('refuses an unknown key store, CloudHSM settings in kms mode and a retention CloudWatch does not offer', () => {
-    expect(() => readSettings(ctx({ keyStore: 'hsm' }))).toThrow(SettingsError);
-    expect(() => readSettings(ctx({ cloudHsmClusterId: 'cluster-abcdefghijk' }))).toThrow(/only used with/);
-    expect(() => readSettings(ctx({ logRetentionDays: '42' }))).toThrow(/logRetentionDays/);
-  });
-
-  it("validates the Coffer configuration file with the app's own parser", () => {
-    expect(() => readSettings(ctx({ cofferConfig: 'test/infra/fixtures/customerCA.crt' }))).toThrow(
-      /cofferConfig/,
     );
   });
 });

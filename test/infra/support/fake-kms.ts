@@ -15,6 +15,7 @@ import {
   GenerateMacCommand,
   type GenerateMacCommandInput,
   GetPublicKeyCommand,
+  type GetPublicKeyCommandInput,
   InvalidCiphertextException,
   type KMSClient,
   NotFoundException,
@@ -94,21 +95,30 @@ export interface FakeKms {
   generated(): number;
 }
 
-/**
- * Makes `mock` (a mockClient(KMSClient)) behave like KMS for the given symmetric keys and one ECC
- * audit key. Call after `mock.reset()`.
- */
-export function fakeKms(
-  mock: AwsClientStub<KMSClient>,
-  symmetricKeyArns: readonly string[] = [DATA_KEY_ARN],
-): FakeKms {
+/** KMS's operations over plain command inputs; failures are the SDK's exception classes. */
+export interface KmsEngine extends FakeKms {
+  readonly operations: {
+    GenerateDataKey(input: GenerateDataKeyCommandInput): Record<string, unknown>;
+    Decrypt(input: DecryptCommandInput): Record<string, unknown>;
+    ReEncrypt(input: ReEncryptCommandInput): Record<string, unknown>;
+    Sign(input: SignCommandInput): Record<string, unknown>;
+    GenerateMac(input: GenerateMacCommandInput): Record<string, unknown>;
+    GetPublicKey(input: GetPublicKeyCommandInput): Record<string, unknown>;
+  };
+}
+
+const notFound = () => new NotFoundException({ message: 'key not found', $metadata: {} });
+
+/** A behavioural KMS for the given symmetric keys, one ECC audit key and one HMAC key. */
+export function kmsEngine(symmetricKeyArns: readonly string[] = [DATA_KEY_ARN]): KmsEngine {
   const keys = new Map(symmetricKeyArns.map((arn) => [arn, randomBytes(32)]));
   const audit = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const macKey = randomBytes(32);
   let generated = 0;
 
   const keyFor = (keyId: string | undefined): Buffer => {
     const key = keyId ? keys.get(keyId) : undefined;
-    if (!key) throw new NotFoundException({ message: 'key not found', $metadata: {} });
+    if (!key) throw notFound();
     return key;
   };
   const wrap = (arn: string, plaintext: Uint8Array, context: Record<string, string> | undefined) => {
@@ -134,60 +144,83 @@ export function fakeKms(
     }
   };
 
-  mock.on(GenerateDataKeyCommand).callsFake((input: GenerateDataKeyCommandInput) => {
-    const arn = input.KeyId as string;
-    const plaintext = randomBytes(32);
-    generated++;
-    return {
-      KeyId: arn,
-      Plaintext: new Uint8Array(plaintext),
-      CiphertextBlob: wrap(arn, plaintext, input.EncryptionContext),
-    };
-  });
-  mock.on(DecryptCommand).callsFake((input: DecryptCommandInput) => ({
-    KeyId: input.KeyId,
-    Plaintext: new Uint8Array(unwrap(input.KeyId, input.CiphertextBlob, input.EncryptionContext)),
-  }));
-  mock.on(ReEncryptCommand).callsFake((input: ReEncryptCommandInput) => {
-    const plaintext = unwrap(input.SourceKeyId, input.CiphertextBlob, input.SourceEncryptionContext);
-    const arn = input.DestinationKeyId as string;
-    return {
-      KeyId: arn,
-      SourceKeyId: input.SourceKeyId,
-      CiphertextBlob: wrap(arn, plaintext, input.DestinationEncryptionContext),
-    };
-  });
-  mock.on(SignCommand).callsFake((input: SignCommandInput) => {
-    if (input.KeyId !== AUDIT_KEY_ARN)
-      throw new NotFoundException({ message: 'key not found', $metadata: {} });
-    if (input.MessageType !== 'DIGEST' || input.SigningAlgorithm !== 'ECDSA_SHA_256') {
-      throw new Error('the fake signs digests with ECDSA_SHA_256 only');
-    }
-    return {
-      KeyId: AUDIT_KEY_ARN,
-      Signature: new Uint8Array(signDigest(audit.privateKey, input.Message as Uint8Array)),
-    };
-  });
-  const macKey = randomBytes(32);
-  mock.on(GenerateMacCommand).callsFake((input: GenerateMacCommandInput) => {
-    if (input.KeyId !== HMAC_KEY_ARN)
-      throw new NotFoundException({ message: 'key not found', $metadata: {} });
-    return {
-      KeyId: HMAC_KEY_ARN,
-      MacAlgorithm: input.MacAlgorithm,
-      Mac: new Uint8Array(
-        createHmac('sha256', macKey)
-          .update(input.Message as Uint8Array)
-          .digest(),
-      ),
-    };
-  });
-  mock.on(GetPublicKeyCommand, { KeyId: AUDIT_KEY_ARN }).resolves({
-    KeyId: AUDIT_KEY_ARN,
-    KeySpec: 'ECC_NIST_P256',
-    KeyUsage: 'SIGN_VERIFY',
-    SigningAlgorithms: ['ECDSA_SHA_256'],
-    PublicKey: new Uint8Array(audit.publicKey.export({ format: 'der', type: 'spki' })),
-  });
-  return { auditPublicKey: audit.publicKey, generated: () => generated };
+  return {
+    auditPublicKey: audit.publicKey,
+    generated: () => generated,
+    operations: {
+      GenerateDataKey(input) {
+        const arn = input.KeyId as string;
+        const plaintext = randomBytes(32);
+        const CiphertextBlob = wrap(arn, plaintext, input.EncryptionContext);
+        generated++;
+        return { KeyId: arn, Plaintext: new Uint8Array(plaintext), CiphertextBlob };
+      },
+      Decrypt: (input) => ({
+        KeyId: input.KeyId,
+        Plaintext: new Uint8Array(unwrap(input.KeyId, input.CiphertextBlob, input.EncryptionContext)),
+      }),
+      ReEncrypt(input) {
+        const plaintext = unwrap(input.SourceKeyId, input.CiphertextBlob, input.SourceEncryptionContext);
+        const arn = input.DestinationKeyId as string;
+        return {
+          KeyId: arn,
+          SourceKeyId: input.SourceKeyId,
+          CiphertextBlob: wrap(arn, plaintext, input.DestinationEncryptionContext),
+        };
+      },
+      Sign(input) {
+        if (input.KeyId !== AUDIT_KEY_ARN) throw notFound();
+        if (input.MessageType !== 'DIGEST' || input.SigningAlgorithm !== 'ECDSA_SHA_256') {
+          throw new Error('the fake signs digests with ECDSA_SHA_256 only');
+        }
+        return {
+          KeyId: AUDIT_KEY_ARN,
+          Signature: new Uint8Array(signDigest(audit.privateKey, input.Message as Uint8Array)),
+        };
+      },
+      GenerateMac(input) {
+        if (input.KeyId !== HMAC_KEY_ARN) throw notFound();
+        return {
+          KeyId: HMAC_KEY_ARN,
+          MacAlgorithm: input.MacAlgorithm,
+          Mac: new Uint8Array(
+            createHmac('sha256', macKey)
+              .update(input.Message as Uint8Array)
+              .digest(),
+          ),
+        };
+      },
+      GetPublicKey(input) {
+        if (input.KeyId !== AUDIT_KEY_ARN) throw notFound();
+        return {
+          KeyId: AUDIT_KEY_ARN,
+          KeySpec: 'ECC_NIST_P256',
+          KeyUsage: 'SIGN_VERIFY',
+          SigningAlgorithms: ['ECDSA_SHA_256'],
+          PublicKey: new Uint8Array(audit.publicKey.export({ format: 'der', type: 'spki' })),
+        };
+      },
+    },
+  };
+}
+
+/**
+ * Makes `mock` (a mockClient(KMSClient)) behave like KMS for the given symmetric keys and one ECC
+ * audit key. Call after `mock.reset()`.
+ */
+export function fakeKms(
+  mock: AwsClientStub<KMSClient>,
+  symmetricKeyArns: readonly string[] = [DATA_KEY_ARN],
+): FakeKms {
+  const engine = kmsEngine(symmetricKeyArns);
+  const op = engine.operations;
+  mock
+    .on(GenerateDataKeyCommand)
+    .callsFake((input: GenerateDataKeyCommandInput) => op.GenerateDataKey(input));
+  mock.on(DecryptCommand).callsFake((input: DecryptCommandInput) => op.Decrypt(input));
+  mock.on(ReEncryptCommand).callsFake((input: ReEncryptCommandInput) => op.ReEncrypt(input));
+  mock.on(SignCommand).callsFake((input: SignCommandInput) => op.Sign(input));
+  mock.on(GenerateMacCommand).callsFake((input: GenerateMacCommandInput) => op.GenerateMac(input));
+  mock.on(GetPublicKeyCommand, { KeyId: AUDIT_KEY_ARN }).resolves(op.GetPublicKey({ KeyId: AUDIT_KEY_ARN }));
+  return { auditPublicKey: engine.auditPublicKey, generated: engine.generated };
 }

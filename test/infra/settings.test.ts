@@ -1,0 +1,128 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Template } from 'aws-cdk-lib/assertions';
+import { describe, expect, it } from 'vitest';
+import { createCofferApp } from '../../infra/coffer-app.js';
+import { checkContextKeys, readSettings, SETTING_KEYS, SettingsError } from '../../infra/settings.js';
+
+/* The deployment's context settings: checked before any construct is made (infra/settings.ts). */
+
+const CLOUDHSM_CONTEXT = {
+  keyStore: 'cloudhsm',
+  cloudHsmClusterId: 'cluster-abcdefghijk',
+  cloudHsmKmsUserSecret: 'coffer/kmsuser',
+  cloudHsmTrustAnchor: 'test/infra/fixtures/customerCA.crt',
+};
+
+describe('the deployment settings', () => {
+  const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+
+  it('when a CloudHSM value is malformed, it says which and what it should look like, never echoing a secret name that looks like an ARN', () => {
+    expect(() => readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmClusterId: 'cluster-abc' }))).toThrow(
+      'context cloudHsmClusterId must be a CloudHSM cluster id like cluster-jxhlf7644ne, got "cluster-abc"',
+    );
+    // The example the docs used to give: `1` is not in CloudHSM's base32 alphabet.
+    expect(() =>
+      readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmClusterId: 'cluster-abc123defgh' })),
+    ).toThrow(/must be a CloudHSM cluster id/);
+    const arn = 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:coffer/kmsuser-AbCdEf';
+    const err = (() => {
+      try {
+        readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmKmsUserSecret: arn }));
+      } catch (e) {
+        return e as Error;
+      }
+      return undefined;
+    })();
+    expect(err?.message).toMatch(/must be the name of a Secrets Manager secret/);
+    expect(err?.message).not.toContain('secretsmanager:');
+    expect(
+      readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmClusterId: 'cluster-jxhlf7644ne' })).cloudHsm
+        ?.clusterId,
+    ).toBe('cluster-jxhlf7644ne');
+  });
+
+  it('when logRetentionDays is out of range, the message lists only values it accepts', () => {
+    expect(() => readSettings(ctx({ logRetentionDays: '42' }))).toThrow(/\(1, 3, 5, 7, .*, 3653\)$/);
+  });
+
+  it('when keyStore is cloudhsm without a cluster, secret or trust anchor, synthesis stops with what is missing', () => {
+    expect(() => readSettings(ctx({ keyStore: 'cloudhsm' }))).toThrow(/cloudHsmClusterId/);
+    expect(() => readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmKmsUserSecret: undefined }))).toThrow(
+      /cloudHsmKmsUserSecret/,
+    );
+    expect(() => readSettings(ctx({ ...CLOUDHSM_CONTEXT, cloudHsmTrustAnchor: undefined }))).toThrow(
+      /cloudHsmTrustAnchor/,
+    );
+  });
+
+  it('refuses an unknown key store, CloudHSM settings in kms mode and a retention CloudWatch does not offer', () => {
+    expect(() => readSettings(ctx({ keyStore: 'hsm' }))).toThrow(SettingsError);
+    expect(() => readSettings(ctx({ cloudHsmClusterId: 'cluster-abcdefghijk' }))).toThrow(/only used with/);
+    expect(() => readSettings(ctx({ logRetentionDays: '42' }))).toThrow(/logRetentionDays/);
+  });
+
+  it('when a setting is spelled with other capitals, synthesis stops naming the right one instead of ignoring it', () => {
+    expect(() => createCofferApp({ context: { keystore: 'cloudhsm' } })).toThrow(
+      'context keystore is not a Coffer setting; did you mean keyStore?',
+    );
+    expect(() => createCofferApp({ context: { CloudHsmClusterID: 'cluster-abcdefghijk' } })).toThrow(
+      /did you mean cloudHsmClusterId\?/,
+    );
+    // CDK's own context and feature flags are no concern of Coffer's.
+    expect(() =>
+      checkContextKeys(['@aws-cdk/core:stackRelativeExports', 'aws:cdk:bundling-stacks']),
+    ).not.toThrow();
+  });
+
+  it('the deploy commands in README.md and docs/ use only settings that exist, with values synthesis accepts', () => {
+    let checked = 0;
+    for (const file of ['README.md', 'docs/deploy.md', 'docs/cloudhsm.md', 'docs/operations.md']) {
+      if (!existsSync(file)) continue;
+      for (const [, key, value] of readFileSync(file, 'utf8').matchAll(/-c ([A-Za-z]+)=([^\s`|]+)/g)) {
+        if (key === 'key') continue; // "Pass them with `-c key=value`"
+        expect(SETTING_KEYS as readonly string[], `${file}: -c ${key}`).toContain(key);
+        // Paths of the operator's own files cannot be checked here.
+        if (key === 'cofferConfig' || key === 'cloudHsmTrustAnchor' || /[<>…]/.test(value as string))
+          continue;
+        const base = (key as string).startsWith('cloudHsm') || value === 'cloudhsm' ? CLOUDHSM_CONTEXT : {};
+        expect(
+          () => readSettings(ctx({ ...base, [key as string]: value })),
+          `${file}: -c ${key}=${value}`,
+        ).not.toThrow();
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(5);
+    const deploy = readFileSync('docs/deploy.md', 'utf8');
+    for (const key of SETTING_KEYS) expect(deploy, `docs/deploy.md documents ${key}`).toContain(`\`${key}\``);
+  });
+
+  it("validates the Coffer configuration file with the app's own parser", () => {
+    expect(() => readSettings(ctx({ cofferConfig: 'test/infra/fixtures/customerCA.crt' }))).toThrow(
+      /cofferConfig/,
+    );
+  });
+
+  it('sets the point-in-time recovery window of both tables from pitrRecoveryDays (1 to 35)', () => {
+    expect(readSettings(ctx({})).pitrRecoveryDays).toBe(35);
+    expect(() => readSettings(ctx({ pitrRecoveryDays: '36' }))).toThrow(
+      'context pitrRecoveryDays must be a whole number from 1 to 35, got "36"',
+    );
+    const outdir = mkdtempSync(join(tmpdir(), 'coffer-cdk-'));
+    try {
+      const { stack } = createCofferApp({
+        outdir,
+        context: { pitrRecoveryDays: '7', 'aws:cdk:bundling-stacks': [] },
+      });
+      const tables = Object.values(Template.fromStack(stack).findResources('AWS::DynamoDB::Table'));
+      expect(tables.map((t) => t.Properties.PointInTimeRecoverySpecification)).toEqual([
+        { PointInTimeRecoveryEnabled: true, RecoveryPeriodInDays: 7 },
+        { PointInTimeRecoveryEnabled: true, RecoveryPeriodInDays: 7 },
+      ]);
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
