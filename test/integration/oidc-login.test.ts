@@ -178,9 +178,10 @@ describe('coffer login', () => {
         ...env,
         COFFER_ADDR: `http://127.0.0.1:${(other.address() as AddressInfo).port}`,
       });
+      // No token for that server: the CLI says so and sends nothing at all.
       expect(await who.done).toBe(4);
-      expect(seen).toHaveLength(1);
-      expect(seen[0]?.authorization).toBeUndefined();
+      expect(who.stderr()).toContain('no token: set COFFER_TOKEN, run "coffer login"');
+      expect(seen).toHaveLength(0);
     } finally {
       await new Promise<void>((resolve) => other.close(() => resolve()));
     }
