@@ -214,7 +214,8 @@ describe('the Coffer stack (keyStore=kms)', () => {
       for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
       Object.assign(process.env, saved);
     }
-  });
+    // Importing the 1 MB bundle is slow on a loaded machine.
+  }, 120_000);
 
   it('routes /v1/{proxy+} without a gateway authorizer and /iam/v1/{proxy+} with the IAM authorizer, to the same handler', () => {
     const routes = kms.template.findResources('AWS::ApiGatewayV2::Route');
