@@ -381,16 +381,17 @@ describe('client: list and history', () => {
 });
 
 describe('client: timers', () => {
-  it('when a script reads a secret and ends, it exits at once (the cache timers are unref()d)', async () => {
+  it('when a plain Node script reads a secret through coffer/client and ends, it exits at once (timers unref()d)', async () => {
     await h.call('PUT', '/v1/secrets/script/x', { body: { value: 'script-value' } });
+    // The package's own entry, as a script inside the checkout imports it (no tsx loader).
     const script = `
-      import { createClient } from './lib/client/index.ts';
+      import { createClient } from 'coffer/client';
       const c = createClient({ endpoint: process.env.EP, auth: { token: process.env.TK } });
       const s = await c.get('script/x');
       console.log(s.value.length);
     `;
     const started = Date.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
       cwd: ROOT,
       env: { ...process.env, EP: endpoint, TK: h.token },
       stdio: ['ignore', 'pipe', 'pipe'],
