@@ -569,7 +569,7 @@ var CofferClient = class {
         attempt--;
         continue;
       }
-      const retryable = response.status === 429 || spec.idempotent && [502, 503, 504].includes(response.status);
+      const retryable = spec.idempotent && [429, 502, 503, 504].includes(response.status);
       if (retryable && attempt < this.retry.maxAttempts) {
         await sleep(backoffDelay(this.retry, attempt - 1, retryAfterMs(response.headers.get("retry-after"))));
         continue;

@@ -173,7 +173,7 @@ interface RequestSpec {
   /**
    * Safe to repeat: reads, and writes carrying an Idempotency-Key. These are retried on 429, 5xx
    * gateway/unavailable answers and network errors; the others only when the request certainly
-   * was not processed (429, connection refused).
+   * never reached the server (connection refused, host not found).
    */
   readonly idempotent: boolean;
   readonly absolute?: boolean;
@@ -480,8 +480,9 @@ export class CofferClient {
         attempt--;
         continue;
       }
-      const retryable =
-        response.status === 429 || (spec.idempotent && [502, 503, 504].includes(response.status));
+      // Only requests that are safe to repeat: a 429 or 503 from Coffer may come after part of the
+      // work was done (a throttled audit write after the change), so a delete is never re-sent.
+      const retryable = spec.idempotent && [429, 502, 503, 504].includes(response.status);
       if (retryable && attempt < this.retry.maxAttempts) {
         await sleep(backoffDelay(this.retry, attempt - 1, retryAfterMs(response.headers.get('retry-after'))));
         continue;

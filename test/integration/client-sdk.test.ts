@@ -12,6 +12,7 @@ import {
   CofferForbiddenError,
   CofferNetworkError,
   CofferNotFoundError,
+  CofferThrottledError,
   CofferUnauthenticatedError,
   CofferUnavailableError,
   createClient,
@@ -69,7 +70,13 @@ function counted(options: Partial<ClientOptions> = {}, token?: string) {
       if (state.down) throw new TypeError('fetch failed');
       if (state.status !== undefined) {
         return new Response(
-          JSON.stringify({ error: { code: 'audit_unavailable', message: 'x', requestId: 'r' } }),
+          JSON.stringify({
+            error: {
+              code: state.status === 429 ? 'throttled' : 'audit_unavailable',
+              message: 'x',
+              requestId: 'r',
+            },
+          }),
           {
             status: state.status,
             headers: { 'content-type': 'application/json' },
@@ -334,7 +341,7 @@ describe('client: errors and retries', () => {
     expect((await h.call('GET', '/v1/meta/retry/put')).body.versions).toHaveLength(1);
   });
 
-  it('when a delete meets 503, it is not repeated (no Idempotency-Key dedup for deletes)', async () => {
+  it('when a delete, restore or destroy meets 503 or 429, it is not repeated (no Idempotency-Key dedup)', async () => {
     const { client, calls, state } = counted({ cache: false });
     await client.put('retry/delete', 'd');
     calls.length = 0;
@@ -342,8 +349,37 @@ describe('client: errors and retries', () => {
     await expect(client.delete('retry/delete')).rejects.toBeInstanceOf(CofferUnavailableError);
     expect(calls).toHaveLength(1);
     state.status = 429;
-    await expect(client.delete('retry/delete')).rejects.toMatchObject({ status: 429 });
+    await expect(client.delete('retry/delete')).rejects.toBeInstanceOf(CofferThrottledError);
+    await expect(client.restore('retry/delete')).rejects.toBeInstanceOf(CofferThrottledError);
+    await expect(client.destroy('retry/delete', [1])).rejects.toBeInstanceOf(CofferThrottledError);
     expect(calls).toHaveLength(4);
+    // Reads and puts (which carry an Idempotency-Key) are retried on 429.
+    calls.length = 0;
+    state.times = 2;
+    expect((await client.get('retry/delete')).value).toBe('d');
+    expect(calls).toHaveLength(3);
+    calls.length = 0;
+    state.times = 2;
+    expect((await client.put('retry/delete', 'e')).version).toBe(2);
+    expect(calls).toHaveLength(3);
+  });
+
+  it('when a delete cannot connect at all, it is retried (the request never reached the server)', async () => {
+    const refused = Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+    let attempts = 0;
+    const client = createClient({
+      endpoint,
+      auth: { token: h.token },
+      retry: { baseDelayMs: 1, maxDelayMs: 5 },
+      fetch: (async (input: string | URL | Request, init?: RequestInit) => {
+        if (attempts++ === 0) throw refused;
+        return fetch(input, init);
+      }) as typeof fetch,
+    });
+    await client.put('retry/refused', 'r');
+    attempts = 0;
+    expect((await client.delete('retry/refused')).path).toBe('retry/refused');
+    expect(attempts).toBe(2);
   });
 
   it('when a token provider is used and the server answers 401, it asks for a fresh token once', async () => {
