@@ -312,7 +312,13 @@ var BATCH_ITEM_STATUS = {
   invalid_path: 400
 };
 var NEVER_SENT = /* @__PURE__ */ new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
-var encodePath = (path) => path.split("/").map(encodeURIComponent).join("/");
+function encodePath(path) {
+  const segments = path.split("/");
+  if (segments.some((s) => s === "." || s === "..")) {
+    throw new CofferInvalidRequestError("invalid_path", 400, 'path has a "." or ".." segment');
+  }
+  return segments.map(encodeURIComponent).join("/");
+}
 var cacheKey = (path, version) => `${path}#${version ?? "latest"}`;
 var CofferClient = class {
   constructor(options) {
@@ -448,10 +454,10 @@ var CofferClient = class {
     }
   }
   /** Metadata and the version list of a secret (no values). */
-  history(path) {
+  async history(path) {
     return this.send({ method: "GET", route: `/meta/${encodePath(path)}`, idempotent: true });
   }
-  patchMetadata(path, patch) {
+  async patchMetadata(path, patch) {
     return this.send({ method: "PATCH", route: `/meta/${encodePath(path)}`, body: patch, idempotent: false });
   }
   /** One page of a listing. */
@@ -481,7 +487,7 @@ var CofferClient = class {
   clearCache() {
     this.cache?.clear();
   }
-  fetchSecret(path, version) {
+  async fetchSecret(path, version) {
     return this.send({
       method: "GET",
       route: `/secrets/${encodePath(path)}`,

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type CacheOptions, SecretCache } from './cache.js';
 import {
   CofferClientError,
+  CofferInvalidRequestError,
   CofferNetworkError,
   CofferUnauthenticatedError,
   clientError,
@@ -160,7 +161,17 @@ const BATCH_ITEM_STATUS: Readonly<Record<string, number>> = {
 /** Connection failures where the request certainly never reached the server. */
 const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
-const encodePath = (path: string) => path.split('/').map(encodeURIComponent).join('/');
+/**
+ * A path as URL segments. A `.` or `..` segment is refused here, as the server would: a URL
+ * resolves it away (`a/../b` would become a request for `b`, another secret than the one named).
+ */
+function encodePath(path: string): string {
+  const segments = path.split('/');
+  if (segments.some((s) => s === '.' || s === '..')) {
+    throw new CofferInvalidRequestError('invalid_path', 400, 'path has a "." or ".." segment');
+  }
+  return segments.map(encodeURIComponent).join('/');
+}
 const cacheKey = (path: string, version?: number) => `${path}#${version ?? 'latest'}`;
 
 interface RequestSpec {
@@ -337,11 +348,11 @@ export class CofferClient {
   }
 
   /** Metadata and the version list of a secret (no values). */
-  history(path: string): Promise<SecretMetadata> {
+  async history(path: string): Promise<SecretMetadata> {
     return this.send({ method: 'GET', route: `/meta/${encodePath(path)}`, idempotent: true });
   }
 
-  patchMetadata(
+  async patchMetadata(
     path: string,
     patch: { description?: string; tags?: Record<string, string>; maxVersions?: number },
   ): Promise<SecretMetadata> {
@@ -378,7 +389,7 @@ export class CofferClient {
     this.cache?.clear();
   }
 
-  private fetchSecret(path: string, version?: number): Promise<SecretValue> {
+  private async fetchSecret(path: string, version?: number): Promise<SecretValue> {
     return this.send({
       method: 'GET',
       route: `/secrets/${encodePath(path)}`,

@@ -79,6 +79,33 @@ describe('client options', () => {
     );
     expect(regionOfEndpoint(new URL('https://secrets.example.com'))).toBeUndefined();
   });
+
+  it('when a path has a "." or ".." segment, it refuses it without a request (a URL would resolve it away)', async () => {
+    const urls: string[] = [];
+    const client = createClient({
+      endpoint: 'http://127.0.0.1:9',
+      auth: { token: 't' },
+      fetch: (async (input: string | URL | Request) => {
+        urls.push(String(input));
+        return new Response('{"path":"b","version":1,"value":"v","createdAt":"x"}');
+      }) as typeof fetch,
+    });
+    for (const call of [
+      () => client.get('a/../b'),
+      () => client.get('./b'),
+      () => client.put('a/..', 'v'),
+      () => client.delete('a/./b'),
+      () => client.restore('..'),
+      () => client.destroy('a/../b', [1]),
+      () => client.history('a/../b'),
+    ]) {
+      await expect(call()).rejects.toMatchObject({ name: 'CofferInvalidRequestError', code: 'invalid_path' });
+    }
+    expect(urls).toEqual([]);
+    // Dots inside a segment are ordinary characters.
+    await client.get('a/.b/c..d');
+    expect(urls).toEqual(['http://127.0.0.1:9/v1/secrets/a/.b/c..d']);
+  });
 });
 
 describe('coffer run: variable names', () => {
