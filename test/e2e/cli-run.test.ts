@@ -157,6 +157,21 @@ describe('coffer run', () => {
     ).toBe(2);
   });
 
+  it('when the command has options but no -- before it, it refuses with a usage error that shows the -- form', async () => {
+    const { io, o } = memoryIo();
+    const code = await runCli(['run', '--prefix', 'run/app', 'node', '-e', 'console.log("ran")'], io);
+    expect(code).toBe(2);
+    expect(o.stderr).toContain("unknown option '-e'");
+    expect(o.stderr).toContain('Put the command after --');
+    expect(o.stdout).toBe('');
+    const nothing = memoryIo();
+    expect(await runCli(['run', '--prefix', 'run/app', '--'], nothing.io)).toBe(2);
+    expect(nothing.o.stderr).toContain("missing required argument 'command'");
+    // A command without options of its own needs no --.
+    const plain = memoryIo();
+    expect(await runCli(['run', '--map', 'K=run/app/api-key', 'true'], plain.io)).toBe(0);
+  });
+
   it('when a mapped secret is missing, it fails with exit 3 before starting the command', async () => {
     const { io, o } = memoryIo();
     const code = await runCli(['run', '--map', 'X=run/none', '--', 'node', '-e', 'console.log("ran")'], io);
