@@ -296,6 +296,25 @@ export function buildProgram(io: CliIo): Command {
   return program;
 }
 
+/**
+ * With --json, command-line errors too are one JSON line on stderr (`usage`, exit 2), without
+ * the help text that follows them for people.
+ */
+function jsonUsageErrors(program: Command, io: CliIo): void {
+  const walk = (cmd: Command) => {
+    cmd.showHelpAfterError(false);
+    cmd.configureOutput({
+      ...cmd.configureOutput(),
+      outputError: (text) => {
+        const message = text.replace(/^error: /, '').trim();
+        io.stderr.write(`${JSON.stringify({ error: { code: 'usage', message } })}\n`);
+      },
+    });
+    for (const sub of cmd.commands) walk(sub);
+  };
+  walk(program);
+}
+
 function parseTags(pairs: readonly string[]): Record<string, string> {
   const tags: Record<string, string> = {};
   for (const pair of pairs) {
@@ -309,6 +328,8 @@ function parseTags(pairs: readonly string[]): Record<string, string> {
 /** Runs the CLI and returns its exit code. Errors print one line (or JSON with --json). */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const program = buildProgram(io);
+  const dashes = argv.indexOf('--');
+  if ((dashes === -1 ? argv : argv.slice(0, dashes)).includes('--json')) jsonUsageErrors(program, io);
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
     return EXIT.ok;
@@ -317,7 +338,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     // Thrown by an action (commander prints its own parse errors, and those are new CommanderErrors);
     // checked first because InvalidArgumentError is itself a CommanderError.
     if (err instanceof InvalidArgumentError) {
-      io.stderr.write(`coffer: ${err.message}\n`);
+      if (program.opts<{ json?: boolean }>().json) {
+        io.stderr.write(`${JSON.stringify({ error: { code: 'usage', message: err.message } })}\n`);
+      } else {
+        io.stderr.write(`coffer: ${err.message}\n`);
+      }
       return EXIT.usage;
     }
     if (err instanceof CommanderError) {
