@@ -45,6 +45,7 @@ const BY_CODE: Record<string, number> = {
   idempotency_key_reused: EXIT.invalid,
   payload_too_large: EXIT.invalid,
   value_too_large: EXIT.invalid,
+  unsupported_media_type: EXIT.invalid,
   unreachable: EXIT.unavailable,
   throttled: EXIT.unavailable,
   audit_unavailable: EXIT.unavailable,

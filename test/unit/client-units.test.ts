@@ -1,13 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { envNameOf } from '../../lib/cli/commands/run.js';
+import { EXIT, exitCodeOf } from '../../lib/cli/exit-codes.js';
 import {
   CofferClientError,
   CofferConflictError,
+  CofferForbiddenError,
   CofferIntegrityError,
   CofferInvalidRequestError,
   CofferNetworkError,
   CofferNotFoundError,
   CofferThrottledError,
+  CofferUnauthenticatedError,
   CofferUnavailableError,
   clientError,
   createClient,
@@ -15,6 +18,7 @@ import {
 } from '../../lib/client/index.js';
 import { backoffDelay, retryAfterMs, retryPolicy } from '../../lib/client/retry.js';
 import { regionOfEndpoint } from '../../lib/client/sigv4.js';
+import { STATUS } from '../../lib/http/errors.js';
 
 describe('client errors', () => {
   it('maps server codes to typed errors, and unknown codes by status', () => {
@@ -27,6 +31,35 @@ describe('client errors', () => {
     const e = clientError('internal', 500, 'internal error', 'req-1');
     expect(e).toBeInstanceOf(CofferClientError);
     expect(e).toMatchObject({ code: 'internal', status: 500, requestId: 'req-1', name: 'CofferClientError' });
+  });
+
+  it('gives every error code the server answers a typed error and the documented CLI exit code', () => {
+    const expected: Record<number, [new (...a: never[]) => CofferClientError, number]> = {
+      400: [CofferInvalidRequestError, EXIT.invalid],
+      401: [CofferUnauthenticatedError, EXIT.unauthenticated],
+      403: [CofferForbiddenError, EXIT.forbidden],
+      404: [CofferNotFoundError, EXIT.notFound],
+      409: [CofferConflictError, EXIT.conflict],
+      413: [CofferInvalidRequestError, EXIT.invalid],
+      415: [CofferInvalidRequestError, EXIT.invalid],
+      429: [CofferThrottledError, EXIT.unavailable],
+      503: [CofferUnavailableError, EXIT.unavailable],
+    };
+    for (const [code, status] of Object.entries(STATUS)) {
+      const err = clientError(code, status, 'm');
+      expect(err.code).toBe(code);
+      const want = expected[status];
+      if (want) {
+        expect(err, code).toBeInstanceOf(want[0]);
+        expect(exitCodeOf(code), code).toBe(want[1]);
+      } else {
+        // 405 and 500: the base class, exit 1 (integrity_error has its own class).
+        expect(err, code).toBeInstanceOf(
+          code === 'integrity_error' ? CofferIntegrityError : CofferClientError,
+        );
+        expect(exitCodeOf(code), code).toBe(EXIT.error);
+      }
+    }
   });
 
   it('tells outages (served stale by the cache) from definite answers', () => {
