@@ -205,6 +205,24 @@ describe('client: cache', () => {
     client.clearCache();
   });
 
+  it('when no cache options are given, a value is served from memory for 5 minutes, like the Lambda extension', async () => {
+    const clock = manualClock();
+    const { client, calls } = counted({ clock: clock.fn });
+    await h.call('PUT', '/v1/secrets/cache/default', { body: { value: 'd' } });
+    await client.get('cache/default');
+    // Past the default refresh-ahead window (the last fifth), a read answers from memory and
+    // refreshes in the background; before it, nothing is asked.
+    clock.now += 4 * 60_000 - 1;
+    await client.get('cache/default');
+    expect(calls).toHaveLength(1);
+    // Just past 5 minutes since the fetch, the read waits for a fresh value.
+    clock.now += 60_000 + 2;
+    await h.call('PUT', '/v1/secrets/cache/default', { body: { value: 'd2' } });
+    expect((await client.get('cache/default')).value).toBe('d2');
+    expect(calls).toHaveLength(2);
+    client.clearCache();
+  });
+
   it('when the client writes a secret, its cached values are dropped (read-your-writes)', async () => {
     const { client } = counted();
     await client.put('cache/rw', 'first');
