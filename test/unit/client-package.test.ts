@@ -16,6 +16,7 @@ beforeAll(async () => {
   project = await mkdtemp(join(tmpdir(), 'coffer-consumer-'));
   await mkdir(join(project, 'node_modules'));
   await symlink(ROOT, join(project, 'node_modules', 'coffer'), 'dir');
+  await symlink(join(ROOT, 'node_modules', '@types'), join(project, 'node_modules', '@types'), 'dir');
   await writeFile(join(project, 'package.json'), '{"type":"module"}\n');
 });
 
@@ -53,7 +54,17 @@ describe('the coffer/client package entry', () => {
     expect(out.typed).toBe(true);
   });
 
-  it('when a TypeScript project imports coffer/client, the types resolve and check', async () => {
+  it('when a TypeScript project imports coffer/client (the Lambda example of docs/sdk.md too), it type-checks', async () => {
+    const docs = await readFile(join(ROOT, 'docs', 'sdk.md'), 'utf8');
+    const lambda = /## Lambda example[\s\S]*?```ts\n([\s\S]*?)```/.exec(docs)?.[1];
+    expect(lambda).toContain('batchGet');
+    await writeFile(join(project, 'lambda.ts'), lambda as string);
+    // The example's own application code.
+    await writeFile(
+      join(project, 'db.ts'),
+      `export const createPool = (o: { password: string | undefined }) => ({ ready: o.password !== undefined });
+       export const listOrders = async (_pool: unknown, _key: string, _event: unknown) => [] as string[];`,
+    );
     await writeFile(
       join(project, 'app.ts'),
       `import { createClient, type SecretValue, type BatchGetResult } from 'coffer/client';
@@ -74,9 +85,8 @@ describe('the coffer/client package entry', () => {
           strict: true,
           noEmit: true,
           types: ['node'],
-          typeRoots: [join(ROOT, 'node_modules', '@types')],
         },
-        files: ['app.ts'],
+        files: ['app.ts', 'lambda.ts'],
       }),
     );
     const r = spawnSync(
