@@ -76,9 +76,15 @@ export function buildProgram(io: CliIo): Command {
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 
   const globals = () => program.opts<{ json?: boolean; quiet?: boolean }>();
+  /** A confirmation (put, rm…): left out by --quiet. */
   const print = (human: string, json: unknown) => {
     if (globals().json) out(`${JSON.stringify(json, null, 2)}\n`);
     else if (!globals().quiet || human === '') out(human);
+  };
+  /** What the command was asked to show (ls, history, whoami): printed even with --quiet. */
+  const show = (human: string, json: unknown) => {
+    if (globals().json) out(`${JSON.stringify(json, null, 2)}\n`);
+    else out(human);
   };
   const client = async (): Promise<CofferClient> => {
     const endpoint = io.env.COFFER_ADDR || DEFAULT_ADDR;
@@ -177,7 +183,7 @@ export function buildProgram(io: CliIo): Command {
         folders.push(...(page.folders ?? []));
       }
       const human = [...folders.map((f) => `${f}\n`), ...items.map((i) => `${i.path}\n`)].join('');
-      print(human, { items, ...(opts.recursive ? {} : { folders }) });
+      show(human, { items, ...(opts.recursive ? {} : { folders }) });
     });
 
   program
@@ -239,7 +245,7 @@ export function buildProgram(io: CliIo): Command {
             `${String(v.version).padEnd(8)} ${v.createdAt.padEnd(25)} ${(v.createdBy ?? '').padEnd(21)} ${v.destroyed ? 'destroyed' : 'active'}`,
         ),
       ];
-      print(`${lines.join('\n')}\n`, meta);
+      show(`${lines.join('\n')}\n`, meta);
     });
 
   program
@@ -248,7 +254,7 @@ export function buildProgram(io: CliIo): Command {
     .action(async () => {
       const me = await (await client()).whoami();
       const attributes = Object.entries(me.attributes).map(([k, v]) => `${k}=${v}`);
-      print(
+      show(
         `${me.entity}\ngroups: ${me.groups.join(', ') || '(none)'}\nauth: ${me.authMethod}\n` +
           (me.issuer ? `issuer: ${me.issuer}\n` : '') +
           (attributes.length > 0 ? `attributes: ${attributes.join(' ')}\n` : ''),
