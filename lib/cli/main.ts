@@ -333,6 +333,16 @@ function parseTags(pairs: readonly string[]): Record<string, string> {
 
 /** Runs the CLI and returns its exit code. Errors print one line (or JSON with --json). */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  // Only as the first word: `get PATH --version N` is a secret's version, not coffer's.
+  if (argv[0] === '--version' || argv[0] === '-V' || (argv[0] === '--json' && argv[1] === '--version')) {
+    const { version } = JSON.parse(
+      await readFile(new URL('../../package.json', import.meta.url), 'utf8'),
+    ) as {
+      version: string;
+    };
+    io.stdout.write(argv[0] === '--json' ? `${JSON.stringify({ version })}\n` : `coffer ${version}\n`);
+    return EXIT.ok;
+  }
   const program = buildProgram(io);
   const dashes = argv.indexOf('--');
   if ((dashes === -1 ? argv : argv.slice(0, dashes)).includes('--json')) jsonUsageErrors(program, io);

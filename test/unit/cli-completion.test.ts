@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -124,6 +124,13 @@ describe('exit codes', () => {
     expect(exitCodeOf('bundle_invalid')).toBe(9);
     expect(exitCodeOf('timeout')).toBe(8);
     expect(exitCodeOf('something_new')).toBe(1);
+  });
+
+  it('when asked for --version (or -V) first, it prints the package version', async () => {
+    const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'));
+    expect(await cli(['--version'])).toEqual({ code: 0, stdout: `coffer ${version}\n`, stderr: '' });
+    expect((await cli(['-V'])).stdout).toBe(`coffer ${version}\n`);
+    expect(JSON.parse((await cli(['--json', '--version'])).stdout)).toEqual({ version });
   });
 
   it('when --json is given, command-line errors are one JSON line with code usage (exit 2), without help', async () => {
