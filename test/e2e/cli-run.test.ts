@@ -79,7 +79,8 @@ function coffer(
     stderr += d.toString();
   });
   onStart?.(child, () => stdout);
-  const guard = setTimeout(() => child.kill('SIGKILL'), 25_000);
+  // A bound, not a speed target: each process loads the CLI through tsx, slow on a busy machine.
+  const guard = setTimeout(() => child.kill('SIGKILL'), 90_000);
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
       clearTimeout(guard);
@@ -109,7 +110,8 @@ function memoryIo(extra: NodeJS.ProcessEnv = {}) {
   return { io, o };
 }
 
-describe('coffer run', () => {
+// Several tests start the CLI as processes, one after another.
+describe('coffer run', { timeout: 180_000 }, () => {
   it('when a child prints a planted canary, it reaches the child while no file written by the CLI holds it', async () => {
     const r = await coffer([
       'run',
