@@ -14,6 +14,8 @@ import type { Progress } from './progress.js';
 export const BUNDLE_FORMAT = 'coffer-bundle';
 export const BUNDLE_VERSION = 1;
 const ARMOR_HEADER = '-----BEGIN AGE ENCRYPTED FILE-----';
+/** The first line of every binary age file (https://age-encryption.org/v1). */
+const AGE_HEADER = 'age-encryption.org/';
 /** age's own message when no identity opens any recipient stanza. */
 const NO_MATCH = "no identity matched any of the file's recipients";
 
@@ -119,6 +121,13 @@ export async function openBundle(
     } catch {
       throw damaged();
     }
+  } else if (!head.startsWith(AGE_HEADER)) {
+    // Another file given by mistake (the identity, a template): say so, not "damaged".
+    throw new BundleError(
+      'bundle_invalid',
+      0,
+      'this is not an age-encrypted bundle (made by coffer export or coffer backup)',
+    );
   }
   const decrypter = new Decrypter();
   for (const identity of identities) {

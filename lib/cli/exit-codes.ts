@@ -57,6 +57,7 @@ const BY_CODE: Record<string, number> = {
   invalid_recipient: EXIT.usage,
   invalid_template: EXIT.usage,
   file_exists: EXIT.error,
+  write_failed: EXIT.error,
   not_json: EXIT.invalid,
   identity_unreadable: EXIT.bundle,
   bundle_wrong_identity: EXIT.bundle,

@@ -23,7 +23,9 @@ export async function writeFileAtomic(
 ): Promise<void> {
   const mode = options.mode ?? 0o600;
   const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(tmp, 'wx', mode);
+  const handle = await open(tmp, 'wx', mode).catch((err: unknown) => {
+    throw cannotWrite(file, err);
+  });
   try {
     try {
       await handle.writeFile(data);
@@ -40,12 +42,30 @@ export async function writeFileAtomic(
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
           throw new CofferClientError('file_exists', 0, `${file} already exists; not overwritten`);
         }
-        throw err;
+        throw cannotWrite(file, err);
       }
     } else {
-      await rename(tmp, file);
+      await rename(tmp, file).catch((err: unknown) => {
+        throw cannotWrite(file, err);
+      });
     }
+  } catch (err) {
+    throw err instanceof CofferClientError ? err : cannotWrite(file, err);
   } finally {
     await rm(tmp, { force: true });
   }
+}
+
+/** The file and the system's reason (ENOENT, EACCES, EISDIR…), never the data. */
+function cannotWrite(file: string, err: unknown): CofferClientError {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const reason =
+    code === 'ENOENT'
+      ? 'its directory does not exist'
+      : code === 'EACCES' || code === 'EPERM'
+        ? 'permission denied'
+        : code === 'EISDIR'
+          ? 'it is a directory'
+          : (code ?? 'error');
+  return new CofferClientError('write_failed', 0, `cannot write ${file}: ${reason}`);
 }

@@ -110,9 +110,15 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 
   const globals = () => program.opts<{ json?: boolean; quiet?: boolean }>();
+  /** A confirmation (put, rm…): left out by --quiet. */
   const print = (human: string, json: unknown) => {
     if (globals().json) out(`${JSON.stringify(json, null, 2)}\n`);
     else if (!globals().quiet || human === '') out(human);
+  };
+  /** What the command was asked to show (ls, history, whoami): printed even with --quiet. */
+  const show = (human: string, json: unknown) => {
+    if (globals().json) out(`${JSON.stringify(json, null, 2)}\n`);
+    else out(human);
   };
   const client = async (): Promise<CofferClient> => {
     const endpoint = io.env.COFFER_ADDR || DEFAULT_ADDR;
@@ -252,7 +258,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
         folders.push(...(page.folders ?? []));
       }
       const human = [...folders.map((f) => `${f}\n`), ...items.map((i) => `${i.path}\n`)].join('');
-      print(human, { items, ...(opts.recursive ? {} : { folders }) });
+      show(human, { items, ...(opts.recursive ? {} : { folders }) });
     });
 
   program
@@ -314,7 +320,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
             `${String(v.version).padEnd(8)} ${v.createdAt.padEnd(25)} ${(v.createdBy ?? '').padEnd(21)} ${v.destroyed ? 'destroyed' : 'active'}`,
         ),
       ];
-      print(`${lines.join('\n')}\n`, meta);
+      show(`${lines.join('\n')}\n`, meta);
     });
 
   program
@@ -323,7 +329,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
     .action(async () => {
       const me = await (await client()).whoami();
       const attributes = Object.entries(me.attributes).map(([k, v]) => `${k}=${v}`);
-      print(
+      show(
         `${me.entity}\ngroups: ${me.groups.join(', ') || '(none)'}\nauth: ${me.authMethod}\n` +
           (me.issuer ? `issuer: ${me.issuer}\n` : '') +
           (attributes.length > 0 ? `attributes: ${attributes.join(' ')}\n` : ''),
@@ -376,6 +382,25 @@ function shellQuote(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * With --json, command-line errors too are one JSON line on stderr (`usage`, exit 2), without
+ * the help text that follows them for people.
+ */
+function jsonUsageErrors(program: Command, io: CliIo): void {
+  const walk = (cmd: Command) => {
+    cmd.showHelpAfterError(false);
+    cmd.configureOutput({
+      ...cmd.configureOutput(),
+      outputError: (text) => {
+        const message = text.replace(/^error: /, '').trim();
+        io.stderr.write(`${JSON.stringify({ error: { code: 'usage', message } })}\n`);
+      },
+    });
+    for (const sub of cmd.commands) walk(sub);
+  };
+  walk(program);
+}
+
 function parseTags(pairs: readonly string[]): Record<string, string> {
   const tags: Record<string, string> = {};
   for (const pair of pairs) {
@@ -388,8 +413,20 @@ function parseTags(pairs: readonly string[]): Record<string, string> {
 
 /** Runs the CLI and returns its exit code. Errors print one line (or JSON with --json). */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  // Only as the first word: `get PATH --version N` is a secret's version, not coffer's.
+  if (argv[0] === '--version' || argv[0] === '-V' || (argv[0] === '--json' && argv[1] === '--version')) {
+    const { version } = JSON.parse(
+      await readFile(new URL('../../package.json', import.meta.url), 'utf8'),
+    ) as {
+      version: string;
+    };
+    io.stdout.write(argv[0] === '--json' ? `${JSON.stringify({ version })}\n` : `coffer ${version}\n`);
+    return EXIT.ok;
+  }
   const session: CliSession = {};
   const program = buildProgram(io, session);
+  const dashes = argv.indexOf('--');
+  if ((dashes === -1 ? argv : argv.slice(0, dashes)).includes('--json')) jsonUsageErrors(program, io);
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
     return EXIT.ok;
@@ -398,7 +435,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     // Thrown by an action (commander prints its own parse errors, and those are new CommanderErrors);
     // checked first because InvalidArgumentError is itself a CommanderError.
     if (err instanceof InvalidArgumentError) {
-      io.stderr.write(`coffer: ${err.message}\n`);
+      if (program.opts<{ json?: boolean }>().json) {
+        io.stderr.write(`${JSON.stringify({ error: { code: 'usage', message: err.message } })}\n`);
+      } else {
+        io.stderr.write(`coffer: ${err.message}\n`);
+      }
       return EXIT.usage;
     }
     if (err instanceof CommanderError) {

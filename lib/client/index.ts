@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type CacheOptions, SecretCache } from './cache.js';
 import {
   CofferClientError,
+  CofferInvalidRequestError,
   CofferNetworkError,
   CofferUnauthenticatedError,
   clientError,
@@ -160,7 +161,17 @@ const BATCH_ITEM_STATUS: Readonly<Record<string, number>> = {
 /** Connection failures where the request certainly never reached the server. */
 const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
-const encodePath = (path: string) => path.split('/').map(encodeURIComponent).join('/');
+/**
+ * A path as URL segments. A `.` or `..` segment is refused here, as the server would: a URL
+ * resolves it away (`a/../b` would become a request for `b`, another secret than the one named).
+ */
+function encodePath(path: string): string {
+  const segments = path.split('/');
+  if (segments.some((s) => s === '.' || s === '..')) {
+    throw new CofferInvalidRequestError('invalid_path', 400, 'path has a "." or ".." segment');
+  }
+  return segments.map(encodeURIComponent).join('/');
+}
 const cacheKey = (path: string, version?: number) => `${path}#${version ?? 'latest'}`;
 
 interface RequestSpec {
@@ -173,7 +184,7 @@ interface RequestSpec {
   /**
    * Safe to repeat: reads, and writes carrying an Idempotency-Key. These are retried on 429, 5xx
    * gateway/unavailable answers and network errors; the others only when the request certainly
-   * was not processed (429, connection refused).
+   * never reached the server (connection refused, host not found).
    */
   readonly idempotent: boolean;
   readonly absolute?: boolean;
@@ -337,11 +348,11 @@ export class CofferClient {
   }
 
   /** Metadata and the version list of a secret (no values). */
-  history(path: string): Promise<SecretMetadata> {
+  async history(path: string): Promise<SecretMetadata> {
     return this.send({ method: 'GET', route: `/meta/${encodePath(path)}`, idempotent: true });
   }
 
-  patchMetadata(
+  async patchMetadata(
     path: string,
     patch: { description?: string; tags?: Record<string, string>; maxVersions?: number },
   ): Promise<SecretMetadata> {
@@ -378,7 +389,7 @@ export class CofferClient {
     this.cache?.clear();
   }
 
-  private fetchSecret(path: string, version?: number): Promise<SecretValue> {
+  private async fetchSecret(path: string, version?: number): Promise<SecretValue> {
     return this.send({
       method: 'GET',
       route: `/secrets/${encodePath(path)}`,
@@ -480,8 +491,9 @@ export class CofferClient {
         attempt--;
         continue;
       }
-      const retryable =
-        response.status === 429 || (spec.idempotent && [502, 503, 504].includes(response.status));
+      // Only requests that are safe to repeat: a 429 or 503 from Coffer may come after part of the
+      // work was done (a throttled audit write after the change), so a delete is never re-sent.
+      const retryable = spec.idempotent && [429, 502, 503, 504].includes(response.status);
       if (retryable && attempt < this.retry.maxAttempts) {
         await sleep(backoffDelay(this.retry, attempt - 1, retryAfterMs(response.headers.get('retry-after'))));
         continue;

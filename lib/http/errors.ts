@@ -1,7 +1,7 @@
 import { CofferError } from '../errors.js';
 
 /** The one mapping from domain error codes to HTTP statuses. Unknown codes are 500. */
-const STATUS: Record<string, number> = {
+export const STATUS: Readonly<Record<string, number>> = {
   invalid_request: 400,
   invalid_path: 400,
   invalid_json: 400,

@@ -79,7 +79,8 @@ function coffer(
     stderr += d.toString();
   });
   onStart?.(child, () => stdout);
-  const guard = setTimeout(() => child.kill('SIGKILL'), 25_000);
+  // A bound, not a speed target: each process loads the CLI through tsx, slow on a busy machine.
+  const guard = setTimeout(() => child.kill('SIGKILL'), 90_000);
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
       clearTimeout(guard);
@@ -109,7 +110,8 @@ function memoryIo(extra: NodeJS.ProcessEnv = {}) {
   return { io, o };
 }
 
-describe('coffer run', () => {
+// Several tests start the CLI as processes, one after another.
+describe('coffer run', { timeout: 180_000 }, () => {
   it('when a child prints a planted canary, it reaches the child while no file written by the CLI holds it', async () => {
     const r = await coffer([
       'run',
@@ -155,6 +157,21 @@ describe('coffer run', () => {
     expect(
       await runCli(['run', '--prefix', 'run/other', '--map', 'X=run/app/api-key', '--', 'true'], mapped.io),
     ).toBe(2);
+  });
+
+  it('when the command has options but no -- before it, it refuses with a usage error that shows the -- form', async () => {
+    const { io, o } = memoryIo();
+    const code = await runCli(['run', '--prefix', 'run/app', 'node', '-e', 'console.log("ran")'], io);
+    expect(code).toBe(2);
+    expect(o.stderr).toContain("unknown option '-e'");
+    expect(o.stderr).toContain('Put the command after --');
+    expect(o.stdout).toBe('');
+    const nothing = memoryIo();
+    expect(await runCli(['run', '--prefix', 'run/app', '--'], nothing.io)).toBe(2);
+    expect(nothing.o.stderr).toContain("missing required argument 'command'");
+    // A command without options of its own needs no --.
+    const plain = memoryIo();
+    expect(await runCli(['run', '--map', 'K=run/app/api-key', 'true'], plain.io)).toBe(0);
   });
 
   it('when a mapped secret is missing, it fails with exit 3 before starting the command', async () => {

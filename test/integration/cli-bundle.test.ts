@@ -222,6 +222,11 @@ describe('coffer export / import', () => {
     expect(
       (await cli(['import', 'truncated.age', '--identity', 'new-dev.key', '--prefix', 'evil'])).code,
     ).toBe(9);
+    // Not a bundle at all (the identity file given by mistake): said as such, same exit code.
+    const notBundle = await cli(['import', 'new-dev.key', '--identity', 'new-dev.key', '--prefix', 'evil']);
+    expect(notBundle.code).toBe(9);
+    expect(notBundle.stderr).toContain('this is not an age-encrypted bundle');
+    expect(notBundle.stderr).not.toContain('AGE-SECRET-KEY');
     expect(await value('evil/api-key')).toBe(404);
     expect(await value('evil/db/password')).toBe(404);
   });

@@ -139,6 +139,24 @@ untouched = {{ other "thing" }}
     expect(r.stdout).toBe('x=k-1');
     const json = await cli(['--json', 'render', 'one.tmpl', '-o', 'j.conf']);
     expect(JSON.parse(json.stdout)).toEqual({ output: join(dir, 'j.conf'), secrets: ['render/db/password'] });
+    // --json without -o: a JSON document whose content is the rendered text.
+    const doc = await cli(['--json', 'render', '-'], 'x={{ secret "render/api" "key" }}\n');
+    expect(doc.code).toBe(0);
+    expect(JSON.parse(doc.stdout)).toEqual({ content: 'x=k-1\n', secrets: ['render/api'] });
+  });
+
+  it('when the output cannot be written (no such directory, a directory), it fails clearly with exit 1', async () => {
+    await writeFile(join(dir, 'w.tmpl'), 'x={{ secret "render/api" "key" }}\n');
+    const missing = await cli(['render', 'w.tmpl', '-o', 'no-such-dir/app.conf']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(
+      `coffer: cannot write ${join(dir, 'no-such-dir/app.conf')}: its directory does not exist (write_failed)\n`,
+    );
+    const isDir = await cli(['render', 'w.tmpl', '-o', '.']);
+    expect(isDir.code).toBe(1);
+    expect(isDir.stderr).toContain('(write_failed)');
+    expect(isDir.stderr).not.toContain('k-1');
+    expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
   it('parses directives strictly and leaves other braces alone', () => {

@@ -12,6 +12,7 @@ import {
   CofferForbiddenError,
   CofferNetworkError,
   CofferNotFoundError,
+  CofferThrottledError,
   CofferUnauthenticatedError,
   CofferUnavailableError,
   createClient,
@@ -69,7 +70,13 @@ function counted(options: Partial<ClientOptions> = {}, token?: string) {
       if (state.down) throw new TypeError('fetch failed');
       if (state.status !== undefined) {
         return new Response(
-          JSON.stringify({ error: { code: 'audit_unavailable', message: 'x', requestId: 'r' } }),
+          JSON.stringify({
+            error: {
+              code: state.status === 429 ? 'throttled' : 'audit_unavailable',
+              message: 'x',
+              requestId: 'r',
+            },
+          }),
           {
             status: state.status,
             headers: { 'content-type': 'application/json' },
@@ -195,6 +202,24 @@ describe('client: cache', () => {
     expect(calls).toHaveLength(0);
     await client.get('lru/b');
     expect(calls).toEqual(['GET /v1/secrets/lru/b']);
+    client.clearCache();
+  });
+
+  it('when no cache options are given, a value is served from memory for 5 minutes, like the Lambda extension', async () => {
+    const clock = manualClock();
+    const { client, calls } = counted({ clock: clock.fn });
+    await h.call('PUT', '/v1/secrets/cache/default', { body: { value: 'd' } });
+    await client.get('cache/default');
+    // Past the default refresh-ahead window (the last fifth), a read answers from memory and
+    // refreshes in the background; before it, nothing is asked.
+    clock.now += 4 * 60_000 - 1;
+    await client.get('cache/default');
+    expect(calls).toHaveLength(1);
+    // Just past 5 minutes since the fetch, the read waits for a fresh value.
+    clock.now += 60_000 + 2;
+    await h.call('PUT', '/v1/secrets/cache/default', { body: { value: 'd2' } });
+    expect((await client.get('cache/default')).value).toBe('d2');
+    expect(calls).toHaveLength(2);
     client.clearCache();
   });
 
@@ -334,7 +359,7 @@ describe('client: errors and retries', () => {
     expect((await h.call('GET', '/v1/meta/retry/put')).body.versions).toHaveLength(1);
   });
 
-  it('when a delete meets 503, it is not repeated (no Idempotency-Key dedup for deletes)', async () => {
+  it('when a delete, restore or destroy meets 503 or 429, it is not repeated (no Idempotency-Key dedup)', async () => {
     const { client, calls, state } = counted({ cache: false });
     await client.put('retry/delete', 'd');
     calls.length = 0;
@@ -342,8 +367,37 @@ describe('client: errors and retries', () => {
     await expect(client.delete('retry/delete')).rejects.toBeInstanceOf(CofferUnavailableError);
     expect(calls).toHaveLength(1);
     state.status = 429;
-    await expect(client.delete('retry/delete')).rejects.toMatchObject({ status: 429 });
+    await expect(client.delete('retry/delete')).rejects.toBeInstanceOf(CofferThrottledError);
+    await expect(client.restore('retry/delete')).rejects.toBeInstanceOf(CofferThrottledError);
+    await expect(client.destroy('retry/delete', [1])).rejects.toBeInstanceOf(CofferThrottledError);
     expect(calls).toHaveLength(4);
+    // Reads and puts (which carry an Idempotency-Key) are retried on 429.
+    calls.length = 0;
+    state.times = 2;
+    expect((await client.get('retry/delete')).value).toBe('d');
+    expect(calls).toHaveLength(3);
+    calls.length = 0;
+    state.times = 2;
+    expect((await client.put('retry/delete', 'e')).version).toBe(2);
+    expect(calls).toHaveLength(3);
+  });
+
+  it('when a delete cannot connect at all, it is retried (the request never reached the server)', async () => {
+    const refused = Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+    let attempts = 0;
+    const client = createClient({
+      endpoint,
+      auth: { token: h.token },
+      retry: { baseDelayMs: 1, maxDelayMs: 5 },
+      fetch: (async (input: string | URL | Request, init?: RequestInit) => {
+        if (attempts++ === 0) throw refused;
+        return fetch(input, init);
+      }) as typeof fetch,
+    });
+    await client.put('retry/refused', 'r');
+    attempts = 0;
+    expect((await client.delete('retry/refused')).path).toBe('retry/refused');
+    expect(attempts).toBe(2);
   });
 
   it('when a token provider is used and the server answers 401, it asks for a fresh token once', async () => {
@@ -381,16 +435,17 @@ describe('client: list and history', () => {
 });
 
 describe('client: timers', () => {
-  it('when a script reads a secret and ends, it exits at once (the cache timers are unref()d)', async () => {
+  it('when a plain Node script reads a secret through coffer/client and ends, it exits at once (timers unref()d)', async () => {
     await h.call('PUT', '/v1/secrets/script/x', { body: { value: 'script-value' } });
+    // The package's own entry, as a script inside the checkout imports it (no tsx loader).
     const script = `
-      import { createClient } from './lib/client/index.ts';
+      import { createClient } from 'coffer/client';
       const c = createClient({ endpoint: process.env.EP, auth: { token: process.env.TK } });
       const s = await c.get('script/x');
       console.log(s.value.length);
     `;
     const started = Date.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
       cwd: ROOT,
       env: { ...process.env, EP: endpoint, TK: h.token },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -52,6 +52,40 @@ describe('coffer completion', () => {
     expect(complete('run', '--')).toEqual(expect.arrayContaining(['--prefix', '--map', '--json', '--quiet']));
     expect(complete('run', '--prefix', 'a/', '--', 'bas')).toContain('bash');
     expect(complete('--json', 'imp')).toEqual(['import']);
+    expect(complete('completion', '')).toEqual(['bash', 'zsh']);
+    expect(complete('help', 'back')).toEqual(['backup']);
+    const commands = complete('run', '--', 'bas');
+    expect(commands).toContain('bash');
+    expect(new Set(commands).size).toBe(commands.length);
+  });
+
+  it('when zsh runs the zsh script, it offers commands with descriptions, options, argument words and files', async () => {
+    const zshFile = join(dir, '_coffer');
+    // The script minus its last line (the call zsh's completion system makes), with zsh's
+    // completion builtins replaced by functions that print what they were given.
+    await writeFile(zshFile, (await cli(['completion', 'zsh'])).stdout.replace(/_coffer "\$@"\n$/, ''));
+    const harness = `
+      source '${zshFile}'
+      compadd() { [[ "$1" == "--" ]] && shift; print -r -- "compadd:$*"; }
+      _describe() { print -r -- "describe:\${(j:|:)\${(P)4}}"; }
+      _files() { print -r -- files; }
+      _normal() { print -r -- "normal:\${words[*]}:$CURRENT"; }
+      t() { words=("$@"); CURRENT=\${#words}; PREFIX="\${words[CURRENT]}"; _coffer; }
+    `;
+    const zsh = (...words: string[]) => {
+      const call = `t coffer ${words.map((w) => `'${w}'`).join(' ')}`;
+      const r = spawnSync('zsh', ['-f', '-c', `${harness}\n${call}`], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      return r.stdout.trim();
+    };
+    const probe = spawnSync('zsh', ['--version']);
+    expect(probe.error, 'zsh is not installed (apt-get install zsh)').toBeUndefined();
+    expect(zsh('')).toContain('|run:run a command with secrets as environment variables');
+    expect(zsh('audit', '')).toMatch(/^describe:verify:.*\|tail:/);
+    expect(zsh('completion', '')).toBe('describe:bash:bash completion script|zsh:zsh completion script');
+    expect(zsh('export', '--')).toBe('compadd:--to --output -o --armor --json --quiet -q --help');
+    expect(zsh('run', '--prefix', 'a/', '--', 'ec')).toBe('normal:ec:1');
+    expect(zsh('get', '')).toBe('files');
   });
 
   it('when asked for zsh, it prints a #compdef script with every command and its description', async () => {
@@ -61,7 +95,8 @@ describe('coffer completion', () => {
     expect(r.stdout).toContain("'restore-backup:write the secrets of a backup bundle back through the API'");
     expect(r.stdout).toContain('_describe');
     const zsh = spawnSync('zsh', ['-n', '-c', r.stdout]);
-    if (!zsh.error) expect(zsh.status).toBe(0);
+    expect(zsh.error, 'zsh is not installed (apt-get install zsh)').toBeUndefined();
+    expect(zsh.status).toBe(0);
   });
 
   it('when asked for another shell, it fails with a usage error', async () => {
@@ -89,5 +124,34 @@ describe('exit codes', () => {
     expect(exitCodeOf('bundle_invalid')).toBe(9);
     expect(exitCodeOf('timeout')).toBe(8);
     expect(exitCodeOf('something_new')).toBe(1);
+  });
+
+  it('when asked for --version (or -V) first, it prints the package version', async () => {
+    const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'));
+    expect(await cli(['--version'])).toEqual({ code: 0, stdout: `coffer ${version}\n`, stderr: '' });
+    expect((await cli(['-V'])).stdout).toBe(`coffer ${version}\n`);
+    expect(JSON.parse((await cli(['--json', '--version'])).stdout)).toEqual({ version });
+  });
+
+  it('when --json is given, command-line errors are one JSON line with code usage (exit 2), without help', async () => {
+    for (const args of [
+      ['--json', 'get'],
+      ['get', '--json'],
+      ['--json', 'put', 'a/b', 'v', '--cas', 'x'],
+      ['--json', 'no-such-command'],
+      ['--json', 'token', '--sub', 'not valid'],
+      ['--json', 'completion', 'fish'],
+    ]) {
+      const r = await cli(args);
+      expect(r.code).toBe(EXIT.usage);
+      expect(r.stdout).toBe('');
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0] as string)).toMatchObject({ error: { code: 'usage' } });
+    }
+    // Without --json, people get the message and the help.
+    const human = await cli(['get']);
+    expect(human.stderr).toContain("error: missing required argument 'path'");
+    expect(human.stderr).toContain('Usage: coffer get');
   });
 });

@@ -1,13 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { envNameOf } from '../../lib/cli/commands/run.js';
+import { EXIT, exitCodeOf } from '../../lib/cli/exit-codes.js';
 import {
   CofferClientError,
   CofferConflictError,
+  CofferForbiddenError,
   CofferIntegrityError,
   CofferInvalidRequestError,
   CofferNetworkError,
   CofferNotFoundError,
   CofferThrottledError,
+  CofferUnauthenticatedError,
   CofferUnavailableError,
   clientError,
   createClient,
@@ -15,6 +18,7 @@ import {
 } from '../../lib/client/index.js';
 import { backoffDelay, retryAfterMs, retryPolicy } from '../../lib/client/retry.js';
 import { regionOfEndpoint } from '../../lib/client/sigv4.js';
+import { STATUS } from '../../lib/http/errors.js';
 
 describe('client errors', () => {
   it('maps server codes to typed errors, and unknown codes by status', () => {
@@ -27,6 +31,35 @@ describe('client errors', () => {
     const e = clientError('internal', 500, 'internal error', 'req-1');
     expect(e).toBeInstanceOf(CofferClientError);
     expect(e).toMatchObject({ code: 'internal', status: 500, requestId: 'req-1', name: 'CofferClientError' });
+  });
+
+  it('gives every error code the server answers a typed error and the documented CLI exit code', () => {
+    const expected: Record<number, [new (...a: never[]) => CofferClientError, number]> = {
+      400: [CofferInvalidRequestError, EXIT.invalid],
+      401: [CofferUnauthenticatedError, EXIT.unauthenticated],
+      403: [CofferForbiddenError, EXIT.forbidden],
+      404: [CofferNotFoundError, EXIT.notFound],
+      409: [CofferConflictError, EXIT.conflict],
+      413: [CofferInvalidRequestError, EXIT.invalid],
+      415: [CofferInvalidRequestError, EXIT.invalid],
+      429: [CofferThrottledError, EXIT.unavailable],
+      503: [CofferUnavailableError, EXIT.unavailable],
+    };
+    for (const [code, status] of Object.entries(STATUS)) {
+      const err = clientError(code, status, 'm');
+      expect(err.code).toBe(code);
+      const want = expected[status];
+      if (want) {
+        expect(err, code).toBeInstanceOf(want[0]);
+        expect(exitCodeOf(code), code).toBe(want[1]);
+      } else {
+        // 405 and 500: the base class, exit 1 (integrity_error has its own class).
+        expect(err, code).toBeInstanceOf(
+          code === 'integrity_error' ? CofferIntegrityError : CofferClientError,
+        );
+        expect(exitCodeOf(code), code).toBe(EXIT.error);
+      }
+    }
   });
 
   it('tells outages (served stale by the cache) from definite answers', () => {
@@ -78,6 +111,33 @@ describe('client options', () => {
       'cn-north-1',
     );
     expect(regionOfEndpoint(new URL('https://secrets.example.com'))).toBeUndefined();
+  });
+
+  it('when a path has a "." or ".." segment, it refuses it without a request (a URL would resolve it away)', async () => {
+    const urls: string[] = [];
+    const client = createClient({
+      endpoint: 'http://127.0.0.1:9',
+      auth: { token: 't' },
+      fetch: (async (input: string | URL | Request) => {
+        urls.push(String(input));
+        return new Response('{"path":"b","version":1,"value":"v","createdAt":"x"}');
+      }) as typeof fetch,
+    });
+    for (const call of [
+      () => client.get('a/../b'),
+      () => client.get('./b'),
+      () => client.put('a/..', 'v'),
+      () => client.delete('a/./b'),
+      () => client.restore('..'),
+      () => client.destroy('a/../b', [1]),
+      () => client.history('a/../b'),
+    ]) {
+      await expect(call()).rejects.toMatchObject({ name: 'CofferInvalidRequestError', code: 'invalid_path' });
+    }
+    expect(urls).toEqual([]);
+    // Dots inside a segment are ordinary characters.
+    await client.get('a/.b/c..d');
+    expect(urls).toEqual(['http://127.0.0.1:9/v1/secrets/a/.b/c..d']);
   });
 });
 

@@ -8,6 +8,14 @@ interface Node {
   readonly options: readonly string[];
 }
 
+/** Words a command takes as its argument, completed like subcommands. */
+const ARGUMENT_WORDS: Readonly<Record<string, readonly { name: string; description: string }[]>> = {
+  completion: [
+    { name: 'bash', description: 'bash completion script' },
+    { name: 'zsh', description: 'zsh completion script' },
+  ],
+};
+
 /** The command tree as commander knows it: scripts generated from it never miss a new command. */
 function commandTree(program: Command): Node[] {
   const globals = program.options.flatMap((o) => [o.long, o.short]).filter((f): f is string => Boolean(f));
@@ -25,6 +33,20 @@ function commandTree(program: Command): Node[] {
     for (const c of cmd.commands) walk(c, path === '' ? c.name() : `${path} ${c.name()}`);
   };
   walk(program, '');
+  for (const [path, words] of Object.entries(ARGUMENT_WORDS)) {
+    const node = nodes.findIndex((n) => n.path === path);
+    const found = nodes[node];
+    if (found) nodes[node] = { ...found, subs: words };
+  }
+  // `coffer help COMMAND`: the top-level commands.
+  const top = nodes.find((n) => n.path === '');
+  if (top) {
+    nodes.push({
+      path: 'help',
+      subs: top.subs.filter((s) => s.name !== 'help'),
+      options: ['--help'],
+    });
+  }
   return nodes;
 }
 
@@ -56,7 +78,7 @@ _coffer() {
     if [[ "$word" == "--" ]]; then
       # coffer run -- CMD ARGS: a command first, then whatever it takes.
       if ((i == COMP_CWORD - 1)); then
-        COMPREPLY=($(compgen -c -- "$cur"))
+        COMPREPLY=($(compgen -c -- "$cur" | sort -u))
       else
         COMPREPLY=()
       fi

@@ -92,7 +92,9 @@ export function registerRenderCommand(
         .map((p) => (typeof p === 'string' ? p : valueFor(p.path, p.field, values.get(p.path)?.value ?? '')))
         .join('');
       if (opts.output === undefined) {
-        io.stdout.write(rendered);
+        // --json asks for a JSON answer on stdout: the rendered text is its `content`.
+        if (out.json) out.result('', { content: rendered, secrets: paths });
+        else io.stdout.write(rendered);
         return;
       }
       const target = resolve(io.cwd, opts.output);

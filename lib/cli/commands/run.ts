@@ -78,6 +78,11 @@ export function registerRunCommand(program: Command, io: CliIo, client: () => Pr
     )
     .option('--map <NAME=PATH>', 'one secret as the variable NAME (repeatable)', collect)
     .argument('<command...>', 'the command and its arguments, after --')
+    // Without `--`, the command's own options (`sh -c`, `node --version`) read as coffer's.
+    .showHelpAfterError(
+      'Put the command after --, e.g.: coffer run --prefix team-a/dev -- sh -c \'echo "$DB_PASSWORD"\'\n' +
+        '(see coffer run --help)',
+    )
     .action(async (argv: string[], opts: { prefix?: string[]; map?: string[] }) => {
       const out = output(program, io);
       const c = await client();
