@@ -24,6 +24,7 @@ import {
 import { validatePath, validatePrefix } from '../paths.js';
 import {
   ChangeConditionFailed,
+  type ListEntry,
   type SecretHead,
   type SecretsStore,
   type VersionMeta,
@@ -36,6 +37,12 @@ export const DEFAULT_RECOVERY_DAYS = 7;
 export const MIN_RECOVERY_DAYS = 7;
 export const MAX_RECOVERY_DAYS = 30;
 export const IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600;
+/**
+ * A listing reads the store in pages of at least LIST_MIN_SCAN and at most LIST_SCAN_PAGE entries
+ * while it skips entries the caller may not list.
+ */
+const LIST_MIN_SCAN = 100;
+const LIST_SCAN_PAGE = 1000;
 /** Pruned versions deleted inside the write's own transaction; more are deleted right after. */
 const PRUNE_IN_TRANSACTION = 50;
 
@@ -167,18 +174,20 @@ export class SecretService {
     if (Buffer.byteLength(input.value, 'utf8') > MAX_VALUE_BYTES) {
       throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
     }
-    const scope = idempotencyKey ? this.idempotencyScope(caller.principal, path, idempotencyKey) : undefined;
-    if (scope) {
-      const replay = await this.replay(scope, path, input);
-      if (replay) return replay;
-    }
-
     const previous = await this.store.getHead(path);
     const nextTags = input.tags ?? previous?.tags ?? {};
     // A write is authorized against the secret as it is and as it would be, so that changing tags
     // cannot step out from under a tag-based forbid.
     if (previous) this.require(caller, 'write', resourceOf(previous));
     this.require(caller, 'write', secretResource(path, nextTags, previous?.owner ?? caller.principal.id));
+
+    // A retry is answered only after the same decisions as a first attempt: replaying reads the
+    // version the first attempt wrote, and a caller revoked since then gets nothing from it.
+    const scope = idempotencyKey ? this.idempotencyScope(caller.principal, path, idempotencyKey) : undefined;
+    if (scope) {
+      const replay = await this.replay(scope, path, input);
+      if (replay) return replay;
+    }
 
     if (previous?.deletedAt) throw new SecretDeletedError('the secret is deleted; restore it before writing');
     if (input.cas !== undefined && input.cas !== (previous?.latest ?? 0)) {
@@ -420,8 +429,8 @@ export class SecretService {
   }
 
   /**
-   * Lists secrets under a prefix that the caller may `list`. Soft-deleted secrets are left out. A
-   * page may be short or empty after filtering while a cursor remains.
+   * Lists secrets (and, with a delimiter, folders) under a prefix that the caller may `list`.
+   * Soft-deleted secrets are left out. Pages are full until the last, which has no cursor.
    */
   async list(caller: Caller, options: ListOptions): Promise<ListResult> {
     const prefix = validatePrefix(options.prefix);
@@ -429,20 +438,51 @@ export class SecretService {
     if (options.delimiter !== undefined && options.delimiter !== '/') {
       throw new InvalidRequestError('delimiter must be "/"');
     }
-    const page = await this.store.list(prefix, {
-      limit: options.limit,
-      ...(options.delimiter ? { delimiter: options.delimiter } : {}),
-      ...(options.cursor ? { cursor: options.cursor } : {}),
-    });
-    const items = page.heads
-      .filter((h) => !h.deletedAt && this.allowed(caller, 'list', resourceOf(h)))
-      .map((h) => ({ path: h.path, version: h.latest, updatedAt: h.updatedAt }));
-    const folders = page.folders.filter((f) => this.allowed(caller, 'list', { kind: 'Folder', path: f }));
+    // The page is what the caller would get if the store held only what it may list: up to
+    // `limit` visible entries, and a cursor only when another visible entry follows. Entries it
+    // may not list are skipped here, however many there are, and the cursor the caller gets is
+    // made from the last entry it was shown, so neither a cursor nor a page's length reveals a
+    // path it may not see.
+    const limit = options.limit;
+    const shown: ListEntry[] = [];
+    let storeCursor = options.cursor;
+    let more = false;
+    while (!more) {
+      const page = await this.store.list(prefix, {
+        // One more than wanted tells whether another visible entry follows.
+        limit: Math.min(LIST_SCAN_PAGE, Math.max(limit + 1 - shown.length, LIST_MIN_SCAN)),
+        ...(options.delimiter ? { delimiter: options.delimiter } : {}),
+        ...(storeCursor ? { cursor: storeCursor } : {}),
+      });
+      for (const entry of page.entries) {
+        if (!this.listable(caller, entry)) continue;
+        if (shown.length === limit) {
+          more = true;
+          break;
+        }
+        shown.push(entry);
+      }
+      if (!page.cursor) break;
+      storeCursor = page.cursor;
+    }
+    const items: ListResult['items'] = [];
+    const folders: string[] = [];
+    for (const entry of shown) {
+      if (entry.kind === 'folder') folders.push(entry.path);
+      else items.push({ path: entry.head.path, version: entry.head.latest, updatedAt: entry.head.updatedAt });
+    }
+    const last = shown[shown.length - 1];
     return {
       items,
       ...(options.delimiter ? { folders } : {}),
-      ...(page.cursor ? { cursor: page.cursor } : {}),
+      ...(more && last ? { cursor: this.store.cursorAfter(prefix, last) } : {}),
     };
+  }
+
+  /** A listed entry the caller may see: a live secret or a folder it may `list`. */
+  private listable(caller: Caller, entry: ListEntry): boolean {
+    if (entry.kind === 'folder') return this.allowed(caller, 'list', { kind: 'Folder', path: entry.path });
+    return !entry.head.deletedAt && this.allowed(caller, 'list', resourceOf(entry.head));
   }
 
   /** Removes soft-deleted secrets whose recovery window has ended. Returns how many. */

@@ -119,6 +119,50 @@ describe('a caller who may not see a secret', () => {
     expect(audit.items.map((i) => i.path)).toContain('team-a/db/password');
   });
 
+  it('learns nothing about it from list cursors or page sizes', async () => {
+    // Every page is what the caller would get if the store held only what it may list: full
+    // until the last, and a cursor (which names the last entry shown) only when more follows.
+    const hidden = ['team-a/db/password', 'team-a/app/config', 'team-a/old/gone', 'team-a/', 'team-a'];
+    const cases: [string, string, string[]][] = [
+      ['bob', 'prefix=', ['team-ab/key', 'team-ab/sub/x']],
+      ['bob', 'prefix=team-a', ['team-ab/key', 'team-ab/sub/x']],
+      ['bob', 'prefix=team-a/', []],
+      ['bob', 'prefix=&delimiter=/', ['team-ab/']],
+      ['nobody', 'prefix=', []],
+      ['nobody', 'prefix=team-a/&delimiter=/', []],
+    ];
+    for (const [who, query, visible] of cases) {
+      for (const limit of [1, 2, 3]) {
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          const res = await h.call(
+            'GET',
+            `/v1/list?${query}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`,
+            as(who),
+          );
+          expect(res.status).toBe(200);
+          const page = [...res.body.items.map((i: { path: string }) => i.path), ...(res.body.folders ?? [])];
+          cursor = res.body.cursor;
+          if (cursor !== undefined) {
+            expect(page, `${who} ${query} limit ${limit}: a page with a cursor is full`).toHaveLength(limit);
+            const decoded = Buffer.from(cursor, 'base64url').toString('utf8');
+            for (const secret of hidden) {
+              expect(decoded, `${who} ${query} cursor`).not.toMatch(
+                new RegExp(`"(H#)?${secret.replace(/[/-]/g, '\\$&')}(~)?"`),
+              );
+            }
+          }
+          seen.push(...page);
+          expect(++pages).toBeLessThan(10);
+        } while (cursor);
+        expect(seen.sort(), `${who} ${query} limit ${limit}`).toEqual(visible);
+        expect(pages).toBe(Math.max(1, Math.ceil(visible.length / limit)));
+      }
+    }
+  });
+
   it('while a caller who may see it but not use it gets 403, not 404', async () => {
     const read = await answer('alice', 'GET', '/v1/secrets/team-a/db/password');
     expect(read).toEqual({ status: 403, body: { error: { code: 'forbidden', message: 'access denied' } } });
@@ -198,6 +242,44 @@ describe('re-tagging a prod secret to escape a tag-based forbid', () => {
     const res = await answer('carol', 'PATCH', '/v1/meta/team-a/app/config', { tags: { env: 'staging' } });
     expect(res.status).toBe(200);
     expect(res.body.tags).toEqual({ env: 'staging' });
+  });
+});
+
+describe('a retried write (Idempotency-Key)', () => {
+  it('is decided again: a caller who lost access gets 403, not the first answer', async () => {
+    const headers = { 'idempotency-key': 'retag-retry' };
+    const first = await h.call('PUT', '/v1/secrets/team-a/app/retry', {
+      ...as('alice'),
+      body: { value: 'r-1' },
+      headers,
+    });
+    expect(first.status).toBe(200);
+    const again = await h.call('PUT', '/v1/secrets/team-a/app/retry', {
+      ...as('alice'),
+      body: { value: 'r-1' },
+      headers,
+    });
+    expect(again.body).toEqual(first.body);
+    // Now the secret is tagged prod: alice may no longer write (nor read) it.
+    const tag = await h.call('PATCH', '/v1/meta/team-a/app/retry', {
+      ...as('root'),
+      body: { tags: { env: 'prod' } },
+    });
+    expect(tag.status).toBe(200);
+    const retry = await h.call('PUT', '/v1/secrets/team-a/app/retry', {
+      ...as('alice'),
+      body: { value: 'r-1' },
+      headers,
+    });
+    expect(retry.status).toBe(403);
+    expect(retry.body.error.code).toBe('forbidden');
+    // Nor can the key be used as an oracle for the stored value: a different value is 403 too.
+    const guess = await h.call('PUT', '/v1/secrets/team-a/app/retry', {
+      ...as('alice'),
+      body: { value: 'r-2' },
+      headers,
+    });
+    expect(guess.status).toBe(403);
   });
 });
 
