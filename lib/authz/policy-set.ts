@@ -318,6 +318,9 @@ export function compilePolicySet(schema: PolicySource, files: readonly PolicySou
   for (const v of validation.validationWarnings) warnings.push(where(v.policyId, v.error));
   for (const w of validation.otherWarnings) warnings.push(w.message);
   if (problems.length > 0) throw new PolicySetError(problems);
+  if (!policies.some((p) => p.effect === 'permit')) {
+    warnings.push('the policy set has no permit policy: every request will be denied');
+  }
 
   return {
     schema,
@@ -334,9 +337,10 @@ async function readSource(dir: string, name: string): Promise<PolicySource> {
     return { name, text: await readFile(join(dir, name), 'utf8') };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    const hint = name === SCHEMA_FILE ? ` (copy Coffer's policies/${SCHEMA_FILE} there)` : '';
     throw new PolicySetError([
       code === 'ENOENT'
-        ? `${name}: file not found in ${dir}`
+        ? `${name}: file not found in ${dir}${hint}`
         : `${name}: cannot be read (${code ?? 'error'})`,
     ]);
   }

@@ -196,7 +196,7 @@ describe('loading the policy set', () => {
 
   it('says which file is missing', async () => {
     await expect(loadPolicyDir(await policyDir({ 'a.cedar': '' }, false))).rejects.toThrow(
-      /schema\.cedarschema: file not found/,
+      /schema\.cedarschema: file not found in .*\(copy Coffer's policies\/schema\.cedarschema there\)/,
     );
     await expect(loadPolicyDir(join(tmpdir(), 'coffer-no-such-dir-x9'))).rejects.toThrow(
       /policy directory .* not found/,
@@ -207,6 +207,17 @@ describe('loading the policy set', () => {
     await expect(loadPolicyDir(REPO_POLICIES, { extraFiles: ['../package.json'] })).rejects.toThrow(
       /must be \.cedar files inside/,
     );
+  });
+
+  it('warns, without refusing, when nothing is permitted (every request would be denied)', async () => {
+    const onlyForbids = await loadPolicyDir(
+      await policyDir({ 'f.cedar': '@id("f") forbid (principal, action, resource);' }),
+    );
+    expect(onlyForbids.warnings).toEqual([
+      'the policy set has no permit policy: every request will be denied',
+    ]);
+    expect((await loadPolicyDir(await policyDir({}))).warnings).toHaveLength(1);
+    expect((await loadPolicyDir(REPO_POLICIES)).warnings).toEqual([]);
   });
 
   it('loads only the top-level .cedar files of the directory, in name order', async () => {
