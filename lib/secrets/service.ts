@@ -455,7 +455,7 @@ export class SecretService {
         ...(storeCursor ? { cursor: storeCursor } : {}),
       });
       for (const entry of page.entries) {
-        if (!this.listable(caller, entry)) continue;
+        if (!(await this.listable(caller, entry))) continue;
         if (shown.length === limit) {
           more = true;
           break;
@@ -479,10 +479,28 @@ export class SecretService {
     };
   }
 
-  /** A listed entry the caller may see: a live secret or a folder it may `list`. */
-  private listable(caller: Caller, entry: ListEntry): boolean {
-    if (entry.kind === 'folder') return this.allowed(caller, 'list', { kind: 'Folder', path: entry.path });
-    return !entry.head.deletedAt && this.allowed(caller, 'list', resourceOf(entry.head));
+  /**
+   * A listed entry the caller may see: a live secret it may `list`, or a folder it may `list` that
+   * holds at least one such secret (so a folder's name never tells of secrets the caller may not
+   * see, nor of deleted ones).
+   */
+  private async listable(caller: Caller, entry: ListEntry): Promise<boolean> {
+    if (entry.kind === 'head') {
+      return !entry.head.deletedAt && this.allowed(caller, 'list', resourceOf(entry.head));
+    }
+    if (!this.allowed(caller, 'list', { kind: 'Folder', path: entry.path })) return false;
+    let cursor: string | undefined;
+    do {
+      const page = await this.store.list(entry.path, {
+        limit: LIST_MIN_SCAN,
+        ...(cursor ? { cursor } : {}),
+      });
+      for (const head of page.heads) {
+        if (!head.deletedAt && this.allowed(caller, 'list', resourceOf(head))) return true;
+      }
+      cursor = page.cursor;
+    } while (cursor);
+    return false;
   }
 
   /** Removes soft-deleted secrets whose recovery window has ended. Returns how many. */

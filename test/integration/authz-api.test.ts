@@ -245,6 +245,78 @@ describe('re-tagging a prod secret to escape a tag-based forbid', () => {
   });
 });
 
+describe('folders in a list', () => {
+  let f: Harness;
+  const tok: Record<string, string> = {};
+
+  beforeAll(async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-authz-folders-'));
+    await cp(join(REPO_POLICIES, 'admins.cedar'), join(dir, 'admins.cedar'));
+    await cp(join(REPO_POLICIES, 'schema.cedarschema'), join(dir, 'schema.cedarschema'));
+    await writeFile(
+      join(dir, 'team.cedar'),
+      `@id("team-a") permit (principal in Coffer::Group::"team-a", action, resource in Coffer::Folder::"team-a/");
+
+@id("hush") forbid (principal, action, resource)
+when { resource.hasTag("hush") } unless { principal in Coffer::Group::"admins" };
+`,
+    );
+    f = await createHarness({
+      label: 'authzfolders',
+      authorizer: await CedarAuthorizer.fromDir(dir, { logger: jsonLogger(() => {}) }),
+    });
+    tok.admin = f.token;
+    tok.alice = await f.issuer.mint({ subject: 'alice', groups: ['team-a'] });
+    for (const [path, tags] of [
+      ['team-a/visible/x', {}],
+      ['team-a/hush/y', { hush: '1' }],
+      ['team-a/hush/deeper/z', { hush: '1' }],
+      ['team-a/mixed/a', { hush: '1' }],
+      ['team-a/mixed/b', {}],
+      ['team-a/gone/z', {}],
+      ['team-a/top', {}],
+    ] as const) {
+      const res = await f.call('PUT', `/v1/secrets/${path}`, { body: { value: 'v', tags } });
+      expect(res.status).toBe(200);
+    }
+    expect((await f.call('DELETE', '/v1/secrets/team-a/gone/z')).status).toBe(200);
+  });
+
+  async function level(who: string, prefix: string, limit: number) {
+    const folders: string[] = [];
+    const items: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const res = await f.call(
+        'GET',
+        `/v1/list?prefix=${prefix}&delimiter=/&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`,
+        { token: tok[who] as string },
+      );
+      expect(res.status).toBe(200);
+      folders.push(...res.body.folders);
+      items.push(...res.body.items.map((i: { path: string }) => i.path));
+      cursor = res.body.cursor;
+    } while (cursor);
+    return { folders, items };
+  }
+
+  it('shows a folder only when it holds a live secret the caller may list', async () => {
+    for (const limit of [1, 2, 100]) {
+      expect(await level('alice', 'team-a/', limit)).toEqual({
+        folders: ['team-a/mixed/', 'team-a/visible/'],
+        items: ['team-a/top'],
+      });
+      // The admin sees the folder of hushed secrets, not the one whose only secret is deleted.
+      expect(await level('admin', 'team-a/', limit)).toEqual({
+        folders: ['team-a/hush/', 'team-a/mixed/', 'team-a/visible/'],
+        items: ['team-a/top'],
+      });
+    }
+    expect(await level('alice', 'team-a/hush/', 1)).toEqual({ folders: [], items: [] });
+    expect(await level('alice', '', 1)).toEqual({ folders: ['team-a/'], items: [] });
+  });
+});
+
 describe('a retried write (Idempotency-Key)', () => {
   it('is decided again: a caller who lost access gets 403, not the first answer', async () => {
     const headers = { 'idempotency-key': 'retag-retry' };
