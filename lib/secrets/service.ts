@@ -177,9 +177,11 @@ export class SecretService {
     const previous = await this.store.getHead(path);
     const nextTags = input.tags ?? previous?.tags ?? {};
     // A write is authorized against the secret as it is and as it would be, so that changing tags
-    // cannot step out from under a tag-based forbid.
+    // cannot step out from under a tag-based forbid. A secret being created is checked with its
+    // path, folders and tags but no owner: ownership follows from creating, it never grants it
+    // (else "owners manage their secrets" would let anyone create, and so own, any free path).
     if (previous) this.require(caller, 'write', resourceOf(previous));
-    this.require(caller, 'write', secretResource(path, nextTags, previous?.owner ?? caller.principal.id));
+    this.require(caller, 'write', secretResource(path, nextTags, previous?.owner));
 
     // A retry is answered only after the same decisions as a first attempt: replaying reads the
     // version the first attempt wrote, and a caller revoked since then gets nothing from it.

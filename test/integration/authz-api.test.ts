@@ -259,6 +259,9 @@ describe('folders in a list', () => {
 
 @id("hush") forbid (principal, action, resource)
 when { resource.hasTag("hush") } unless { principal in Coffer::Group::"admins" };
+
+@id("owners") permit (principal, action, resource is Coffer::Secret)
+when { resource has owner && resource.owner == principal.id };
 `,
     );
     f = await createHarness({
@@ -267,6 +270,7 @@ when { resource.hasTag("hush") } unless { principal in Coffer::Group::"admins" }
     });
     tok.admin = f.token;
     tok.alice = await f.issuer.mint({ subject: 'alice', groups: ['team-a'] });
+    tok.nobody = await f.issuer.mint({ subject: 'nobody' });
     for (const [path, tags] of [
       ['team-a/visible/x', {}],
       ['team-a/hush/y', { hush: '1' }],
@@ -314,6 +318,30 @@ when { resource.hasTag("hush") } unless { principal in Coffer::Group::"admins" }
     }
     expect(await level('alice', 'team-a/hush/', 1)).toEqual({ folders: [], items: [] });
     expect(await level('alice', '', 1)).toEqual({ folders: ['team-a/'], items: [] });
+  });
+
+  it('creating is authorized against the new secret, which has no owner until it exists', async () => {
+    // An "owners manage their secrets" policy must not let anyone create (and so own) a free path.
+    for (const [who, path] of [
+      ['nobody', 'team-b/db/password'],
+      ['alice', 'team-b/db/password'],
+      ['nobody', 'team-a/planted'],
+    ] as const) {
+      const res = await f.call('PUT', `/v1/secrets/${path}`, {
+        body: { value: 'x' },
+        token: tok[who] as string,
+      });
+      expect(res.status, `${who} creates ${path}`).toBe(403);
+    }
+    expect((await f.call('GET', '/v1/meta/team-b/db/password')).status).toBe(404);
+    // Created where a policy grants it, the secret is then the creator's: the owner policy applies.
+    const made = await f.call('PUT', '/v1/secrets/team-a/alices', {
+      body: { value: 'a' },
+      token: tok.alice as string,
+    });
+    expect(made.status).toBe(200);
+    const meta = await f.call('GET', '/v1/meta/team-a/alices', { token: tok.alice as string });
+    expect(meta.body.owner).toBe('dev:alice');
   });
 });
 
