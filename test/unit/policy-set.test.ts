@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   compilePolicySet,
   loadPolicyDir,
+  mergeActions,
   PolicySetError,
   type PolicySource,
   policySetHash,
@@ -108,6 +109,23 @@ describe('loading the policy set', () => {
     // One problem per resource type the policy may apply to (Secret, Folder), all at the getTag.
     expect(problems.length).toBeGreaterThanOrEqual(1);
     for (const p of problems) expect(p).toMatch(/^v\.cedar:5:10: .*unguarded-tag.*tag `"env"`/);
+  });
+
+  it('says a problem once, naming every action it was found for', () => {
+    const text = [
+      '@id("ip")',
+      'permit (principal, action in [Coffer::Action::"read", Coffer::Action::"list"], resource)',
+      '  when { context.sourceIp.isInRange(ip("10.0.0.0/8")) };',
+    ].join('\n');
+    const problems = problemsOf(() => compilePolicySet(SCHEMA, [{ name: 'ip.cedar', text }]));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(
+      /^ip\.cedar:3:10: .*`sourceIp`.* for Coffer::Action::"(read|list)", "(read|list)";/,
+    );
+    expect(mergeActions(['a for Coffer::Action::"x"; b', 'a for Coffer::Action::"y"; b', 'other'])).toEqual([
+      'a for Coffer::Action::"x", "y"; b',
+      'other',
+    ]);
   });
 
   it('refuses unknown actions, entity types and attributes', () => {
