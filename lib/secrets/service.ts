@@ -38,11 +38,12 @@ export const MIN_RECOVERY_DAYS = 7;
 export const MAX_RECOVERY_DAYS = 30;
 export const IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600;
 /**
- * A listing reads the store in pages of at least LIST_MIN_SCAN and at most LIST_SCAN_PAGE entries
- * while it skips entries the caller may not list.
+ * A listing reads the store in pages of what it still needs, doubling (up to LIST_SCAN_PAGE
+ * entries) while it skips entries the caller may not list. A folder's content is read from
+ * FOLDER_FIRST_SCAN entries on, the same way.
  */
-const LIST_MIN_SCAN = 100;
 const LIST_SCAN_PAGE = 1000;
+const FOLDER_FIRST_SCAN = 10;
 /** Pruned versions deleted inside the write's own transaction; more are deleted right after. */
 const PRUNE_IN_TRANSACTION = 50;
 
@@ -449,10 +450,11 @@ export class SecretService {
     const shown: ListEntry[] = [];
     let storeCursor = options.cursor;
     let more = false;
+    // One more than wanted tells whether another visible entry follows.
+    let scan = Math.min(LIST_SCAN_PAGE, limit + 1);
     while (!more) {
       const page = await this.store.list(prefix, {
-        // One more than wanted tells whether another visible entry follows.
-        limit: Math.min(LIST_SCAN_PAGE, Math.max(limit + 1 - shown.length, LIST_MIN_SCAN)),
+        limit: scan,
         ...(options.delimiter ? { delimiter: options.delimiter } : {}),
         ...(storeCursor ? { cursor: storeCursor } : {}),
       });
@@ -466,6 +468,7 @@ export class SecretService {
       }
       if (!page.cursor) break;
       storeCursor = page.cursor;
+      scan = Math.min(LIST_SCAN_PAGE, Math.max(limit + 1 - shown.length, scan * 2));
     }
     const items: ListResult['items'] = [];
     const folders: string[] = [];
@@ -492,15 +495,14 @@ export class SecretService {
     }
     if (!this.allowed(caller, 'list', { kind: 'Folder', path: entry.path })) return false;
     let cursor: string | undefined;
+    let scan = FOLDER_FIRST_SCAN;
     do {
-      const page = await this.store.list(entry.path, {
-        limit: LIST_MIN_SCAN,
-        ...(cursor ? { cursor } : {}),
-      });
+      const page = await this.store.list(entry.path, { limit: scan, ...(cursor ? { cursor } : {}) });
       for (const head of page.heads) {
         if (!head.deletedAt && this.allowed(caller, 'list', resourceOf(head))) return true;
       }
       cursor = page.cursor;
+      scan = Math.min(LIST_SCAN_PAGE, scan * 2);
     } while (cursor);
     return false;
   }
