@@ -159,6 +159,25 @@ function describe(
   return `${file}:${line}:${col}: ${message}${label}${help}`;
 }
 
+/**
+ * The validator reports a problem once per action a policy can apply to; messages that differ only
+ * in the action become one, naming the actions: `... for Coffer::Action::"read", "write"; ...`.
+ */
+export function mergeActions(messages: readonly string[]): string[] {
+  const action = / for Coffer::Action::("[^"]*")/;
+  const groups = new Map<string, string[]>();
+  for (const m of messages) {
+    const found = action.exec(m);
+    const key = found ? m.replace(action, ' for Coffer::Action::\u0000') : m;
+    const list = groups.get(key) ?? [];
+    if (found?.[1] !== undefined) list.push(found[1]);
+    groups.set(key, list);
+  }
+  return [...groups].map(([key, actions]) =>
+    key.includes('\u0000') ? key.replace('\u0000', [...new Set(actions)].join(', ')) : key,
+  );
+}
+
 /** Reads what the schema says about the actions and checks it declares every Coffer action. */
 function actionsOf(schema: SchemaJson<string>, problems: string[]): Map<string, ActionInfo> {
   const ns = schema[NAMESPACE];
@@ -314,10 +333,13 @@ export function compilePolicySet(schema: PolicySource, files: readonly PolicySou
     if (!origin) return `${policyId}: ${e.message}`;
     return describe(origin.file.name, origin.file.text, origin.chunk.start, origin.chunk.text, e);
   };
-  for (const v of validation.validationErrors) problems.push(where(v.policyId, v.error));
-  for (const v of validation.validationWarnings) warnings.push(where(v.policyId, v.error));
+  problems.push(...mergeActions(validation.validationErrors.map((v) => where(v.policyId, v.error))));
+  warnings.push(...mergeActions(validation.validationWarnings.map((v) => where(v.policyId, v.error))));
   for (const w of validation.otherWarnings) warnings.push(w.message);
   if (problems.length > 0) throw new PolicySetError(problems);
+  if (!policies.some((p) => p.effect === 'permit')) {
+    warnings.push('the policy set has no permit policy: every request will be denied');
+  }
 
   return {
     schema,
@@ -334,9 +356,10 @@ async function readSource(dir: string, name: string): Promise<PolicySource> {
     return { name, text: await readFile(join(dir, name), 'utf8') };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    const hint = name === SCHEMA_FILE ? ` (copy Coffer's policies/${SCHEMA_FILE} there)` : '';
     throw new PolicySetError([
       code === 'ENOENT'
-        ? `${name}: file not found in ${dir}`
+        ? `${name}: file not found in ${dir}${hint}`
         : `${name}: cannot be read (${code ?? 'error'})`,
     ]);
   }

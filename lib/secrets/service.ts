@@ -24,6 +24,7 @@ import {
 import { validatePath, validatePrefix } from '../paths.js';
 import {
   ChangeConditionFailed,
+  type ListEntry,
   type SecretHead,
   type SecretsStore,
   type VersionMeta,
@@ -36,6 +37,13 @@ export const DEFAULT_RECOVERY_DAYS = 7;
 export const MIN_RECOVERY_DAYS = 7;
 export const MAX_RECOVERY_DAYS = 30;
 export const IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600;
+/**
+ * A listing reads the store in pages of what it still needs, doubling (up to LIST_SCAN_PAGE
+ * entries) while it skips entries the caller may not list. A folder's content is read from
+ * FOLDER_FIRST_SCAN entries on, the same way.
+ */
+const LIST_SCAN_PAGE = 1000;
+const FOLDER_FIRST_SCAN = 10;
 /** Pruned versions deleted inside the write's own transaction; more are deleted right after. */
 const PRUNE_IN_TRANSACTION = 50;
 
@@ -167,12 +175,6 @@ export class SecretService {
     if (Buffer.byteLength(input.value, 'utf8') > MAX_VALUE_BYTES) {
       throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
     }
-    const scope = idempotencyKey ? this.idempotencyScope(caller.principal, path, idempotencyKey) : undefined;
-    if (scope) {
-      const replay = await this.replay(scope, path, input);
-      if (replay) return replay;
-    }
-
     let previous = await this.store.getHead(path);
     if (previous?.deletedAt && previous.purgeAt && this.expired(previous)) {
       // Past its recovery window the secret is gone, whether or not the purge routine has run: the
@@ -182,9 +184,19 @@ export class SecretService {
     }
     const nextTags = input.tags ?? previous?.tags ?? {};
     // A write is authorized against the secret as it is and as it would be, so that changing tags
-    // cannot step out from under a tag-based forbid.
+    // cannot step out from under a tag-based forbid. A secret being created is checked with its
+    // path, folders and tags but no owner: ownership follows from creating, it never grants it
+    // (else "owners manage their secrets" would let anyone create, and so own, any free path).
     if (previous) this.require(caller, 'write', resourceOf(previous));
-    this.require(caller, 'write', secretResource(path, nextTags, previous?.owner ?? caller.principal.id));
+    this.require(caller, 'write', secretResource(path, nextTags, previous?.owner));
+
+    // A retry is answered only after the same decisions as a first attempt: replaying reads the
+    // version the first attempt wrote, and a caller revoked since then gets nothing from it.
+    const scope = idempotencyKey ? this.idempotencyScope(caller.principal, path, idempotencyKey) : undefined;
+    if (scope) {
+      const replay = await this.replay(scope, path, input);
+      if (replay) return replay;
+    }
 
     if (previous?.deletedAt) throw new SecretDeletedError('the secret is deleted; restore it before writing');
     if (input.cas !== undefined && input.cas !== (previous?.latest ?? 0)) {
@@ -428,8 +440,8 @@ export class SecretService {
   }
 
   /**
-   * Lists secrets under a prefix that the caller may `list`. Soft-deleted secrets are left out. A
-   * page may be short or empty after filtering while a cursor remains.
+   * Lists secrets (and, with a delimiter, folders) under a prefix that the caller may `list`.
+   * Soft-deleted secrets are left out. Pages are full until the last, which has no cursor.
    */
   async list(caller: Caller, options: ListOptions): Promise<ListResult> {
     const prefix = validatePrefix(options.prefix);
@@ -437,20 +449,70 @@ export class SecretService {
     if (options.delimiter !== undefined && options.delimiter !== '/') {
       throw new InvalidRequestError('delimiter must be "/"');
     }
-    const page = await this.store.list(prefix, {
-      limit: options.limit,
-      ...(options.delimiter ? { delimiter: options.delimiter } : {}),
-      ...(options.cursor ? { cursor: options.cursor } : {}),
-    });
-    const items = page.heads
-      .filter((h) => !h.deletedAt && this.allowed(caller, 'list', resourceOf(h)))
-      .map((h) => ({ path: h.path, version: h.latest, updatedAt: h.updatedAt }));
-    const folders = page.folders.filter((f) => this.allowed(caller, 'list', { kind: 'Folder', path: f }));
+    // The page is what the caller would get if the store held only what it may list: up to
+    // `limit` visible entries, and a cursor only when another visible entry follows. Entries it
+    // may not list are skipped here, however many there are, and the cursor the caller gets is
+    // made from the last entry it was shown, so neither a cursor nor a page's length reveals a
+    // path it may not see.
+    const limit = options.limit;
+    const shown: ListEntry[] = [];
+    let storeCursor = options.cursor;
+    let more = false;
+    // One more than wanted tells whether another visible entry follows.
+    let scan = Math.min(LIST_SCAN_PAGE, limit + 1);
+    while (!more) {
+      const page = await this.store.list(prefix, {
+        limit: scan,
+        ...(options.delimiter ? { delimiter: options.delimiter } : {}),
+        ...(storeCursor ? { cursor: storeCursor } : {}),
+      });
+      for (const entry of page.entries) {
+        if (!(await this.listable(caller, entry))) continue;
+        if (shown.length === limit) {
+          more = true;
+          break;
+        }
+        shown.push(entry);
+      }
+      if (!page.cursor) break;
+      storeCursor = page.cursor;
+      scan = Math.min(LIST_SCAN_PAGE, Math.max(limit + 1 - shown.length, scan * 2));
+    }
+    const items: ListResult['items'] = [];
+    const folders: string[] = [];
+    for (const entry of shown) {
+      if (entry.kind === 'folder') folders.push(entry.path);
+      else items.push({ path: entry.head.path, version: entry.head.latest, updatedAt: entry.head.updatedAt });
+    }
+    const last = shown[shown.length - 1];
     return {
       items,
       ...(options.delimiter ? { folders } : {}),
-      ...(page.cursor ? { cursor: page.cursor } : {}),
+      ...(more && last ? { cursor: this.store.cursorAfter(prefix, last) } : {}),
     };
+  }
+
+  /**
+   * A listed entry the caller may see: a live secret it may `list`, or a folder it may `list` that
+   * holds at least one such secret (so a folder's name never tells of secrets the caller may not
+   * see, nor of deleted ones).
+   */
+  private async listable(caller: Caller, entry: ListEntry): Promise<boolean> {
+    if (entry.kind === 'head') {
+      return !entry.head.deletedAt && this.allowed(caller, 'list', resourceOf(entry.head));
+    }
+    if (!this.allowed(caller, 'list', { kind: 'Folder', path: entry.path })) return false;
+    let cursor: string | undefined;
+    let scan = FOLDER_FIRST_SCAN;
+    do {
+      const page = await this.store.list(entry.path, { limit: scan, ...(cursor ? { cursor } : {}) });
+      for (const head of page.heads) {
+        if (!head.deletedAt && this.allowed(caller, 'list', resourceOf(head))) return true;
+      }
+      cursor = page.cursor;
+      scan = Math.min(LIST_SCAN_PAGE, scan * 2);
+    } while (cursor);
+    return false;
   }
 
   /** Removes soft-deleted secrets whose recovery window has ended. Returns how many. */

@@ -97,9 +97,16 @@ export interface IdempotencyClaim {
   readonly expiresAt: number;
 }
 
+/** One entry of a list page: a secret's head, or a folder (with a delimiter). */
+export type ListEntry =
+  | { readonly kind: 'head'; readonly head: SecretHead }
+  | { readonly kind: 'folder'; readonly path: string };
+
 export interface ListPage {
   readonly heads: SecretHead[];
   readonly folders: string[];
+  /** Heads and folders together, in the order they were found (the order cursors follow). */
+  readonly entries: ListEntry[];
   readonly cursor?: string;
 }
 
@@ -502,6 +509,7 @@ export class SecretsStore {
     const cursor = decodeCursor(options.cursor);
     const heads: SecretHead[] = [];
     const folders: string[] = [];
+    const entries: ListEntry[] = [];
     const { delimiter, limit } = options;
     const full = () => heads.length + folders.length >= limit;
 
@@ -537,17 +545,16 @@ export class SecretsStore {
           const cut = delimiter ? path.indexOf(delimiter, prefix.length) : -1;
           if (delimiter && cut !== -1) {
             const folder = path.slice(0, cut + delimiter.length);
-            // Lists leave soft-deleted secrets out, so a folder holding only those is not listed.
-            // The first head under a folder is live in the common case: no extra read then.
-            if (item.deletedAt === undefined || (await this.hasLiveSecretUnder(root, folder))) {
-              folders.push(folder);
-            }
+            folders.push(folder);
+            entries.push({ kind: 'folder', path: folder });
             // Jump past everything under the folder with the next query.
             lower = `H#${folder}${HIGH}`;
             rolledUp = true;
             break;
           }
-          heads.push(toHead(item));
+          const head = toHead(item);
+          heads.push(head);
+          entries.push({ kind: 'head', head });
           lower = sk;
         }
         if (rolledUp) continue;
@@ -559,7 +566,12 @@ export class SecretsStore {
     if (prefix.includes('/')) {
       if (cursor && cursor.r !== undefined) throw new InvalidCursorError('invalid cursor');
       const resume = await walk(firstSegment(prefix), cursor?.k ?? '');
-      return { heads, folders, ...(resume !== undefined ? { cursor: encodeCursor({ k: resume }) } : {}) };
+      return {
+        heads,
+        folders,
+        entries,
+        ...(resume !== undefined ? { cursor: encodeCursor({ k: resume }) } : {}),
+      };
     }
 
     // The prefix ends inside the first segment: walk the partitions of the matching first
@@ -584,38 +596,26 @@ export class SecretsStore {
       for (const raw of out.Items ?? []) {
         const root = String(unmarshall(raw).sk).slice(2);
         const after = root === fromRoot ? (cursor?.k ?? '') : '';
-        if (full()) return { heads, folders, cursor: encodeCursor({ r: root, k: after }) };
+        if (full()) return { heads, folders, entries, cursor: encodeCursor({ r: root, k: after }) };
         const resume = await walk(root, after);
-        if (resume !== undefined) return { heads, folders, cursor: encodeCursor({ r: root, k: resume }) };
+        if (resume !== undefined)
+          return { heads, folders, entries, cursor: encodeCursor({ r: root, k: resume }) };
       }
       startKey = out.LastEvaluatedKey;
-      if (!startKey) return { heads, folders };
+      if (!startKey) return { heads, folders, entries };
     }
   }
 
-  /** Whether any head under `folder` (in the partition of `root`) is not soft-deleted. */
-  private async hasLiveSecretUnder(root: string, folder: string): Promise<boolean> {
-    let startKey: QueryCommandInput['ExclusiveStartKey'];
-    do {
-      const out = await this.send<QueryCommandOutput>(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
-          FilterExpression: 'attribute_not_exists(deletedAt)',
-          ProjectionExpression: 'sk',
-          ExpressionAttributeValues: marshall({
-            ':pk': `P#${root}`,
-            ':lo': `H#${folder}`,
-            ':hi': `H#${folder}${HIGH}`,
-          }),
-          ExclusiveStartKey: startKey,
-          ConsistentRead: true,
-        }),
-      );
-      if ((out.Items ?? []).length > 0) return true;
-      startKey = out.LastEvaluatedKey;
-    } while (startKey);
-    return false;
+  /**
+   * A cursor that resumes a listing of `prefix` (with the same delimiter) right after `entry`, an
+   * entry that listing returned. It names only that entry: a caller that filters pages can hand
+   * it out without revealing the entries it filtered away.
+   */
+  cursorAfter(prefix: string, entry: ListEntry): string {
+    const path = entry.kind === 'head' ? entry.head.path : entry.path;
+    // After a folder, resume past everything under it, as the walk itself does.
+    const k = entry.kind === 'head' ? `H#${path}` : `H#${path}${HIGH}`;
+    return encodeCursor(prefix.includes('/') ? { k } : { r: firstSegment(path), k });
   }
 
   /** Soft-deleted secrets whose recovery window ended before `now`, oldest first. */

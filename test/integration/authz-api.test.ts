@@ -119,6 +119,50 @@ describe('a caller who may not see a secret', () => {
     expect(audit.items.map((i) => i.path)).toContain('team-a/db/password');
   });
 
+  it('learns nothing about it from list cursors or page sizes', async () => {
+    // Every page is what the caller would get if the store held only what it may list: full
+    // until the last, and a cursor (which names the last entry shown) only when more follows.
+    const hidden = ['team-a/db/password', 'team-a/app/config', 'team-a/old/gone', 'team-a/', 'team-a'];
+    const cases: [string, string, string[]][] = [
+      ['bob', 'prefix=', ['team-ab/key', 'team-ab/sub/x']],
+      ['bob', 'prefix=team-a', ['team-ab/key', 'team-ab/sub/x']],
+      ['bob', 'prefix=team-a/', []],
+      ['bob', 'prefix=&delimiter=/', ['team-ab/']],
+      ['nobody', 'prefix=', []],
+      ['nobody', 'prefix=team-a/&delimiter=/', []],
+    ];
+    for (const [who, query, visible] of cases) {
+      for (const limit of [1, 2, 3]) {
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          const res = await h.call(
+            'GET',
+            `/v1/list?${query}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`,
+            as(who),
+          );
+          expect(res.status).toBe(200);
+          const page = [...res.body.items.map((i: { path: string }) => i.path), ...(res.body.folders ?? [])];
+          cursor = res.body.cursor;
+          if (cursor !== undefined) {
+            expect(page, `${who} ${query} limit ${limit}: a page with a cursor is full`).toHaveLength(limit);
+            const decoded = Buffer.from(cursor, 'base64url').toString('utf8');
+            for (const secret of hidden) {
+              expect(decoded, `${who} ${query} cursor`).not.toMatch(
+                new RegExp(`"(H#)?${secret.replace(/[/-]/g, '\\$&')}(~)?"`),
+              );
+            }
+          }
+          seen.push(...page);
+          expect(++pages).toBeLessThan(10);
+        } while (cursor);
+        expect(seen.sort(), `${who} ${query} limit ${limit}`).toEqual(visible);
+        expect(pages).toBe(Math.max(1, Math.ceil(visible.length / limit)));
+      }
+    }
+  });
+
   it('while a caller who may see it but not use it gets 403, not 404', async () => {
     const read = await answer('alice', 'GET', '/v1/secrets/team-a/db/password');
     expect(read).toEqual({ status: 403, body: { error: { code: 'forbidden', message: 'access denied' } } });
@@ -198,6 +242,144 @@ describe('re-tagging a prod secret to escape a tag-based forbid', () => {
     const res = await answer('carol', 'PATCH', '/v1/meta/team-a/app/config', { tags: { env: 'staging' } });
     expect(res.status).toBe(200);
     expect(res.body.tags).toEqual({ env: 'staging' });
+  });
+});
+
+describe('folders in a list', () => {
+  let f: Harness;
+  const tok: Record<string, string> = {};
+
+  beforeAll(async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-authz-folders-'));
+    await cp(join(REPO_POLICIES, 'admins.cedar'), join(dir, 'admins.cedar'));
+    await cp(join(REPO_POLICIES, 'schema.cedarschema'), join(dir, 'schema.cedarschema'));
+    await writeFile(
+      join(dir, 'team.cedar'),
+      `@id("team-a") permit (principal in Coffer::Group::"team-a", action, resource in Coffer::Folder::"team-a/");
+
+@id("hush") forbid (principal, action, resource)
+when { resource.hasTag("hush") } unless { principal in Coffer::Group::"admins" };
+
+@id("owners") permit (principal, action, resource is Coffer::Secret)
+when { resource has owner && resource.owner == principal.id };
+`,
+    );
+    f = await createHarness({
+      label: 'authzfolders',
+      authorizer: await CedarAuthorizer.fromDir(dir, { logger: jsonLogger(() => {}) }),
+    });
+    tok.admin = f.token;
+    tok.alice = await f.issuer.mint({ subject: 'alice', groups: ['team-a'] });
+    tok.nobody = await f.issuer.mint({ subject: 'nobody' });
+    for (const [path, tags] of [
+      ['team-a/visible/x', {}],
+      ['team-a/hush/y', { hush: '1' }],
+      ['team-a/hush/deeper/z', { hush: '1' }],
+      ['team-a/mixed/a', { hush: '1' }],
+      ['team-a/mixed/b', {}],
+      ['team-a/gone/z', {}],
+      ['team-a/top', {}],
+    ] as const) {
+      const res = await f.call('PUT', `/v1/secrets/${path}`, { body: { value: 'v', tags } });
+      expect(res.status).toBe(200);
+    }
+    expect((await f.call('DELETE', '/v1/secrets/team-a/gone/z')).status).toBe(200);
+  });
+
+  async function level(who: string, prefix: string, limit: number) {
+    const folders: string[] = [];
+    const items: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const res = await f.call(
+        'GET',
+        `/v1/list?prefix=${prefix}&delimiter=/&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`,
+        { token: tok[who] as string },
+      );
+      expect(res.status).toBe(200);
+      folders.push(...res.body.folders);
+      items.push(...res.body.items.map((i: { path: string }) => i.path));
+      cursor = res.body.cursor;
+    } while (cursor);
+    return { folders, items };
+  }
+
+  it('shows a folder only when it holds a live secret the caller may list', async () => {
+    for (const limit of [1, 2, 100]) {
+      expect(await level('alice', 'team-a/', limit)).toEqual({
+        folders: ['team-a/mixed/', 'team-a/visible/'],
+        items: ['team-a/top'],
+      });
+      // The admin sees the folder of hushed secrets, not the one whose only secret is deleted.
+      expect(await level('admin', 'team-a/', limit)).toEqual({
+        folders: ['team-a/hush/', 'team-a/mixed/', 'team-a/visible/'],
+        items: ['team-a/top'],
+      });
+    }
+    expect(await level('alice', 'team-a/hush/', 1)).toEqual({ folders: [], items: [] });
+    expect(await level('alice', '', 1)).toEqual({ folders: ['team-a/'], items: [] });
+  });
+
+  it('creating is authorized against the new secret, which has no owner until it exists', async () => {
+    // An "owners manage their secrets" policy must not let anyone create (and so own) a free path.
+    for (const [who, path] of [
+      ['nobody', 'team-b/db/password'],
+      ['alice', 'team-b/db/password'],
+      ['nobody', 'team-a/planted'],
+    ] as const) {
+      const res = await f.call('PUT', `/v1/secrets/${path}`, {
+        body: { value: 'x' },
+        token: tok[who] as string,
+      });
+      expect(res.status, `${who} creates ${path}`).toBe(403);
+    }
+    expect((await f.call('GET', '/v1/meta/team-b/db/password')).status).toBe(404);
+    // Created where a policy grants it, the secret is then the creator's: the owner policy applies.
+    const made = await f.call('PUT', '/v1/secrets/team-a/alices', {
+      body: { value: 'a' },
+      token: tok.alice as string,
+    });
+    expect(made.status).toBe(200);
+    const meta = await f.call('GET', '/v1/meta/team-a/alices', { token: tok.alice as string });
+    expect(meta.body.owner).toBe('dev:alice');
+  });
+});
+
+describe('a retried write (Idempotency-Key)', () => {
+  it('is decided again: a caller who lost access gets 403, not the first answer', async () => {
+    const headers = { 'idempotency-key': 'retag-retry' };
+    const first = await h.call('PUT', '/v1/secrets/team-a/app/retry', {
+      ...as('alice'),
+      body: { value: 'r-1' },
+      headers,
+    });
+    expect(first.status).toBe(200);
+    const again = await h.call('PUT', '/v1/secrets/team-a/app/retry', {
+      ...as('alice'),
+      body: { value: 'r-1' },
+      headers,
+    });
+    expect(again.body).toEqual(first.body);
+    // Now the secret is tagged prod: alice may no longer write (nor read) it.
+    const tag = await h.call('PATCH', '/v1/meta/team-a/app/retry', {
+      ...as('root'),
+      body: { tags: { env: 'prod' } },
+    });
+    expect(tag.status).toBe(200);
+    const retry = await h.call('PUT', '/v1/secrets/team-a/app/retry', {
+      ...as('alice'),
+      body: { value: 'r-1' },
+      headers,
+    });
+    expect(retry.status).toBe(403);
+    expect(retry.body.error.code).toBe('forbidden');
+    // Nor can the key be used as an oracle for the stored value: a different value is 403 too.
+    const guess = await h.call('PUT', '/v1/secrets/team-a/app/retry', {
+      ...as('alice'),
+      body: { value: 'r-2' },
+      headers,
+    });
+    expect(guess.status).toBe(403);
   });
 });
 

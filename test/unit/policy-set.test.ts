@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   compilePolicySet,
   loadPolicyDir,
+  mergeActions,
   PolicySetError,
   type PolicySource,
   policySetHash,
@@ -110,6 +111,23 @@ describe('loading the policy set', () => {
     for (const p of problems) expect(p).toMatch(/^v\.cedar:5:10: .*unguarded-tag.*tag `"env"`/);
   });
 
+  it('says a problem once, naming every action it was found for', () => {
+    const text = [
+      '@id("ip")',
+      'permit (principal, action in [Coffer::Action::"read", Coffer::Action::"list"], resource)',
+      '  when { context.sourceIp.isInRange(ip("10.0.0.0/8")) };',
+    ].join('\n');
+    const problems = problemsOf(() => compilePolicySet(SCHEMA, [{ name: 'ip.cedar', text }]));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(
+      /^ip\.cedar:3:10: .*`sourceIp`.* for Coffer::Action::"(read|list)", "(read|list)";/,
+    );
+    expect(mergeActions(['a for Coffer::Action::"x"; b', 'a for Coffer::Action::"y"; b', 'other'])).toEqual([
+      'a for Coffer::Action::"x", "y"; b',
+      'other',
+    ]);
+  });
+
   it('refuses unknown actions, entity types and attributes', () => {
     for (const text of [
       'permit (principal, action == Coffer::Action::"readAll", resource);',
@@ -196,7 +214,7 @@ describe('loading the policy set', () => {
 
   it('says which file is missing', async () => {
     await expect(loadPolicyDir(await policyDir({ 'a.cedar': '' }, false))).rejects.toThrow(
-      /schema\.cedarschema: file not found/,
+      /schema\.cedarschema: file not found in .*\(copy Coffer's policies\/schema\.cedarschema there\)/,
     );
     await expect(loadPolicyDir(join(tmpdir(), 'coffer-no-such-dir-x9'))).rejects.toThrow(
       /policy directory .* not found/,
@@ -207,6 +225,17 @@ describe('loading the policy set', () => {
     await expect(loadPolicyDir(REPO_POLICIES, { extraFiles: ['../package.json'] })).rejects.toThrow(
       /must be \.cedar files inside/,
     );
+  });
+
+  it('warns, without refusing, when nothing is permitted (every request would be denied)', async () => {
+    const onlyForbids = await loadPolicyDir(
+      await policyDir({ 'f.cedar': '@id("f") forbid (principal, action, resource);' }),
+    );
+    expect(onlyForbids.warnings).toEqual([
+      'the policy set has no permit policy: every request will be denied',
+    ]);
+    expect((await loadPolicyDir(await policyDir({}))).warnings).toHaveLength(1);
+    expect((await loadPolicyDir(REPO_POLICIES)).warnings).toEqual([]);
   });
 
   it('loads only the top-level .cedar files of the directory, in name order', async () => {
