@@ -4,7 +4,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { DevIssuer } from '../authn/dev-issuer.js';
 import { type CofferClient, CofferClientError, createClient } from '../client/index.js';
 import { DEFAULT_ADDR, localSettings } from '../config.js';
-import { loadConfig } from '../config-file.js';
+import { isLoopbackUrl, loadConfig } from '../config-file.js';
 import { CofferError } from '../errors.js';
 import { startLocalServer } from '../local/server.js';
 import { jsonLogger } from '../log.js';
@@ -48,23 +48,69 @@ export function parseDuration(raw: string): number {
   return seconds;
 }
 
+/** Where the CLI's token came from, for the hint after a 401. */
+export type TokenSource = 'COFFER_TOKEN' | 'login' | 'dev-token' | 'none';
+
+/** What runCli learns from the commands it runs. */
+interface RunState {
+  tokenSource?: TokenSource;
+  dataDir?: string;
+}
+
+function isLoopbackAddress(addr: string): boolean {
+  try {
+    return isLoopbackUrl(new URL(addr));
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The token the CLI sends: `COFFER_TOKEN`, else the login cache (see `coffer login`), else the
- * local data dir's dev token.
+ * local data dir's dev token, which is only ever sent to a loopback server (it belongs to the
+ * local server; a remote one would refuse it anyway, and need not see it).
  */
-async function resolveToken(io: CliIo): Promise<string | undefined> {
-  if (io.env.COFFER_TOKEN) return io.env.COFFER_TOKEN.trim();
-  const cached = await loginCacheToken(io.env, io.env.COFFER_ADDR || DEFAULT_ADDR);
-  if (cached) return cached;
+async function resolveToken(io: CliIo, state: RunState): Promise<string | undefined> {
+  if (io.env.COFFER_TOKEN) {
+    state.tokenSource = 'COFFER_TOKEN';
+    return io.env.COFFER_TOKEN.trim();
+  }
+  const server = io.env.COFFER_ADDR || DEFAULT_ADDR;
+  const cached = await loginCacheToken(io.env, server);
+  if (cached) {
+    state.tokenSource = 'login';
+    return cached;
+  }
+  state.tokenSource = 'none';
+  if (!isLoopbackAddress(server)) return undefined;
   const { dataDir } = localSettings(io.env, io.cwd);
   try {
-    return (await readFile(join(dataDir, 'dev-token'), 'utf8')).trim();
+    const token = (await readFile(join(dataDir, 'dev-token'), 'utf8')).trim();
+    state.tokenSource = 'dev-token';
+    state.dataDir = dataDir;
+    return token;
   } catch {
     return undefined;
   }
 }
 
-export function buildProgram(io: CliIo): Command {
+/** One line after "authentication required" saying which token was refused, or that there was none. */
+function unauthenticatedHint(state: RunState): string | undefined {
+  switch (state.tokenSource) {
+    case 'none':
+      return 'no token was sent: run "coffer login", or set COFFER_TOKEN (for the local server, COFFER_DATA_DIR names the data dir holding dev-token)';
+    case 'COFFER_TOKEN':
+      return 'the server refused the token in COFFER_TOKEN (expired, or not from an issuer it trusts)';
+    case 'login':
+      return 'the server refused the token of "coffer login"; run "coffer login" again';
+    case 'dev-token':
+      return `the server refused ${join(state.dataDir ?? '', 'dev-token')}; is COFFER_ADDR the server of that data dir?`;
+    default:
+      return undefined;
+  }
+}
+
+export function buildProgram(io: CliIo, state: RunState = {}): Command {
   const out = (s: string) => io.stdout.write(s);
   const program = new Command('coffer');
   program
@@ -82,7 +128,7 @@ export function buildProgram(io: CliIo): Command {
   };
   const client = async (): Promise<CofferClient> => {
     const endpoint = io.env.COFFER_ADDR || DEFAULT_ADDR;
-    const token = await resolveToken(io);
+    const token = await resolveToken(io, state);
     return createClient({ endpoint, auth: { token: token ?? '' } });
   };
 
@@ -308,7 +354,8 @@ function parseTags(pairs: readonly string[]): Record<string, string> {
 
 /** Runs the CLI and returns its exit code. Errors print one line (or JSON with --json). */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
-  const program = buildProgram(io);
+  const state: RunState = {};
+  const program = buildProgram(io, state);
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
     return EXIT.ok;
@@ -331,7 +378,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const message =
       err instanceof CofferClientError || err instanceof CofferError ? err.message : 'unexpected error';
     if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);
-    else io.stderr.write(`coffer: ${message}${code !== 'internal' ? ` (${code})` : ''}\n`);
+    else {
+      io.stderr.write(`coffer: ${message}${code !== 'internal' ? ` (${code})` : ''}\n`);
+      const hint = code === 'unauthenticated' ? unauthenticatedHint(state) : undefined;
+      if (hint) io.stderr.write(`coffer: ${hint}\n`);
+    }
     if (!(err instanceof CofferClientError || err instanceof CofferError)) {
       io.stderr.write(`coffer: ${(err as Error)?.name ?? 'Error'}\n`);
     }
