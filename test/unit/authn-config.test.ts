@@ -86,6 +86,34 @@ describe('config file (COFFER_CONFIG)', () => {
     }
   });
 
+  it('when a single algorithm is written as a string, it is a list of one; a symmetric one is still refused', () => {
+    expect(parseConfig(`${minimal}    algorithms: ES256\n`).issuers[0]?.algorithms).toEqual(['ES256']);
+    expect(configError(`${minimal}    algorithms: HS256\n`)).toContain(
+      'issuers.0.algorithms.0: must be one of RS256',
+    );
+    expect(configError(`${minimal}    algorithms: []\n`)).toContain('issuers.0.algorithms');
+  });
+
+  it('when a field is missing or of the wrong shape, the message names the field, the issuer and what is expected', () => {
+    expect(configError('issuers: [{issuer: "https://a.example", audiences: x}]')).toBe(
+      'invalid configuration (test.yaml):\n  - issuers.0.alias: required (a string)',
+    );
+    expect(configError('issuers: [{alias: a, audiences: x}, {alias: b, issuer: "https://b.example"}]')).toBe(
+      'invalid configuration (test.yaml):\n' +
+        '  - issuers.0.issuer: required (a string) (issuer "a")\n' +
+        '  - issuers.1.audiences: required: an audience, or a list of 1-20 audiences (strings of 1-256 characters) (issuer "b")',
+    );
+    expect(configError(`${minimal}    claims: {groups: 5}\n`)).toContain(
+      'issuers.0.claims.groups: must be a claim name, or a list of 1-8 names',
+    );
+    expect(configError(`${minimal}    groupMapping: {admins: 5}\n`)).toContain(
+      'issuers.0.groupMapping.admins: must be a Coffer group name, or a list',
+    );
+    expect(configError(`${minimal}    login: {}\n`)).toContain(
+      'issuers.0.login.clientId: required (a string) (issuer "corp")',
+    );
+  });
+
   it('when an issuer is http on a non-loopback host, or loopback without the flag, it is refused', () => {
     expect(configError('issuers: [{alias: a, issuer: "http://idp.example.com", audiences: x}]')).toContain(
       'issuers.0.issuer: must use https',
