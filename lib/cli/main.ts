@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { DevIssuer } from '../authn/dev-issuer.js';
+import { DEV_ISSUER, DevIssuer } from '../authn/dev-issuer.js';
 import { type CofferClient, CofferClientError, createClient } from '../client/index.js';
 import { DEFAULT_ADDR, localSettings } from '../config.js';
 import { isLoopbackUrl, loadConfig } from '../config-file.js';
@@ -138,13 +138,16 @@ export function buildProgram(io: CliIo, state: RunState = {}): Command {
     .option('--dev', 'development mode (the only mode of the local server)')
     .action(async () => {
       const settings = localSettings(io.env, io.cwd);
+      const config = await loadConfig(io.env, io.cwd);
       const server = await startLocalServer(
         settings,
         jsonLogger((l) => io.stderr.write(`${l}\n`)),
-        await loadConfig(io.env, io.cwd),
+        config,
         { auditSink: (line) => io.stdout.write(`${line}\n`) },
       );
       io.stderr.write(`Coffer listening on ${server.url}\n`);
+      const issuers = [`dev (${DEV_ISSUER})`, ...config.issuers.map((i) => `${i.alias} (${i.issuer})`)];
+      io.stderr.write(`Token issuers: ${issuers.join(', ')}\n`);
       io.stderr.write(`Admin token: ${server.tokenFile}\n`);
       io.stderr.write(`Try: COFFER_ADDR=${server.url} npm run coffer -- put hello/world -\n`);
       await new Promise<void>((resolve) => {

@@ -96,6 +96,7 @@ describe('local server (npm start)', () => {
     await waitFor(first, 'Coffer listening on');
     expect(first.output()).toContain(`http://127.0.0.1:${port}`);
     expect(first.output()).toContain(join(dataDir, 'dev-token'));
+    expect(first.output()).toContain('Token issuers: dev (urn:coffer:dev)\n');
 
     for (const file of ['dev-token', 'keys/root-0001.key', 'keys/dev-issuer.pem']) {
       expect(((await stat(join(dataDir, file))).mode & 0o777).toString(8), file).toBe('600');
