@@ -339,7 +339,8 @@ function parseDocument(text: string, source: string, format: 'json' | 'yaml'): u
     throw new ConfigError(`configuration file ${source} is larger than 1 MiB`);
   }
   try {
-    if (format === 'json') return JSON.parse(text);
+    // A byte order mark (some Windows editors write one) is not JSON, but is no mistake either.
+    if (format === 'json') return JSON.parse(text.replace(/^\uFEFF/, ''));
     return YAML.parse(text, { uniqueKeys: true, maxAliasCount: 100, prettyErrors: true }) ?? {};
   } catch (err) {
     const detail = err instanceof Error ? err.message.split('\n')[0] : 'unreadable';

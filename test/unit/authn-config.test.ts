@@ -72,6 +72,35 @@ describe('config file (COFFER_CONFIG)', () => {
     expect(fromJson).toEqual(fromYaml);
   });
 
+  it('when a JSON file holds several issuers (with a byte order mark), each is read; a JSON mistake names the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-config-'));
+    const json = {
+      issuers: [
+        { alias: 'corp', issuer: 'https://login.example.com', audiences: 'coffer', algorithms: ['ES256'] },
+        {
+          alias: 'partner',
+          issuer: 'https://auth.partner.example/',
+          audiences: ['a', 'b'],
+          requireAtJwt: true,
+          groupMapping: { deployers: 'partner-deploy' },
+        },
+      ],
+    };
+    await writeFile(join(dir, 'coffer.json'), `\uFEFF${JSON.stringify(json, null, 2)}`);
+    const config = await loadConfig({ COFFER_CONFIG: 'coffer.json' }, dir);
+    expect(config.issuers.map((i) => [i.alias, i.issuer, i.audiences, i.algorithms, i.requireAtJwt])).toEqual(
+      [
+        ['corp', 'https://login.example.com', ['coffer'], ['ES256'], false],
+        ['partner', 'https://auth.partner.example/', ['a', 'b'], ['RS256'], true],
+      ],
+    );
+    expect(config.issuers[1]?.groupMapping).toEqual({ deployers: ['partner-deploy'] });
+    await writeFile(join(dir, 'broken.json'), '{"issuers": [,]}');
+    await expect(loadConfig({ COFFER_CONFIG: 'broken.json' }, dir)).rejects.toThrow(
+      `configuration file ${join(dir, 'broken.json')} is not valid JSON`,
+    );
+  });
+
   it('when COFFER_CONFIG names a missing file, it says which file', async () => {
     await expect(loadConfig({ COFFER_CONFIG: '/nonexistent/coffer.yaml' }, '/')).rejects.toThrow(
       'cannot read COFFER_CONFIG file /nonexistent/coffer.yaml (ENOENT)',
