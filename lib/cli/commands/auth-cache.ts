@@ -225,10 +225,12 @@ export async function loginCacheToken(
   }
   const expiresAt = expiryOf(tokens.access_token, tokens.expiresIn(), now);
   const refreshToken = tokens.refresh_token ?? record.refreshToken;
+  // The old expiry belongs to the old token: when the new one's is unknown, none is kept.
+  const { expiresAt: _old, ...rest } = record;
   await writeLoginCache(
     path,
     {
-      ...record,
+      ...rest,
       accessToken: tokens.access_token,
       refreshToken,
       ...(expiresAt !== undefined ? { expiresAt } : {}),
