@@ -10,7 +10,7 @@ import type { TokenVerifier } from './verifier.js';
 export interface CofferAuthenticatorOptions {
   /** One verifier per trusted issuer (the dev issuer is one more). Their `iss` must differ. */
   readonly verifiers: readonly TokenVerifier[];
-  /** Receives one line per refused token: the issuer alias and the check's code, never the token. */
+  /** Receives one line per refused request: why, the issuer alias, the request id; never the token. */
   readonly logger?: Logger;
 }
 
