@@ -49,7 +49,7 @@ export function parseDuration(raw: string): number {
 }
 
 /** Where the CLI's token came from, for the hint after a 401. */
-export type TokenSource = 'COFFER_TOKEN' | 'login' | 'dev-token' | 'none';
+export type TokenSource = 'COFFER_TOKEN' | 'login' | 'dev-token' | 'iam' | 'none';
 
 /** What runCli learns from the commands it runs. */
 interface RunState {
@@ -103,6 +103,8 @@ function unauthenticatedHint(state: RunState): string | undefined {
       return 'the server refused the token in COFFER_TOKEN (expired, or not from an issuer it trusts)';
     case 'login':
       return 'the server refused the token of "coffer login"; run "coffer login" again';
+    case 'iam':
+      return 'the request was signed with AWS credentials (COFFER_AUTH=iam); is COFFER_ADDR the API Gateway endpoint, and may this role call its /iam/v1 routes?';
     case 'dev-token':
       return `the server refused ${join(state.dataDir ?? '', 'dev-token')}; is COFFER_ADDR the server of that data dir?`;
     default:
@@ -128,6 +130,18 @@ export function buildProgram(io: CliIo, state: RunState = {}): Command {
   };
   const client = async (): Promise<CofferClient> => {
     const endpoint = io.env.COFFER_ADDR || DEFAULT_ADDR;
+    const auth = (io.env.COFFER_AUTH ?? '').trim().toLowerCase();
+    if (auth === 'iam') {
+      // An AWS workload (EC2, ECS, Lambda, CodeBuild…): SigV4 with the default credential chain on
+      // /iam/v1, so it needs only its role. The region comes from the execute-api host name, else
+      // from AWS_REGION / AWS_DEFAULT_REGION.
+      state.tokenSource = 'iam';
+      const region = io.env.AWS_REGION || io.env.AWS_DEFAULT_REGION;
+      return createClient({ endpoint, auth: { iam: region ? { region } : {} } });
+    }
+    if (auth !== '' && auth !== 'token') {
+      throw new InvalidArgumentError('COFFER_AUTH must be "token" (the default) or "iam"');
+    }
     const token = await resolveToken(io, state);
     return createClient({ endpoint, auth: { token: token ?? '' } });
   };
