@@ -87,13 +87,18 @@ export interface CofferConfig {
 const toArray = <T>(v: T | readonly T[]): T[] => (Array.isArray(v) ? [...v] : [v as T]);
 
 const claimName = z.string().min(1).max(256);
-const claimPath = z.union([claimName, z.array(claimName).min(1).max(8)]);
+const claimPath = z.union([claimName, z.array(claimName).min(1).max(8)], {
+  error: 'must be a claim name, or a list of 1-8 names (a path into nested objects)',
+});
 const groupName = z
   .string()
   .regex(/^[A-Za-z0-9._-]{1,64}$/, 'group names are 1-64 characters of A-Z a-z 0-9 . _ -');
 const attributeName = z
   .string()
   .regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/, 'attribute names are 1-64 characters of A-Z a-z 0-9 _');
+
+const ALGORITHM_MESSAGE = `must be one of ${ASYMMETRIC_ALGORITHMS.join(' ')}, or a list of them (asymmetric only: HMAC and none cannot be configured)`;
+const algorithm = z.enum(ASYMMETRIC_ALGORITHMS, { error: ALGORITHM_MESSAGE });
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 
@@ -130,8 +135,17 @@ const issuerSchema = z
       .string()
       .max(2048)
       .refine((i) => !RESERVED_ISSUERS.includes(i), 'this issuer is reserved for the dev issuer'),
-    audiences: z.union([claimName, z.array(claimName).min(1).max(20)]).transform(toArray),
-    algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS)).min(1).max(11).default(['RS256']),
+    audiences: z
+      .union([claimName, z.array(claimName).min(1).max(20)], {
+        error: (issue) =>
+          `${issue.input === undefined ? 'required: ' : 'must be '}an audience, or a list of 1-20 audiences (strings of 1-256 characters)`,
+      })
+      .transform(toArray),
+    // A single algorithm may be written as a string; element errors keep their index.
+    algorithms: z.preprocess(
+      (v) => (typeof v === 'string' ? [v] : v),
+      z.array(algorithm, { error: ALGORITHM_MESSAGE }).min(1).max(11).default(['RS256']),
+    ),
     requireAtJwt: z.boolean().default(false),
     claims: z
       .strictObject({
@@ -141,7 +155,15 @@ const issuerSchema = z
       })
       .default({ id: 'sub', groups: 'groups', attributes: {} }),
     groupMapping: z
-      .record(z.string().min(1).max(256), z.union([groupName, z.array(groupName).max(50)]).transform(toArray))
+      .record(
+        z.string().min(1).max(256),
+        z
+          .union([groupName, z.array(groupName).max(50)], {
+            error:
+              'must be a Coffer group name, or a list of up to 50 (1-64 characters of A-Z a-z 0-9 . _ -)',
+          })
+          .transform(toArray),
+      )
       .default({}),
     jwksRefreshSeconds: z.number().int().min(1).max(86_400).optional(),
     jwksUri: z.string().max(2048).optional(),
@@ -290,10 +312,22 @@ function applyEnv(raw: RawObject, env: Readonly<Record<string, string | undefine
   return { ...raw, issuers };
 }
 
-function formatIssues(source: string, error: z.ZodError): string {
+/** For an issue under `issuers.N`, the alias of that issuer (if it has a printable one), so the operator finds it. */
+function issuerLabel(path: readonly PropertyKey[], raw: RawObject): string {
+  if (path[0] !== 'issuers' || typeof path[1] !== 'number' || !Array.isArray(raw.issuers)) return '';
+  const entry = raw.issuers[path[1]];
+  const alias = isObject(entry) && typeof entry.alias === 'string' ? entry.alias.slice(0, 32) : undefined;
+  return alias && /^[\x20-\x7e]+$/.test(alias) ? ` (issuer "${alias}")` : '';
+}
+
+/** zod's "expected string, received undefined" means the field is missing. */
+const describeMessage = (message: string) =>
+  message.replace(/^Invalid input: expected (\w+), received undefined$/, 'required (a $1)');
+
+function formatIssues(source: string, error: z.ZodError, raw: RawObject): string {
   const lines = error.issues.slice(0, 10).map((issue) => {
     const where = issue.path.length > 0 ? issue.path.map(String).join('.') : '(top level)';
-    return `  - ${where}: ${issue.message}`;
+    return `  - ${where}: ${describeMessage(issue.message)}${issuerLabel(issue.path, raw)}`;
   });
   const more = error.issues.length > 10 ? [`  - and ${error.issues.length - 10} more`] : [];
   return [`invalid configuration (${source}):`, ...lines, ...more].join('\n');
@@ -305,7 +339,8 @@ function parseDocument(text: string, source: string, format: 'json' | 'yaml'): u
     throw new ConfigError(`configuration file ${source} is larger than 1 MiB`);
   }
   try {
-    if (format === 'json') return JSON.parse(text);
+    // A byte order mark (some Windows editors write one) is not JSON, but is no mistake either.
+    if (format === 'json') return JSON.parse(text.replace(/^\uFEFF/, ''));
     return YAML.parse(text, { uniqueKeys: true, maxAliasCount: 100, prettyErrors: true }) ?? {};
   } catch (err) {
     const detail = err instanceof Error ? err.message.split('\n')[0] : 'unreadable';
@@ -335,7 +370,7 @@ export function parseConfig(text: string, options: ParseConfigOptions = {}): Cof
     throw new ConfigError(`configuration file ${source} must hold one object at the top level`);
   const withEnv = applyEnv(doc, env);
   const result = configSchema.safeParse(withEnv);
-  if (!result.success) throw new ConfigError(formatIssues(source, result.error));
+  if (!result.success) throw new ConfigError(formatIssues(source, result.error, withEnv));
 
   const rawRefresh = env.COFFER_JWKS_REFRESH_SECONDS;
   let defaultRefresh = DEFAULT_JWKS_REFRESH_SECONDS;

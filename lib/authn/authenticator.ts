@@ -1,7 +1,8 @@
 import { decodeJwt } from 'jose';
 import { UnauthenticatedError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
-import { bearerToken } from './bearer.js';
+import { AuthRefusal, bearerToken } from './bearer.js';
+import { UnusableClaimsError } from './claims.js';
 import { isIamPath, principalFromIamCaller } from './iam.js';
 import type { Authenticator, AuthRequest, Principal } from './principal.js';
 import type { TokenVerifier } from './verifier.js';
@@ -9,15 +10,32 @@ import type { TokenVerifier } from './verifier.js';
 export interface CofferAuthenticatorOptions {
   /** One verifier per trusted issuer (the dev issuer is one more). Their `iss` must differ. */
   readonly verifiers: readonly TokenVerifier[];
-  /** Receives one line per refused token: the issuer alias and the check's code, never the token. */
+  /** Receives one line per refused request: why, the issuer alias, the request id; never the token. */
   readonly logger?: Logger;
 }
 
-/** A stable, non-secret reason for the operator's log (jose's error codes, or a class name). */
-function reasonOf(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') return code.slice(0, 64);
-  return err instanceof Error ? err.name.slice(0, 64) : 'unknown';
+/**
+ * Stable, non-secret fields saying why a token was refused, for the operator's log: our own
+ * refusal reason, or jose's error code with the claim and check that failed (`exp` `check_failed`,
+ * `aud` `check_failed`, `typ` `check_failed`, `exp` `missing`...).
+ */
+function reasonOf(err: unknown): Record<string, string> {
+  if (err instanceof AuthRefusal) return { reason: err.reason };
+  if (err instanceof UnusableClaimsError) return { reason: 'unusable_id_claim' };
+  const e = err as { code?: unknown; claim?: unknown; reason?: unknown } | null;
+  const code = e?.code;
+  if (typeof code !== 'string') return { reason: err instanceof Error ? err.name.slice(0, 64) : 'unknown' };
+  return {
+    reason: code.slice(0, 64),
+    ...(typeof e?.claim === 'string' ? { claim: e.claim.slice(0, 64) } : {}),
+    ...(typeof e?.reason === 'string' ? { check: e.reason.slice(0, 64) } : {}),
+  };
+}
+
+/** An unverified, caller-supplied string made safe to log: bounded and without control characters. */
+function loggable(value: string, max = 200): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the point is to remove them
+  return value.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, max);
 }
 
 /**
@@ -47,36 +65,46 @@ export class CofferAuthenticator implements Authenticator {
   }
 
   async authenticate(request: AuthRequest): Promise<Principal> {
+    const refuse = (fields: Record<string, string>): never => {
+      this.logger.warn('authentication refused', {
+        ...(request.requestId !== undefined ? { requestId: request.requestId } : {}),
+        ...fields,
+      });
+      throw new UnauthenticatedError();
+    };
     if (isIamPath(request.path)) {
-      if (!request.iamCaller) throw new UnauthenticatedError();
+      if (!request.iamCaller) return refuse({ method: 'iam', reason: 'no_iam_context' });
       try {
         return principalFromIamCaller(request.iamCaller);
       } catch (err) {
-        this.logger.warn('authentication refused', { method: 'iam', reason: 'unmapped_arn' });
-        throw err;
+        // The ARN comes from API Gateway's authorizer (the caller proved it), so it may be logged.
+        return refuse({ method: 'iam', ...reasonOf(err), arn: loggable(request.iamCaller.userArn, 2048) });
       }
     }
-    const token = bearerToken(request.authorization);
+    let token: string;
     let iss: unknown;
     try {
+      token = bearerToken(request.authorization);
       iss = decodeJwt(token).iss;
-    } catch {
-      throw new UnauthenticatedError();
+    } catch (err) {
+      return refuse({
+        method: 'bearer',
+        reason: err instanceof AuthRefusal ? err.reason : 'malformed_token',
+      });
     }
     const verifier = typeof iss === 'string' ? this.byIssuer.get(iss) : undefined;
     if (!verifier) {
-      this.logger.warn('authentication refused', { method: 'bearer', reason: 'unknown_issuer' });
-      throw new UnauthenticatedError();
+      // The unverified iss is logged so that an operator can see a near miss (a trailing slash).
+      return refuse({
+        method: 'bearer',
+        reason: 'unknown_issuer',
+        ...(typeof iss === 'string' ? { tokenIssuer: loggable(iss) } : {}),
+      });
     }
     try {
       return await verifier.verify(token);
     } catch (err) {
-      this.logger.warn('authentication refused', {
-        method: 'bearer',
-        issuer: verifier.alias,
-        reason: reasonOf(err),
-      });
-      throw new UnauthenticatedError();
+      return refuse({ method: 'bearer', issuer: verifier.alias, ...reasonOf(err) });
     }
   }
 }

@@ -1,8 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import { jwtVerify } from 'jose';
-import { UnauthenticatedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { CofferAuthenticator } from './authenticator.js';
+import { AuthRefusal } from './bearer.js';
 import { isUsableClaimString } from './claims.js';
 import { DEV_AUDIENCE, DEV_ISSUER, DEV_ISSUER_ALIAS } from './dev-issuer.js';
 import { checkProtectedHeader } from './oidc.js';
@@ -31,7 +31,7 @@ export class DevTokenVerifier implements TokenVerifier {
       clockTolerance: 60,
       requiredClaims: ['sub', 'exp', 'iat'],
     });
-    if (!isUsableClaimString(payload.sub)) throw new UnauthenticatedError();
+    if (!isUsableClaimString(payload.sub)) throw new AuthRefusal('unusable_id_claim');
     const groups = Array.isArray(payload.groups)
       ? payload.groups.filter((g): g is string => typeof g === 'string' && GROUP.test(g))
       : [];

@@ -1,4 +1,4 @@
-import { UnauthenticatedError } from '../errors.js';
+import { AuthRefusal } from './bearer.js';
 import type { IamCaller, Principal } from './principal.js';
 
 /** The route prefix on which API Gateway's IAM authorizer runs; the only place IAM callers exist. */
@@ -113,10 +113,12 @@ function parseCallerArn(arn: string): ParsedArn | undefined {
  */
 export function principalFromIamCaller(caller: IamCaller): Principal {
   const parsed = parseCallerArn(caller.userArn);
-  if (!parsed) throw new UnauthenticatedError();
+  if (!parsed) throw new AuthRefusal('unmapped_arn');
   const { type, partition, account, name, sessionName } = parsed;
   // The authorizer reports the account separately; if both are present they must agree.
-  if (caller.accountId !== undefined && caller.accountId !== account) throw new UnauthenticatedError();
+  if (caller.accountId !== undefined && caller.accountId !== account) {
+    throw new AuthRefusal('account_mismatch');
+  }
   const kind = type === 'User' ? 'user' : 'role';
   return {
     type,

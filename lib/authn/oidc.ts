@@ -8,8 +8,8 @@ import {
   type RemoteJWKSet,
 } from 'jose';
 import type { IssuerConfig } from '../config-file.js';
-import { UnauthenticatedError } from '../errors.js';
 import { describeError, type Logger, silentLogger } from '../log.js';
+import { AuthRefusal } from './bearer.js';
 import { principalFromClaims } from './claims.js';
 import { discoverJwksUri } from './discovery.js';
 import type { Principal } from './principal.js';
@@ -41,11 +41,18 @@ export interface OidcVerifierOptions {
  * never followed, and a token carrying them is refused outright), an allow-listed algorithm.
  */
 export function checkProtectedHeader(token: string, algorithms: readonly string[]): void {
-  const header = decodeProtectedHeader(token);
-  for (const name of FORBIDDEN_HEADERS) {
-    if (Object.hasOwn(header, name)) throw new UnauthenticatedError();
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch {
+    throw new AuthRefusal('malformed_header');
   }
-  if (typeof header.alg !== 'string' || !algorithms.includes(header.alg)) throw new UnauthenticatedError();
+  for (const name of FORBIDDEN_HEADERS) {
+    if (Object.hasOwn(header, name)) throw new AuthRefusal(`forbidden_header_${name}`);
+  }
+  if (typeof header.alg !== 'string' || !algorithms.includes(header.alg)) {
+    throw new AuthRefusal('algorithm_not_allowed');
+  }
 }
 
 /**
@@ -99,7 +106,7 @@ export class OidcTokenVerifier implements TokenVerifier {
 
   private keySet(): Promise<JWTVerifyGetKey> {
     if (this.keys) return this.keys;
-    if (this.now() < this.retryAt) return Promise.reject(new UnauthenticatedError());
+    if (this.now() < this.retryAt) return Promise.reject(new AuthRefusal('issuer_discovery_backoff'));
     const pending = this.resolveKeys();
     this.keys = pending;
     pending.catch((err) => {
@@ -139,7 +146,7 @@ export class OidcTokenVerifier implements TokenVerifier {
     return async (header, token) => {
       if (this.now() < this.jwksRetryAt) {
         const cached = jwks.fresh ? jwks.jwks()?.keys : undefined;
-        if (!cached?.some((k) => k.kid === header.kid)) throw new UnauthenticatedError();
+        if (!cached?.some((k) => k.kid === header.kid)) throw new AuthRefusal('jwks_fetch_backoff');
       }
       try {
         return await jwks(header, token);

@@ -31,6 +31,8 @@ export interface AuthRequest {
    * (`requestContext.authorizer.iam`). Never taken from a header.
    */
   readonly iamCaller?: IamCaller;
+  /** The request's id, so that the log line of a refusal can be matched with its audit record. */
+  readonly requestId?: string;
 }
 
 export interface IamCaller {

@@ -2,10 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { decodeJwt } from 'jose';
-import { DevIssuer } from '../authn/dev-issuer.js';
+import { DEV_ISSUER, DevIssuer } from '../authn/dev-issuer.js';
 import { type CofferClient, CofferClientError, createClient } from '../client/index.js';
 import { DEFAULT_ADDR, localSettings } from '../config.js';
-import { loadConfig } from '../config-file.js';
+import { isLoopbackUrl, loadConfig } from '../config-file.js';
 import { CofferError } from '../errors.js';
 import { type LocalServer, startLocalServer } from '../local/server.js';
 import { jsonLogger } from '../log.js';
@@ -53,12 +53,24 @@ export function parseDuration(raw: string): number {
 interface SentToken {
   readonly value: string;
   readonly source: string;
+  /** The token is the local data dir's dev-token. */
+  readonly devToken?: boolean;
 }
 
 /** What the commands of one CLI run share with the error printer. */
 export interface CliSession {
   token?: SentToken;
   endpoint?: string;
+  /** The requests were signed with AWS credentials (COFFER_AUTH=iam). */
+  iam?: boolean;
+}
+
+function isLoopbackAddress(addr: string): boolean {
+  try {
+    return isLoopbackUrl(new URL(addr));
+  } catch {
+    return false;
+  }
 }
 
 /** No token anywhere: said before any request is made. */
@@ -68,16 +80,19 @@ class NoTokenError extends CofferError {
 
 /**
  * The token the CLI sends: `COFFER_TOKEN`, else the login cache (see `coffer login`), else the
- * local data dir's dev token.
+ * local data dir's dev token, which is only ever sent to a loopback server (it belongs to the
+ * local server; a remote one would refuse it anyway, and need not see it).
  */
 async function resolveToken(io: CliIo): Promise<SentToken | undefined> {
   if (io.env.COFFER_TOKEN?.trim()) return { value: io.env.COFFER_TOKEN.trim(), source: 'COFFER_TOKEN' };
-  const cached = await loginCacheToken(io.env, io.env.COFFER_ADDR || DEFAULT_ADDR);
+  const server = io.env.COFFER_ADDR || DEFAULT_ADDR;
+  const cached = await loginCacheToken(io.env, server);
   if (cached) return { value: cached, source: 'the coffer login cache' };
+  if (!isLoopbackAddress(server)) return undefined;
   const file = join(localSettings(io.env, io.cwd).dataDir, 'dev-token');
   try {
     const value = (await readFile(file, 'utf8')).trim();
-    return value ? { value, source: file } : undefined;
+    return value ? { value, source: file, devToken: true } : undefined;
   } catch {
     return undefined;
   }
@@ -94,6 +109,9 @@ function refusedTokenMessage(token: SentToken): string {
   }
   if (exp !== undefined && exp * 1000 <= Date.now()) {
     return `the token from ${token.source} expired at ${new Date(exp * 1000).toISOString()}: mint a new one with "coffer token", or run "coffer login"`;
+  }
+  if (token.devToken) {
+    return `the server refused the token from ${token.source}: is COFFER_ADDR the server of that data dir?`;
   }
   return `the server refused the token from ${token.source} (not issued by an issuer it trusts, or for another server)`;
 }
@@ -123,10 +141,24 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   const client = async (): Promise<CofferClient> => {
     const endpoint = io.env.COFFER_ADDR || DEFAULT_ADDR;
     session.endpoint = endpoint;
+    const auth = (io.env.COFFER_AUTH ?? '').trim().toLowerCase();
+    if (auth === 'iam') {
+      // An AWS workload (EC2, ECS, Lambda, CodeBuild…): SigV4 with the default credential chain on
+      // /iam/v1, so it needs only its role. The region comes from the execute-api host name, else
+      // from AWS_REGION / AWS_DEFAULT_REGION.
+      session.iam = true;
+      const region = io.env.AWS_REGION || io.env.AWS_DEFAULT_REGION;
+      return createClient({ endpoint, auth: { iam: region ? { region } : {} } });
+    }
+    if (auth !== '' && auth !== 'token') {
+      throw new InvalidArgumentError('COFFER_AUTH must be "token" (the default) or "iam"');
+    }
     const token = await resolveToken(io);
     if (!token) {
       throw new NoTokenError(
-        `no token: set COFFER_TOKEN, run "coffer login", or start the local server (npm start), which writes ${join(localSettings(io.env, io.cwd).dataDir, 'dev-token')}`,
+        isLoopbackAddress(endpoint)
+          ? `no token: set COFFER_TOKEN, run "coffer login", or start the local server (npm start), which writes ${join(localSettings(io.env, io.cwd).dataDir, 'dev-token')}`
+          : `no token: set COFFER_TOKEN, run "coffer login" (the local dev-token is only sent to a server on this machine)`,
       );
     }
     session.token = token;
@@ -139,6 +171,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
     .option('--dev', 'development mode (the only mode of the local server)')
     .action(async () => {
       const settings = localSettings(io.env, io.cwd);
+      const config = await loadConfig(io.env, io.cwd);
       // Signals are taken from the start: a Ctrl-C or SIGTERM while DynamoDB Local is starting
       // aborts the start and stops what was started, rather than leave Java running.
       const abort = new AbortController();
@@ -168,7 +201,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
         server = await startLocalServer(
           settings,
           jsonLogger((l) => io.stderr.write(`${l}\n`)),
-          await loadConfig(io.env, io.cwd),
+          config,
           { auditSink: (line) => io.stdout.write(`${line}\n`), signal: abort.signal },
         );
       } catch (err) {
@@ -187,6 +220,8 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
         return;
       }
       io.stderr.write(`Coffer listening on ${server.url}\n`);
+      const issuers = [`dev (${DEV_ISSUER})`, ...config.issuers.map((i) => `${i.alias} (${i.issuer})`)];
+      io.stderr.write(`Token issuers: ${issuers.join(', ')}\n`);
       io.stderr.write(`Admin token: ${server.tokenFile}\n`);
       // The variables the CLI needs to find this server and its token, when not the defaults.
       const vars = [
@@ -454,6 +489,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       err instanceof CofferClientError || err instanceof CofferError ? err.message : 'unexpected error';
     if (err instanceof CofferClientError && err.code === 'unauthenticated' && session.token) {
       message = refusedTokenMessage(session.token);
+    } else if (err instanceof CofferClientError && err.code === 'unauthenticated' && session.iam) {
+      message =
+        'the request was signed with AWS credentials (COFFER_AUTH=iam) and refused: is COFFER_ADDR the API Gateway endpoint, and may this role call its /iam/v1 routes?';
     } else if (err instanceof CofferClientError && err.code === 'unreachable') {
       message = `${message}: is it running? Start it with "npm start", or set COFFER_ADDR`;
     } else if (

@@ -3,6 +3,7 @@ import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { z } from 'zod';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
+import { isIamPath } from '../authn/iam.js';
 import type { Authenticator, IamCaller, Principal } from '../authn/principal.js';
 import {
   AuditUnavailableError,
@@ -199,6 +200,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (status >= 500)
       logger.error('request failed', { requestId, code: body.error.code, ...describeError(err) });
     c.set('errorCode', body.error.code);
+    // RFC 9110 §11.6.1 / RFC 6750 §3: a 401 names the scheme; it is the same for every failure
+    // (no error or error_description that would tell an attacker which check failed). IAM routes
+    // are guarded by SigV4 at API Gateway, which has no challenge to offer.
+    if (status === 401 && !isIamPath(c.req.path)) {
+      c.header('www-authenticate', 'Bearer realm="coffer"');
+    }
     return c.json(body, status as 400);
   });
 
@@ -226,7 +233,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const ctx = c.get('audit');
     const principal = await authenticator.authenticate({
       authorization: authorizationHeaders(c.req.raw),
-      path: new URL(c.req.url).pathname,
+      // The path as the router decoded it (`/%69am/v1` is routed as `/iam/v1`), so that the IAM
+      // prefix cannot be reached without counting as the IAM prefix.
+      path: c.req.path,
+      requestId: c.get('requestId'),
       ...(c.get('connection').iamCaller ? { iamCaller: c.get('connection').iamCaller as IamCaller } : {}),
     });
     c.set('principal', principal);

@@ -104,6 +104,7 @@ describe('local server (npm start)', { timeout: E2E_TIMEOUT_MS }, () => {
     expect(first.output()).toContain(
       `COFFER_ADDR=http://127.0.0.1:${port} COFFER_DATA_DIR=${dataDir} npm run coffer -- put hello/world -`,
     );
+    expect(first.output()).toContain('Token issuers: dev (urn:coffer:dev)\n');
 
     for (const file of ['dev-token', 'keys/root-0001.key', 'keys/dev-issuer.pem']) {
       expect(((await stat(join(dataDir, file))).mode & 0o777).toString(8), file).toBe('600');
@@ -139,11 +140,28 @@ describe('local server (npm start)', { timeout: E2E_TIMEOUT_MS }, () => {
     for (const c of children) expect(alive(c), `child ${c} still running`).toBe(false);
     expect(first.output()).not.toContain(canary);
 
-    const second = startServer(env);
+    // A token minted now keeps working after a restart on another port: the dev issuer's iss is
+    // urn:coffer:dev, not a URL with the port in it.
+    const minted = await cli(['token', '--sub', 'carol', '--groups', 'admins'], cliEnv);
+    expect(minted.code, minted.stderr).toBe(0);
+    const otherPort = await freePort();
+    const second = startServer({ ...env, COFFER_PORT: String(otherPort) });
     running.push(second);
     await waitFor(second, 'Coffer listening on');
-    const again = await cli(['get', 'e2e/db/password'], cliEnv);
+    const secondEnv = { COFFER_ADDR: `http://127.0.0.1:${otherPort}`, COFFER_DATA_DIR: dataDir };
+    const again = await cli(['get', 'e2e/db/password'], secondEnv);
     expect(again.stdout).toBe(canary);
+    const who = await cli(['--json', 'whoami'], { ...secondEnv, COFFER_TOKEN: minted.stdout.trim() });
+    expect(who.code, who.stderr).toBe(0);
+    expect(JSON.parse(who.stdout)).toEqual({
+      type: 'User',
+      id: 'dev:carol',
+      entity: 'Coffer::User::"dev:carol"',
+      groups: ['admins'],
+      attributes: {},
+      authMethod: 'dev',
+      issuer: 'dev',
+    });
     const secondChildren = javaChildren(second.child.pid as number);
     second.child.kill('SIGINT');
     expect(await second.exited).toBe(0);
@@ -151,7 +169,7 @@ describe('local server (npm start)', { timeout: E2E_TIMEOUT_MS }, () => {
     for (const c of secondChildren) expect(alive(c)).toBe(false);
     expect(second.output()).not.toContain(canary);
     expect(await readFile(join(dataDir, 'dev-token'), 'utf8')).not.toContain(canary);
-  });
+  }, 120_000); // two starts of DynamoDB Local (a JVM) on a shared machine
 
   it('when a second server starts on the same data dir or port, it says so in one line and the first keeps serving', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'coffer-e2e-'));

@@ -1,8 +1,15 @@
 import { createHash } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runCli } from '../../lib/cli/main.js';
 import { type CofferClient, CofferClientError, createClient } from '../../lib/client/index.js';
 import { createHarness, type Harness } from '../support/harness.js';
 
@@ -223,5 +230,83 @@ describe('client: SigV4 through the app', () => {
     expect((await client.get('workload/db')).value).toBe('w-1');
     const [r] = await client.batchGet(['workload/db']);
     expect(r?.ok).toBe(true);
+  });
+});
+
+describe('CLI: COFFER_AUTH=iam', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
+  async function run(args: string[], env: Record<string, string>) {
+    let stdout = '';
+    let stderr = '';
+    const code = await runCli(args, {
+      env,
+      stdin: Object.assign(Readable.from([]), { isTTY: false }),
+      stdout: { write: (s: string) => (stdout += s) },
+      stderr: { write: (s: string) => (stderr += s) },
+      cwd: tmpdir(),
+    });
+    return { code, stdout, stderr };
+  }
+
+  it('when COFFER_AUTH=iam, the CLI signs with the default chain on /iam/v1 and sends no bearer token', async () => {
+    // The default credential chain reads the process environment (and caches what it found, so the
+    // same credentials as in the test above).
+    vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIDFROMENVIRONMENT1');
+    vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'env-secret-key');
+    vi.stubEnv('AWS_SESSION_TOKEN', '');
+    const seen: { path: string; authorization: string; amzDate: string }[] = [];
+    let status = 200;
+    const server = createServer((req, res) => {
+      seen.push({
+        path: req.url ?? '',
+        authorization: String(req.headers.authorization ?? ''),
+        amzDate: String(req.headers['x-amz-date'] ?? ''),
+      });
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(
+        status === 200
+          ? JSON.stringify({
+              type: 'Role',
+              id: 'arn:aws:iam::123456789012:role/app-role',
+              entity: 'Coffer::Role::"arn:aws:iam::123456789012:role/app-role"',
+              groups: [],
+              attributes: { account: '123456789012', sessionName: 'i-0abc' },
+              authMethod: 'iam',
+            })
+          : '{"error":{"code":"unauthenticated","message":"authentication required"}}',
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const addr = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const dataDir = await mkdtemp(join(tmpdir(), 'coffer-cli-iam-'));
+    await writeFile(join(dataDir, 'dev-token'), 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln\n');
+    const env = { COFFER_ADDR: addr, COFFER_AUTH: 'iam', AWS_REGION: REGION, COFFER_DATA_DIR: dataDir };
+    try {
+      const who = await run(['whoami'], env);
+      expect(who.code, who.stderr).toBe(0);
+      expect(who.stdout).toContain('Coffer::Role::"arn:aws:iam::123456789012:role/app-role"');
+      expect(seen[0]?.path).toBe('/iam/v1/whoami');
+      expect(seen[0]?.authorization).toMatch(
+        new RegExp(
+          `^AWS4-HMAC-SHA256 Credential=AKIDFROMENVIRONMENT1/\\d{8}/${REGION}/execute-api/aws4_request, `,
+        ),
+      );
+      expect(seen[0]?.amzDate).toMatch(/^\d{8}T\d{6}Z$/);
+
+      status = 401;
+      const refused = await run(['whoami'], env);
+      expect(refused.code).toBe(4);
+      expect(refused.stderr).toContain('COFFER_AUTH=iam');
+      expect(seen.every((s) => !s.authorization.startsWith('Bearer'))).toBe(true);
+
+      const bad = await run(['whoami'], { ...env, COFFER_AUTH: 'kerberos' });
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain('COFFER_AUTH must be "token" (the default) or "iam"');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

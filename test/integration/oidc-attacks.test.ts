@@ -68,6 +68,8 @@ describe('bearer token attacks', () => {
     expect(res.status).toBe(401);
     expect(Object.keys(res.body.error).sort()).toEqual(['code', 'message', 'requestId']);
     expect(res.body.error).toMatchObject(UNAUTHENTICATED);
+    // The challenge names the scheme only: no error code or description (RFC 6750 allows them).
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="coffer"');
     // Not even the secret listing route leaks anything else.
     const list = await h.call('GET', '/v1/list?prefix=', { token, headers });
     expect(list.status).toBe(401);
@@ -125,6 +127,15 @@ describe('bearer token attacks', () => {
     expect((await h.call('GET', '/v1/whoami', { token: withinSkew })).status).toBe(200);
   });
 
+  it('when a token expired 61 s ago or becomes valid in just over 60 s, it is refused; 55 s is within the skew', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    await expectRefused(await signToken(idpKey, valid({ iat: now - 900, exp: now - 61 })));
+    // nbf one second further than exp: a clock tick between signing and checking must not let it pass.
+    await expectRefused(await signToken(idpKey, valid({ nbf: now + 62 })));
+    const edge = await signToken(idpKey, valid({ iat: now - 900, exp: now - 55, nbf: now + 55 }));
+    expect((await h.call('GET', '/v1/whoami', { token: edge })).status).toBe(200);
+  });
+
   it('when the kid is unknown, it is refused', async () => {
     await expectRefused(await signToken(attacker, valid()));
     await expectRefused(await signToken({ ...attacker, kid: idp.signingKey.kid }, valid()));
@@ -165,7 +176,8 @@ describe('bearer token attacks', () => {
       'Bearer',
       'Bearer ',
       `Basic ${token}`,
-      `Bearer  ${token}`,
+      `Bearer\t${token}`,
+      `Bearer${token}`,
       `Bearer ${token} extra`,
       `Bearer ${token.split('.').slice(0, 2).join('.')}`,
       `Bearer ${token}.more`,
@@ -177,6 +189,21 @@ describe('bearer token attacks', () => {
       await expectRefused(null, { authorization });
     }
     await expectRefused(null);
+  });
+
+  it('when the scheme is written in another case or with extra spaces (RFC 9110: 1*SP), it is accepted', async () => {
+    const token = await signToken(idpKey, valid());
+    for (const authorization of [
+      `bearer ${token}`,
+      `BEARER ${token}`,
+      `bEaReR ${token}`,
+      `Bearer   ${token}`,
+      `  Bearer ${token}  `,
+    ]) {
+      const res = await h.call('GET', '/v1/whoami', { token: null, headers: { authorization } });
+      expect(res.status, authorization.slice(0, 12)).toBe(200);
+      expect(res.body.id).toBe('corp:svc-a');
+    }
   });
 
   it('when two Authorization headers are sent, it is refused', async () => {
@@ -202,5 +229,68 @@ describe('bearer token attacks', () => {
     expect(text).toContain('"reason":"ERR_JWT_EXPIRED"');
     expect(text).toContain('"reason":"unknown_issuer"');
     expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/);
+  });
+
+  it('when a token is refused, the one log line says which check failed, with the request id', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const token = await signToken(idpKey, valid());
+    const { exp: _drop, ...noExp } = valid();
+    const cases: [string | null, Record<string, string>, Record<string, string>][] = [
+      [null, {}, { method: 'bearer', reason: 'no_authorization_header' }],
+      [null, { authorization: `Basic ${token}` }, { reason: 'not_bearer_scheme' }],
+      [null, { authorization: 'Bearer a.b' }, { reason: 'malformed_token' }],
+      [
+        null,
+        { authorization: `Bearer ${token}, Bearer ${token}` },
+        { reason: 'several_authorization_headers' },
+      ],
+      [await signToken(idpKey, valid({ padding: 'x'.repeat(8 * 1024) })), {}, { reason: 'token_too_large' }],
+      [unsignedToken(valid()), {}, { issuer: 'corp', reason: 'algorithm_not_allowed' }],
+      [hs256WithPublicKey(idp.signingKey.publicJwk, valid()), {}, { reason: 'algorithm_not_allowed' }],
+      [
+        await signToken(attacker, valid(), { jku: `${decoy.url}/jwks` }),
+        {},
+        { reason: 'forbidden_header_jku' },
+      ],
+      [await signToken(attacker, valid(), { x5u: `${decoy.url}/c` }), {}, { reason: 'forbidden_header_x5u' }],
+      [
+        await signToken(attacker, valid(), { jwk: attacker.publicJwk }),
+        {},
+        { reason: 'forbidden_header_jwk' },
+      ],
+      [await signToken(attacker, valid()), {}, { reason: 'ERR_JWKS_NO_MATCHING_KEY' }],
+      [
+        tamperPayload(token, (c) => ({ ...c, sub: 'root' })),
+        {},
+        { reason: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' },
+      ],
+      [
+        await signToken(idpKey, valid({ iat: now - 900, exp: now - 61 })),
+        {},
+        { issuer: 'corp', reason: 'ERR_JWT_EXPIRED', claim: 'exp', check: 'check_failed' },
+      ],
+      [
+        await signToken(idpKey, noExp),
+        {},
+        { reason: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'exp', check: 'missing' },
+      ],
+      [await signToken(idpKey, valid({ nbf: now + 90 })), {}, { claim: 'nbf', check: 'check_failed' }],
+      [await signToken(idpKey, valid({ aud: 'other-api' })), {}, { claim: 'aud', check: 'check_failed' }],
+      [
+        await signToken(idpKey, valid({ iss: `${idp.issuer}/` })),
+        {},
+        { reason: 'unknown_issuer', tokenIssuer: `${idp.issuer}/` },
+      ],
+      [await signToken(idpKey, valid({ sub: '' })), {}, { issuer: 'corp', reason: 'unusable_id_claim' }],
+    ];
+    for (const [bearer, headers, expected] of cases) {
+      logs.length = 0;
+      const res = await h.call('GET', '/v1/whoami', { token: bearer, headers });
+      expect(res.status).toBe(401);
+      const refusals = logs.map((l) => JSON.parse(l)).filter((l) => l.message === 'authentication refused');
+      expect(refusals, JSON.stringify(expected)).toHaveLength(1);
+      expect(refusals[0]).toMatchObject({ level: 'warn', requestId: res.body.error.requestId, ...expected });
+      expect(logs.join('\n')).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/);
+    }
   });
 });

@@ -200,6 +200,19 @@ describe('IAM callers through the Lambda event', () => {
     expect(res.status).toBe(401);
   });
 
+  it('when the IAM prefix is percent-encoded, it is still the IAM prefix: a bearer token does not help', async () => {
+    for (const rawPath of ['/%69am/v1/whoami', '/i%61m/v1/whoami', '/iam/%761/whoami']) {
+      const res = await whoami(event('GET', rawPath, { headers: { authorization: `Bearer ${h.token}` } }));
+      expect(res.status, rawPath).toBe(401);
+      expect(res.body.error.code).toBe('unauthenticated');
+    }
+    // The same encoding on /v1 is just /v1.
+    const v1 = await whoami(
+      event('GET', '/%761/whoami', { headers: { authorization: `Bearer ${h.token}` } }),
+    );
+    expect(v1.body).toMatchObject({ id: 'dev:dev-admin', authMethod: 'dev' });
+  });
+
   it('when /v1 carries an IAM context, it is not taken as IAM', async () => {
     const noToken = await whoami(
       event('GET', '/v1/whoami', { iam: { userArn: 'arn:aws:iam::111122223333:user/alice' } }),

@@ -167,6 +167,19 @@ describe('JWKS cache and discovery', () => {
     expect(issuer.count('/jwks')).toBe(3);
   });
 
+  it('when the issuer is configured with a trailing slash, only tokens whose iss has it verify', async () => {
+    issuer = await startStaticIssuer();
+    const withSlash = `${issuer.issuer}/`;
+    issuer.lieAboutIssuer(withSlash); // the IdP's metadata says "…/", as Auth0's does
+    const auth = new CofferAuthenticator({ verifiers: [new OidcTokenVerifier(issuerConfig(withSlash))] });
+    const ok = await signToken(issuer.current, accessClaims(withSlash, 'coffer', 'a'));
+    expect((await auth.authenticate(request(ok))).id).toBe('rot:a');
+    const noSlash = await signToken(issuer.current, accessClaims(issuer.issuer, 'coffer', 'a'));
+    await expect(auth.authenticate(request(noSlash))).rejects.toBeInstanceOf(UnauthenticatedError);
+    const twoSlashes = await signToken(issuer.current, accessClaims(`${withSlash}/`, 'coffer', 'a'));
+    await expect(auth.authenticate(request(twoSlashes))).rejects.toBeInstanceOf(UnauthenticatedError);
+  });
+
   it('when a jwksUri is configured, discovery is skipped', async () => {
     issuer = await startStaticIssuer();
     const auth = new CofferAuthenticator({

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -184,6 +184,59 @@ describe('coffer login', () => {
       expect(seen).toHaveLength(0);
     } finally {
       await new Promise<void>((resolve) => other.close(() => resolve()));
+    }
+  });
+
+  it('when no login applies, the data dir dev token goes to a loopback server only, and a 401 says which token failed', async () => {
+    const dataDir = join(dir, 'dev-data');
+    await mkdir(dataDir, { recursive: true });
+    const devToken = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln';
+    await writeFile(join(dataDir, 'dev-token'), `${devToken}\n`, { mode: 0o600 });
+    const seen: { host: string; authorization?: string }[] = [];
+    const refuse = (host: string) =>
+      createServer((req, res) => {
+        seen.push({
+          host,
+          ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+        });
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end('{"error":{"code":"unauthenticated","message":"authentication required"}}');
+      });
+    const local = refuse('127.0.0.1');
+    // Coffer's loopback set is 127.0.0.1, [::1] and localhost; 127.0.0.2 stands in for a remote server.
+    const remote = refuse('127.0.0.2');
+    await new Promise<void>((resolve) => local.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => remote.listen(0, '127.0.0.2', resolve));
+    const base = { ...env, COFFER_DATA_DIR: dataDir };
+    try {
+      const toLocal = cli(['whoami'], {
+        ...base,
+        COFFER_ADDR: `http://127.0.0.1:${(local.address() as AddressInfo).port}`,
+      });
+      expect(await toLocal.done).toBe(4);
+      expect(toLocal.stderr()).toBe(
+        `coffer: the server refused the token from ${join(dataDir, 'dev-token')}: is COFFER_ADDR the server of that data dir? (unauthenticated)\n`,
+      );
+      const toRemote = cli(['whoami'], {
+        ...base,
+        COFFER_ADDR: `http://127.0.0.2:${(remote.address() as AddressInfo).port}`,
+      });
+      expect(await toRemote.done).toBe(4);
+      // No token for a remote server: the CLI says so and sends nothing there.
+      expect(toRemote.stderr()).toContain('coffer: no token: set COFFER_TOKEN, run "coffer login"');
+      expect(toRemote.stderr()).toContain('only sent to a server on this machine');
+      expect(seen).toEqual([{ host: '127.0.0.1', authorization: `Bearer ${devToken}` }]);
+      const withEnvToken = cli(['whoami'], {
+        ...base,
+        COFFER_TOKEN: 'not-a-token',
+        COFFER_ADDR: `http://127.0.0.2:${(remote.address() as AddressInfo).port}`,
+      });
+      expect(await withEnvToken.done).toBe(4);
+      expect(withEnvToken.stderr()).toContain('the server refused the token from COFFER_TOKEN');
+      expect(withEnvToken.stderr()).not.toContain('not-a-token');
+    } finally {
+      await new Promise<void>((resolve) => local.close(() => resolve()));
+      await new Promise<void>((resolve) => remote.close(() => resolve()));
     }
   });
 

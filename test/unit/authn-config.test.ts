@@ -72,6 +72,35 @@ describe('config file (COFFER_CONFIG)', () => {
     expect(fromJson).toEqual(fromYaml);
   });
 
+  it('when a JSON file holds several issuers (with a byte order mark), each is read; a JSON mistake names the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-config-'));
+    const json = {
+      issuers: [
+        { alias: 'corp', issuer: 'https://login.example.com', audiences: 'coffer', algorithms: ['ES256'] },
+        {
+          alias: 'partner',
+          issuer: 'https://auth.partner.example/',
+          audiences: ['a', 'b'],
+          requireAtJwt: true,
+          groupMapping: { deployers: 'partner-deploy' },
+        },
+      ],
+    };
+    await writeFile(join(dir, 'coffer.json'), `\uFEFF${JSON.stringify(json, null, 2)}`);
+    const config = await loadConfig({ COFFER_CONFIG: 'coffer.json' }, dir);
+    expect(config.issuers.map((i) => [i.alias, i.issuer, i.audiences, i.algorithms, i.requireAtJwt])).toEqual(
+      [
+        ['corp', 'https://login.example.com', ['coffer'], ['ES256'], false],
+        ['partner', 'https://auth.partner.example/', ['a', 'b'], ['RS256'], true],
+      ],
+    );
+    expect(config.issuers[1]?.groupMapping).toEqual({ deployers: ['partner-deploy'] });
+    await writeFile(join(dir, 'broken.json'), '{"issuers": [,]}');
+    await expect(loadConfig({ COFFER_CONFIG: 'broken.json' }, dir)).rejects.toThrow(
+      `configuration file ${join(dir, 'broken.json')} is not valid JSON`,
+    );
+  });
+
   it('when COFFER_CONFIG names a missing file, it says which file', async () => {
     await expect(loadConfig({ COFFER_CONFIG: '/nonexistent/coffer.yaml' }, '/')).rejects.toThrow(
       'cannot read COFFER_CONFIG file /nonexistent/coffer.yaml (ENOENT)',
@@ -84,6 +113,34 @@ describe('config file (COFFER_CONFIG)', () => {
       expect(message).toContain('issuers.0.algorithms.1');
       expect(message).toContain('RS256');
     }
+  });
+
+  it('when a single algorithm is written as a string, it is a list of one; a symmetric one is still refused', () => {
+    expect(parseConfig(`${minimal}    algorithms: ES256\n`).issuers[0]?.algorithms).toEqual(['ES256']);
+    expect(configError(`${minimal}    algorithms: HS256\n`)).toContain(
+      'issuers.0.algorithms.0: must be one of RS256',
+    );
+    expect(configError(`${minimal}    algorithms: []\n`)).toContain('issuers.0.algorithms');
+  });
+
+  it('when a field is missing or of the wrong shape, the message names the field, the issuer and what is expected', () => {
+    expect(configError('issuers: [{issuer: "https://a.example", audiences: x}]')).toBe(
+      'invalid configuration (test.yaml):\n  - issuers.0.alias: required (a string)',
+    );
+    expect(configError('issuers: [{alias: a, audiences: x}, {alias: b, issuer: "https://b.example"}]')).toBe(
+      'invalid configuration (test.yaml):\n' +
+        '  - issuers.0.issuer: required (a string) (issuer "a")\n' +
+        '  - issuers.1.audiences: required: an audience, or a list of 1-20 audiences (strings of 1-256 characters) (issuer "b")',
+    );
+    expect(configError(`${minimal}    claims: {groups: 5}\n`)).toContain(
+      'issuers.0.claims.groups: must be a claim name, or a list of 1-8 names',
+    );
+    expect(configError(`${minimal}    groupMapping: {admins: 5}\n`)).toContain(
+      'issuers.0.groupMapping.admins: must be a Coffer group name, or a list',
+    );
+    expect(configError(`${minimal}    login: {}\n`)).toContain(
+      'issuers.0.login.clientId: required (a string) (issuer "corp")',
+    );
   });
 
   it('when an issuer is http on a non-loopback host, or loopback without the flag, it is refused', () => {

@@ -98,6 +98,36 @@ describe('IAM ARN mapping', () => {
         authMethod: 'iam',
       },
     ],
+    [
+      'arn:aws-us-gov:iam::111122223333:user/ops/bob+ci=1,a.b@c-d',
+      {
+        type: 'User',
+        id: 'arn:aws-us-gov:iam::111122223333:user/bob+ci=1,a.b@c-d',
+        groups: [],
+        attributes: { account: '111122223333' },
+        authMethod: 'iam',
+      },
+    ],
+    [
+      'arn:aws-us-gov:sts::111122223333:assumed-role/deployer/botocore-session-1700000000',
+      {
+        type: 'Role',
+        id: 'arn:aws-us-gov:iam::111122223333:role/deployer',
+        groups: [],
+        attributes: { account: '111122223333', sessionName: 'botocore-session-1700000000' },
+        authMethod: 'iam',
+      },
+    ],
+    [
+      'arn:aws-cn:iam::111122223333:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS',
+      {
+        type: 'Role',
+        id: 'arn:aws-cn:iam::111122223333:role/AWSServiceRoleForECS',
+        groups: [],
+        attributes: { account: '111122223333' },
+        authMethod: 'iam',
+      },
+    ],
   ];
   for (const [arn, expected] of cases) {
     it(`when the caller is ${arn}, it maps to ${expected.type}::"${expected.id}"`, () => {
@@ -116,7 +146,13 @@ describe('IAM ARN mapping', () => {
   it('when the caller is root, a federated user, malformed or from another account than reported, it refuses', () => {
     for (const userArn of [
       'arn:aws:iam::111122223333:root',
+      'arn:aws-us-gov:iam::111122223333:root',
+      'arn:aws-cn:iam::111122223333:root',
       'arn:aws:sts::111122223333:federated-user/bob',
+      'arn:aws-cn:sts::111122223333:federated-user/bob',
+      'arn:aws:sts::111122223333:assumed-role/deployer/s',
+      'arn:aws:iam::111122223333:user/alice/',
+      'arn:evil:iam::111122223333:user/alice',
       'arn:aws:sts::111122223333:assumed-role/deployer',
       'arn:aws:sts::111122223333:assumed-role/path/deployer/session',
       'arn:aws:iam::1111:user/alice',
@@ -188,6 +224,46 @@ describe('authenticator routing between IAM and bearer tokens', () => {
     await expect(
       auth.authenticate({ path: '/iam/v10/whoami', authorization: [], iamCaller }),
     ).rejects.toBeInstanceOf(UnauthenticatedError);
+  });
+
+  it('when an IAM request is refused, the log says why and names the ARN API Gateway proved', async () => {
+    const logs: Record<string, unknown>[] = [];
+    const capture = {
+      info() {},
+      error() {},
+      warn: (message: string, f?: Record<string, unknown>) => logs.push({ message, ...f }),
+    };
+    const logged = new CofferAuthenticator({ verifiers: [verifier], logger: capture });
+    const cases: [Parameters<typeof logged.authenticate>[0], Record<string, unknown>][] = [
+      [
+        { path: '/iam/v1/whoami', authorization: [`Bearer ${token}`], requestId: 'r1' },
+        { reason: 'no_iam_context' },
+      ],
+      [
+        {
+          path: '/iam/v1/whoami',
+          authorization: [],
+          iamCaller: { userArn: 'arn:aws:iam::111122223333:root' },
+        },
+        { reason: 'unmapped_arn', arn: 'arn:aws:iam::111122223333:root' },
+      ],
+      [
+        { path: '/iam/v1/whoami', authorization: [], iamCaller: { ...iamCaller, accountId: '444455556666' } },
+        { reason: 'account_mismatch', arn: iamCaller.userArn },
+      ],
+    ];
+    for (const [request, expected] of cases) {
+      logs.length = 0;
+      await expect(logged.authenticate(request)).rejects.toBeInstanceOf(UnauthenticatedError);
+      expect(logs).toEqual([
+        {
+          message: 'authentication refused',
+          method: 'iam',
+          ...(request.requestId ? { requestId: request.requestId } : {}),
+          ...expected,
+        },
+      ]);
+    }
   });
 
   it('when two verifiers claim one issuer, it refuses to start', () => {

@@ -110,7 +110,14 @@ describe('client options', () => {
     expect(regionOfEndpoint(new URL('https://a1b2c3.execute-api.cn-north-1.amazonaws.com.cn/prod'))).toBe(
       'cn-north-1',
     );
+    expect(regionOfEndpoint(new URL('https://a1b2c3.execute-api.us-gov-west-1.amazonaws.com'))).toBe(
+      'us-gov-west-1',
+    );
     expect(regionOfEndpoint(new URL('https://secrets.example.com'))).toBeUndefined();
+    // A look-alike host of someone else's domain names no region.
+    expect(
+      regionOfEndpoint(new URL('https://x.execute-api.us-east-1.amazonaws.com.evil.example')),
+    ).toBeUndefined();
   });
 
   it('when a path has a "." or ".." segment, it refuses it without a request (a URL would resolve it away)', async () => {

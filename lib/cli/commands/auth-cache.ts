@@ -78,9 +78,24 @@ export async function readLoginCache(path: string): Promise<LoginRecord | undefi
   }
 }
 
+export interface WriteCacheOptions {
+  /**
+   * The directory is Coffer's own (the default `.../coffer/`): it is made 0700 even if it already
+   * existed with a wider mode. A directory named through `COFFER_LOGIN_CACHE` is the user's
+   * choice and is only created 0700, never changed.
+   */
+  readonly ownDirectory?: boolean;
+}
+
 /** Writes the cache 0600 (directory 0700) through a temp file and a rename, so it is never half written. */
-export async function writeLoginCache(path: string, record: LoginRecord): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+export async function writeLoginCache(
+  path: string,
+  record: LoginRecord,
+  options: WriteCacheOptions = {},
+): Promise<void> {
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (options.ownDirectory) await chmod(dir, 0o700);
   const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     await writeFile(temp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
@@ -91,6 +106,9 @@ export async function writeLoginCache(path: string, record: LoginRecord): Promis
     throw err;
   }
 }
+
+/** True when the cache lives in Coffer's own directory (no `COFFER_LOGIN_CACHE`). */
+export const ownsCacheDirectory = (env: Env): boolean => !env.COFFER_LOGIN_CACHE;
 
 export async function deleteLoginCache(path: string): Promise<boolean> {
   try {
@@ -207,11 +225,17 @@ export async function loginCacheToken(
   }
   const expiresAt = expiryOf(tokens.access_token, tokens.expiresIn(), now);
   const refreshToken = tokens.refresh_token ?? record.refreshToken;
-  await writeLoginCache(path, {
-    ...record,
-    accessToken: tokens.access_token,
-    refreshToken,
-    ...(expiresAt !== undefined ? { expiresAt } : {}),
-  });
+  // The old expiry belongs to the old token: when the new one's is unknown, none is kept.
+  const { expiresAt: _old, ...rest } = record;
+  await writeLoginCache(
+    path,
+    {
+      ...rest,
+      accessToken: tokens.access_token,
+      refreshToken,
+      ...(expiresAt !== undefined ? { expiresAt } : {}),
+    },
+    { ownDirectory: ownsCacheDirectory(env) },
+  );
   return tokens.access_token;
 }

@@ -15,6 +15,7 @@ import {
   loginCachePath,
   normalizeServer,
   oauthReason,
+  ownsCacheDirectory,
   writeLoginCache,
 } from './auth-cache.js';
 
@@ -242,7 +243,7 @@ export function registerLoginCommands(program: Command, io: CliIo): void {
         ...(tokens.refresh_token ? { refreshToken: tokens.refresh_token } : {}),
         ...(expiresAt !== undefined ? { expiresAt } : {}),
       };
-      await writeLoginCache(path, record);
+      await writeLoginCache(path, record, { ownDirectory: ownsCacheDirectory(io.env) });
       const summary = {
         server,
         issuer: target.issuer,
