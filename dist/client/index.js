@@ -469,8 +469,8 @@ var CofferClient = class {
     return this.send({ method: "GET", route: "/list", query, idempotent: true });
   }
   /**
-   * Every page of a listing, following cursors. A page may be short or empty (policy filtering)
-   * while more follow.
+   * Every page of a listing, following cursors. Every page but the last holds `limit` entries
+   * (the server skips what the caller may not list).
    *
    * @example
    * for await (const page of coffer.list('team-a/')) for (const item of page.items) console.log(item.path);
