@@ -73,6 +73,14 @@ function isLoopbackAddress(addr: string): boolean {
   }
 }
 
+function isHttpUrl(addr: string): boolean {
+  try {
+    return /^https?:$/.test(new URL(addr).protocol);
+  } catch {
+    return false;
+  }
+}
+
 /** No token anywhere: said before any request is made. */
 class NoTokenError extends CofferError {
   static override readonly code = 'unauthenticated';
@@ -154,6 +162,10 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
       throw new InvalidArgumentError('COFFER_AUTH must be "token" (the default) or "iam"');
     }
     const token = await resolveToken(io);
+    // A malformed COFFER_ADDR is the problem to report, not the token it found none for.
+    if (!token && !isHttpUrl(endpoint)) {
+      throw new CofferClientError('invalid_config', 0, 'endpoint must be an http(s) URL');
+    }
     if (!token) {
       throw new NoTokenError(
         isLoopbackAddress(endpoint)
