@@ -99,6 +99,11 @@ describe('coffer keygen', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('already exists');
     expect(await readFile(join(dir, 'alice.key'), 'utf8')).toBe(before);
+    const dash = await cli(['keygen', '-o', '-']);
+    expect(dash.code).toBe(2);
+    expect(dash.stderr).toContain('give -o FILE, not -');
+    expect(dash.stdout).not.toContain('AGE-SECRET-KEY');
+    await expect(stat(join(dir, '-'))).rejects.toThrow();
     const json = await cli(['--json', 'keygen', '-o', 'json.key']);
     expect(JSON.parse(json.stdout)).toMatchObject({
       recipient: expect.stringMatching(/^age1/),

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { newIdentity } from '../bundle.js';
 import { writeFileAtomic } from '../files.js';
 import type { CliIo } from '../main.js';
@@ -15,6 +15,10 @@ export function registerKeygenCommand(program: Command, io: CliIo): void {
     .description('create an age identity (0600) to receive bundles; prints its recipient (public key)')
     .requiredOption('-o, --output <file>', 'identity file to create (never overwritten)')
     .action(async (opts: { output: string }) => {
+      // A private key belongs in a 0600 file, not in a terminal's scrollback or a pipe.
+      if (opts.output === '-') {
+        throw new InvalidArgumentError('keygen writes the identity to a file (mode 0600): give -o FILE, not -');
+      }
       const out = output(program, io);
       const target = resolve(io.cwd, opts.output);
       const { recipient, file } = await newIdentity();
