@@ -17,7 +17,9 @@ export function registerKeygenCommand(program: Command, io: CliIo): void {
     .action(async (opts: { output: string }) => {
       // A private key belongs in a 0600 file, not in a terminal's scrollback or a pipe.
       if (opts.output === '-') {
-        throw new InvalidArgumentError('keygen writes the identity to a file (mode 0600): give -o FILE, not -');
+        throw new InvalidArgumentError(
+          'keygen writes the identity to a file (mode 0600): give -o FILE, not -',
+        );
       }
       const out = output(program, io);
       const target = resolve(io.cwd, opts.output);
