@@ -211,6 +211,20 @@ function positive(value, fallback, name) {
   return value;
 }
 
+// lib/client/endpoint.ts
+function parseEndpoint(endpoint) {
+  let url;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new CofferClientError("invalid_config", 0, "endpoint must be an http(s) URL");
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new CofferClientError("invalid_config", 0, "endpoint must be an http(s) URL");
+  }
+  return url;
+}
+
 // lib/client/retry.ts
 function retryPolicy(options = {}) {
   const maxAttempts = options.maxAttempts ?? 3;
@@ -323,13 +337,7 @@ var cacheKey = (path, version) => `${path}#${version ?? "latest"}`;
 var CofferClient = class {
   constructor(options) {
     this.options = options;
-    let url;
-    try {
-      url = new URL(options.endpoint);
-      if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("protocol");
-    } catch {
-      throw new CofferClientError("invalid_config", 0, "endpoint must be an http(s) URL");
-    }
+    const url = parseEndpoint(options.endpoint);
     this.endpoint = options.endpoint.replace(/\/+$/, "");
     const auth = options.auth;
     const kinds = [auth.token !== void 0, auth.tokenProvider !== void 0, auth.iam !== void 0];

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { decodeJwt } from 'jose';
 import { DEV_ISSUER, DevIssuer } from '../authn/dev-issuer.js';
+import { parseEndpoint } from '../client/endpoint.js';
 import { type CofferClient, CofferClientError, createClient } from '../client/index.js';
 import { DEFAULT_ADDR, localSettings } from '../config.js';
 import { isLoopbackUrl, loadConfig } from '../config-file.js';
@@ -65,22 +66,6 @@ export interface CliSession {
   iam?: boolean;
 }
 
-function isLoopbackAddress(addr: string): boolean {
-  try {
-    return isLoopbackUrl(new URL(addr));
-  } catch {
-    return false;
-  }
-}
-
-function isHttpUrl(addr: string): boolean {
-  try {
-    return /^https?:$/.test(new URL(addr).protocol);
-  } catch {
-    return false;
-  }
-}
-
 /** No token anywhere: said before any request is made. */
 class NoTokenError extends CofferError {
   static override readonly code = 'unauthenticated';
@@ -91,12 +76,11 @@ class NoTokenError extends CofferError {
  * local data dir's dev token, which is only ever sent to a loopback server (it belongs to the
  * local server; a remote one would refuse it anyway, and need not see it).
  */
-async function resolveToken(io: CliIo): Promise<SentToken | undefined> {
+async function resolveToken(io: CliIo, endpoint: string, url: URL): Promise<SentToken | undefined> {
   if (io.env.COFFER_TOKEN?.trim()) return { value: io.env.COFFER_TOKEN.trim(), source: 'COFFER_TOKEN' };
-  const server = io.env.COFFER_ADDR || DEFAULT_ADDR;
-  const cached = await loginCacheToken(io.env, server);
+  const cached = await loginCacheToken(io.env, endpoint);
   if (cached) return { value: cached, source: 'the coffer login cache' };
-  if (!isLoopbackAddress(server)) return undefined;
+  if (!isLoopbackUrl(url)) return undefined;
   const file = join(localSettings(io.env, io.cwd).dataDir, 'dev-token');
   try {
     const value = (await readFile(file, 'utf8')).trim();
@@ -161,14 +145,12 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
     if (auth !== '' && auth !== 'token') {
       throw new InvalidArgumentError('COFFER_AUTH must be "token" (the default) or "iam"');
     }
-    const token = await resolveToken(io);
-    // A malformed COFFER_ADDR is the problem to report, not the token it found none for.
-    if (!token && !isHttpUrl(endpoint)) {
-      throw new CofferClientError('invalid_config', 0, 'endpoint must be an http(s) URL');
-    }
+    // A malformed COFFER_ADDR is the problem to report, before any token is looked for.
+    const url = parseEndpoint(endpoint);
+    const token = await resolveToken(io, endpoint, url);
     if (!token) {
       throw new NoTokenError(
-        isLoopbackAddress(endpoint)
+        isLoopbackUrl(url)
           ? `no token: set COFFER_TOKEN, run "coffer login", or start the local server (npm start), which writes ${join(localSettings(io.env, io.cwd).dataDir, 'dev-token')}`
           : `no token: set COFFER_TOKEN, run "coffer login" (the local dev-token is only sent to a server on this machine)`,
       );

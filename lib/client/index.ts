@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type CacheOptions, SecretCache } from './cache.js';
+import { parseEndpoint } from './endpoint.js';
 import {
   CofferClientError,
   CofferInvalidRequestError,
@@ -208,13 +209,7 @@ export class CofferClient {
   private readonly signer: SigV4RequestSigner | undefined;
 
   constructor(private readonly options: ClientOptions) {
-    let url: URL;
-    try {
-      url = new URL(options.endpoint);
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('protocol');
-    } catch {
-      throw new CofferClientError('invalid_config', 0, 'endpoint must be an http(s) URL');
-    }
+    const url = parseEndpoint(options.endpoint);
     this.endpoint = options.endpoint.replace(/\/+$/, '');
     const auth = options.auth as { token?: unknown; tokenProvider?: unknown; iam?: unknown };
     const kinds = [auth.token !== undefined, auth.tokenProvider !== undefined, auth.iam !== undefined];

@@ -506,8 +506,9 @@ export class SecretService {
     let scan = FOLDER_FIRST_SCAN;
     do {
       const page = await this.store.list(entry.path, { limit: scan, ...(cursor ? { cursor } : {}) });
-      for (const head of page.heads) {
-        if (!head.deletedAt && this.allowed(caller, 'list', resourceOf(head))) return true;
+      // Without a delimiter every entry is a head.
+      for (const e of page.entries) {
+        if (e.kind === 'head' && (await this.listable(caller, e))) return true;
       }
       cursor = page.cursor;
       scan = Math.min(LIST_SCAN_PAGE, scan * 2);

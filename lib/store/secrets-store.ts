@@ -103,9 +103,7 @@ export type ListEntry =
   | { readonly kind: 'folder'; readonly path: string };
 
 export interface ListPage {
-  readonly heads: SecretHead[];
-  readonly folders: string[];
-  /** Heads and folders together, in the order they were found (the order cursors follow). */
+  /** Heads and folders, in the order they were found (the order cursors follow). */
   readonly entries: ListEntry[];
   readonly cursor?: string;
 }
@@ -507,11 +505,9 @@ export class SecretsStore {
     options: { delimiter?: string; limit: number; cursor?: string },
   ): Promise<ListPage> {
     const cursor = decodeCursor(options.cursor);
-    const heads: SecretHead[] = [];
-    const folders: string[] = [];
     const entries: ListEntry[] = [];
     const { delimiter, limit } = options;
-    const full = () => heads.length + folders.length >= limit;
+    const full = () => entries.length >= limit;
 
     // Walks one head partition after the sort key `after` ('' = from the start), filling the
     // page. Returns the sort key to resume after, or undefined when the partition is exhausted.
@@ -529,7 +525,7 @@ export class SecretsStore {
             }),
             // +2: the inclusive lower bound may return the last item already seen, and one more
             // item tells whether the page is full with more to come.
-            Limit: Math.min(1000, limit - heads.length - folders.length + 2),
+            Limit: Math.min(1000, limit - entries.length + 2),
             ConsistentRead: true,
           }),
         );
@@ -545,16 +541,13 @@ export class SecretsStore {
           const cut = delimiter ? path.indexOf(delimiter, prefix.length) : -1;
           if (delimiter && cut !== -1) {
             const folder = path.slice(0, cut + delimiter.length);
-            folders.push(folder);
             entries.push({ kind: 'folder', path: folder });
             // Jump past everything under the folder with the next query.
             lower = `H#${folder}${HIGH}`;
             rolledUp = true;
             break;
           }
-          const head = toHead(item);
-          heads.push(head);
-          entries.push({ kind: 'head', head });
+          entries.push({ kind: 'head', head: toHead(item) });
           lower = sk;
         }
         if (rolledUp) continue;
@@ -567,8 +560,6 @@ export class SecretsStore {
       if (cursor && cursor.r !== undefined) throw new InvalidCursorError('invalid cursor');
       const resume = await walk(firstSegment(prefix), cursor?.k ?? '');
       return {
-        heads,
-        folders,
         entries,
         ...(resume !== undefined ? { cursor: encodeCursor({ k: resume }) } : {}),
       };
@@ -596,13 +587,12 @@ export class SecretsStore {
       for (const raw of out.Items ?? []) {
         const root = String(unmarshall(raw).sk).slice(2);
         const after = root === fromRoot ? (cursor?.k ?? '') : '';
-        if (full()) return { heads, folders, entries, cursor: encodeCursor({ r: root, k: after }) };
+        if (full()) return { entries, cursor: encodeCursor({ r: root, k: after }) };
         const resume = await walk(root, after);
-        if (resume !== undefined)
-          return { heads, folders, entries, cursor: encodeCursor({ r: root, k: resume }) };
+        if (resume !== undefined) return { entries, cursor: encodeCursor({ r: root, k: resume }) };
       }
       startKey = out.LastEvaluatedKey;
-      if (!startKey) return { heads, folders, entries };
+      if (!startKey) return { entries };
     }
   }
 
