@@ -14,14 +14,14 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 export const clientBuildOptions: BuildOptions = {
   absWorkingDir: ROOT,
-  entryPoints: ['lib/client/index.ts'],
+  entryPoints: ['packages/client/src/index.ts'],
   bundle: true,
   platform: 'node',
   format: 'esm',
   target: 'node20',
   packages: 'external',
   legalComments: 'none',
-  banner: { js: '// Generated from lib/client by `npm run build:client`. Do not edit.' },
+  banner: { js: '// Generated from packages/client/src by `npm run build:client`. Do not edit.' },
   write: false,
   outfile: CLIENT_ENTRY,
 };

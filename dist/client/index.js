@@ -1,9 +1,9 @@
-// Generated from lib/client by `npm run build:client`. Do not edit.
+// Generated from packages/client/src by `npm run build:client`. Do not edit.
 
-// lib/client/index.ts
+// packages/client/src/index.ts
 import { randomUUID } from "node:crypto";
 
-// lib/client/errors.ts
+// packages/client/src/errors.ts
 var CofferClientError = class extends Error {
   constructor(code, status, message, requestId) {
     super(message);
@@ -68,7 +68,7 @@ function isTransient(err) {
   return err instanceof CofferClientError && err.status >= 500 && !(err instanceof CofferIntegrityError);
 }
 
-// lib/client/cache.ts
+// packages/client/src/cache.ts
 var DEFAULT_CACHE_TTL_MS = 5 * 6e4;
 var DEFAULT_CACHE_MAX_ENTRIES = 1e3;
 var DEFAULT_MAX_STALE_MS = 15 * 6e4;
@@ -211,7 +211,7 @@ function positive(value, fallback, name) {
   return value;
 }
 
-// lib/client/endpoint.ts
+// packages/client/src/endpoint.ts
 function parseEndpoint(endpoint) {
   let url;
   try {
@@ -225,7 +225,7 @@ function parseEndpoint(endpoint) {
   return url;
 }
 
-// lib/client/retry.ts
+// packages/client/src/retry.ts
 function retryPolicy(options = {}) {
   const maxAttempts = options.maxAttempts ?? 3;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 10) {
@@ -250,7 +250,7 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-// lib/client/sigv4.ts
+// packages/client/src/sigv4.ts
 import { Sha256 } from "@aws-crypto/sha256-js";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
@@ -317,7 +317,7 @@ var SigV4RequestSigner = class {
   }
 };
 
-// lib/client/index.ts
+// packages/client/src/index.ts
 var BATCH_GET_MAX_PATHS = 20;
 var DEFAULT_TIMEOUT_MS = 1e4;
 var BATCH_ITEM_STATUS = {

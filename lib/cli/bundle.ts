@@ -1,7 +1,12 @@
 import { readFile, stat } from 'node:fs/promises';
 import { armor, Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { z } from 'zod';
-import { type BatchGetResult, type CofferClient, CofferClientError, clientError } from '../client/index.js';
+import {
+  type BatchGetResult,
+  type CofferClient,
+  CofferClientError,
+  clientError,
+} from '../../packages/client/src/index.js';
 import type { CliIo } from './main.js';
 import type { Progress } from './progress.js';
 

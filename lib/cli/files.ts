@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { link, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { CofferClientError } from '../client/errors.js';
+import { CofferClientError } from '../../packages/client/src/errors.js';
 
 export interface AtomicWriteOptions {
   /** File mode of the result. Default 0600: what Coffer writes may hold secrets. */

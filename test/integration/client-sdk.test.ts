@@ -16,7 +16,7 @@ import {
   CofferUnauthenticatedError,
   CofferUnavailableError,
   createClient,
-} from '../../lib/client/index.js';
+} from '../../packages/client/src/index.js';
 import { createHarness, type Harness } from '../support/harness.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

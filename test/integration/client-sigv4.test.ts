@@ -10,7 +10,7 @@ import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../lib/cli/main.js';
-import { type CofferClient, CofferClientError, createClient } from '../../lib/client/index.js';
+import { type CofferClient, CofferClientError, createClient } from '../../packages/client/src/index.js';
 import { createHarness, type Harness } from '../support/harness.js';
 
 const CREDENTIALS = {

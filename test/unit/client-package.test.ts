@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildClient, CLIENT_ENTRY } from '../../bin/build-client.js';
-import * as source from '../../lib/client/index.js';
+import * as source from '../../packages/client/src/index.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 

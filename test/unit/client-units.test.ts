@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { envNameOf } from '../../lib/cli/commands/run.js';
 import { EXIT, exitCodeOf } from '../../lib/cli/exit-codes.js';
+import { STATUS } from '../../lib/http/errors.js';
 import {
   CofferClientError,
   CofferConflictError,
@@ -15,10 +16,9 @@ import {
   clientError,
   createClient,
   isTransient,
-} from '../../lib/client/index.js';
-import { backoffDelay, retryAfterMs, retryPolicy } from '../../lib/client/retry.js';
-import { regionOfEndpoint } from '../../lib/client/sigv4.js';
-import { STATUS } from '../../lib/http/errors.js';
+} from '../../packages/client/src/index.js';
+import { backoffDelay, retryAfterMs, retryPolicy } from '../../packages/client/src/retry.js';
+import { regionOfEndpoint } from '../../packages/client/src/sigv4.js';
 
 describe('client errors', () => {
   it('maps server codes to typed errors, and unknown codes by status', () => {

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { z } from 'zod';
-import { CofferClientError } from '../../client/errors.js';
+import { CofferClientError } from '../../../packages/client/src/errors.js';
 import { isLoopbackUrl } from '../../config-file.js';
 
 /** Refresh this long before the access token expires, so it does not die in flight. */

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type CofferClient, CofferClientError } from '../../client/index.js';
+import { type CofferClient, CofferClientError } from '../../../packages/client/src/index.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, type Bundle, BundleError } from '../bundle.js';
 import type { CliIo } from '../main.js';
 import { collect, folderPrefix, output } from '../output.js';

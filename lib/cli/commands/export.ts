@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { type CofferClient, CofferClientError, clientError } from '../../client/index.js';
+import { type CofferClient, CofferClientError, clientError } from '../../../packages/client/src/index.js';
 import {
   BUNDLE_FORMAT,
   BUNDLE_VERSION,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { type CofferClient, CofferClientError, clientError } from '../../client/index.js';
+import { type CofferClient, CofferClientError, clientError } from '../../../packages/client/src/index.js';
 import { type Bundle, BundleError, openBundle, readIdentities } from '../bundle.js';
 import type { CliIo } from '../main.js';
 import { folderPrefix, type Output, output } from '../output.js';

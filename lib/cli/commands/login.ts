@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Command, InvalidArgumentError } from 'commander';
 import * as oidc from 'openid-client';
-import { CofferClientError } from '../../client/errors.js';
+import { CofferClientError } from '../../../packages/client/src/errors.js';
 import { DEFAULT_ADDR } from '../../config.js';
 import { type IssuerConfig, loadConfig } from '../../config-file.js';
 import type { CliIo } from '../main.js';

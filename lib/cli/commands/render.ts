@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { type CofferClient, CofferClientError } from '../../client/index.js';
+import { type CofferClient, CofferClientError } from '../../../packages/client/src/index.js';
 import { readAll } from '../bundle.js';
 import { writeFileAtomic } from '../files.js';
 import type { CliIo } from '../main.js';

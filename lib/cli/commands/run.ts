@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
-import type { CofferClient } from '../../client/index.js';
+import type { CofferClient } from '../../../packages/client/src/index.js';
 import { listAll, readAll } from '../bundle.js';
 import { PassThroughExit } from '../exit-codes.js';
 import type { CliIo } from '../main.js';
