@@ -5,7 +5,8 @@ import { describeError, type Logger, silentLogger } from '../log.js';
 import { asCheckpoint, Checkpointer, changedSince } from './checkpoint.js';
 import { AuditReader } from './reader.js';
 import type { Checkpoint } from './record.js';
-import { AuditVerifier, type Problem } from './verifier.js';
+import { AuditVerifier } from './verifier.js';
+import type { Problem } from './verify-problems.js';
 
 export const DEFAULT_METRIC_NAMESPACE = 'Coffer/Audit';
 
@@ -36,7 +37,7 @@ export interface CheckpointJobResult {
   readonly chainsVerified: number;
   readonly recordsVerified: number;
   readonly problemCount: number;
-  /** The first problems found (see verifier.ts for the kinds). */
+  /** The first problems found (see verify-problems.ts for the kinds). */
   readonly problems: readonly Problem[];
 }
 

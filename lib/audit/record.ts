@@ -102,6 +102,10 @@ export interface Checkpoint {
   readonly sig: string;
 }
 
+/** A sequence number as records and checkpoints carry it: a non-negative safe integer. */
+export const isSequenceNumber = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
 type Unsealed<T> = Omit<T, 'hash' | 'sig'>;
 
 /** The SHA-256 (hex) of a record: every field but `hash` and `sig`, as canonical JSON. */

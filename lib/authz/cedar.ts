@@ -8,9 +8,8 @@ import {
   principalUid,
   resourceAncestors,
   resourceUid,
-  type Uid,
-  uidKey,
 } from './entities.js';
+import { type Uid, uidKey } from './entity-uid.js';
 import { loadPolicyDir, type PolicySet } from './policy-set.js';
 import {
   mergeNeeds,

@@ -3,6 +3,7 @@ import type { Principal } from '../authn/principal.js';
 import { foldersOf } from '../paths.js';
 import type { Action, AuthorizationRequest, RequestContext, Resource } from './authorizer.js';
 import type { EntityJson } from './cedar-engine.js';
+import { type Uid, uidKey } from './entity-uid.js';
 import type { RequestNeeds } from './slicing.js';
 
 /** The namespace every Coffer entity and action lives in. */
@@ -16,15 +17,6 @@ export const TYPES = {
   secret: `${NAMESPACE}::Secret`,
   action: `${NAMESPACE}::Action`,
 } as const;
-
-/** An entity reference as Cedar's JSON format writes it. */
-export interface Uid {
-  readonly type: string;
-  readonly id: string;
-}
-
-/** A stable string for an entity reference, as Cedar prints it: `Coffer::Group::"admins"`. */
-export const uidKey = (uid: Uid): string => `${uid.type}::${JSON.stringify(uid.id)}`;
 
 export const principalUid = (p: Principal): Uid => ({
   type: p.type === 'Role' ? TYPES.role : TYPES.user,

@@ -5,7 +5,8 @@ import { canonicalJson } from '../crypto/canonical.js';
 import { CofferError } from '../errors.js';
 import { ACTIONS } from './authorizer.js';
 import { cedar, type DetailedError, type PolicyJson, type SchemaJson } from './cedar-engine.js';
-import { contextJson, NAMESPACE, principalEntity, resourceEntity, TYPES, type Uid } from './entities.js';
+import { contextJson, NAMESPACE, principalEntity, resourceEntity, TYPES } from './entities.js';
+import type { Uid } from './entity-uid.js';
 
 export const SCHEMA_FILE = 'schema.cedarschema';
 export const POLICY_EXTENSION = '.cedar';

@@ -1,5 +1,5 @@
 import type { PolicyJson } from './cedar-engine.js';
-import { type Uid, uidKey } from './entities.js';
+import { type Uid, uidKey } from './entity-uid.js';
 
 /**
  * Policy slicing: which policies could apply to a request, judged from their scope alone.

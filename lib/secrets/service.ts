@@ -22,13 +22,8 @@ import {
   ValueTooLargeError,
 } from '../errors.js';
 import { validatePath, validatePrefix } from '../paths.js';
-import {
-  ChangeConditionFailed,
-  type ListEntry,
-  type SecretHead,
-  type SecretsStore,
-  type VersionMeta,
-} from '../store/secrets-store.js';
+import type { ListEntry, SecretHead, VersionMeta } from '../store/records.js';
+import { ChangeConditionFailed, type SecretsStore } from '../store/secrets-store.js';
 
 export const MAX_VALUE_BYTES = 64 * 1024;
 export const DEFAULT_MAX_VERSIONS = 100;

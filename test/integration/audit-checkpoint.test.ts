@@ -2,7 +2,7 @@ import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwat
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCheckpointJob } from '../../lib/audit/checkpoint-job.js';
-import { verifyTable } from '../../lib/audit/verifier.js';
+import { verifyTable } from '../../lib/audit/verify-sources.js';
 import { jsonLogger } from '../../lib/log.js';
 import { auditFixture, context, KmsLikeRootSigner, tamper } from '../support/audit-fixtures.js';
 

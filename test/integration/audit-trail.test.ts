@@ -1,7 +1,7 @@
 import { DeleteTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { RequestRecord } from '../../lib/audit/record.js';
-import { verifyTable } from '../../lib/audit/verifier.js';
+import { verifyTable } from '../../lib/audit/verify-sources.js';
 import type { Authorizer, Decision } from '../../lib/authz/authorizer.js';
 import { auditFixture } from '../support/audit-fixtures.js';
 import { scanAll } from '../support/dynamo.js';

@@ -10,13 +10,9 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { AuditReader } from '../../audit/reader.js';
 import { logLine, type RequestRecord } from '../../audit/record.js';
 import { exportLines, queryRecords, tailRecords } from '../../audit/review.js';
-import {
-  type Problem,
-  type VerifierOptions,
-  type VerifyReport,
-  verifyLines,
-  verifyTable,
-} from '../../audit/verifier.js';
+import type { VerifierOptions, VerifyReport } from '../../audit/verifier.js';
+import type { Problem } from '../../audit/verify-problems.js';
+import { verifyLines, verifyTable } from '../../audit/verify-sources.js';
 import { DEFAULT_TABLES, localSettings } from '../../config.js';
 import { CofferError } from '../../errors.js';
 import { type DynamoDbLocal, startDynamoDbLocal } from '../../local/dynamodb-local.js';

@@ -1,0 +1,135 @@
+import { ENVELOPE_ALGORITHM, type SealedValue } from '../crypto/envelope.js';
+import { IntegrityError } from '../errors.js';
+import { deletionKey, headKey, idempotencyKey, versionKey } from './keys.js';
+import type {
+  IdempotencyClaim,
+  IdempotencyRecord,
+  SecretHead,
+  StoredVersion,
+  VersionMeta,
+} from './records.js';
+
+/*
+ * DynamoDB items (already unmarshalled) ↔ the store's records. Reading checks what a caller
+ * relies on (numbers are integers, a sealed value is complete and uses the one algorithm):
+ * an item that fails is tampering or corruption, an IntegrityError, never a partial record.
+ */
+
+export function headFromItem(item: Record<string, unknown>): SecretHead {
+  const head: SecretHead = {
+    path: String(item.path),
+    latest: Number(item.latest),
+    minVersion: Number(item.minVersion ?? 1),
+    createdAt: String(item.createdAt),
+    updatedAt: String(item.updatedAt),
+    tags: (item.tags as Record<string, string> | undefined) ?? {},
+    maxVersions: Number(item.maxVersions),
+    ...(typeof item.description === 'string' ? { description: item.description } : {}),
+    ...(typeof item.owner === 'string' ? { owner: item.owner } : {}),
+    ...(typeof item.deletedAt === 'string' ? { deletedAt: item.deletedAt } : {}),
+    ...(typeof item.purgeAt === 'string' ? { purgeAt: item.purgeAt } : {}),
+  };
+  if (!Number.isInteger(head.latest) || !Number.isInteger(head.maxVersions)) throw new IntegrityError();
+  return head;
+}
+
+/** The head item; marshall it with `removeUndefinedValues` (absent fields are not stored). */
+export function headToItem(head: SecretHead): Record<string, unknown> {
+  return {
+    ...headKey(head.path),
+    type: 'head',
+    path: head.path,
+    latest: head.latest,
+    minVersion: head.minVersion,
+    createdAt: head.createdAt,
+    updatedAt: head.updatedAt,
+    description: head.description,
+    tags: head.tags,
+    maxVersions: head.maxVersions,
+    owner: head.owner,
+    deletedAt: head.deletedAt,
+    purgeAt: head.purgeAt,
+  };
+}
+
+export function versionFromItem(item: Record<string, unknown>): StoredVersion {
+  const meta: VersionMeta = {
+    path: String(item.path),
+    version: Number(item.version),
+    createdAt: String(item.createdAt),
+    destroyed: item.destroyed === true,
+    ...(typeof item.createdBy === 'string' ? { createdBy: item.createdBy } : {}),
+    ...(typeof item.kp === 'string' ? { keyProvider: item.kp } : {}),
+    ...(typeof item.kid === 'string' ? { keyId: item.kid } : {}),
+  };
+  if (meta.destroyed || item.ct === undefined) return meta;
+  if (
+    !(item.ct instanceof Uint8Array) ||
+    !(item.iv instanceof Uint8Array) ||
+    !(item.wk instanceof Uint8Array) ||
+    item.alg !== ENVELOPE_ALGORITHM
+  ) {
+    throw new IntegrityError();
+  }
+  return {
+    ...meta,
+    sealed: {
+      algorithm: ENVELOPE_ALGORITHM,
+      ciphertext: item.ct,
+      iv: item.iv,
+      wrappedKey: item.wk,
+      keyProvider: String(item.kp),
+      keyId: String(item.kid),
+    },
+  };
+}
+
+/** A new version item; marshall it with `removeUndefinedValues` (`createdBy` may be absent). */
+export function versionToItem(
+  path: string,
+  version: StoredVersion & { sealed: SealedValue },
+): Record<string, unknown> {
+  return {
+    ...versionKey(path, version.version),
+    type: 'version',
+    path,
+    version: version.version,
+    createdAt: version.createdAt,
+    createdBy: version.createdBy,
+    alg: version.sealed.algorithm,
+    iv: version.sealed.iv,
+    ct: version.sealed.ciphertext,
+    wk: version.sealed.wrappedKey,
+    kp: version.sealed.keyProvider,
+    kid: version.sealed.keyId,
+  };
+}
+
+export function idempotencyFromItem(item: Record<string, unknown>): IdempotencyRecord {
+  return { fingerprint: String(item.fingerprint), result: item.result as Record<string, unknown> };
+}
+
+export function idempotencyToItem(claim: IdempotencyClaim): Record<string, unknown> {
+  return {
+    ...idempotencyKey(claim.scope),
+    type: 'idempotency',
+    fingerprint: claim.fingerprint,
+    result: claim.result,
+    expiresAt: claim.expiresAt,
+    ttl: claim.expiresAt,
+  };
+}
+
+/** A deletion index entry: which secret to purge, and when. */
+export interface DeletionEntry {
+  path: string;
+  purgeAt: string;
+}
+
+export function deletionFromItem(item: Record<string, unknown>): DeletionEntry {
+  return { path: String(item.path), purgeAt: String(item.purgeAt) };
+}
+
+export function deletionToItem(entry: DeletionEntry): Record<string, unknown> {
+  return { ...deletionKey(entry.path, entry.purgeAt), path: entry.path, purgeAt: entry.purgeAt };
+}

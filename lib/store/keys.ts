@@ -1,0 +1,63 @@
+/*
+ * Key design of the secrets table (pk/sk strings):
+ *
+ *   head      pk = P#<first segment>   sk = H#<path>           one per secret: latest, tags, deletion
+ *   version   pk = S#<path>            sk = V#<10-digit n>     immutable; ciphertext + wrapped key
+ *   root      pk = ROOTS               sk = R#<first segment>  one per first segment, for prefix lists
+ *   deletion  pk = DEL                 sk = <purgeAt>#<path>   soft-deleted secrets, by purge time
+ *   idem      pk = I#<scope>           sk = I                  remembered Idempotency-Key results
+ *
+ * A list of a prefix that contains `/` is one Query on one head partition (begins_with). A prefix
+ * inside the first segment (or empty) first Queries ROOTS for the matching first segments, then
+ * each of their partitions in order. Nothing scans.
+ */
+
+export const ROOTS_PK = 'ROOTS';
+export const DELETION_PK = 'DEL';
+/** Sorts after every character a path may contain, so `prefix + HIGH` bounds a begins_with range. */
+export const HIGH = '~';
+
+export interface ItemKey {
+  readonly pk: string;
+  readonly sk: string;
+}
+
+export function firstSegment(path: string): string {
+  const i = path.indexOf('/');
+  return i === -1 ? path : path.slice(0, i);
+}
+
+/** The head partition of a first segment. */
+export const headPartition = (segment: string): string => `P#${segment}`;
+/** A head's sort key; for a prefix, the lower bound of the heads under it. */
+export const headSortKey = (path: string): string => `H#${path}`;
+/** The path a head sort key names. */
+export const pathOfHeadSortKey = (sk: string): string => sk.slice(2);
+export const isHeadSortKey = (sk: string): boolean => sk.startsWith('H#');
+
+export const headKey = (path: string): ItemKey => ({
+  pk: headPartition(firstSegment(path)),
+  sk: headSortKey(path),
+});
+
+/** The partition that holds every version of a secret. */
+export const versionPartition = (path: string): string => `S#${path}`;
+export const VERSION_SK_PREFIX = 'V#';
+export const versionKey = (path: string, version: number): ItemKey => ({
+  pk: versionPartition(path),
+  sk: `${VERSION_SK_PREFIX}${String(version).padStart(10, '0')}`,
+});
+
+/** A root marker's sort key; for a prefix, the lower bound of the first segments it matches. */
+export const rootSortKey = (segment: string): string => `R#${segment}`;
+/** The first segment a root marker names. */
+export const segmentOfRootSortKey = (sk: string): string => sk.slice(2);
+export const rootKey = (path: string): ItemKey => ({ pk: ROOTS_PK, sk: rootSortKey(firstSegment(path)) });
+
+/** Deletion index entries sort by purge time, so expired ones are one range query. */
+export const deletionKey = (path: string, purgeAt: string): ItemKey => ({
+  pk: DELETION_PK,
+  sk: `${purgeAt}#${path}`,
+});
+
+export const idempotencyKey = (scope: string): ItemKey => ({ pk: `I#${scope}`, sk: 'I' });

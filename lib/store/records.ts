@@ -1,0 +1,58 @@
+import type { SealedValue } from '../crypto/envelope.js';
+
+/* The domain records the secrets store reads and writes (item-codec.ts maps them to items). */
+
+export interface SecretHead {
+  readonly path: string;
+  readonly latest: number;
+  /** Versions below this were pruned (max versions) and no longer exist for readers. */
+  readonly minVersion: number;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly description?: string;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly maxVersions: number;
+  /** Principal id of the creator. */
+  readonly owner?: string;
+  readonly deletedAt?: string;
+  readonly purgeAt?: string;
+}
+
+export interface VersionMeta {
+  readonly path: string;
+  readonly version: number;
+  readonly createdAt: string;
+  readonly createdBy?: string;
+  readonly destroyed: boolean;
+  readonly keyProvider?: string;
+  readonly keyId?: string;
+}
+
+export interface StoredVersion extends VersionMeta {
+  /** Absent when the version was destroyed. */
+  readonly sealed?: SealedValue;
+}
+
+export interface IdempotencyRecord {
+  readonly fingerprint: string;
+  readonly result: Record<string, unknown>;
+}
+
+export interface IdempotencyClaim {
+  readonly scope: string;
+  readonly fingerprint: string;
+  readonly result: Record<string, unknown>;
+  /** Epoch seconds after which the claim is forgotten. */
+  readonly expiresAt: number;
+}
+
+/** One entry of a list page: a secret's head, or a folder (with a delimiter). */
+export type ListEntry =
+  | { readonly kind: 'head'; readonly head: SecretHead }
+  | { readonly kind: 'folder'; readonly path: string };
+
+export interface ListPage {
+  /** Heads and folders, in the order they were found (the order cursors follow). */
+  readonly entries: ListEntry[];
+  readonly cursor?: string;
+}
