@@ -44,7 +44,10 @@ export interface CofferSettings {
   readonly apiRateLimit: number;
   /** Burst of requests for the whole API (`apiBurstLimit`, default 100). */
   readonly apiBurstLimit: number;
-  /** Minutes between audit checkpoints (`checkpointMinutes`, default 60). */
+  /**
+   * Minutes between audit checkpoints (`checkpointMinutes`, default 5): also the longest time a
+   * record's deletion from the end of a chain can go unnoticed (docs/audit.md, Limits).
+   */
   readonly checkpointMinutes: number;
   /**
    * ARNs of keys that wrapped older versions and must still unwrap them, after the secrets key
@@ -239,7 +242,7 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     ...(alarmEmail ? { alarmEmail } : {}),
     apiRateLimit: integer(ctx, 'apiRateLimit', 50, 1, 10_000),
     apiBurstLimit: integer(ctx, 'apiBurstLimit', 100, 1, 5_000),
-    checkpointMinutes: integer(ctx, 'checkpointMinutes', 60, 5, 1440),
+    checkpointMinutes: integer(ctx, 'checkpointMinutes', 5, 5, 1440),
     previousSecretsKeyArns,
     ...(configPath ? { cofferConfigJson: configJson(configPath, baseDir) } : {}),
   };

@@ -99,6 +99,15 @@ describe('the deployment settings', () => {
     for (const key of SETTING_KEYS) expect(deploy, `docs/deploy.md documents ${key}`).toContain(`\`${key}\``);
   });
 
+  it('checkpoints every 5 minutes by default, the unsealed tail docs/audit.md promises', () => {
+    expect(readSettings(ctx({})).checkpointMinutes).toBe(5);
+    expect(readFileSync('docs/audit.md', 'utf8')).toMatch(/one checkpoint interval \(5 minutes by default/);
+    expect(readSettings(ctx({ checkpointMinutes: '60' })).checkpointMinutes).toBe(60);
+    expect(() => readSettings(ctx({ checkpointMinutes: '4' }))).toThrow(
+      'context checkpointMinutes must be a whole number from 5 to 1440, got "4"',
+    );
+  });
+
   it("validates the Coffer configuration file with the app's own parser", () => {
     expect(() => readSettings(ctx({ cofferConfig: 'test/infra/fixtures/customerCA.crt' }))).toThrow(
       /cofferConfig/,

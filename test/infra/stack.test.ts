@@ -409,10 +409,10 @@ describe('the Coffer stack (keyStore=kms)', () => {
     kms.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
-  it('schedules the audit checkpoint and the purge', () => {
+  it('schedules the audit checkpoint every 5 minutes (the unsealed tail docs/audit.md states) and the purge hourly', () => {
     const rules = Object.values(kms.template.findResources('AWS::Events::Rule')).map((r) => r.Properties);
     const scheduled = rules.filter((r) => r.ScheduleExpression);
-    expect(scheduled.map((r) => r.ScheduleExpression)).toEqual(['rate(1 hour)', 'rate(1 hour)']);
+    expect(scheduled.map((r) => r.ScheduleExpression)).toEqual(['rate(5 minutes)', 'rate(1 hour)']);
     const stack = kms.coffer.stack;
     const targets = scheduled.map((r) => JSON.stringify(r.Targets[0].Arn));
     expect(targets.sort()).toEqual(
