@@ -423,6 +423,18 @@ describe('the Coffer stack (keyStore=kms)', () => {
     );
   });
 
+  it('has, by default, no mutual TLS domain, truststore bucket or code signing config', () => {
+    kms.template.resourceCountIs('AWS::ApiGatewayV2::Api', 1);
+    kms.template.resourceCountIs('AWS::ApiGatewayV2::DomainName', 0);
+    kms.template.resourceCountIs('AWS::S3::Bucket', 0);
+    kms.template.resourceCountIs('AWS::Lambda::CodeSigningConfig', 0);
+    kms.template.resourceCountIs('AWS::Signer::SigningProfile', 0);
+    for (const fn of Object.values(kms.template.findResources('AWS::Lambda::Function'))) {
+      expect(fn.Properties.CodeSigningConfigArn).toBeUndefined();
+      expect(fn.Properties.Environment.Variables.COFFER_MTLS_API_ID).toBeUndefined();
+    }
+  });
+
   it('passes cdk-nag AwsSolutionsChecks with no unacknowledged error or warning', () => {
     const report = new AwsSolutionsChecks().validateScope(kms.coffer.app);
     expect(report.violations.map((v) => `${v.ruleName} ${v.violatingResources[0]?.constructPath}`)).toEqual(
