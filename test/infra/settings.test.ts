@@ -78,7 +78,13 @@ describe('the deployment settings', () => {
 
   it('the deploy commands in README.md and docs/ use only settings that exist, with values synthesis accepts', () => {
     let checked = 0;
-    for (const file of ['README.md', 'docs/deploy.md', 'docs/cloudhsm.md', 'docs/operations.md']) {
+    for (const file of [
+      'README.md',
+      'docs/deploy.md',
+      'docs/cloudhsm.md',
+      'docs/operations.md',
+      'docs/mtls.md',
+    ]) {
       if (!existsSync(file)) continue;
       for (const [, key, value] of readFileSync(file, 'utf8').matchAll(/-c ([A-Za-z]+)=([^\s`|]+)/g)) {
         if (key === 'key') continue; // "Pass them with `-c key=value`"
@@ -86,7 +92,15 @@ describe('the deployment settings', () => {
         // Paths of the operator's own files cannot be checked here.
         if (key === 'cofferConfig' || key === 'cloudHsmTrustAnchor' || /[<>…]/.test(value as string))
           continue;
-        const base = (key as string).startsWith('cloudHsm') || value === 'cloudhsm' ? CLOUDHSM_CONTEXT : {};
+        // A setting that only works beside another is checked with that other one set.
+        const base =
+          (key as string).startsWith('cloudHsm') || value === 'cloudhsm'
+            ? CLOUDHSM_CONTEXT
+            : (key as string).startsWith('mtls')
+              ? MTLS
+              : key === 'codeSigningProfileVersionArn'
+                ? { codeSigning: 'true' }
+                : {};
         expect(
           () => readSettings(ctx({ ...base, [key as string]: value })),
           `${file}: -c ${key}=${value}`,
