@@ -1,16 +1,20 @@
 import { CfnOutput, Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import { AUDIT_METRIC_NAMESPACE, ENV } from '../functions/env.js';
 import { AlarmTopic } from './constructs/alarm-topic.js';
+import { CofferCodeSigning } from './constructs/code-signing.js';
 import { CofferFunction } from './constructs/coffer-function.js';
 import { CofferHttpApi } from './constructs/http-api.js';
 import { CofferKeys } from './constructs/keys.js';
 import { KmsKeyEvents } from './constructs/kms-key-events.js';
 import { CofferMonitoring } from './constructs/monitoring.js';
+import { CofferMtlsApi, MTLS_API_ID_ENV, type MtlsTruststore } from './constructs/mtls-api.js';
 import { ScheduledJob } from './constructs/scheduled-job.js';
 import { CofferTables } from './constructs/tables.js';
+import { TRUSTSTORE_KEY, TruststoreBucket } from './constructs/truststore-bucket.js';
 import type { CofferSettings } from './settings.js';
 
 /** Item actions the secrets store uses (lib/store/secrets-store.ts). No Scan: nothing scans. */
@@ -78,6 +82,12 @@ export class CofferStack extends Stack {
   readonly checkpoint: ScheduledJob;
   readonly purge: ScheduledJob;
   readonly monitoring: CofferMonitoring;
+  /** With `mtlsDomainName` and no `mtlsTruststore`: the bucket the CA bundle is uploaded to. */
+  readonly truststore?: TruststoreBucket;
+  /** With `mtlsDomainName`, once the truststore is known: the API behind the mutual TLS domain. */
+  readonly mtlsApi?: CofferMtlsApi;
+  /** With `codeSigning=true`: the signing profile and the enforced code signing config. */
+  readonly codeSigning?: CofferCodeSigning;
 
   constructor(scope: Construct, id: string, props: CofferStackProps) {
     super(scope, id, props);
@@ -130,6 +140,41 @@ export class CofferStack extends Stack {
       logRetention: s.logRetention,
     });
 
+    if (s.mtls) {
+      const m = s.mtls;
+      let truststore: MtlsTruststore | undefined;
+      if (m.truststore) {
+        const bucket = s3.Bucket.fromBucketName(this, 'ExistingTruststore', m.truststore.bucketName);
+        truststore = {
+          bucket,
+          key: m.truststore.key,
+          ...(m.truststoreVersion ? { version: m.truststoreVersion } : {}),
+        };
+      } else {
+        this.truststore = new TruststoreBucket(this, 'Truststore', { accessLogDays: s.logRetention });
+        // API Gateway refuses to create the domain without the bundle, which cannot be uploaded to
+        // a bucket that does not exist yet: the first deployment makes the bucket, the next one
+        // (with the uploaded version) the domain.
+        if (m.truststoreVersion) {
+          truststore = { bucket: this.truststore.bucket, key: TRUSTSTORE_KEY, version: m.truststoreVersion };
+        }
+      }
+      if (truststore) {
+        this.mtlsApi = new CofferMtlsApi(this, 'Mtls', {
+          handler: this.apiFunction.function,
+          domainName: m.domainName,
+          certificateArn: m.certificateArn,
+          ...(m.ownershipCertificateArn ? { ownershipCertificateArn: m.ownershipCertificateArn } : {}),
+          truststore,
+          rateLimit: s.apiRateLimit,
+          burstLimit: s.apiBurstLimit,
+          logRetention: s.logRetention,
+        });
+        // The function trusts a client certificate only on events of this API (docs/mtls.md).
+        this.apiFunction.function.addEnvironment(MTLS_API_ID_ENV, this.mtlsApi.api.apiId);
+      }
+    }
+
     this.checkpoint = new ScheduledJob(this, 'Checkpoint', {
       entry: 'functions/checkpoint.ts',
       description: 'Coffer: writes the signed audit checkpoint and verifies the chains since the last one',
@@ -167,6 +212,15 @@ export class CofferStack extends Stack {
       'dynamodb:BatchWriteItem',
     ]);
 
+    if (s.codeSigning) {
+      this.codeSigning = new CofferCodeSigning(
+        this,
+        'CodeSigning',
+        s.codeSigning.profileVersionArn ? { profileVersionArn: s.codeSigning.profileVersionArn } : {},
+      );
+      this.codeSigning.enforceOn(this);
+    }
+
     const keyEvents = new KmsKeyEvents(this, 'KeyEvents', {
       keyArns: [this.keys.secretsKeyArn, this.keys.auditKey.keyArn, this.keys.fieldHmacKey.keyArn],
       ...(this.keys.cloudHsmKeyStore
@@ -199,6 +253,35 @@ export class CofferStack extends Stack {
       AlarmTopicArn: [alarms.topic.topicArn, 'SNS topic of Coffer alarms'],
       DashboardName: [this.monitoring.dashboard.dashboardName, 'CloudWatch dashboard'],
     };
+    if (this.truststore) {
+      outputs.MtlsTruststoreUri = [
+        this.truststore.bucket.s3UrlForObject(TRUSTSTORE_KEY),
+        'Upload the PEM bundle of client CAs here, then deploy with -c mtlsTruststoreVersion=<its VersionId>',
+      ];
+    }
+    if (this.mtlsApi) {
+      outputs.MtlsUrl = [this.mtlsApi.url, 'Base URL for callers with a client certificate (COFFER_ADDR)'];
+      outputs.MtlsDnsTarget = [
+        this.mtlsApi.domain.regionalDomainName,
+        'Point the mutual TLS domain here (CNAME, or a Route 53 alias with MtlsHostedZoneId)',
+      ];
+      outputs.MtlsHostedZoneId = [
+        this.mtlsApi.domain.regionalHostedZoneId,
+        'Hosted zone id of MtlsDnsTarget, for a Route 53 alias record',
+      ];
+    }
+    if (this.codeSigning) {
+      outputs.CodeSigningConfigArn = [
+        this.codeSigning.config.attrCodeSigningConfigArn,
+        'Lambda code signing config (enforced) on every function',
+      ];
+      if (this.codeSigning.profile) {
+        outputs.SigningProfileName = [
+          this.codeSigning.profile.signingProfileName,
+          'Sign function packages with this profile: aws signer start-signing-job --profile-name <it>',
+        ];
+      }
+    }
     if (this.keys.cloudHsmKeyStore) {
       outputs.CustomKeyStoreId = [
         this.keys.cloudHsmKeyStore.customKeyStoreId,

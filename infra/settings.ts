@@ -12,6 +12,45 @@ import { parseConfig } from '../lib/config-file.js';
 
 export type KeyStoreMode = 'kms' | 'cloudhsm';
 
+/**
+ * A second custom domain that requires client certificates (mutual TLS), in front of its own HTTP
+ * API (docs/mtls.md). Context keys in parentheses.
+ */
+export interface MtlsSettings {
+  /** The custom domain clients with a certificate call, e.g. `coffer-mtls.example.com` (`mtlsDomainName`). */
+  readonly domainName: string;
+  /** ARN of the ACM certificate for that domain, in the stack's region (`mtlsCertificateArn`). */
+  readonly certificateArn: string;
+  /**
+   * ARN of an ACM-issued public certificate for the same domain, which API Gateway needs when the
+   * server certificate is imported or from AWS Private CA (`mtlsOwnershipCertificateArn`).
+   * @default - none (an ACM-issued public certificate needs none)
+   */
+  readonly ownershipCertificateArn?: string;
+  /**
+   * The CA bundle in an existing bucket (`mtlsTruststore`, `s3://bucket/key`).
+   * @default - the stack creates a versioned bucket and the operator uploads `truststore.pem` to it
+   */
+  readonly truststore?: { readonly bucketName: string; readonly key: string };
+  /**
+   * The S3 version id of the CA bundle to trust (`mtlsTruststoreVersion`). Pinning it means that a
+   * write to the bucket changes nothing until a deployment names the new version.
+   * @default - with the stack's bucket: the domain is not created yet (the bundle is not uploaded);
+   * with an existing bucket: the version that is current when the domain is created or updated
+   */
+  readonly truststoreVersion?: string;
+}
+
+/** Enforced code signing of every Lambda function in the stack (docs/deploy.md, "Signed code"). */
+export interface CodeSigningSettings {
+  /**
+   * An existing signing profile version to trust instead of one the stack creates
+   * (`codeSigningProfileVersionArn`), e.g. a pipeline account's profile.
+   * @default - the stack creates an AWS Signer profile for Lambda
+   */
+  readonly profileVersionArn?: string;
+}
+
 /** What a CloudHSM-backed deployment needs (context keys in parentheses). */
 export interface CloudHsmSettings {
   /** An existing, ACTIVE cluster with two or more HSMs in different AZs (`cloudHsmClusterId`). */
@@ -44,7 +83,10 @@ export interface CofferSettings {
   readonly apiRateLimit: number;
   /** Burst of requests for the whole API (`apiBurstLimit`, default 100). */
   readonly apiBurstLimit: number;
-  /** Minutes between audit checkpoints (`checkpointMinutes`, default 60). */
+  /**
+   * Minutes between audit checkpoints (`checkpointMinutes`, default 5): also the longest time a
+   * record's deletion from the end of a chain can go unnoticed (docs/audit.md, Limits).
+   */
   readonly checkpointMinutes: number;
   /**
    * ARNs of keys that wrapped older versions and must still unwrap them, after the secrets key
@@ -56,6 +98,10 @@ export interface CofferSettings {
    * `cofferConfig` (JSON or YAML). Absent: no OIDC issuer, so only IAM callers get in.
    */
   readonly cofferConfigJson?: string;
+  /** The mutual TLS domain, when `mtlsDomainName` is set. @default - none */
+  readonly mtls?: MtlsSettings;
+  /** Enforced signed code, when `codeSigning` is `true`. @default - off */
+  readonly codeSigning?: CodeSigningSettings;
 }
 
 export class SettingsError extends Error {}
@@ -130,6 +176,13 @@ export const SETTING_KEYS = [
   'checkpointMinutes',
   'previousSecretsKeyArns',
   'cofferConfig',
+  'mtlsDomainName',
+  'mtlsCertificateArn',
+  'mtlsOwnershipCertificateArn',
+  'mtlsTruststore',
+  'mtlsTruststoreVersion',
+  'codeSigning',
+  'codeSigningProfileVersionArn',
 ] as const;
 
 /**
@@ -144,6 +197,101 @@ export function checkContextKeys(keys: Iterable<string>): void {
       throw new SettingsError(`context ${key.slice(0, 64)} is not a Coffer setting; did you mean ${meant}?`);
     }
   }
+}
+
+function flag(ctx: Context, key: string): boolean {
+  const raw = text(ctx, key);
+  if (raw === undefined || raw === 'false') return false;
+  if (raw === 'true') return true;
+  throw new SettingsError(`context ${key} must be true or false, got "${raw.slice(0, 40)}"`);
+}
+
+const ACM_ARN = /^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[A-Za-z0-9-]{1,128}$/;
+// Lowercase host names of two or more labels; no wildcard (a client names one host).
+const DOMAIN = /^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
+// S3 bucket naming rules, then the object key.
+const S3_URI = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/([^\s]{1,1024})$/;
+
+const MTLS_KEYS = [
+  'mtlsCertificateArn',
+  'mtlsOwnershipCertificateArn',
+  'mtlsTruststore',
+  'mtlsTruststoreVersion',
+] as const;
+
+function readMtls(ctx: Context): MtlsSettings | undefined {
+  const domainName = text(ctx, 'mtlsDomainName');
+  if (domainName === undefined) {
+    for (const key of MTLS_KEYS) {
+      if (text(ctx, key) !== undefined) {
+        throw new SettingsError(`context ${key} is only used with mtlsDomainName`);
+      }
+    }
+    return undefined;
+  }
+  if (!DOMAIN.test(domainName)) {
+    throw new SettingsError(
+      `context mtlsDomainName must be a lowercase host name like coffer-mtls.example.com, got "${domainName.slice(0, 80)}"`,
+    );
+  }
+  const certificateArn = text(ctx, 'mtlsCertificateArn');
+  if (!certificateArn) {
+    throw new SettingsError(
+      'mtlsDomainName needs context mtlsCertificateArn: the ARN of the ACM certificate for that domain',
+    );
+  }
+  const ownershipCertificateArn = text(ctx, 'mtlsOwnershipCertificateArn');
+  for (const [key, arn] of [
+    ['mtlsCertificateArn', certificateArn],
+    ['mtlsOwnershipCertificateArn', ownershipCertificateArn],
+  ] as const) {
+    if (arn !== undefined && !ACM_ARN.test(arn)) {
+      throw new SettingsError(
+        `context ${key} must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>), got "${arn.slice(0, 120)}"`,
+      );
+    }
+  }
+  const uri = text(ctx, 'mtlsTruststore');
+  let truststore: MtlsSettings['truststore'];
+  if (uri !== undefined) {
+    const m = S3_URI.exec(uri);
+    if (!m?.[1] || !m[2]) {
+      throw new SettingsError(
+        `context mtlsTruststore must be s3://<bucket>/<key> of the CA bundle, got "${uri.slice(0, 120)}"`,
+      );
+    }
+    truststore = { bucketName: m[1], key: m[2] };
+  }
+  const truststoreVersion = text(ctx, 'mtlsTruststoreVersion');
+  if (truststoreVersion !== undefined && !/^[A-Za-z0-9._+/=-]{1,1024}$/.test(truststoreVersion)) {
+    throw new SettingsError('context mtlsTruststoreVersion must be an S3 object version id (VersionId)');
+  }
+  return {
+    domainName,
+    certificateArn,
+    ...(ownershipCertificateArn ? { ownershipCertificateArn } : {}),
+    ...(truststore ? { truststore } : {}),
+    ...(truststoreVersion ? { truststoreVersion } : {}),
+  };
+}
+
+const SIGNING_PROFILE_VERSION_ARN =
+  /^arn:aws[a-z-]*:signer:[a-z0-9-]+:\d{12}:\/signing-profiles\/[A-Za-z0-9_]{2,64}\/[A-Za-z0-9]{1,64}$/;
+
+function readCodeSigning(ctx: Context): CodeSigningSettings | undefined {
+  const profileVersionArn = text(ctx, 'codeSigningProfileVersionArn');
+  if (!flag(ctx, 'codeSigning')) {
+    if (profileVersionArn !== undefined) {
+      throw new SettingsError('context codeSigningProfileVersionArn is only used with codeSigning=true');
+    }
+    return undefined;
+  }
+  if (profileVersionArn !== undefined && !SIGNING_PROFILE_VERSION_ARN.test(profileVersionArn)) {
+    throw new SettingsError(
+      `context codeSigningProfileVersionArn must be a signing profile version ARN (arn:aws:signer:<region>:<account>:/signing-profiles/<name>/<version>), got "${profileVersionArn.slice(0, 120)}"`,
+    );
+  }
+  return profileVersionArn ? { profileVersionArn } : {};
 }
 
 /**
@@ -230,6 +378,9 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     }
   }
 
+  const mtls = readMtls(ctx);
+  const codeSigning = readCodeSigning(ctx);
+
   return {
     stackName,
     keyStore,
@@ -239,8 +390,10 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     ...(alarmEmail ? { alarmEmail } : {}),
     apiRateLimit: integer(ctx, 'apiRateLimit', 50, 1, 10_000),
     apiBurstLimit: integer(ctx, 'apiBurstLimit', 100, 1, 5_000),
-    checkpointMinutes: integer(ctx, 'checkpointMinutes', 60, 5, 1440),
+    checkpointMinutes: integer(ctx, 'checkpointMinutes', 5, 5, 1440),
     previousSecretsKeyArns,
     ...(configPath ? { cofferConfigJson: configJson(configPath, baseDir) } : {}),
+    ...(mtls ? { mtls } : {}),
+    ...(codeSigning ? { codeSigning } : {}),
   };
 }

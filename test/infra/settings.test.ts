@@ -78,7 +78,13 @@ describe('the deployment settings', () => {
 
   it('the deploy commands in README.md and docs/ use only settings that exist, with values synthesis accepts', () => {
     let checked = 0;
-    for (const file of ['README.md', 'docs/deploy.md', 'docs/cloudhsm.md', 'docs/operations.md']) {
+    for (const file of [
+      'README.md',
+      'docs/deploy.md',
+      'docs/cloudhsm.md',
+      'docs/operations.md',
+      'docs/mtls.md',
+    ]) {
       if (!existsSync(file)) continue;
       for (const [, key, value] of readFileSync(file, 'utf8').matchAll(/-c ([A-Za-z]+)=([^\s`|]+)/g)) {
         if (key === 'key') continue; // "Pass them with `-c key=value`"
@@ -86,7 +92,15 @@ describe('the deployment settings', () => {
         // Paths of the operator's own files cannot be checked here.
         if (key === 'cofferConfig' || key === 'cloudHsmTrustAnchor' || /[<>…]/.test(value as string))
           continue;
-        const base = (key as string).startsWith('cloudHsm') || value === 'cloudhsm' ? CLOUDHSM_CONTEXT : {};
+        // A setting that only works beside another is checked with that other one set.
+        const base =
+          (key as string).startsWith('cloudHsm') || value === 'cloudhsm'
+            ? CLOUDHSM_CONTEXT
+            : (key as string).startsWith('mtls')
+              ? MTLS
+              : key === 'codeSigningProfileVersionArn'
+                ? { codeSigning: 'true' }
+                : {};
         expect(
           () => readSettings(ctx({ ...base, [key as string]: value })),
           `${file}: -c ${key}=${value}`,
@@ -97,6 +111,115 @@ describe('the deployment settings', () => {
     expect(checked).toBeGreaterThanOrEqual(5);
     const deploy = readFileSync('docs/deploy.md', 'utf8');
     for (const key of SETTING_KEYS) expect(deploy, `docs/deploy.md documents ${key}`).toContain(`\`${key}\``);
+  });
+
+  it('checkpoints every 5 minutes by default, the unsealed tail docs/audit.md promises', () => {
+    expect(readSettings(ctx({})).checkpointMinutes).toBe(5);
+    expect(readFileSync('docs/audit.md', 'utf8')).toMatch(/one checkpoint interval \(5 minutes by default/);
+    expect(readSettings(ctx({ checkpointMinutes: '60' })).checkpointMinutes).toBe(60);
+    expect(() => readSettings(ctx({ checkpointMinutes: '4' }))).toThrow(
+      'context checkpointMinutes must be a whole number from 5 to 1440, got "4"',
+    );
+  });
+
+  const CERT = 'arn:aws:acm:eu-west-1:111122223333:certificate/1234abcd-12ab-34cd-56ef-1234567890ab';
+  const MTLS = { mtlsDomainName: 'coffer-mtls.example.com', mtlsCertificateArn: CERT };
+
+  it('reads the mutual TLS domain: off without mtlsDomainName, the stack bucket unless an S3 URI is given', () => {
+    expect(readSettings(ctx({})).mtls).toBeUndefined();
+    expect(readSettings(ctx(MTLS)).mtls).toEqual({
+      domainName: 'coffer-mtls.example.com',
+      certificateArn: CERT,
+    });
+    expect(
+      readSettings(
+        ctx({
+          ...MTLS,
+          mtlsTruststore: 's3://corp.pki-trust/coffer/ca.pem',
+          mtlsTruststoreVersion: 'a.B_c-1',
+        }),
+      ).mtls,
+    ).toEqual({
+      domainName: 'coffer-mtls.example.com',
+      certificateArn: CERT,
+      truststore: { bucketName: 'corp.pki-trust', key: 'coffer/ca.pem' },
+      truststoreVersion: 'a.B_c-1',
+    });
+  });
+
+  it('when a mutual TLS value is missing or malformed, synthesis stops with one line saying which', () => {
+    expect(() => readSettings(ctx({ mtlsDomainName: 'coffer-mtls.example.com' }))).toThrow(
+      'mtlsDomainName needs context mtlsCertificateArn: the ARN of the ACM certificate for that domain',
+    );
+    expect(() => readSettings(ctx({ ...MTLS, mtlsDomainName: '*.example.com' }))).toThrow(
+      /^context mtlsDomainName must be a lowercase host name like coffer-mtls\.example\.com, got "\*\.example\.com"$/,
+    );
+    expect(() => readSettings(ctx({ ...MTLS, mtlsDomainName: 'Coffer.Example.com' }))).toThrow(
+      /mtlsDomainName/,
+    );
+    expect(() =>
+      readSettings(ctx({ ...MTLS, mtlsCertificateArn: 'arn:aws:iam::111122223333:server-certificate/x' })),
+    ).toThrow(/^context mtlsCertificateArn must be an ACM certificate ARN/);
+    expect(() => readSettings(ctx({ ...MTLS, mtlsOwnershipCertificateArn: 'cert-1' }))).toThrow(
+      /^context mtlsOwnershipCertificateArn must be an ACM certificate ARN/,
+    );
+    expect(() =>
+      readSettings(ctx({ ...MTLS, mtlsTruststore: 'https://bucket.s3.amazonaws.com/ca.pem' })),
+    ).toThrow(/^context mtlsTruststore must be s3:\/\/<bucket>\/<key> of the CA bundle/);
+    expect(() => readSettings(ctx({ ...MTLS, mtlsTruststore: 's3://bucket-only' }))).toThrow(
+      /mtlsTruststore/,
+    );
+    expect(() => readSettings(ctx({ ...MTLS, mtlsTruststoreVersion: 'two words' }))).toThrow(
+      'context mtlsTruststoreVersion must be an S3 object version id (VersionId)',
+    );
+    for (const key of [
+      'mtlsCertificateArn',
+      'mtlsOwnershipCertificateArn',
+      'mtlsTruststore',
+      'mtlsTruststoreVersion',
+    ]) {
+      expect(() => readSettings(ctx({ [key]: 'x' }))).toThrow(
+        `context ${key} is only used with mtlsDomainName`,
+      );
+    }
+  });
+
+  it('reads code signing: off by default, on with codeSigning=true, with an existing profile version if given', () => {
+    expect(readSettings(ctx({})).codeSigning).toBeUndefined();
+    expect(readSettings(ctx({ codeSigning: 'false' })).codeSigning).toBeUndefined();
+    expect(readSettings(ctx({ codeSigning: 'true' })).codeSigning).toEqual({});
+    // `-c codeSigning=true` is a string; a boolean in cdk.json is a boolean.
+    expect(readSettings(ctx({ codeSigning: true })).codeSigning).toEqual({});
+    const arn = 'arn:aws:signer:eu-west-1:444455556666:/signing-profiles/CofferPipeline/a1b2c3d4e5';
+    expect(readSettings(ctx({ codeSigning: 'true', codeSigningProfileVersionArn: arn })).codeSigning).toEqual(
+      {
+        profileVersionArn: arn,
+      },
+    );
+    expect(() => readSettings(ctx({ codeSigning: 'yes' }))).toThrow(
+      'context codeSigning must be true or false, got "yes"',
+    );
+    expect(() => readSettings(ctx({ codeSigningProfileVersionArn: arn }))).toThrow(
+      'context codeSigningProfileVersionArn is only used with codeSigning=true',
+    );
+    // A profile ARN without its version is not what a code signing config takes.
+    expect(() =>
+      readSettings(
+        ctx({
+          codeSigning: 'true',
+          codeSigningProfileVersionArn:
+            'arn:aws:signer:eu-west-1:444455556666:/signing-profiles/CofferPipeline',
+        }),
+      ),
+    ).toThrow(/^context codeSigningProfileVersionArn must be a signing profile version ARN/);
+  });
+
+  it('when a new setting is spelled with other capitals, synthesis names the right one', () => {
+    expect(() => checkContextKeys(['mtlsdomainname'])).toThrow(
+      'context mtlsdomainname is not a Coffer setting; did you mean mtlsDomainName?',
+    );
+    expect(() => checkContextKeys(['CodeSigning'])).toThrow(/did you mean codeSigning\?/);
+    expect(() => checkContextKeys(['MTLSTruststoreVersion'])).toThrow(/did you mean mtlsTruststoreVersion\?/);
   });
 
   it("validates the Coffer configuration file with the app's own parser", () => {

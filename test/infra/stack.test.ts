@@ -409,10 +409,10 @@ describe('the Coffer stack (keyStore=kms)', () => {
     kms.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
-  it('schedules the audit checkpoint and the purge', () => {
+  it('schedules the audit checkpoint every 5 minutes (the unsealed tail docs/audit.md states) and the purge hourly', () => {
     const rules = Object.values(kms.template.findResources('AWS::Events::Rule')).map((r) => r.Properties);
     const scheduled = rules.filter((r) => r.ScheduleExpression);
-    expect(scheduled.map((r) => r.ScheduleExpression)).toEqual(['rate(1 hour)', 'rate(1 hour)']);
+    expect(scheduled.map((r) => r.ScheduleExpression)).toEqual(['rate(5 minutes)', 'rate(1 hour)']);
     const stack = kms.coffer.stack;
     const targets = scheduled.map((r) => JSON.stringify(r.Targets[0].Arn));
     expect(targets.sort()).toEqual(
@@ -421,6 +421,18 @@ describe('the Coffer stack (keyStore=kms)', () => {
         JSON.stringify(resolve(stack, stack.purge.handler.function.functionArn)),
       ].sort(),
     );
+  });
+
+  it('has, by default, no mutual TLS domain, truststore bucket or code signing config', () => {
+    kms.template.resourceCountIs('AWS::ApiGatewayV2::Api', 1);
+    kms.template.resourceCountIs('AWS::ApiGatewayV2::DomainName', 0);
+    kms.template.resourceCountIs('AWS::S3::Bucket', 0);
+    kms.template.resourceCountIs('AWS::Lambda::CodeSigningConfig', 0);
+    kms.template.resourceCountIs('AWS::Signer::SigningProfile', 0);
+    for (const fn of Object.values(kms.template.findResources('AWS::Lambda::Function'))) {
+      expect(fn.Properties.CodeSigningConfigArn).toBeUndefined();
+      expect(fn.Properties.Environment.Variables.COFFER_MTLS_API_ID).toBeUndefined();
+    }
   });
 
   it('passes cdk-nag AwsSolutionsChecks with no unacknowledged error or warning', () => {
