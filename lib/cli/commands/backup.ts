@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { type CofferClient, CofferClientError } from '../../../packages/client/src/index.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, type Bundle, BundleError } from '../bundle.js';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../io.js';
 import { collect, folderPrefix, output } from '../output.js';
 import { checkBundleOptions, collectSecrets, writeBundle } from './export.js';
 import { type ImportOptions, importBundle, loadBundle, reportImport } from './import.js';

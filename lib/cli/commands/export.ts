@@ -12,7 +12,7 @@ import {
   sealBundle,
 } from '../bundle.js';
 import { writeFileAtomic } from '../files.js';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../io.js';
 import { collect, type Output, output } from '../output.js';
 import { type Progress, progressBar } from '../progress.js';
 

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type CofferClient, CofferClientError, clientError } from '../../../packages/client/src/index.js';
 import { type Bundle, BundleError, openBundle, readIdentities } from '../bundle.js';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../io.js';
 import { folderPrefix, type Output, output } from '../output.js';
 import { progressBar } from '../progress.js';
 

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { newIdentity } from '../bundle.js';
 import { writeFileAtomic } from '../files.js';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../io.js';
 import { output } from '../output.js';
 
 /**

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { type CofferClient, CofferClientError } from '../../../packages/client/src/index.js';
 import { readAll } from '../bundle.js';
 import { writeFileAtomic } from '../files.js';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../io.js';
 import { output } from '../output.js';
 import { progressBar } from '../progress.js';
 

@@ -4,7 +4,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type { CofferClient } from '../../../packages/client/src/index.js';
 import { listAll, readAll } from '../bundle.js';
 import { PassThroughExit } from '../exit-codes.js';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../io.js';
 import { collect, folderPrefix, output } from '../output.js';
 import { progressBar } from '../progress.js';
 
