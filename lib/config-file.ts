@@ -3,6 +3,7 @@ import { extname, resolve } from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { isLoopbackUrl } from './loopback.js';
 
 /**
  * The Coffer configuration file (brief §5): one file named by `COFFER_CONFIG`, JSON or YAML, one
@@ -100,11 +101,7 @@ const attributeName = z
 const ALGORITHM_MESSAGE = `must be one of ${ASYMMETRIC_ALGORITHMS.join(' ')}, or a list of them (asymmetric only: HMAC and none cannot be configured)`;
 const algorithm = z.enum(ASYMMETRIC_ALGORITHMS, { error: ALGORITHM_MESSAGE });
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
-
-export function isLoopbackUrl(url: URL): boolean {
-  return LOOPBACK_HOSTS.has(url.hostname);
-}
+export { isLoopbackUrl };
 
 /** Checks an issuer or JWKS URL: https, or http on loopback when the issuer allows it. */
 function checkUrl(value: string, allowHttpLoopback: boolean): string | undefined {

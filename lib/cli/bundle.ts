@@ -7,7 +7,7 @@ import {
   CofferClientError,
   clientError,
 } from '../../packages/client/src/index.js';
-import type { CliIo } from './main.js';
+import type { CliIo } from './io.js';
 import type { Progress } from './progress.js';
 
 /**

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import type { CliIo } from './main.js';
+import type { CliIo } from './io.js';
 
 const MAX_INPUT_BYTES = 64 * 1024 + 1;
 

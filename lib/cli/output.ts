@@ -1,12 +1,14 @@
 import type { Command } from 'commander';
-import type { CliIo } from './main.js';
+import type { CliIo } from './io.js';
 
 /** The global output flags (`--json`, `--quiet`) as one command's helpers see them. */
 export interface Output {
   readonly json: boolean;
   readonly quiet: boolean;
-  /** The result: JSON with --json, else the human text unless --quiet. */
+  /** The result, a confirmation (put, rm…): JSON with --json, else the human text unless --quiet. */
   result(human: string, json: unknown): void;
+  /** What the command was asked to show (ls, history, whoami): printed even with --quiet. */
+  show(human: string, json: unknown): void;
   /** A note for people (stderr), silenced by --quiet and --json. */
   note(text: string): void;
 }
@@ -21,6 +23,10 @@ export function output(program: Command, io: CliIo): Output {
     result(human, value) {
       if (json) io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
       else if (!quiet) io.stdout.write(human);
+    },
+    show(human, value) {
+      if (json) io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+      else io.stdout.write(human);
     },
     note(text) {
       if (!json && !quiet) io.stderr.write(text);

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { type ServerType, serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthorizationRequest, Authorizer, Decision } from '../../lib/authz/authorizer.js';
-import { parseTemplate } from '../../lib/cli/commands/render.js';
+import { parseTemplate } from '../../lib/cli/actions/render.js';
 import { type CliIo, runCli } from '../../lib/cli/main.js';
 import { createHarness, type Harness } from '../support/harness.js';
 

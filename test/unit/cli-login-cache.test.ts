@@ -11,7 +11,7 @@ import {
   ownsCacheDirectory,
   readLoginCache,
   writeLoginCache,
-} from '../../lib/cli/commands/auth-cache.js';
+} from '../../lib/cli/login-cache.js';
 
 const record: LoginRecord = {
   version: 1,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { envNameOf } from '../../lib/cli/commands/run.js';
+import { envNameOf } from '../../lib/cli/actions/run.js';
 import { EXIT, exitCodeOf } from '../../lib/cli/exit-codes.js';
 import { STATUS } from '../../lib/http/errors.js';
 import {

@@ -17,13 +17,6 @@ import { describe, expect, it } from 'vitest';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const ROOTS = ['lib', 'packages'];
 
-/**
- * The CLI split (issue #12, lib/cli/main.ts ↔ lib/cli/commands/*) removes the circles inside
- * lib/cli on its own branch; until it is merged, lib/cli is left out of this walk. Drop this
- * exclusion once that split is in.
- */
-const EXCLUDED = ['lib/cli/'];
-
 /** Replaces comments and template-literal text with spaces, keeping line breaks and other code. */
 function blankCommentsAndTemplates(source: string): string {
   const out = source.split('');
@@ -102,18 +95,17 @@ function tsFiles(dir: string): string[] {
 }
 
 const rel = (file: string) => relative(ROOT, file);
-const excluded = (file: string) => EXCLUDED.some((prefix) => rel(file).startsWith(prefix));
 
 /** The import graph reachable from `roots`: file → the repository files it imports. */
 function importGraph(roots: readonly string[]): Map<string, string[]> {
   const graph = new Map<string, string[]>();
-  const queue = roots.flatMap((r) => tsFiles(join(ROOT, r))).filter((f) => !excluded(f));
+  const queue = roots.flatMap((r) => tsFiles(join(ROOT, r)));
   while (queue.length > 0) {
     const file = queue.pop() as string;
     if (graph.has(file)) continue;
     const targets = staticSpecifiers(readFileSync(file, 'utf8'))
       .map((s) => resolveSpecifier(file, s))
-      .filter((t): t is string => t !== undefined && !excluded(t));
+      .filter((t): t is string => t !== undefined);
     graph.set(file, targets);
     queue.push(...targets);
   }

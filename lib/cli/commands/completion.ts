@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../io.js';
 
 interface Node {
   /** Command words after `coffer`, space-separated ('' for the top level). */

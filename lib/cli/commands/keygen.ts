@@ -1,8 +1,5 @@
-import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { newIdentity } from '../bundle.js';
-import { writeFileAtomic } from '../files.js';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../io.js';
 import { output } from '../output.js';
 
 /**
@@ -21,18 +18,7 @@ export function registerKeygenCommand(program: Command, io: CliIo): void {
           'keygen writes the identity to a file (mode 0600): give -o FILE, not -',
         );
       }
-      const out = output(program, io);
-      const target = resolve(io.cwd, opts.output);
-      const { recipient, file } = await newIdentity();
-      await writeFileAtomic(target, file, { mode: 0o600, overwrite: false });
-      if (out.quiet && !out.json) {
-        io.stdout.write(`${recipient}\n`);
-        return;
-      }
-      out.result(
-        `Identity written to ${opts.output} (mode 0600). Keep it private.\n` +
-          `Your recipient (share it; senders use it with coffer export --to):\n${recipient}\n`,
-        { recipient, identityFile: target },
-      );
+      const { createIdentity } = await import('../actions/keygen.js');
+      await createIdentity(io, output(program, io), opts);
     });
 }

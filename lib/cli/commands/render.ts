@@ -1,113 +1,17 @@
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { type CofferClient, CofferClientError } from '../../../packages/client/src/index.js';
-import { readAll } from '../bundle.js';
-import { writeFileAtomic } from '../files.js';
-import type { CliIo } from '../main.js';
+import type { ClientFactory } from '../credentials.js';
+import type { CliIo } from '../io.js';
 import { output } from '../output.js';
-import { progressBar } from '../progress.js';
 
-/** `{{ secret "path" }}` or `{{ secret "path" "field" }}`, spaces free inside the braces. */
-const DIRECTIVE = /\{\{\s*secret\s+"([^"\\{}]*)"(?:\s+"([^"\\{}]*)")?\s*\}\}/y;
-/** Anything that starts like a directive: a malformed one is an error, never left in the output. */
-const OPENING = /\{\{\s*secret\b/g;
-
-type Part = string | { readonly path: string; readonly field?: string };
-
-/** Splits a template into text and directives; other `{{ … }}` text is left as it is. */
-export function parseTemplate(template: string): Part[] {
-  const parts: Part[] = [];
-  let at = 0;
-  for (const match of template.matchAll(OPENING)) {
-    const start = match.index;
-    if (start < at) continue;
-    DIRECTIVE.lastIndex = start;
-    const directive = DIRECTIVE.exec(template);
-    if (!directive) {
-      const line = template.slice(0, start).split('\n').length;
-      throw new CofferClientError(
-        'invalid_template',
-        0,
-        `line ${line}: expected {{ secret "path" }} or {{ secret "path" "field" }}`,
-      );
-    }
-    parts.push(template.slice(at, start));
-    parts.push({
-      path: directive[1] as string,
-      ...(directive[2] !== undefined ? { field: directive[2] } : {}),
-    });
-    at = start + directive[0].length;
-  }
-  parts.push(template.slice(at));
-  return parts;
-}
-
-/** The text for one directive. Errors name the path and field, never the value. */
-function valueFor(path: string, field: string | undefined, value: string): string {
-  if (field === undefined) return value;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    parsed = undefined;
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new CofferClientError('not_json', 0, `${path}: not a JSON object, so it has no field "${field}"`);
-  }
-  if (!Object.hasOwn(parsed, field)) {
-    throw new CofferClientError('not_found', 0, `${path}: no field "${field}"`);
-  }
-  const v = (parsed as Record<string, unknown>)[field];
-  return typeof v === 'string' ? v : JSON.stringify(v);
-}
-
-/**
- * `coffer render`: fills a config file template for applications that can only read files. Every
- * secret is read before anything is written; the output file appears whole (temp file + rename)
- * with mode 0600, or not at all.
- */
-export function registerRenderCommand(
-  program: Command,
-  io: CliIo,
-  client: () => Promise<CofferClient>,
-): void {
+/** `coffer render TEMPLATE`: a config file with `{{ secret "path" }}` filled in. */
+export function registerRenderCommand(program: Command, io: CliIo, client: ClientFactory): void {
   program
     .command('render')
     .description('fill {{ secret "path" }} (and {{ secret "path" "field" }} for JSON values) in a template')
     .argument('<template>', 'template file, or - for stdin')
     .option('-o, --output <file>', 'write here (mode 0600, atomically) instead of stdout')
     .action(async (templateFile: string, opts: { output?: string }) => {
-      const out = output(program, io);
-      const template =
-        templateFile === '-'
-          ? await readStream(io.stdin)
-          : await readFile(resolve(io.cwd, templateFile), 'utf8').catch(() => {
-              throw new CofferClientError('not_found', 0, `cannot read the template ${templateFile}`);
-            });
-      const parts = parseTemplate(template);
-      const paths = [...new Set(parts.flatMap((p) => (typeof p === 'string' ? [] : [p.path])))];
-      const values = await readAll(await client(), paths, progressBar(io, 'reading', paths.length, false));
-      const rendered = parts
-        .map((p) => (typeof p === 'string' ? p : valueFor(p.path, p.field, values.get(p.path)?.value ?? '')))
-        .join('');
-      if (opts.output === undefined) {
-        // --json asks for a JSON answer on stdout: the rendered text is its `content`.
-        if (out.json) out.result('', { content: rendered, secrets: paths });
-        else io.stdout.write(rendered);
-        return;
-      }
-      const target = resolve(io.cwd, opts.output);
-      await writeFileAtomic(target, rendered, { mode: 0o600 });
-      out.result(`rendered ${paths.length} secret(s) into ${opts.output} (mode 0600)\n`, {
-        output: target,
-        secrets: paths,
-      });
+      const { renderTemplate } = await import('../actions/render.js');
+      await renderTemplate(io, output(program, io), client, templateFile, opts);
     });
-}
-
-async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -1,11 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { decodeJwt } from 'jose';
-import * as oidc from 'openid-client';
-import { z } from 'zod';
-import { CofferClientError } from '../../../packages/client/src/errors.js';
-import { isLoopbackUrl } from '../../config-file.js';
+import type * as oidc from 'openid-client';
+import type * as zod from 'zod';
+import { CofferClientError } from '../../packages/client/src/errors.js';
 
 /** Refresh this long before the access token expires, so it does not die in flight. */
 const REFRESH_MARGIN_SECONDS = 30;
@@ -26,25 +24,37 @@ export interface LoginRecord {
   readonly expiresAt?: number;
 }
 
-const recordSchema = z.strictObject({
-  version: z.literal(1),
-  server: z.string().min(1).max(2048),
-  issuer: z.string().min(1).max(2048),
-  clientId: z.string().min(1).max(256),
-  scope: z.string().max(2048),
-  resource: z.string().min(1).max(2048).optional(),
-  allowHttpLoopback: z.boolean(),
-  accessToken: z
-    .string()
-    .min(1)
-    .max(16 * 1024),
-  refreshToken: z
-    .string()
-    .min(1)
-    .max(16 * 1024)
-    .optional(),
-  expiresAt: z.number().int().positive().optional(),
-});
+/**
+ * The cache file's schema, built on first use: zod is loaded only when there is a cache to read,
+ * not on every CLI start.
+ */
+let recordSchema: ReturnType<typeof recordSchemaOf> | undefined;
+async function cacheSchema(): Promise<ReturnType<typeof recordSchemaOf>> {
+  recordSchema ??= recordSchemaOf((await import('zod')).z);
+  return recordSchema;
+}
+
+function recordSchemaOf(z: typeof zod.z) {
+  return z.strictObject({
+    version: z.literal(1),
+    server: z.string().min(1).max(2048),
+    issuer: z.string().min(1).max(2048),
+    clientId: z.string().min(1).max(256),
+    scope: z.string().max(2048),
+    resource: z.string().min(1).max(2048).optional(),
+    allowHttpLoopback: z.boolean(),
+    accessToken: z
+      .string()
+      .min(1)
+      .max(16 * 1024),
+    refreshToken: z
+      .string()
+      .min(1)
+      .max(16 * 1024)
+      .optional(),
+    expiresAt: z.number().int().positive().optional(),
+  });
+}
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -71,7 +81,7 @@ export async function readLoginCache(path: string): Promise<LoginRecord | undefi
     return undefined;
   }
   try {
-    const parsed = recordSchema.safeParse(JSON.parse(text));
+    const parsed = (await cacheSchema()).safeParse(JSON.parse(text));
     return parsed.success ? (parsed.data as LoginRecord) : undefined;
   } catch {
     return undefined;
@@ -120,68 +130,6 @@ export async function deleteLoginCache(path: string): Promise<boolean> {
   }
 }
 
-/** Refuses plain http except to a loopback IdP the user explicitly allowed. */
-export function checkIssuerUrl(issuer: string, allowHttpLoopback: boolean): URL {
-  let url: URL;
-  try {
-    url = new URL(issuer);
-  } catch {
-    throw new CofferClientError('invalid_request', 0, 'the issuer must be an absolute https URL');
-  }
-  if (url.protocol === 'https:') return url;
-  if (url.protocol === 'http:' && isLoopbackUrl(url) && allowHttpLoopback) return url;
-  throw new CofferClientError(
-    'invalid_request',
-    0,
-    'the issuer must use https (http only for a loopback IdP with --allow-http-loopback)',
-  );
-}
-
-/** An openid-client configuration for the CLI, a public client (no secret; PKCE or device flow). */
-export async function clientConfiguration(
-  issuer: string,
-  clientId: string,
-  allowHttpLoopback: boolean,
-): Promise<oidc.Configuration> {
-  const url = checkIssuerUrl(issuer, allowHttpLoopback);
-  try {
-    return await oidc.discovery(url, clientId, undefined, oidc.None(), {
-      execute: url.protocol === 'http:' ? [oidc.allowInsecureRequests] : [],
-      timeout: 15,
-    });
-  } catch (err) {
-    throw new CofferClientError(
-      'unreachable',
-      0,
-      `cannot discover the issuer ${url.origin}: ${oauthReason(err)}`,
-    );
-  }
-}
-
-/** A short, non-secret reason from an openid-client error (the IdP's error code, or the error's own code). */
-export function oauthReason(err: unknown): string {
-  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.AuthorizationResponseError)
-    return err.error;
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') return code;
-  return err instanceof Error ? err.name : 'unknown error';
-}
-
-/** When the access token expires: `expires_in` if the IdP said, else the token's own `exp`. */
-export function expiryOf(
-  accessToken: string,
-  expiresIn: number | undefined,
-  now: number,
-): number | undefined {
-  if (expiresIn !== undefined) return now + expiresIn;
-  try {
-    const { exp } = decodeJwt(accessToken);
-    return typeof exp === 'number' ? exp : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 export interface CacheTokenOptions {
   /** Epoch seconds (tests). */
   readonly now?: number;
@@ -208,10 +156,12 @@ export async function loginCacheToken(
   if (!record.refreshToken) {
     throw new CofferClientError('unauthenticated', 401, 'your login has expired; run "coffer login" again');
   }
+  // openid-client is loaded only to refresh: a valid cached token needs none of it.
+  const { clientConfiguration, expiryOf, oauthReason, refreshTokenGrant } = await import('./oidc-client.js');
   let tokens: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers;
   try {
     const config = await clientConfiguration(record.issuer, record.clientId, record.allowHttpLoopback);
-    tokens = await oidc.refreshTokenGrant(
+    tokens = await refreshTokenGrant(
       config,
       record.refreshToken,
       record.resource ? { resource: record.resource } : undefined,

@@ -1,0 +1,80 @@
+import { DEV_ISSUER } from '../../authn/dev-issuer.js';
+import { DEFAULT_ADDR, localSettings } from '../../config.js';
+import { loadConfig } from '../../config-file.js';
+import { type LocalServer, startLocalServer } from '../../local/server.js';
+import { jsonLogger } from '../../log.js';
+import type { CliIo } from '../io.js';
+
+/**
+ * Runs the local server until SIGINT or SIGTERM (or until the parent process goes away), with
+ * request logs on stderr and the audit log on stdout.
+ */
+export async function runLocalServer(io: CliIo): Promise<void> {
+  const settings = localSettings(io.env, io.cwd);
+  const config = await loadConfig(io.env, io.cwd);
+  // Signals are taken from the start: a Ctrl-C or SIGTERM while DynamoDB Local is starting
+  // aborts the start and stops what was started, rather than leave Java running.
+  const abort = new AbortController();
+  let server: LocalServer | undefined;
+  let stopping = false;
+  let stopped: () => void = () => {};
+  const done = new Promise<void>((resolve) => {
+    stopped = resolve;
+  });
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    io.stderr.write('Stopping Coffer…\n');
+    if (server) server.stop().then(stopped, stopped);
+    else abort.abort();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  // `kill <pid of npm start>` ends npm without passing the signal on: when the parent goes
+  // away, stop as if signalled rather than leave the server and DynamoDB Local running.
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid !== parent) stop();
+  }, 1000);
+  watch.unref();
+  try {
+    server = await startLocalServer(
+      settings,
+      jsonLogger((l) => io.stderr.write(`${l}\n`)),
+      config,
+      { auditSink: (line) => io.stdout.write(`${line}\n`), signal: abort.signal },
+    );
+  } catch (err) {
+    if (abort.signal.aborted) return;
+    throw err;
+  } finally {
+    if (!server) {
+      clearInterval(watch);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    }
+  }
+  if (stopping) {
+    // A signal came while the start was finishing.
+    await server.stop();
+    return;
+  }
+  io.stderr.write(`Coffer listening on ${server.url}\n`);
+  const issuers = [`dev (${DEV_ISSUER})`, ...config.issuers.map((i) => `${i.alias} (${i.issuer})`)];
+  io.stderr.write(`Token issuers: ${issuers.join(', ')}\n`);
+  io.stderr.write(`Admin token: ${server.tokenFile}\n`);
+  // The variables the CLI needs to find this server and its token, when not the defaults.
+  const vars = [
+    ...(server.url !== DEFAULT_ADDR ? [`COFFER_ADDR=${server.url}`] : []),
+    ...(settings.dataDir !== localSettings({}, io.cwd).dataDir
+      ? [`COFFER_DATA_DIR=${shellQuote(settings.dataDir)}`]
+      : []),
+  ];
+  io.stderr.write(`Try: printf 's3cret' | ${[...vars, 'npm run coffer -- put hello/world -'].join(' ')}\n`);
+  await done;
+}
+
+/** Quotes a word for a POSIX shell when it needs it. */
+function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}

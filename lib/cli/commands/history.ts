@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import type { ClientFactory } from '../credentials.js';
+import type { CliIo } from '../io.js';
+import { output } from '../output.js';
+
+/** `coffer history PATH`: a secret's metadata and versions, never its values. */
+export function registerHistoryCommand(program: Command, io: CliIo, client: ClientFactory): void {
+  program
+    .command('history')
+    .description('metadata and versions of a secret (no values)')
+    .argument('<path>', 'secret path')
+    .action(async (path: string) => {
+      const meta = await (await client()).history(path);
+      const lines = [
+        `${meta.path}  current version ${meta.currentVersion}${meta.deletedAt ? `  (deleted; purge at ${meta.purgeAt})` : ''}`,
+        ...(meta.description ? [`description: ${meta.description}`] : []),
+        ...(Object.keys(meta.tags).length > 0
+          ? [
+              `tags: ${Object.entries(meta.tags)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' ')}`,
+            ]
+          : []),
+        'VERSION  CREATED                   BY                    STATE',
+        ...meta.versions.map(
+          (v) =>
+            `${String(v.version).padEnd(8)} ${v.createdAt.padEnd(25)} ${(v.createdBy ?? '').padEnd(21)} ${v.destroyed ? 'destroyed' : 'active'}`,
+        ),
+      ];
+      output(program, io).show(`${lines.join('\n')}\n`, meta);
+    });
+}

