@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type CacheOptions, SecretCache } from './cache.js';
 import { parseEndpoint } from './endpoint.js';
+import { errorSpec, mayRetry } from './error-registry.js';
 import {
   CofferClientError,
   CofferInvalidRequestError,
@@ -21,6 +22,7 @@ import { type IamAuthOptions, SigV4RequestSigner } from './sigv4.js';
 
 export type { CacheOptions } from './cache.js';
 export { DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL_MS, DEFAULT_MAX_STALE_MS } from './cache.js';
+export type { ErrorCode } from './error-registry.js';
 export {
   CofferClientError,
   CofferConflictError,
@@ -151,13 +153,6 @@ export interface WhoAmI {
 /** Most paths per `POST /v1/batch-get`; `batchGet` splits longer lists. */
 export const BATCH_GET_MAX_PATHS = 20;
 const DEFAULT_TIMEOUT_MS = 10_000;
-
-/** Statuses of the per-path error codes of a batch (the response itself is 200). */
-const BATCH_ITEM_STATUS: Readonly<Record<string, number>> = {
-  not_found: 404,
-  forbidden: 403,
-  invalid_path: 400,
-};
 
 /** Connection failures where the request certainly never reached the server. */
 const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -417,7 +412,7 @@ export class CofferClient {
       if (item.error) {
         this.cache?.delete(cacheKey(path));
         const { code, message } = item.error;
-        out.set(path, { path, ok: false, error: clientError(code, BATCH_ITEM_STATUS[code] ?? 0, message) });
+        out.set(path, { path, ok: false, error: clientError(code, errorSpec(code)?.status ?? 0, message) });
       } else {
         const secret: SecretValue = {
           path: item.path,
@@ -488,7 +483,7 @@ export class CofferClient {
       }
       // Only requests that are safe to repeat: a 429 or 503 from Coffer may come after part of the
       // work was done (a throttled audit write after the change), so a delete is never re-sent.
-      const retryable = spec.idempotent && [429, 502, 503, 504].includes(response.status);
+      const retryable = spec.idempotent && mayRetry(error.code, response.status);
       if (retryable && attempt < this.retry.maxAttempts) {
         await sleep(backoffDelay(this.retry, attempt - 1, retryAfterMs(response.headers.get('retry-after'))));
         continue;
@@ -507,14 +502,21 @@ function parseJson<T>(text: string, status: number): T {
 }
 
 function errorOf(text: string, status: number): CofferClientError {
-  let parsed: { error?: { code?: unknown; message?: unknown; requestId?: unknown } } = {};
+  let parsed: { error?: { code?: unknown; message?: unknown; requestId?: unknown; reason?: unknown } } = {};
   try {
     parsed = JSON.parse(text) ?? {};
   } catch {
     // Not JSON (a proxy's page, say): the status alone decides.
   }
   const e = parsed.error ?? {};
-  const code = typeof e.code === 'string' ? e.code : status === 429 ? 'throttled' : 'http_error';
+  const code =
+    e.code === 'not_found' && e.reason === 'no_route'
+      ? 'no_route'
+      : typeof e.code === 'string'
+        ? e.code
+        : status === 429
+          ? 'throttled'
+          : 'http_error';
   const message = typeof e.message === 'string' ? e.message : `HTTP ${status}`;
   return clientError(code, status, message, typeof e.requestId === 'string' ? e.requestId : undefined);
 }
