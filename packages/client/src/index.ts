@@ -10,14 +10,8 @@ import {
   clientError,
   isTransient,
 } from './errors.js';
-import {
-  backoffDelay,
-  type RetryOptions,
-  type RetryPolicy,
-  retryAfterMs,
-  retryPolicy,
-  sleep,
-} from './retry.js';
+import { neverSent } from './failures.js';
+import { type RetryOptions, type RetryPolicy, retry, retryAfterMs, retryPolicy } from './retry.js';
 import { type IamAuthOptions, SigV4RequestSigner } from './sigv4.js';
 
 export type { CacheOptions } from './cache.js';
@@ -153,9 +147,6 @@ export interface WhoAmI {
 /** Most paths per `POST /v1/batch-get`; `batchGet` splits longer lists. */
 export const BATCH_GET_MAX_PATHS = 20;
 const DEFAULT_TIMEOUT_MS = 10_000;
-
-/** Connection failures where the request certainly never reached the server. */
-const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /**
  * A path as URL segments. A `.` or `..` segment is refused here, as the server would: a URL
@@ -453,43 +444,51 @@ export class CofferClient {
       ...(spec.headers ?? {}),
     };
     let forceRefresh = false;
-    for (let attempt = 1; ; attempt++) {
-      // Signed (or the token fetched) per attempt: a retry carries a fresh date and credentials.
-      const headers = await this.authHeaders(spec.method, url, baseHeaders, body, forceRefresh);
-      let response: Response;
-      let text: string;
-      try {
-        response = await this.fetchImpl(url, {
-          method: spec.method,
-          headers: { ...headers, 'user-agent': this.options.userAgent ?? 'coffer-client/0.1' },
-          ...(body !== undefined ? { body } : {}),
-          signal: AbortSignal.timeout(this.timeoutMs),
-        });
-        text = await response.text();
-      } catch (err) {
-        const failure = networkError(err, this.endpoint);
-        if (attempt < this.retry.maxAttempts && (spec.idempotent || neverSent(err))) {
-          await sleep(backoffDelay(this.retry, attempt - 1));
+    // What the last failed attempt allows: set just before it throws, read by the retry loop.
+    let verdict: { retryable: boolean; retryAfterMs?: number } = { retryable: false };
+    const attempt = async (): Promise<T> => {
+      for (;;) {
+        verdict = { retryable: false };
+        // Signed (or the token fetched) per attempt: a retry carries a fresh date and credentials.
+        const headers = await this.authHeaders(spec.method, url, baseHeaders, body, forceRefresh);
+        let response: Response;
+        let text: string;
+        try {
+          response = await this.fetchImpl(url, {
+            method: spec.method,
+            headers: { ...headers, 'user-agent': this.options.userAgent ?? 'coffer-client/0.1' },
+            ...(body !== undefined ? { body } : {}),
+            signal: AbortSignal.timeout(this.timeoutMs),
+          });
+          text = await response.text();
+        } catch (err) {
+          verdict = { retryable: spec.idempotent || neverSent(err) };
+          throw networkError(err, this.endpoint);
+        }
+        if (response.ok) return parseJson<T>(text, response.status);
+        const error = errorOf(text, response.status);
+        if (error instanceof CofferUnauthenticatedError && this.options.auth.tokenProvider && !forceRefresh) {
+          // Once per request, and not counted as an attempt: the provider's token may have expired.
+          forceRefresh = true;
           continue;
         }
-        throw failure;
+        // Only requests that are safe to repeat: a 429 or 503 from Coffer may come after part of the
+        // work was done (a throttled audit write after the change), so a delete is never re-sent.
+        const after = retryAfterMs(response.headers.get('retry-after'));
+        verdict = {
+          retryable: spec.idempotent && mayRetry(error.code, response.status),
+          ...(after !== undefined ? { retryAfterMs: after } : {}),
+        };
+        throw error;
       }
-      if (response.ok) return parseJson<T>(text, response.status);
-      const error = errorOf(text, response.status);
-      if (error instanceof CofferUnauthenticatedError && this.options.auth.tokenProvider && !forceRefresh) {
-        forceRefresh = true;
-        attempt--;
-        continue;
-      }
-      // Only requests that are safe to repeat: a 429 or 503 from Coffer may come after part of the
-      // work was done (a throttled audit write after the change), so a delete is never re-sent.
-      const retryable = spec.idempotent && mayRetry(error.code, response.status);
-      if (retryable && attempt < this.retry.maxAttempts) {
-        await sleep(backoffDelay(this.retry, attempt - 1, retryAfterMs(response.headers.get('retry-after'))));
-        continue;
-      }
-      throw error;
-    }
+    };
+    return retry(attempt, {
+      attempts: this.retry.maxAttempts,
+      baseDelayMs: this.retry.baseDelayMs,
+      maxDelayMs: this.retry.maxDelayMs,
+      isRetryable: () => verdict.retryable,
+      retryAfterMs: () => verdict.retryAfterMs,
+    });
   }
 }
 
@@ -527,11 +526,6 @@ function networkError(err: unknown, endpoint: string): CofferNetworkError {
     return new CofferNetworkError('timeout', 0, `the Coffer server at ${endpoint} did not answer in time`);
   }
   return new CofferNetworkError('unreachable', 0, `cannot reach the Coffer server at ${endpoint}`);
-}
-
-function neverSent(err: unknown): boolean {
-  const code = (err as { cause?: { code?: unknown } } | null)?.cause?.code;
-  return typeof code === 'string' && NEVER_SENT.has(code);
 }
 
 /** Creates a client. See {@link ClientOptions}. */
