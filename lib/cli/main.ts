@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { decodeJwt } from 'jose';
+import { RECOVERY_DAYS, VERSION_MAX } from '../../packages/client/src/contract.js';
 import { parseEndpoint } from '../../packages/client/src/endpoint.js';
 import { type CofferClient, CofferClientError, createClient } from '../../packages/client/src/index.js';
 import { DEV_ISSUER, DevIssuer } from '../authn/dev-issuer.js';
@@ -238,7 +239,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
     .option(
       '--cas <version>',
       'only write if the latest version is this (0 = only if absent)',
-      parseIntArg('cas', 0, 2 ** 31),
+      parseIntArg('cas', 0, VERSION_MAX),
     )
     .option('--description <text>', 'description of the secret')
     .option('--tag <key=value...>', 'tags (replace the current tags)')
@@ -263,7 +264,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
     .command('get')
     .description('print a secret value')
     .argument('<path>', 'secret path')
-    .option('--version <n>', 'a specific version', parseIntArg('version', 1, 2 ** 31))
+    .option('--version <n>', 'a specific version', parseIntArg('version', 1, VERSION_MAX))
     .action(async (path: string, opts: { version?: number }) => {
       const secret = await (await client()).get(
         path,
@@ -296,8 +297,8 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
     .argument('<path>', 'secret path')
     .option(
       '--recovery-days <n>',
-      'recovery window in days (7-30, default 7)',
-      parseIntArg('recovery-days', 7, 30),
+      `recovery window in days (${RECOVERY_DAYS.min}-${RECOVERY_DAYS.max}, default ${RECOVERY_DAYS.default})`,
+      parseIntArg('recovery-days', RECOVERY_DAYS.min, RECOVERY_DAYS.max),
     )
     .action(async (path: string, opts: { recoveryDays?: number }) => {
       const result = await (await client()).delete(
@@ -322,7 +323,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
     .argument('<path>', 'secret path')
     .requiredOption('--versions <list>', 'comma-separated versions, e.g. 1,2')
     .action(async (path: string, opts: { versions: string }) => {
-      const versions = opts.versions.split(',').map((v) => parseIntArg('version', 1, 2 ** 31)(v.trim()));
+      const versions = opts.versions.split(',').map((v) => parseIntArg('version', 1, VERSION_MAX)(v.trim()));
       const result = await (await client()).destroy(path, versions);
       print(`${result.path}: destroyed ${result.destroyed.join(', ')}\n`, result);
     });

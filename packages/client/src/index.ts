@@ -1,5 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { type CacheOptions, SecretCache } from './cache.js';
+import {
+  BATCH_GET_MAX_PATHS,
+  type BatchGetResponse,
+  type DeleteResult,
+  type DestroyResult,
+  isDotSegment,
+  type ListPage,
+  type MetadataPatch,
+  type PutRequest,
+  type PutResult,
+  type RestoreResult,
+  type SecretMetadata,
+  type SecretValue,
+  type WhoAmI,
+} from './contract.js';
 import { parseEndpoint } from './endpoint.js';
 import { errorSpec, mayRetry } from './error-registry.js';
 import {
@@ -16,6 +31,31 @@ import { type IamAuthOptions, SigV4RequestSigner } from './sigv4.js';
 
 export type { CacheOptions } from './cache.js';
 export { DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL_MS, DEFAULT_MAX_STALE_MS } from './cache.js';
+export type {
+  DeleteResult,
+  DestroyResult,
+  ListItem,
+  ListPage,
+  MetadataPatch,
+  PutResult,
+  RestoreResult,
+  SecretMetadata,
+  SecretValue,
+  VersionInfo,
+  WhoAmI,
+} from './contract.js';
+export {
+  BATCH_GET_MAX_PATHS,
+  BODY_MAX_BYTES,
+  LIST_LIMIT,
+  MAX_VERSIONS,
+  PATH_MAX_BYTES,
+  PATH_MAX_SEGMENTS,
+  pathProblem,
+  RECOVERY_DAYS,
+  TAGS_MAX,
+  VALUE_MAX_BYTES,
+} from './contract.js';
 export type { ErrorCode } from './error-registry.js';
 export {
   CofferClientError,
@@ -67,85 +107,23 @@ export interface ClientOptions {
   readonly clock?: () => number;
 }
 
-export interface SecretValue {
-  path: string;
-  version: number;
-  value: string;
-  createdAt: string;
-}
-
 /** One answer of `batchGet`, in the order asked. */
 export type BatchGetResult =
   | { readonly path: string; readonly ok: true; readonly secret: SecretValue }
   | { readonly path: string; readonly ok: false; readonly error: CofferClientError };
 
-export interface PutOptions {
-  cas?: number;
-  description?: string;
-  tags?: Record<string, string>;
+export interface PutOptions extends Omit<PutRequest, 'value'> {
   /** Default: a fresh random key per call, so that the client's own retries never write twice. */
   idempotencyKey?: string;
-}
-
-export interface PutResult {
-  path: string;
-  version: number;
-  createdAt: string;
-}
-
-export interface ListItem {
-  path: string;
-  version: number;
-  updatedAt: string;
-}
-
-export interface ListPage {
-  items: ListItem[];
-  folders?: string[];
-  cursor?: string;
 }
 
 export interface ListOptions {
   /** `/` lists one level, with sub-folders in `folders`. */
   delimiter?: '/';
-  /** Page size (1-1000, server default 100). */
+  /** Page size (`LIST_LIMIT`: 1-1000, server default 100). */
   limit?: number;
 }
 
-export interface VersionInfo {
-  version: number;
-  createdAt: string;
-  createdBy?: string;
-  destroyed: boolean;
-  keyId?: string;
-}
-
-export interface SecretMetadata {
-  path: string;
-  currentVersion: number;
-  createdAt: string;
-  updatedAt: string;
-  description?: string;
-  tags: Record<string, string>;
-  maxVersions: number;
-  owner?: string;
-  deletedAt?: string;
-  purgeAt?: string;
-  versions: VersionInfo[];
-}
-
-export interface WhoAmI {
-  type: string;
-  id: string;
-  entity: string;
-  groups: string[];
-  attributes: Record<string, string>;
-  authMethod: string;
-  issuer?: string;
-}
-
-/** Most paths per `POST /v1/batch-get`; `batchGet` splits longer lists. */
-export const BATCH_GET_MAX_PATHS = 20;
 const DEFAULT_TIMEOUT_MS = 10_000;
 
 /**
@@ -154,7 +132,7 @@ const DEFAULT_TIMEOUT_MS = 10_000;
  */
 function encodePath(path: string): string {
   const segments = path.split('/');
-  if (segments.some((s) => s === '.' || s === '..')) {
+  if (segments.some(isDotSegment)) {
     throw new CofferInvalidRequestError('invalid_path', 400, 'path has a "." or ".." segment');
   }
   return segments.map(encodeURIComponent).join('/');
@@ -288,10 +266,7 @@ export class CofferClient {
   }
 
   /** Soft delete: restorable for `recoveryDays` (7-30, default 7). */
-  async delete(
-    path: string,
-    options: { recoveryDays?: number } = {},
-  ): Promise<{ path: string; deletedAt: string; purgeAt: string }> {
+  async delete(path: string, options: { recoveryDays?: number } = {}): Promise<DeleteResult> {
     try {
       return await this.send({
         method: 'DELETE',
@@ -306,7 +281,7 @@ export class CofferClient {
     }
   }
 
-  async restore(path: string): Promise<{ path: string; version: number }> {
+  async restore(path: string): Promise<RestoreResult> {
     try {
       return await this.send({ method: 'POST', route: `/restore/${encodePath(path)}`, idempotent: false });
     } finally {
@@ -315,7 +290,7 @@ export class CofferClient {
   }
 
   /** Irreversibly erases versions of a secret. */
-  async destroy(path: string, versions: number[]): Promise<{ path: string; destroyed: number[] }> {
+  async destroy(path: string, versions: number[]): Promise<DestroyResult> {
     try {
       return await this.send({
         method: 'POST',
@@ -333,10 +308,7 @@ export class CofferClient {
     return this.send({ method: 'GET', route: `/meta/${encodePath(path)}`, idempotent: true });
   }
 
-  async patchMetadata(
-    path: string,
-    patch: { description?: string; tags?: Record<string, string>; maxVersions?: number },
-  ): Promise<SecretMetadata> {
+  async patchMetadata(path: string, patch: MetadataPatch): Promise<SecretMetadata> {
     return this.send({ method: 'PATCH', route: `/meta/${encodePath(path)}`, body: patch, idempotent: false });
   }
 
@@ -380,9 +352,7 @@ export class CofferClient {
   }
 
   private async fetchBatch(paths: string[], out: Map<string, BatchGetResult>): Promise<void> {
-    let response: {
-      results: ({ path: string; error?: { code: string; message: string } } & Partial<SecretValue>)[];
-    };
+    let response: BatchGetResponse;
     try {
       response = await this.send({ method: 'POST', route: '/batch-get', body: { paths }, idempotent: true });
     } catch (err) {
@@ -400,16 +370,16 @@ export class CofferClient {
       if (!item) {
         throw new CofferClientError('bad_response', 200, 'the batch answer lacks a requested path');
       }
-      if (item.error) {
+      if ('error' in item) {
         this.cache?.delete(cacheKey(path));
         const { code, message } = item.error;
         out.set(path, { path, ok: false, error: clientError(code, errorSpec(code)?.status ?? 0, message) });
       } else {
         const secret: SecretValue = {
           path: item.path,
-          version: item.version as number,
-          value: item.value as string,
-          createdAt: item.createdAt as string,
+          version: item.version,
+          value: item.value,
+          createdAt: item.createdAt,
         };
         this.cache?.set(cacheKey(path), secret, () => this.fetchSecret(path));
         out.set(path, { path, ok: true, secret: { ...secret } });
