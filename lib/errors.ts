@@ -1,13 +1,16 @@
+import type { ErrorCode } from '../packages/client/src/error-registry.js';
+
 /**
- * Domain errors. Each carries a stable `code` that clients and policies can rely on; the HTTP
- * status for each code is decided in one place (lib/http/errors.ts).
+ * Domain errors. Each carries a stable `code` that clients and policies can rely on; every code
+ * is a row of the error registry (packages/client/src/error-registry.ts), which gives its HTTP
+ * status, client class and CLI exit code. A subclass with an unregistered code does not compile.
  *
  * Messages are fixed sentences chosen by the code that throws them: they never embed a secret
  * value, a token, a data key or the reason a security check failed.
  */
 export class CofferError extends Error {
-  static readonly code: string = 'internal';
-  readonly code: string;
+  static readonly code: ErrorCode = 'internal';
+  readonly code: ErrorCode;
   /** Extra fields that are safe to return to the caller (never secret material). */
   readonly details: Record<string, unknown> | undefined;
 
@@ -21,7 +24,7 @@ export class CofferError extends Error {
 
 /** The request is malformed: path, body, query or header. */
 export class InvalidRequestError extends CofferError {
-  static override readonly code: string = 'invalid_request';
+  static override readonly code: ErrorCode = 'invalid_request';
 }
 
 /** The secret path breaks the path rules. */
@@ -36,7 +39,7 @@ export class IdempotencyKeyReusedError extends InvalidRequestError {
 
 /** The request body is larger than the server accepts. */
 export class PayloadTooLargeError extends CofferError {
-  static override readonly code: string = 'payload_too_large';
+  static override readonly code: ErrorCode = 'payload_too_large';
 }
 
 /** The secret value is larger than 64 KiB. */

@@ -1,8 +1,14 @@
+import {
+  PATH_MAX_BYTES,
+  PATH_MAX_SEGMENTS,
+  pathProblem,
+  prefixProblem,
+} from '../packages/client/src/contract.js';
 import { InvalidPathError } from './errors.js';
 
-export const MAX_PATH_BYTES = 512;
-export const MAX_SEGMENTS = 16;
-const SEGMENT = /^[A-Za-z0-9._-]+$/;
+/** The path rules are part of the wire contract (packages/client/src/contract.ts). */
+export const MAX_PATH_BYTES = PATH_MAX_BYTES;
+export const MAX_SEGMENTS = PATH_MAX_SEGMENTS;
 
 /**
  * Checks a secret path: 1 to 16 `/`-separated segments of `[A-Za-z0-9._-]`, at most 512 bytes,
@@ -11,19 +17,8 @@ const SEGMENT = /^[A-Za-z0-9._-]+$/;
  * @example validatePath('team-a/db/password') // returns 'team-a/db/password'
  */
 export function validatePath(path: string): string {
-  if (typeof path !== 'string' || path.length === 0) throw new InvalidPathError('path is empty');
-  if (Buffer.byteLength(path, 'utf8') > MAX_PATH_BYTES) {
-    throw new InvalidPathError(`path is longer than ${MAX_PATH_BYTES} bytes`);
-  }
-  const segments = path.split('/');
-  if (segments.length > MAX_SEGMENTS)
-    throw new InvalidPathError(`path has more than ${MAX_SEGMENTS} segments`);
-  for (const segment of segments) {
-    if (segment === '') throw new InvalidPathError('path has an empty segment or a leading/trailing slash');
-    if (segment === '.' || segment === '..') throw new InvalidPathError('path has a "." or ".." segment');
-    if (!SEGMENT.test(segment))
-      throw new InvalidPathError('path segments may only contain A-Z a-z 0-9 . _ -');
-  }
+  const problem = pathProblem(path);
+  if (problem !== undefined) throw new InvalidPathError(problem);
   return path;
 }
 
@@ -32,20 +27,8 @@ export function validatePath(path: string): string {
  * characters a path may contain.
  */
 export function validatePrefix(prefix: string): string {
-  if (prefix === '') return prefix;
-  if (Buffer.byteLength(prefix, 'utf8') > MAX_PATH_BYTES) {
-    throw new InvalidPathError(`prefix is longer than ${MAX_PATH_BYTES} bytes`);
-  }
-  if (!/^[A-Za-z0-9._\-/]+$/.test(prefix))
-    throw new InvalidPathError('prefix may only contain A-Z a-z 0-9 . _ - /');
-  if (prefix.startsWith('/')) throw new InvalidPathError('prefix must not start with "/"');
-  if (prefix.includes('//')) throw new InvalidPathError('prefix has an empty segment');
-  // Whole segments (all but the last, which may be the start of a name like `..env`) follow the
-  // path rules: a `.` or `..` folder can hold nothing.
-  const whole = prefix.split('/').slice(0, -1);
-  if (whole.some((s) => s === '.' || s === '..')) {
-    throw new InvalidPathError('prefix has a "." or ".." segment');
-  }
+  const problem = prefixProblem(prefix);
+  if (problem !== undefined) throw new InvalidPathError(problem);
   return prefix;
 }
 

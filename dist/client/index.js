@@ -3,18 +3,84 @@
 // packages/client/src/index.ts
 import { randomUUID } from "node:crypto";
 
+// packages/client/src/error-registry.ts
+var ERRORS = {
+  // The server's codes (§8 of the HTTP contract; docs/api.md lists them).
+  invalid_request: { status: 400, client: "invalid", exit: "invalid", retry: false },
+  invalid_path: { status: 400, client: "invalid", exit: "invalid", retry: false },
+  invalid_json: { status: 400, client: "invalid", exit: "invalid", retry: false },
+  invalid_cursor: { status: 400, client: "invalid", exit: "invalid", retry: false },
+  idempotency_key_reused: { status: 400, client: "invalid", exit: "invalid", retry: false },
+  unauthenticated: { status: 401, client: "unauthenticated", exit: "unauthenticated", retry: false },
+  forbidden: { status: 403, client: "forbidden", exit: "forbidden", retry: false },
+  not_found: { status: 404, client: "notFound", exit: "notFound", retry: false },
+  method_not_allowed: { status: 405, client: "base", exit: "error", retry: false },
+  cas_conflict: { status: 409, client: "conflict", exit: "conflict", retry: false },
+  secret_deleted: { status: 409, client: "conflict", exit: "conflict", retry: false },
+  payload_too_large: { status: 413, client: "invalid", exit: "invalid", retry: false },
+  value_too_large: { status: 413, client: "invalid", exit: "invalid", retry: false },
+  unsupported_media_type: { status: 415, client: "invalid", exit: "invalid", retry: false },
+  throttled: { status: 429, client: "throttled", exit: "unavailable", retry: true },
+  integrity_error: { status: 500, client: "integrity", exit: "error", retry: false },
+  internal: { status: 500, client: "base", exit: "error", retry: false },
+  audit_unavailable: { status: 503, client: "unavailable", exit: "unavailable", retry: true },
+  key_store_unavailable: { status: 503, client: "unavailable", exit: "unavailable", retry: true },
+  storage_unavailable: { status: 503, client: "unavailable", exit: "unavailable", retry: true },
+  // Raised by the server at start or by admin tooling, never in an answer to a request.
+  config_error: { status: null, client: "base", exit: "error", retry: false },
+  invalid_policy_set: { status: null, client: "base", exit: "error", retry: false },
+  // Raised by the client: no answer, an answer it cannot read, or a setting it refuses.
+  unreachable: { status: null, client: "network", exit: "unavailable", retry: true },
+  timeout: { status: null, client: "network", exit: "unavailable", retry: true },
+  bad_response: { status: null, client: "base", exit: "error", retry: false },
+  http_error: { status: null, client: "base", exit: "error", retry: "status" },
+  /**
+   * The server answered 404 for the route itself (not for a secret): the endpoint is not the
+   * API's base address. The server says so with `reason: "no_route"` beside `code: "not_found"`.
+   */
+  no_route: { status: null, client: "notFound", exit: "usage", retry: false },
+  invalid_endpoint: { status: null, client: "base", exit: "usage", retry: false },
+  invalid_config: { status: null, client: "base", exit: "usage", retry: false },
+  credentials_unavailable: { status: null, client: "base", exit: "unauthenticated", retry: false },
+  // Raised by the CLI.
+  usage: { status: null, client: "base", exit: "usage", retry: false },
+  invalid_recipient: { status: null, client: "base", exit: "usage", retry: false },
+  invalid_template: { status: null, client: "base", exit: "usage", retry: false },
+  file_exists: { status: null, client: "base", exit: "error", retry: false },
+  write_failed: { status: null, client: "base", exit: "error", retry: false },
+  not_json: { status: null, client: "base", exit: "invalid", retry: false },
+  identity_unreadable: { status: null, client: "base", exit: "bundle", retry: false },
+  bundle_wrong_identity: { status: null, client: "base", exit: "bundle", retry: false },
+  bundle_invalid: { status: null, client: "base", exit: "bundle", retry: false },
+  login_failed: { status: null, client: "base", exit: "error", retry: false },
+  audit_verification_failed: { status: null, client: "base", exit: "error", retry: false },
+  policy_tests_failed: { status: null, client: "base", exit: "error", retry: false }
+};
+function isErrorCode(code) {
+  return Object.hasOwn(ERRORS, code);
+}
+function errorSpec(code) {
+  return isErrorCode(code) ? ERRORS[code] : void 0;
+}
+var RETRY_STATUSES = /* @__PURE__ */ new Set([429, 502, 503, 504]);
+function mayRetry(code, status) {
+  const retry2 = errorSpec(code)?.retry ?? "status";
+  return retry2 === "status" ? RETRY_STATUSES.has(status) : retry2;
+}
+
 // packages/client/src/errors.ts
 var CofferClientError = class extends Error {
   constructor(code, status, message, requestId) {
     super(message);
-    this.code = code;
     this.status = status;
     this.requestId = requestId;
     this.name = new.target.name;
+    this.code = code;
   }
-  code;
   status;
   requestId;
+  /** The server's stable error code, or a client-side one (`unreachable`, `timeout`, `bad_response`). */
+  code;
 };
 var CofferNotFoundError = class extends CofferClientError {
 };
@@ -34,33 +100,33 @@ var CofferIntegrityError = class extends CofferClientError {
 };
 var CofferNetworkError = class extends CofferClientError {
 };
-var BY_CODE = {
-  not_found: CofferNotFoundError,
-  forbidden: CofferForbiddenError,
+var CLASS_OF = {
+  base: CofferClientError,
+  invalid: CofferInvalidRequestError,
   unauthenticated: CofferUnauthenticatedError,
-  cas_conflict: CofferConflictError,
-  secret_deleted: CofferConflictError,
+  forbidden: CofferForbiddenError,
+  notFound: CofferNotFoundError,
+  conflict: CofferConflictError,
   throttled: CofferThrottledError,
-  audit_unavailable: CofferUnavailableError,
-  key_store_unavailable: CofferUnavailableError,
-  storage_unavailable: CofferUnavailableError,
-  integrity_error: CofferIntegrityError,
-  unreachable: CofferNetworkError,
-  timeout: CofferNetworkError
+  unavailable: CofferUnavailableError,
+  integrity: CofferIntegrityError,
+  network: CofferNetworkError
 };
-var BY_STATUS = {
-  400: CofferInvalidRequestError,
-  401: CofferUnauthenticatedError,
-  403: CofferForbiddenError,
-  404: CofferNotFoundError,
-  409: CofferConflictError,
-  413: CofferInvalidRequestError,
-  415: CofferInvalidRequestError,
-  429: CofferThrottledError,
-  503: CofferUnavailableError
-};
+var KIND_OF_STATUS = (() => {
+  const kinds = /* @__PURE__ */ new Map();
+  const mixed = /* @__PURE__ */ new Set();
+  for (const spec of Object.values(ERRORS)) {
+    if (spec.status === null) continue;
+    const seen = kinds.get(spec.status);
+    if (seen !== void 0 && seen !== spec.client) mixed.add(spec.status);
+    kinds.set(spec.status, spec.client);
+  }
+  for (const status of mixed) kinds.delete(status);
+  return kinds;
+})();
 function clientError(code, status, message, requestId) {
-  const Class = BY_CODE[code] ?? BY_STATUS[status] ?? CofferClientError;
+  const kind = errorSpec(code)?.client ?? "base";
+  const Class = CLASS_OF[kind === "base" ? KIND_OF_STATUS.get(status) ?? "base" : kind];
   return new Class(code, status, message, requestId);
 }
 function isTransient(err) {
@@ -211,18 +277,83 @@ function positive(value, fallback, name) {
   return value;
 }
 
+// packages/client/src/contract.ts
+var PATH_MAX_BYTES = 512;
+var PATH_MAX_SEGMENTS = 16;
+var PATH_SEGMENT = /^[A-Za-z0-9._-]+$/;
+var VALUE_MAX_BYTES = 64 * 1024;
+var BODY_MAX_BYTES = 128 * 1024;
+var TAGS_MAX = 50;
+var VERSION_MAX = 2 ** 31;
+var RECOVERY_DAYS = { min: 7, max: 30, default: 7 };
+var MAX_VERSIONS = { min: 1, max: 1e3, default: 100 };
+var BATCH_GET_MAX_PATHS = 20;
+var LIST_LIMIT = { min: 1, max: 1e3, default: 100 };
+var utf8 = new TextEncoder();
+function isDotSegment(segment) {
+  return segment === "." || segment === "..";
+}
+function pathProblem(path) {
+  if (typeof path !== "string" || path.length === 0) return "path is empty";
+  if (utf8.encode(path).length > PATH_MAX_BYTES) return `path is longer than ${PATH_MAX_BYTES} bytes`;
+  const segments = path.split("/");
+  if (segments.length > PATH_MAX_SEGMENTS) return `path has more than ${PATH_MAX_SEGMENTS} segments`;
+  for (const segment of segments) {
+    if (segment === "") return "path has an empty segment or a leading/trailing slash";
+    if (isDotSegment(segment)) return 'path has a "." or ".." segment';
+    if (!PATH_SEGMENT.test(segment)) return "path segments may only contain A-Z a-z 0-9 . _ -";
+  }
+  return void 0;
+}
+
 // packages/client/src/endpoint.ts
 function parseEndpoint(endpoint) {
   let url;
   try {
     url = new URL(endpoint);
   } catch {
-    throw new CofferClientError("invalid_config", 0, "endpoint must be an http(s) URL");
+    throw new CofferClientError("invalid_endpoint", 0, "endpoint must be an http(s) URL");
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new CofferClientError("invalid_config", 0, "endpoint must be an http(s) URL");
+    throw new CofferClientError("invalid_endpoint", 0, "endpoint must be an http(s) URL");
   }
   return url;
+}
+
+// packages/client/src/failures.ts
+var NETWORK_ERROR_CODES = /* @__PURE__ */ new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_SOCKET"
+]);
+var NEVER_SENT_CODES = /* @__PURE__ */ new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "UND_ERR_CONNECT_TIMEOUT"
+]);
+function networkErrorCode(err, depth = 0) {
+  const e = err;
+  if (e === null || typeof e !== "object" || depth > 3) return void 0;
+  if (typeof e.code === "string" && NETWORK_ERROR_CODES.has(e.code)) return e.code;
+  const nested = [e.cause, ...Array.isArray(e.errors) ? e.errors : []];
+  for (const inner of nested) {
+    const code = networkErrorCode(inner, depth + 1);
+    if (code) return code;
+  }
+  return void 0;
+}
+function neverSent(err) {
+  const code = networkErrorCode(err);
+  return code !== void 0 && NEVER_SENT_CODES.has(code);
 }
 
 // packages/client/src/retry.ts
@@ -237,10 +368,23 @@ function retryPolicy(options = {}) {
     maxDelayMs: Math.max(0, options.maxDelayMs ?? 2e3)
   };
 }
-function backoffDelay(policy, retry, retryAfterMs2) {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** retry);
+function backoffDelay(policy, retry2, retryAfterMs2) {
+  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** retry2);
   const jittered = Math.random() * ceiling;
   return retryAfterMs2 !== void 0 ? Math.min(policy.maxDelayMs, Math.max(jittered, retryAfterMs2)) : jittered;
+}
+async function retry(fn, options) {
+  const wait = options.sleep ?? sleep;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn(attempt);
+    } catch (err) {
+      const retrying = attempt < options.attempts && options.isRetryable(err, attempt);
+      options.onFailure?.(err, attempt, retrying);
+      if (!retrying) throw err;
+      await wait(backoffDelay(options, attempt - 1, options.retryAfterMs?.(err)));
+    }
+  }
 }
 function retryAfterMs(header) {
   if (header === null || !/^\d{1,4}$/.test(header.trim())) return void 0;
@@ -318,17 +462,10 @@ var SigV4RequestSigner = class {
 };
 
 // packages/client/src/index.ts
-var BATCH_GET_MAX_PATHS = 20;
 var DEFAULT_TIMEOUT_MS = 1e4;
-var BATCH_ITEM_STATUS = {
-  not_found: 404,
-  forbidden: 403,
-  invalid_path: 400
-};
-var NEVER_SENT = /* @__PURE__ */ new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
 function encodePath(path) {
   const segments = path.split("/");
-  if (segments.some((s) => s === "." || s === "..")) {
+  if (segments.some(isDotSegment)) {
     throw new CofferInvalidRequestError("invalid_path", 400, 'path has a "." or ".." segment');
   }
   return segments.map(encodeURIComponent).join("/");
@@ -521,10 +658,10 @@ var CofferClient = class {
       if (!item) {
         throw new CofferClientError("bad_response", 200, "the batch answer lacks a requested path");
       }
-      if (item.error) {
+      if ("error" in item) {
         this.cache?.delete(cacheKey(path));
         const { code, message } = item.error;
-        out.set(path, { path, ok: false, error: clientError(code, BATCH_ITEM_STATUS[code] ?? 0, message) });
+        out.set(path, { path, ok: false, error: clientError(code, errorSpec(code)?.status ?? 0, message) });
       } else {
         const secret = {
           path: item.path,
@@ -556,40 +693,46 @@ var CofferClient = class {
       ...spec.headers ?? {}
     };
     let forceRefresh = false;
-    for (let attempt = 1; ; attempt++) {
-      const headers = await this.authHeaders(spec.method, url, baseHeaders, body, forceRefresh);
-      let response;
-      let text;
-      try {
-        response = await this.fetchImpl(url, {
-          method: spec.method,
-          headers: { ...headers, "user-agent": this.options.userAgent ?? "coffer-client/0.1" },
-          ...body !== void 0 ? { body } : {},
-          signal: AbortSignal.timeout(this.timeoutMs)
-        });
-        text = await response.text();
-      } catch (err) {
-        const failure = networkError(err, this.endpoint);
-        if (attempt < this.retry.maxAttempts && (spec.idempotent || neverSent(err))) {
-          await sleep(backoffDelay(this.retry, attempt - 1));
+    let verdict = { retryable: false };
+    const attempt = async () => {
+      for (; ; ) {
+        verdict = { retryable: false };
+        const headers = await this.authHeaders(spec.method, url, baseHeaders, body, forceRefresh);
+        let response;
+        let text;
+        try {
+          response = await this.fetchImpl(url, {
+            method: spec.method,
+            headers: { ...headers, "user-agent": this.options.userAgent ?? "coffer-client/0.1" },
+            ...body !== void 0 ? { body } : {},
+            signal: AbortSignal.timeout(this.timeoutMs)
+          });
+          text = await response.text();
+        } catch (err) {
+          verdict = { retryable: spec.idempotent || neverSent(err) };
+          throw networkError(err, this.endpoint);
+        }
+        if (response.ok) return parseJson(text, response.status);
+        const error = errorOf(text, response.status);
+        if (error instanceof CofferUnauthenticatedError && this.options.auth.tokenProvider && !forceRefresh) {
+          forceRefresh = true;
           continue;
         }
-        throw failure;
+        const after = retryAfterMs(response.headers.get("retry-after"));
+        verdict = {
+          retryable: spec.idempotent && mayRetry(error.code, response.status),
+          ...after !== void 0 ? { retryAfterMs: after } : {}
+        };
+        throw error;
       }
-      if (response.ok) return parseJson(text, response.status);
-      const error = errorOf(text, response.status);
-      if (error instanceof CofferUnauthenticatedError && this.options.auth.tokenProvider && !forceRefresh) {
-        forceRefresh = true;
-        attempt--;
-        continue;
-      }
-      const retryable = spec.idempotent && [429, 502, 503, 504].includes(response.status);
-      if (retryable && attempt < this.retry.maxAttempts) {
-        await sleep(backoffDelay(this.retry, attempt - 1, retryAfterMs(response.headers.get("retry-after"))));
-        continue;
-      }
-      throw error;
-    }
+    };
+    return retry(attempt, {
+      attempts: this.retry.maxAttempts,
+      baseDelayMs: this.retry.baseDelayMs,
+      maxDelayMs: this.retry.maxDelayMs,
+      isRetryable: () => verdict.retryable,
+      retryAfterMs: () => verdict.retryAfterMs
+    });
   }
 };
 function parseJson(text, status) {
@@ -606,7 +749,7 @@ function errorOf(text, status) {
   } catch {
   }
   const e = parsed.error ?? {};
-  const code = typeof e.code === "string" ? e.code : status === 429 ? "throttled" : "http_error";
+  const code = e.code === "not_found" && e.reason === "no_route" ? "no_route" : typeof e.code === "string" ? e.code : status === 429 ? "throttled" : "http_error";
   const message = typeof e.message === "string" ? e.message : `HTTP ${status}`;
   return clientError(code, status, message, typeof e.requestId === "string" ? e.requestId : void 0);
 }
@@ -617,15 +760,12 @@ function networkError(err, endpoint) {
   }
   return new CofferNetworkError("unreachable", 0, `cannot reach the Coffer server at ${endpoint}`);
 }
-function neverSent(err) {
-  const code = err?.cause?.code;
-  return typeof code === "string" && NEVER_SENT.has(code);
-}
 function createClient(options) {
   return new CofferClient(options);
 }
 export {
   BATCH_GET_MAX_PATHS,
+  BODY_MAX_BYTES,
   CofferClient,
   CofferClientError,
   CofferConflictError,
@@ -640,7 +780,15 @@ export {
   DEFAULT_CACHE_MAX_ENTRIES,
   DEFAULT_CACHE_TTL_MS,
   DEFAULT_MAX_STALE_MS,
+  LIST_LIMIT,
+  MAX_VERSIONS,
+  PATH_MAX_BYTES,
+  PATH_MAX_SEGMENTS,
+  RECOVERY_DAYS,
+  TAGS_MAX,
+  VALUE_MAX_BYTES,
   clientError,
   createClient,
-  isTransient
+  isTransient,
+  pathProblem
 };

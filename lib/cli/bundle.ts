@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { armor, Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { z } from 'zod';
+import { BATCH_GET_MAX_PATHS, DESCRIPTION_MAX_CHARS } from '../../packages/client/src/contract.js';
 import {
   type BatchGetResult,
   type CofferClient,
@@ -32,7 +33,7 @@ const bundleSecret = z
     name: z.string().min(1).max(1024),
     version: z.number().int().positive(),
     value: z.string(),
-    description: z.string().max(1024).optional(),
+    description: z.string().max(DESCRIPTION_MAX_CHARS).optional(),
     tags: z.record(z.string(), z.string()).optional(),
   })
   .strict();
@@ -192,8 +193,8 @@ export async function readAll(
   progress: Progress,
 ): Promise<Map<string, { version: number; value: string }>> {
   const values = new Map<string, { version: number; value: string }>();
-  for (let i = 0; i < paths.length; i += 20) {
-    const chunk = paths.slice(i, i + 20);
+  for (let i = 0; i < paths.length; i += BATCH_GET_MAX_PATHS) {
+    const chunk = paths.slice(i, i + BATCH_GET_MAX_PATHS);
     const results: BatchGetResult[] = await client.batchGet(chunk);
     for (const r of results) {
       if (!r.ok) throw clientError(r.error.code, r.error.status, `${r.path}: ${r.error.message}`);

@@ -57,19 +57,11 @@ export function reportError(err: unknown, io: CliIo, json: boolean, session: Cli
       'the request was signed with AWS credentials (COFFER_AUTH=iam) and refused: is COFFER_ADDR the API Gateway endpoint, and may this role call its /iam/v1 routes?';
   } else if (err instanceof CofferClientError && err.code === 'unreachable') {
     message = `${message}: is it running? Start it with "npm start", or set COFFER_ADDR`;
-  } else if (
-    err instanceof CofferClientError &&
-    err.code === 'not_found' &&
-    err.message === 'no such route'
-  ) {
+  } else if (err instanceof CofferClientError && err.code === 'no_route') {
     // The server has no such route at all: COFFER_ADDR points below or beside the API's base.
     message = `${session.endpoint ?? 'the server'} has no Coffer API here: set COFFER_ADDR to the server's base address, like ${DEFAULT_ADDR}`;
     code = 'invalid_config';
-  } else if (
-    err instanceof CofferClientError &&
-    err.code === 'invalid_config' &&
-    /endpoint/.test(err.message)
-  ) {
+  } else if (err instanceof CofferClientError && err.code === 'invalid_endpoint') {
     message = `COFFER_ADDR must be an http(s) URL, like ${DEFAULT_ADDR}`;
   }
   if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);

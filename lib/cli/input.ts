@@ -1,7 +1,8 @@
 import { InvalidArgumentError } from 'commander';
+import { VALUE_MAX_BYTES } from '../../packages/client/src/contract.js';
 import type { CliIo } from './io.js';
 
-const MAX_INPUT_BYTES = 64 * 1024 + 1;
+const MAX_INPUT_BYTES = VALUE_MAX_BYTES + 1;
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];

@@ -212,7 +212,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.notFound((c) => {
     const requestId = c.get('requestId') ?? 'unknown';
     c.set('errorCode', 'not_found');
-    return c.json({ error: { code: 'not_found', message: 'no such route', requestId } }, 404);
+    // `reason` tells a client that the address, not a secret, is wrong (the code stays not_found).
+    return c.json(
+      { error: { code: 'not_found', message: 'no such route', requestId, reason: 'no_route' } },
+      404,
+    );
   });
 
   app.get('/v1/health', (c) => c.json({ status: 'ok' }));

@@ -1,31 +1,9 @@
+import { httpStatusOf } from '../../packages/client/src/error-registry.js';
 import { CofferError } from '../errors.js';
 
-/** The one mapping from domain error codes to HTTP statuses. Unknown codes are 500. */
-export const STATUS: Readonly<Record<string, number>> = {
-  invalid_request: 400,
-  invalid_path: 400,
-  invalid_json: 400,
-  invalid_cursor: 400,
-  idempotency_key_reused: 400,
-  unauthenticated: 401,
-  forbidden: 403,
-  not_found: 404,
-  method_not_allowed: 405,
-  cas_conflict: 409,
-  secret_deleted: 409,
-  payload_too_large: 413,
-  value_too_large: 413,
-  unsupported_media_type: 415,
-  throttled: 429,
-  integrity_error: 500,
-  internal: 500,
-  audit_unavailable: 503,
-  key_store_unavailable: 503,
-  storage_unavailable: 503,
-};
-
+/** The HTTP status of a domain error code, from the error registry. Unknown codes are 500. */
 export function statusOf(code: string): number {
-  return STATUS[code] ?? 500;
+  return httpStatusOf(code);
 }
 
 export interface ErrorBody {

@@ -1,10 +1,34 @@
 import { z } from 'zod';
+import {
+  BATCH_GET_MAX_PATHS,
+  BATCH_PATH_MAX_CHARS,
+  type BatchGetRequest,
+  BODY_MAX_BYTES,
+  CURSOR_MAX_CHARS,
+  DESCRIPTION_MAX_CHARS,
+  DESTROY_MAX_VERSIONS,
+  type DestroyRequest,
+  IDEMPOTENCY_KEY,
+  LIST_LIMIT,
+  MAX_VERSIONS,
+  type MetadataPatch,
+  PREFIX_MAX_CHARS,
+  type PutRequest,
+  RECOVERY_DAYS,
+  TAG_KEY,
+  TAG_VALUE_MAX_CHARS,
+  TAGS_MAX,
+  VERSION_MAX,
+} from '../../packages/client/src/contract.js';
+
+/**
+ * The server's validation of the wire contract (packages/client/src/contract.ts): every number
+ * comes from there, and each body schema's type is asserted equal to the contract's type below.
+ */
 
 /** Request bodies over this size get 413 before they are parsed. */
-export const MAX_BODY_BYTES = 128 * 1024;
-export const MAX_TAGS = 50;
-
-const TAG_KEY = /^[A-Za-z0-9_.:/=+@-]{1,128}$/;
+export const MAX_BODY_BYTES = BODY_MAX_BYTES;
+export const MAX_TAGS = TAGS_MAX;
 
 /** A UTF-16 code unit of a surrogate pair standing alone: in `u` mode a whole pair is one code point. */
 const LONE_SURROGATE = /\p{Cs}/u;
@@ -22,7 +46,7 @@ const text = (max?: number) =>
 const tagRecord = z
   .record(
     z.string().regex(TAG_KEY, 'tag keys are 1-128 characters of A-Z a-z 0-9 _ . : / = + @ -'),
-    text(256),
+    text(TAG_VALUE_MAX_CHARS),
   )
   .refine((t) => Object.keys(t).length <= MAX_TAGS, `at most ${MAX_TAGS} tags`);
 
@@ -35,7 +59,7 @@ const tags = z
   )
   .pipe(tagRecord);
 
-const description = text(1024);
+const description = text(DESCRIPTION_MAX_CHARS);
 
 export const putBody = z
   .object({
@@ -50,7 +74,7 @@ export const patchBody = z
   .object({
     description: description.optional(),
     tags: tags.optional(),
-    maxVersions: z.number().int().min(1).max(1000).optional(),
+    maxVersions: z.number().int().min(MAX_VERSIONS.min).max(MAX_VERSIONS.max).optional(),
   })
   .strict()
   .refine((b) => b.description !== undefined || b.tags !== undefined || b.maxVersions !== undefined, {
@@ -59,7 +83,7 @@ export const patchBody = z
 
 export const destroyBody = z
   .object({
-    versions: z.array(z.number().int().min(1)).min(1).max(50),
+    versions: z.array(z.number().int().min(1)).min(1).max(DESTROY_MAX_VERSIONS),
   })
   .strict();
 
@@ -70,32 +94,44 @@ const positiveInt = (max: number) =>
     .transform(Number)
     .refine((n) => n >= 1 && n <= max, `must be from 1 to ${max}`);
 
-export const versionQuery = z.object({ version: positiveInt(2 ** 31).optional() });
+export const versionQuery = z.object({ version: positiveInt(VERSION_MAX).optional() });
 
 export const recoveryQuery = z.object({
   recoveryDays: z
     .string()
     .regex(/^[0-9]{1,3}$/, 'must be an integer')
     .transform(Number)
-    .refine((n) => n >= 7 && n <= 30, 'must be from 7 to 30')
+    .refine(
+      (n) => n >= RECOVERY_DAYS.min && n <= RECOVERY_DAYS.max,
+      `must be from ${RECOVERY_DAYS.min} to ${RECOVERY_DAYS.max}`,
+    )
     .optional(),
 });
 
 export const listQuery = z.object({
-  prefix: z.string().max(512).default(''),
+  prefix: z.string().max(PREFIX_MAX_CHARS).default(''),
   delimiter: z.literal('/').optional(),
-  limit: positiveInt(1000).default(100),
-  cursor: z.string().max(4096).optional(),
+  limit: positiveInt(LIST_LIMIT.max).default(LIST_LIMIT.default),
+  cursor: z.string().max(CURSOR_MAX_CHARS).optional(),
 });
 
 /** `POST /v1/batch-get`: 1 to 20 paths; each is checked by the path rules on its own. */
 export const batchGetBody = z
   .object({
-    paths: z.array(z.string().max(1024)).min(1).max(20),
+    paths: z.array(z.string().max(BATCH_PATH_MAX_CHARS)).min(1).max(BATCH_GET_MAX_PATHS),
   })
   .strict();
 
 export const idempotencyKeyHeader = z
   .string()
-  .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 . _ : -')
+  .regex(IDEMPOTENCY_KEY, 'must be 1-128 characters of A-Z a-z 0-9 . _ : -')
   .optional();
+
+/** True only when A and B are the same type (each assignable to the other, exactly). */
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+/** Compiles only for `true`: a schema that drifts from the contract's type is a type error. */
+const sameAs = <T extends true>(_: T): void => {};
+sameAs<Equal<z.infer<typeof putBody>, PutRequest>>(true);
+sameAs<Equal<z.infer<typeof patchBody>, MetadataPatch>>(true);
+sameAs<Equal<z.infer<typeof destroyBody>, DestroyRequest>>(true);
+sameAs<Equal<z.infer<typeof batchGetBody>, BatchGetRequest>>(true);

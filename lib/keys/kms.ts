@@ -8,6 +8,8 @@ import {
   ReEncryptCommand,
   SignCommand,
 } from '@aws-sdk/client-kms';
+import { isRetryableFailure } from '../../packages/client/src/failures.js';
+import { retry, sleep } from '../../packages/client/src/retry.js';
 import { CofferError, ConfigError, IntegrityError, KeyStoreUnavailableError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DataKey, EncryptionContext, KeyProvider, RootSigner, WrappedKey } from './provider.js';
@@ -29,25 +31,6 @@ import type { DataKey, EncryptionContext, KeyProvider, RootSigner, WrappedKey } 
 
 /** A KMS key ARN. Aliases are refused: KMS answers with the key ARN, which must match the pin. */
 const KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
-
-/** Errors that are worth another try after a jittered wait. */
-const RETRYABLE = new Set([
-  'ThrottlingException',
-  'ThrottledException',
-  'TooManyRequestsException',
-  'RequestLimitExceeded',
-  'DependencyTimeoutException',
-  'KMSInternalException',
-  'KeyUnavailableException',
-  'InternalFailure',
-  'ServiceUnavailable',
-  'ServiceUnavailableException',
-  'TimeoutError',
-  'RequestTimeout',
-  'RequestTimeoutException',
-]);
-
-const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND']);
 
 /** The wrapped key or its context was altered: never retried, never a 503. */
 const INTEGRITY = new Set(['InvalidCiphertextException', 'IncorrectKeyException']);
@@ -93,21 +76,12 @@ function errorName(err: unknown): string {
   return typeof e?.name === 'string' ? e.name : 'Error';
 }
 
-function isRetryable(err: unknown): boolean {
-  const e = err as ErrorLike | undefined;
-  if (RETRYABLE.has(errorName(err))) return true;
-  if (typeof e?.code === 'string' && NETWORK_CODES.has(e.code)) return true;
-  if (e?.$retryable) return true;
-  const status = e?.$metadata?.httpStatusCode;
-  return typeof status === 'number' && status >= 500;
-}
-
 /** True for errors that came from the AWS SDK (a service answer or a transport failure). */
 function isAwsError(err: unknown): boolean {
   const e = err as ErrorLike | undefined;
   return (
     e?.$metadata !== undefined ||
-    isRetryable(err) ||
+    isRetryableFailure(err) ||
     /Exception$/.test(errorName(err)) ||
     errorName(err) === 'AccessDenied'
   );
@@ -127,7 +101,7 @@ export function mapKmsError(err: unknown): Error {
   return err instanceof Error ? err : new Error('KMS call failed');
 }
 
-/** Runs one KMS call with jittered exponential backoff, then maps its error. */
+/** Runs one KMS call with the shared full-jitter retry (throttling, unavailability), then maps its error. */
 class KmsCaller {
   private readonly attempts: number;
   private readonly baseDelayMs: number;
@@ -139,29 +113,31 @@ class KmsCaller {
     this.attempts = Math.max(1, options.attempts ?? 4);
     this.baseDelayMs = options.baseDelayMs ?? 50;
     this.maxDelayMs = options.maxDelayMs ?? 1000;
-    this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.sleep = options.sleep ?? sleep;
     this.logger = options.logger;
   }
 
   async call<T>(operation: string, run: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await run();
-      } catch (err) {
-        const retry = isRetryable(err) && attempt < this.attempts;
-        const code = (err as ErrorLike | undefined)?.code;
-        this.logger?.warn('kms call failed', {
-          operation,
-          errorName: errorName(err),
-          ...(typeof code === 'string' ? { errorCode: code.slice(0, 64) } : {}),
-          attempt,
-          retrying: retry,
-        });
-        if (!retry) throw mapKmsError(err);
-        // Full jitter: callers throttled together spread their retries apart.
-        const cap = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (attempt - 1));
-        await this.sleep(Math.random() * cap);
-      }
+    try {
+      return await retry(run, {
+        attempts: this.attempts,
+        baseDelayMs: this.baseDelayMs,
+        maxDelayMs: this.maxDelayMs,
+        isRetryable: isRetryableFailure,
+        sleep: this.sleep,
+        onFailure: (err, attempt, retrying) => {
+          const code = (err as ErrorLike | undefined)?.code;
+          this.logger?.warn('kms call failed', {
+            operation,
+            errorName: errorName(err),
+            ...(typeof code === 'string' ? { errorCode: code.slice(0, 64) } : {}),
+            attempt,
+            retrying,
+          });
+        },
+      });
+    } catch (err) {
+      throw mapKmsError(err);
     }
   }
 }

@@ -1,4 +1,18 @@
 import { createHash } from 'node:crypto';
+import {
+  BATCH_GET_MAX_PATHS,
+  type BatchGetItem,
+  type ListPage,
+  MAX_VERSIONS,
+  type MetadataPatch,
+  type PutRequest,
+  type PutResult,
+  RECOVERY_DAYS,
+  type SecretMetadata,
+  type SecretValue,
+  VALUE_MAX_BYTES,
+} from '../../packages/client/src/contract.js';
+import type { ErrorCode } from '../../packages/client/src/error-registry.js';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import type { Principal } from '../authn/principal.js';
 import type {
@@ -25,12 +39,13 @@ import { validatePath, validatePrefix } from '../paths.js';
 import type { ListEntry, SecretHead, VersionMeta } from '../store/records.js';
 import { ChangeConditionFailed, type SecretsStore } from '../store/secrets-store.js';
 
-export const MAX_VALUE_BYTES = 64 * 1024;
-export const DEFAULT_MAX_VERSIONS = 100;
-export const MAX_MAX_VERSIONS = 1000;
-export const DEFAULT_RECOVERY_DAYS = 7;
-export const MIN_RECOVERY_DAYS = 7;
-export const MAX_RECOVERY_DAYS = 30;
+// The limits of the wire contract (packages/client/src/contract.ts), under the service's names.
+export const MAX_VALUE_BYTES: number = VALUE_MAX_BYTES;
+export const DEFAULT_MAX_VERSIONS: number = MAX_VERSIONS.default;
+export const MAX_MAX_VERSIONS: number = MAX_VERSIONS.max;
+export const DEFAULT_RECOVERY_DAYS: number = RECOVERY_DAYS.default;
+export const MIN_RECOVERY_DAYS: number = RECOVERY_DAYS.min;
+export const MAX_RECOVERY_DAYS: number = RECOVERY_DAYS.max;
 export const IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600;
 /**
  * A listing reads the store in pages of what it still needs, doubling (up to LIST_SCAN_PAGE
@@ -49,64 +64,13 @@ export interface Caller {
   readonly audit: AuditContext;
 }
 
-export interface PutInput {
-  readonly value: string;
-  readonly cas?: number;
-  readonly description?: string;
-  readonly tags?: Readonly<Record<string, string>>;
-}
-
-export interface PutResult {
-  readonly path: string;
-  readonly version: number;
-  readonly createdAt: string;
-}
-
-export interface SecretValue {
-  readonly path: string;
-  readonly version: number;
-  readonly value: string;
-  readonly createdAt: string;
-}
-
-/** One answer of a batch read: the value, or why this path has none. */
-export type BatchGetItem =
-  | SecretValue
-  | { readonly path: string; readonly error: { readonly code: string; readonly message: string } };
-
-export const MAX_BATCH_PATHS = 20;
+export const MAX_BATCH_PATHS: number = BATCH_GET_MAX_PATHS;
 /**
  * Failures a batch answers per path: what a single read would have answered with a 4xx. Anything
  * else fails the whole batch, so that a damaged stored value (integrity_error) or an unavailable
  * store or key service is answered and logged exactly as for a single read.
  */
-const BATCH_ITEM_ERRORS = new Set(['not_found', 'forbidden', 'invalid_path']);
-
-export interface MetadataPatch {
-  readonly description?: string;
-  readonly tags?: Readonly<Record<string, string>>;
-  readonly maxVersions?: number;
-}
-
-export interface SecretMetadata {
-  readonly path: string;
-  readonly currentVersion: number;
-  readonly createdAt: string;
-  readonly updatedAt: string;
-  readonly description?: string;
-  readonly tags: Readonly<Record<string, string>>;
-  readonly maxVersions: number;
-  readonly owner?: string;
-  readonly deletedAt?: string;
-  readonly purgeAt?: string;
-  readonly versions: readonly {
-    version: number;
-    createdAt: string;
-    createdBy?: string;
-    destroyed: boolean;
-    keyId?: string;
-  }[];
-}
+const BATCH_ITEM_ERRORS: ReadonlySet<string> = new Set<ErrorCode>(['not_found', 'forbidden', 'invalid_path']);
 
 export interface ListOptions {
   readonly prefix: string;
@@ -115,11 +79,11 @@ export interface ListOptions {
   readonly cursor?: string;
 }
 
-export interface ListResult {
-  readonly items: { path: string; version: number; updatedAt: string }[];
-  readonly folders?: string[];
-  readonly cursor?: string;
-}
+export type ListResult = ListPage;
+
+/** The body of a PUT (the wire contract's). */
+export type PutInput = Readonly<PutRequest>;
+export type { BatchGetItem, MetadataPatch, PutResult, SecretMetadata, SecretValue };
 
 export interface SecretServiceDeps {
   readonly store: SecretsStore;

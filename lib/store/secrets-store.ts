@@ -12,6 +12,7 @@ import {
   TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { backoffDelay, retry } from '../../packages/client/src/retry.js';
 import type { SealedValue } from '../crypto/envelope.js';
 import { CasConflictError, IntegrityError } from '../errors.js';
 import { cursorAfter } from './cursor.js';
@@ -320,7 +321,7 @@ export class SecretsStore {
           new BatchWriteItemCommand({ RequestItems: { [this.table]: requests } }),
         );
         requests = (out.UnprocessedItems?.[this.table] ?? []) as typeof requests;
-        if (requests.length > 0) await sleep(20 * 2 ** attempt);
+        if (requests.length > 0) await sleep(backoffDelay({ baseDelayMs: 20, maxDelayMs: 2560 }, attempt));
       }
     }
   }
@@ -361,22 +362,26 @@ export class SecretsStore {
   }
 
   private async transact(items: TransactWriteItem[], index: readonly ChangeFailure[]): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.transactOnce(items);
-        return;
-      } catch (err) {
-        if (!(err instanceof TransactionCanceledException)) throw mapStorageError(err);
-        const reasons = err.CancellationReasons ?? [];
-        const failed = reasons.findIndex((r) => r.Code === 'ConditionalCheckFailed');
-        if (failed !== -1) throw new ChangeConditionFailed(index[failed] ?? 'head');
-        const conflict = reasons.some((r) => r.Code === 'TransactionConflict');
-        if (!conflict) throw mapStorageError(err);
-        if (attempt >= this.attempts)
-          throw new CasConflictError('the secret is being changed concurrently; retry');
-        // Full jitter: spread the retries of contending writers apart.
-        await sleep(Math.random() * this.backoffMs * 2 ** (attempt - 1));
-      }
+    /** Cancelled by a concurrent transaction alone (no condition failed): worth another try. */
+    const conflictOnly = (err: unknown) => {
+      if (!(err instanceof TransactionCanceledException)) return false;
+      const codes = (err.CancellationReasons ?? []).map((r) => r.Code);
+      return !codes.includes('ConditionalCheckFailed') && codes.includes('TransactionConflict');
+    };
+    try {
+      // Full jitter (the shared retry): spread the retries of contending writers apart.
+      await retry(() => this.transactOnce(items), {
+        attempts: this.attempts,
+        baseDelayMs: this.backoffMs,
+        maxDelayMs: Number.POSITIVE_INFINITY,
+        isRetryable: conflictOnly,
+      });
+    } catch (err) {
+      if (!(err instanceof TransactionCanceledException)) throw mapStorageError(err);
+      const failed = (err.CancellationReasons ?? []).findIndex((r) => r.Code === 'ConditionalCheckFailed');
+      if (failed !== -1) throw new ChangeConditionFailed(index[failed] ?? 'head');
+      if (!conflictOnly(err)) throw mapStorageError(err);
+      throw new CasConflictError('the secret is being changed concurrently; retry');
     }
   }
 

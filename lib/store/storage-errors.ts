@@ -1,3 +1,4 @@
+import { classifyFailure } from '../../packages/client/src/failures.js';
 import { CofferError, ThrottledError } from '../errors.js';
 
 /** DynamoDB cannot be reached or failed internally: the request fails, nothing is assumed. */
@@ -8,25 +9,19 @@ export class StorageUnavailableError extends CofferError {
   }
 }
 
-const THROTTLING = new Set([
-  'ProvisionedThroughputExceededException',
-  'ThrottlingException',
-  'RequestLimitExceeded',
-  'LimitExceededException',
-]);
-
-/** Turns SDK failures into domain errors; domain errors pass through unchanged. */
+/**
+ * Turns SDK failures into domain errors; domain errors pass through unchanged. Throttling is 429,
+ * unavailability (a service failure, a timeout, a refused connection, a host name that does not
+ * resolve) is 503; anything else stays as it is and becomes a bare 500.
+ */
 export function mapStorageError(err: unknown): Error {
   if (err instanceof CofferError) return err;
-  const name = (err as { name?: string } | undefined)?.name ?? '';
-  if (THROTTLING.has(name)) return new ThrottledError();
-  if (
-    name === 'InternalServerError' ||
-    name === 'ServiceUnavailable' ||
-    name === 'TimeoutError' ||
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes((err as NodeJS.ErrnoException)?.code ?? '')
-  ) {
-    return new StorageUnavailableError();
+  switch (classifyFailure(err)) {
+    case 'throttled':
+      return new ThrottledError();
+    case 'unavailable':
+      return new StorageUnavailableError();
+    default:
+      return err instanceof Error ? err : new Error('storage error');
   }
-  return err instanceof Error ? err : new Error('storage error');
 }

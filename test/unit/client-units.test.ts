@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { envNameOf } from '../../lib/cli/actions/run.js';
 import { EXIT, exitCodeOf } from '../../lib/cli/exit-codes.js';
-import { STATUS } from '../../lib/http/errors.js';
+import { statusOf } from '../../lib/http/errors.js';
+import { ERRORS, type ErrorSpec } from '../../packages/client/src/error-registry.js';
 import {
   CofferClientError,
   CofferConflictError,
@@ -45,7 +46,12 @@ describe('client errors', () => {
       429: [CofferThrottledError, EXIT.unavailable],
       503: [CofferUnavailableError, EXIT.unavailable],
     };
-    for (const [code, status] of Object.entries(STATUS)) {
+    const served = Object.entries(ERRORS as Record<string, ErrorSpec>).flatMap(([code, spec]) =>
+      spec.status === null ? [] : [[code, spec.status] as const],
+    );
+    expect(served.length).toBe(20);
+    for (const [code, status] of served) {
+      expect(statusOf(code), code).toBe(status);
       const err = clientError(code, status, 'm');
       expect(err.code).toBe(code);
       const want = expected[status];

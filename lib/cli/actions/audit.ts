@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { InvalidArgumentError } from 'commander';
+import { isNetworkError } from '../../../packages/client/src/failures.js';
 import { AuditReader } from '../../audit/reader.js';
 import { logLine, type RequestRecord } from '../../audit/record.js';
 import { exportLines, queryRecords, type RecordFilter, tailRecords } from '../../audit/review.js';
@@ -45,17 +46,13 @@ export class AwsCredentialsUnavailable extends CofferError {
   static override readonly code = 'credentials_unavailable';
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
-
 /**
  * Turns an AWS SDK failure while reading `what` into an error that says what went wrong in words
  * (the SDK's own messages may name files and roles; only the fact is kept).
  */
 export function auditSourceError(err: unknown, what: string): unknown {
   if (err instanceof CofferError || err instanceof InvalidArgumentError) return err;
-  const e = err as { name?: string; code?: string; errors?: { code?: string }[] } | undefined;
-  const name = e?.name ?? '';
-  const code = e?.code ?? e?.errors?.find((x) => x.code)?.code ?? '';
+  const name = (err as { name?: string } | undefined)?.name ?? '';
   if (
     name === 'CredentialsProviderError' ||
     name === 'UnrecognizedClientException' ||
@@ -68,7 +65,7 @@ export function auditSourceError(err: unknown, what: string): unknown {
     return new AuditSourceNotFound(`${what} does not exist`);
   if (name === 'AccessDeniedException' || name === 'AccessDenied')
     return new AuditSourceForbidden(`AWS refused access to ${what}`);
-  if (NETWORK_CODES.has(code) || name === 'TimeoutError' || name === 'RequestTimeout')
+  if (isNetworkError(err) || name === 'TimeoutError' || name === 'RequestTimeout')
     return new AuditSourceUnreachable(`cannot reach ${what}`);
   if (name === 'KMSInvalidStateException' || name === 'DisabledException')
     return new AuditSourceUnreachable(`${what} is disabled or not usable`);

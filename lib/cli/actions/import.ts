@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { BATCH_GET_MAX_PATHS } from '../../../packages/client/src/contract.js';
 import { type CofferClient, CofferClientError, clientError } from '../../../packages/client/src/index.js';
 import { type Bundle, BundleError, openBundle, readIdentities } from '../bundle.js';
 import type { ClientFactory } from '../credentials.js';
@@ -82,8 +83,8 @@ export async function importBundle(
   };
   const bar = progressBar(options.io, options.label, plan.length, !options.out.json && !options.out.quiet);
   try {
-    for (let i = 0; i < plan.length; i += 20) {
-      const chunk = plan.slice(i, i + 20);
+    for (let i = 0; i < plan.length; i += BATCH_GET_MAX_PATHS) {
+      const chunk = plan.slice(i, i + BATCH_GET_MAX_PATHS);
       const current = await client.batchGet(chunk.map((p) => p.target));
       for (const [j, { target, secret }] of chunk.entries()) {
         const now = current[j];

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { VERSION_MAX } from '../../../packages/client/src/contract.js';
 import { parseIntArg } from '../args.js';
 import type { ClientFactory } from '../credentials.js';
 import type { CliIo } from '../io.js';
@@ -10,7 +11,7 @@ export function registerGetCommand(program: Command, io: CliIo, client: ClientFa
     .command('get')
     .description('print a secret value')
     .argument('<path>', 'secret path')
-    .option('--version <n>', 'a specific version', parseIntArg('version', 1, 2 ** 31))
+    .option('--version <n>', 'a specific version', parseIntArg('version', 1, VERSION_MAX))
     .action(async (path: string, opts: { version?: number }) => {
       const secret = await (await client()).get(
         path,

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { RECOVERY_DAYS, VERSION_MAX } from '../../../packages/client/src/contract.js';
 import { parseIntArg } from '../args.js';
 import type { ClientFactory } from '../credentials.js';
 import type { CliIo } from '../io.js';
@@ -12,8 +13,8 @@ export function registerLifecycleCommands(program: Command, io: CliIo, client: C
     .argument('<path>', 'secret path')
     .option(
       '--recovery-days <n>',
-      'recovery window in days (7-30, default 7)',
-      parseIntArg('recovery-days', 7, 30),
+      `recovery window in days (${RECOVERY_DAYS.min}-${RECOVERY_DAYS.max}, default ${RECOVERY_DAYS.default})`,
+      parseIntArg('recovery-days', RECOVERY_DAYS.min, RECOVERY_DAYS.max),
     )
     .action(async (path: string, opts: { recoveryDays?: number }) => {
       const result = await (await client()).delete(
@@ -38,7 +39,7 @@ export function registerLifecycleCommands(program: Command, io: CliIo, client: C
     .argument('<path>', 'secret path')
     .requiredOption('--versions <list>', 'comma-separated versions, e.g. 1,2')
     .action(async (path: string, opts: { versions: string }) => {
-      const versions = opts.versions.split(',').map((v) => parseIntArg('version', 1, 2 ** 31)(v.trim()));
+      const versions = opts.versions.split(',').map((v) => parseIntArg('version', 1, VERSION_MAX)(v.trim()));
       const result = await (await client()).destroy(path, versions);
       output(program, io).result(`${result.path}: destroyed ${result.destroyed.join(', ')}\n`, result);
     });

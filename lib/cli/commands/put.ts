@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { VERSION_MAX } from '../../../packages/client/src/contract.js';
 import { parseIntArg, parseTags } from '../args.js';
 import type { ClientFactory } from '../credentials.js';
 import { readSecretInput } from '../input.js';
@@ -15,7 +16,7 @@ export function registerPutCommand(program: Command, io: CliIo, client: ClientFa
     .option(
       '--cas <version>',
       'only write if the latest version is this (0 = only if absent)',
-      parseIntArg('cas', 0, 2 ** 31),
+      parseIntArg('cas', 0, VERSION_MAX),
     )
     .option('--description <text>', 'description of the secret')
     .option('--tag <key=value...>', 'tags (replace the current tags)')

@@ -6,10 +6,15 @@
  * Messages come from the server (fixed sentences, never a value) or are fixed here: an error never
  * carries a secret value, a token or a signature.
  */
+import { type ClientErrorKind, ERRORS, type ErrorCode, type ErrorSpec, errorSpec } from './error-registry.js';
+
 export class CofferClientError extends Error {
+  /** The server's stable error code, or a client-side one (`unreachable`, `timeout`, `bad_response`). */
+  readonly code: string;
+
   constructor(
-    /** The server's stable error code, or a client-side one (`unreachable`, `timeout`, `bad_response`). */
-    readonly code: string,
+    /** A registered code (error-registry.ts); codes from the wire go through `clientError`. */
+    code: ErrorCode,
     /** The HTTP status, 0 when no response arrived. */
     readonly status: number,
     message: string,
@@ -18,6 +23,7 @@ export class CofferClientError extends Error {
   ) {
     super(message);
     this.name = new.target.name;
+    this.code = code;
   }
 }
 
@@ -41,48 +47,58 @@ export class CofferIntegrityError extends CofferClientError {}
 export class CofferNetworkError extends CofferClientError {}
 
 type ErrorClass = new (
-  code: string,
+  code: ErrorCode,
   status: number,
   message: string,
   requestId?: string,
 ) => CofferClientError;
 
-const BY_CODE: Readonly<Record<string, ErrorClass>> = {
-  not_found: CofferNotFoundError,
-  forbidden: CofferForbiddenError,
+/** The class of each kind in the registry; a kind without a class here does not compile. */
+const CLASS_OF: Readonly<Record<ClientErrorKind, ErrorClass>> = {
+  base: CofferClientError,
+  invalid: CofferInvalidRequestError,
   unauthenticated: CofferUnauthenticatedError,
-  cas_conflict: CofferConflictError,
-  secret_deleted: CofferConflictError,
+  forbidden: CofferForbiddenError,
+  notFound: CofferNotFoundError,
+  conflict: CofferConflictError,
   throttled: CofferThrottledError,
-  audit_unavailable: CofferUnavailableError,
-  key_store_unavailable: CofferUnavailableError,
-  storage_unavailable: CofferUnavailableError,
-  integrity_error: CofferIntegrityError,
-  unreachable: CofferNetworkError,
-  timeout: CofferNetworkError,
+  unavailable: CofferUnavailableError,
+  integrity: CofferIntegrityError,
+  network: CofferNetworkError,
 };
 
-const BY_STATUS: Readonly<Record<number, ErrorClass>> = {
-  400: CofferInvalidRequestError,
-  401: CofferUnauthenticatedError,
-  403: CofferForbiddenError,
-  404: CofferNotFoundError,
-  409: CofferConflictError,
-  413: CofferInvalidRequestError,
-  415: CofferInvalidRequestError,
-  429: CofferThrottledError,
-  503: CofferUnavailableError,
-};
+/**
+ * The class for a status, for codes this client does not know (a newer server's, a proxy's): the
+ * kind every registered code of that status shares, else the base class (500 holds both
+ * `integrity_error` and `internal`, so it says nothing by itself).
+ */
+const KIND_OF_STATUS: ReadonlyMap<number, ClientErrorKind> = (() => {
+  const kinds = new Map<number, ClientErrorKind>();
+  const mixed = new Set<number>();
+  for (const spec of Object.values(ERRORS) as ErrorSpec[]) {
+    if (spec.status === null) continue;
+    const seen = kinds.get(spec.status);
+    if (seen !== undefined && seen !== spec.client) mixed.add(spec.status);
+    kinds.set(spec.status, spec.client);
+  }
+  for (const status of mixed) kinds.delete(status);
+  return kinds;
+})();
 
-/** The typed error for a server code (or, for a code this client does not know, the status). */
+/**
+ * The typed error for a code: the registry's class, or for a code this client does not know (or
+ * one whose class is the base), the class of the status.
+ */
 export function clientError(
   code: string,
   status: number,
   message: string,
   requestId?: string,
 ): CofferClientError {
-  const Class = BY_CODE[code] ?? BY_STATUS[status] ?? CofferClientError;
-  return new Class(code, status, message, requestId);
+  const kind = errorSpec(code)?.client ?? 'base';
+  const Class = CLASS_OF[kind === 'base' ? (KIND_OF_STATUS.get(status) ?? 'base') : kind];
+  // A code from a newer server is kept as sent: callers compare it, the registry only types ours.
+  return new Class(code as ErrorCode, status, message, requestId);
 }
 
 /**

@@ -1,6 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { type CacheOptions, SecretCache } from './cache.js';
+import {
+  BATCH_GET_MAX_PATHS,
+  type BatchGetResponse,
+  type DeleteResult,
+  type DestroyResult,
+  isDotSegment,
+  type ListPage,
+  type MetadataPatch,
+  type PutRequest,
+  type PutResult,
+  type RestoreResult,
+  type SecretMetadata,
+  type SecretValue,
+  type WhoAmI,
+} from './contract.js';
 import { parseEndpoint } from './endpoint.js';
+import { errorSpec, mayRetry } from './error-registry.js';
 import {
   CofferClientError,
   CofferInvalidRequestError,
@@ -9,18 +25,38 @@ import {
   clientError,
   isTransient,
 } from './errors.js';
-import {
-  backoffDelay,
-  type RetryOptions,
-  type RetryPolicy,
-  retryAfterMs,
-  retryPolicy,
-  sleep,
-} from './retry.js';
+import { neverSent } from './failures.js';
+import { type RetryOptions, type RetryPolicy, retry, retryAfterMs, retryPolicy } from './retry.js';
 import { type IamAuthOptions, SigV4RequestSigner } from './sigv4.js';
 
 export type { CacheOptions } from './cache.js';
 export { DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL_MS, DEFAULT_MAX_STALE_MS } from './cache.js';
+export type {
+  DeleteResult,
+  DestroyResult,
+  ListItem,
+  ListPage,
+  MetadataPatch,
+  PutResult,
+  RestoreResult,
+  SecretMetadata,
+  SecretValue,
+  VersionInfo,
+  WhoAmI,
+} from './contract.js';
+export {
+  BATCH_GET_MAX_PATHS,
+  BODY_MAX_BYTES,
+  LIST_LIMIT,
+  MAX_VERSIONS,
+  PATH_MAX_BYTES,
+  PATH_MAX_SEGMENTS,
+  pathProblem,
+  RECOVERY_DAYS,
+  TAGS_MAX,
+  VALUE_MAX_BYTES,
+} from './contract.js';
+export type { ErrorCode } from './error-registry.js';
 export {
   CofferClientError,
   CofferConflictError,
@@ -71,96 +107,24 @@ export interface ClientOptions {
   readonly clock?: () => number;
 }
 
-export interface SecretValue {
-  path: string;
-  version: number;
-  value: string;
-  createdAt: string;
-}
-
 /** One answer of `batchGet`, in the order asked. */
 export type BatchGetResult =
   | { readonly path: string; readonly ok: true; readonly secret: SecretValue }
   | { readonly path: string; readonly ok: false; readonly error: CofferClientError };
 
-export interface PutOptions {
-  cas?: number;
-  description?: string;
-  tags?: Record<string, string>;
+export interface PutOptions extends Omit<PutRequest, 'value'> {
   /** Default: a fresh random key per call, so that the client's own retries never write twice. */
   idempotencyKey?: string;
-}
-
-export interface PutResult {
-  path: string;
-  version: number;
-  createdAt: string;
-}
-
-export interface ListItem {
-  path: string;
-  version: number;
-  updatedAt: string;
-}
-
-export interface ListPage {
-  items: ListItem[];
-  folders?: string[];
-  cursor?: string;
 }
 
 export interface ListOptions {
   /** `/` lists one level, with sub-folders in `folders`. */
   delimiter?: '/';
-  /** Page size (1-1000, server default 100). */
+  /** Page size (`LIST_LIMIT`: 1-1000, server default 100). */
   limit?: number;
 }
 
-export interface VersionInfo {
-  version: number;
-  createdAt: string;
-  createdBy?: string;
-  destroyed: boolean;
-  keyId?: string;
-}
-
-export interface SecretMetadata {
-  path: string;
-  currentVersion: number;
-  createdAt: string;
-  updatedAt: string;
-  description?: string;
-  tags: Record<string, string>;
-  maxVersions: number;
-  owner?: string;
-  deletedAt?: string;
-  purgeAt?: string;
-  versions: VersionInfo[];
-}
-
-export interface WhoAmI {
-  type: string;
-  id: string;
-  entity: string;
-  groups: string[];
-  attributes: Record<string, string>;
-  authMethod: string;
-  issuer?: string;
-}
-
-/** Most paths per `POST /v1/batch-get`; `batchGet` splits longer lists. */
-export const BATCH_GET_MAX_PATHS = 20;
 const DEFAULT_TIMEOUT_MS = 10_000;
-
-/** Statuses of the per-path error codes of a batch (the response itself is 200). */
-const BATCH_ITEM_STATUS: Readonly<Record<string, number>> = {
-  not_found: 404,
-  forbidden: 403,
-  invalid_path: 400,
-};
-
-/** Connection failures where the request certainly never reached the server. */
-const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /**
  * A path as URL segments. A `.` or `..` segment is refused here, as the server would: a URL
@@ -168,7 +132,7 @@ const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_C
  */
 function encodePath(path: string): string {
   const segments = path.split('/');
-  if (segments.some((s) => s === '.' || s === '..')) {
+  if (segments.some(isDotSegment)) {
     throw new CofferInvalidRequestError('invalid_path', 400, 'path has a "." or ".." segment');
   }
   return segments.map(encodeURIComponent).join('/');
@@ -302,10 +266,7 @@ export class CofferClient {
   }
 
   /** Soft delete: restorable for `recoveryDays` (7-30, default 7). */
-  async delete(
-    path: string,
-    options: { recoveryDays?: number } = {},
-  ): Promise<{ path: string; deletedAt: string; purgeAt: string }> {
+  async delete(path: string, options: { recoveryDays?: number } = {}): Promise<DeleteResult> {
     try {
       return await this.send({
         method: 'DELETE',
@@ -320,7 +281,7 @@ export class CofferClient {
     }
   }
 
-  async restore(path: string): Promise<{ path: string; version: number }> {
+  async restore(path: string): Promise<RestoreResult> {
     try {
       return await this.send({ method: 'POST', route: `/restore/${encodePath(path)}`, idempotent: false });
     } finally {
@@ -329,7 +290,7 @@ export class CofferClient {
   }
 
   /** Irreversibly erases versions of a secret. */
-  async destroy(path: string, versions: number[]): Promise<{ path: string; destroyed: number[] }> {
+  async destroy(path: string, versions: number[]): Promise<DestroyResult> {
     try {
       return await this.send({
         method: 'POST',
@@ -347,10 +308,7 @@ export class CofferClient {
     return this.send({ method: 'GET', route: `/meta/${encodePath(path)}`, idempotent: true });
   }
 
-  async patchMetadata(
-    path: string,
-    patch: { description?: string; tags?: Record<string, string>; maxVersions?: number },
-  ): Promise<SecretMetadata> {
+  async patchMetadata(path: string, patch: MetadataPatch): Promise<SecretMetadata> {
     return this.send({ method: 'PATCH', route: `/meta/${encodePath(path)}`, body: patch, idempotent: false });
   }
 
@@ -394,9 +352,7 @@ export class CofferClient {
   }
 
   private async fetchBatch(paths: string[], out: Map<string, BatchGetResult>): Promise<void> {
-    let response: {
-      results: ({ path: string; error?: { code: string; message: string } } & Partial<SecretValue>)[];
-    };
+    let response: BatchGetResponse;
     try {
       response = await this.send({ method: 'POST', route: '/batch-get', body: { paths }, idempotent: true });
     } catch (err) {
@@ -414,16 +370,16 @@ export class CofferClient {
       if (!item) {
         throw new CofferClientError('bad_response', 200, 'the batch answer lacks a requested path');
       }
-      if (item.error) {
+      if ('error' in item) {
         this.cache?.delete(cacheKey(path));
         const { code, message } = item.error;
-        out.set(path, { path, ok: false, error: clientError(code, BATCH_ITEM_STATUS[code] ?? 0, message) });
+        out.set(path, { path, ok: false, error: clientError(code, errorSpec(code)?.status ?? 0, message) });
       } else {
         const secret: SecretValue = {
           path: item.path,
-          version: item.version as number,
-          value: item.value as string,
-          createdAt: item.createdAt as string,
+          version: item.version,
+          value: item.value,
+          createdAt: item.createdAt,
         };
         this.cache?.set(cacheKey(path), secret, () => this.fetchSecret(path));
         out.set(path, { path, ok: true, secret: { ...secret } });
@@ -458,43 +414,51 @@ export class CofferClient {
       ...(spec.headers ?? {}),
     };
     let forceRefresh = false;
-    for (let attempt = 1; ; attempt++) {
-      // Signed (or the token fetched) per attempt: a retry carries a fresh date and credentials.
-      const headers = await this.authHeaders(spec.method, url, baseHeaders, body, forceRefresh);
-      let response: Response;
-      let text: string;
-      try {
-        response = await this.fetchImpl(url, {
-          method: spec.method,
-          headers: { ...headers, 'user-agent': this.options.userAgent ?? 'coffer-client/0.1' },
-          ...(body !== undefined ? { body } : {}),
-          signal: AbortSignal.timeout(this.timeoutMs),
-        });
-        text = await response.text();
-      } catch (err) {
-        const failure = networkError(err, this.endpoint);
-        if (attempt < this.retry.maxAttempts && (spec.idempotent || neverSent(err))) {
-          await sleep(backoffDelay(this.retry, attempt - 1));
+    // What the last failed attempt allows: set just before it throws, read by the retry loop.
+    let verdict: { retryable: boolean; retryAfterMs?: number } = { retryable: false };
+    const attempt = async (): Promise<T> => {
+      for (;;) {
+        verdict = { retryable: false };
+        // Signed (or the token fetched) per attempt: a retry carries a fresh date and credentials.
+        const headers = await this.authHeaders(spec.method, url, baseHeaders, body, forceRefresh);
+        let response: Response;
+        let text: string;
+        try {
+          response = await this.fetchImpl(url, {
+            method: spec.method,
+            headers: { ...headers, 'user-agent': this.options.userAgent ?? 'coffer-client/0.1' },
+            ...(body !== undefined ? { body } : {}),
+            signal: AbortSignal.timeout(this.timeoutMs),
+          });
+          text = await response.text();
+        } catch (err) {
+          verdict = { retryable: spec.idempotent || neverSent(err) };
+          throw networkError(err, this.endpoint);
+        }
+        if (response.ok) return parseJson<T>(text, response.status);
+        const error = errorOf(text, response.status);
+        if (error instanceof CofferUnauthenticatedError && this.options.auth.tokenProvider && !forceRefresh) {
+          // Once per request, and not counted as an attempt: the provider's token may have expired.
+          forceRefresh = true;
           continue;
         }
-        throw failure;
+        // Only requests that are safe to repeat: a 429 or 503 from Coffer may come after part of the
+        // work was done (a throttled audit write after the change), so a delete is never re-sent.
+        const after = retryAfterMs(response.headers.get('retry-after'));
+        verdict = {
+          retryable: spec.idempotent && mayRetry(error.code, response.status),
+          ...(after !== undefined ? { retryAfterMs: after } : {}),
+        };
+        throw error;
       }
-      if (response.ok) return parseJson<T>(text, response.status);
-      const error = errorOf(text, response.status);
-      if (error instanceof CofferUnauthenticatedError && this.options.auth.tokenProvider && !forceRefresh) {
-        forceRefresh = true;
-        attempt--;
-        continue;
-      }
-      // Only requests that are safe to repeat: a 429 or 503 from Coffer may come after part of the
-      // work was done (a throttled audit write after the change), so a delete is never re-sent.
-      const retryable = spec.idempotent && [429, 502, 503, 504].includes(response.status);
-      if (retryable && attempt < this.retry.maxAttempts) {
-        await sleep(backoffDelay(this.retry, attempt - 1, retryAfterMs(response.headers.get('retry-after'))));
-        continue;
-      }
-      throw error;
-    }
+    };
+    return retry(attempt, {
+      attempts: this.retry.maxAttempts,
+      baseDelayMs: this.retry.baseDelayMs,
+      maxDelayMs: this.retry.maxDelayMs,
+      isRetryable: () => verdict.retryable,
+      retryAfterMs: () => verdict.retryAfterMs,
+    });
   }
 }
 
@@ -507,14 +471,21 @@ function parseJson<T>(text: string, status: number): T {
 }
 
 function errorOf(text: string, status: number): CofferClientError {
-  let parsed: { error?: { code?: unknown; message?: unknown; requestId?: unknown } } = {};
+  let parsed: { error?: { code?: unknown; message?: unknown; requestId?: unknown; reason?: unknown } } = {};
   try {
     parsed = JSON.parse(text) ?? {};
   } catch {
     // Not JSON (a proxy's page, say): the status alone decides.
   }
   const e = parsed.error ?? {};
-  const code = typeof e.code === 'string' ? e.code : status === 429 ? 'throttled' : 'http_error';
+  const code =
+    e.code === 'not_found' && e.reason === 'no_route'
+      ? 'no_route'
+      : typeof e.code === 'string'
+        ? e.code
+        : status === 429
+          ? 'throttled'
+          : 'http_error';
   const message = typeof e.message === 'string' ? e.message : `HTTP ${status}`;
   return clientError(code, status, message, typeof e.requestId === 'string' ? e.requestId : undefined);
 }
@@ -525,11 +496,6 @@ function networkError(err: unknown, endpoint: string): CofferNetworkError {
     return new CofferNetworkError('timeout', 0, `the Coffer server at ${endpoint} did not answer in time`);
   }
   return new CofferNetworkError('unreachable', 0, `cannot reach the Coffer server at ${endpoint}`);
-}
-
-function neverSent(err: unknown): boolean {
-  const code = (err as { cause?: { code?: unknown } } | null)?.cause?.code;
-  return typeof code === 'string' && NEVER_SENT.has(code);
 }
 
 /** Creates a client. See {@link ClientOptions}. */

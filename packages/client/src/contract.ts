@@ -1,0 +1,219 @@
+/**
+ * The wire contract of the Coffer HTTP API v1 (docs/api.md), defined once: every limit and the
+ * request and response bodies. The server's validation (lib/http/schemas.ts, lib/paths.ts,
+ * lib/secrets/service.ts), the client and the CLI import it, so a limit changed here changes
+ * everywhere; the server's zod schemas are checked against these types at compile time.
+ *
+ * Plain values and types only: no imports, nothing that runs but the path rules.
+ */
+
+// ---- Limits -------------------------------------------------------------------------------
+
+/** A path is 1 to 16 `/`-separated segments of `[A-Za-z0-9._-]`, at most 512 bytes. */
+export const PATH_MAX_BYTES = 512;
+export const PATH_MAX_SEGMENTS = 16;
+/** The characters of one path segment. */
+export const PATH_SEGMENT = /^[A-Za-z0-9._-]+$/;
+/** The characters of a list prefix: those of paths, and `/`. */
+export const PREFIX_CHARS = /^[A-Za-z0-9._\-/]+$/;
+/** A list prefix in characters, checked before the path rules (which count bytes). */
+export const PREFIX_MAX_CHARS = PATH_MAX_BYTES;
+
+/** A secret value, in UTF-8 bytes (64 KiB). Larger: 413 `value_too_large`. */
+export const VALUE_MAX_BYTES = 64 * 1024;
+/** A request body, in bytes (128 KiB). Larger: 413 `payload_too_large`, before it is parsed. */
+export const BODY_MAX_BYTES = 128 * 1024;
+
+export const TAGS_MAX = 50;
+/** A tag key: 1 to 128 characters of `A-Z a-z 0-9 _ . : / = + @ -`. */
+export const TAG_KEY = /^[A-Za-z0-9_.:/=+@-]{1,128}$/;
+export const TAG_VALUE_MAX_CHARS = 256;
+export const DESCRIPTION_MAX_CHARS = 1024;
+
+/** Versions are numbered from 1; a version in a query or a `cas` on the CLI is at most this. */
+export const VERSION_MAX = 2 ** 31;
+
+/** `DELETE ?recoveryDays=`: how long a soft-deleted secret can be restored. */
+export const RECOVERY_DAYS = { min: 7, max: 30, default: 7 } as const;
+/** `PATCH /meta` `maxVersions`: how many versions a secret keeps. */
+export const MAX_VERSIONS = { min: 1, max: 1000, default: 100 } as const;
+/** `POST /destroy` `versions`: at most this many per request. */
+export const DESTROY_MAX_VERSIONS = 50;
+/** `POST /batch-get`: 1 to 20 paths; the client splits longer lists. */
+export const BATCH_GET_MAX_PATHS = 20;
+/** A path of a batch, in characters, before the path rules look at it. */
+export const BATCH_PATH_MAX_CHARS = 1024;
+/** `GET /list?limit=`: the page size. */
+export const LIST_LIMIT = { min: 1, max: 1000, default: 100 } as const;
+export const CURSOR_MAX_CHARS = 4096;
+/** The `Idempotency-Key` header of a PUT. */
+export const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
+
+// ---- Path rules ---------------------------------------------------------------------------
+
+const utf8 = new TextEncoder();
+
+/** A `.` or `..` segment, which a URL would resolve away (`a/../b` would name `b`). */
+export function isDotSegment(segment: string): boolean {
+  return segment === '.' || segment === '..';
+}
+
+/**
+ * What is wrong with a secret path, or undefined when it follows the rules: 1 to 16
+ * `/`-separated segments of `[A-Za-z0-9._-]`, at most 512 bytes, no `.` or `..` segment, no
+ * leading or trailing `/`, no empty segment.
+ *
+ * @example pathProblem('team-a/db/password') // undefined
+ */
+export function pathProblem(path: string): string | undefined {
+  if (typeof path !== 'string' || path.length === 0) return 'path is empty';
+  if (utf8.encode(path).length > PATH_MAX_BYTES) return `path is longer than ${PATH_MAX_BYTES} bytes`;
+  const segments = path.split('/');
+  if (segments.length > PATH_MAX_SEGMENTS) return `path has more than ${PATH_MAX_SEGMENTS} segments`;
+  for (const segment of segments) {
+    if (segment === '') return 'path has an empty segment or a leading/trailing slash';
+    if (isDotSegment(segment)) return 'path has a "." or ".." segment';
+    if (!PATH_SEGMENT.test(segment)) return 'path segments may only contain A-Z a-z 0-9 . _ -';
+  }
+  return undefined;
+}
+
+/**
+ * What is wrong with a list prefix, or undefined: a string prefix of paths (may end with `/`,
+ * may be empty), using only the characters a path may contain.
+ */
+export function prefixProblem(prefix: string): string | undefined {
+  if (prefix === '') return undefined;
+  if (utf8.encode(prefix).length > PATH_MAX_BYTES) return `prefix is longer than ${PATH_MAX_BYTES} bytes`;
+  if (!PREFIX_CHARS.test(prefix)) return 'prefix may only contain A-Z a-z 0-9 . _ - /';
+  if (prefix.startsWith('/')) return 'prefix must not start with "/"';
+  if (prefix.includes('//')) return 'prefix has an empty segment';
+  // Whole segments (all but the last, which may be the start of a name like `..env`) follow the
+  // path rules: a `.` or `..` folder can hold nothing.
+  if (prefix.split('/').slice(0, -1).some(isDotSegment)) return 'prefix has a "." or ".." segment';
+  return undefined;
+}
+
+// ---- Bodies -------------------------------------------------------------------------------
+
+/** `PUT /v1/secrets/{path}`. `cas: 0` means "only if absent". */
+export interface PutRequest {
+  value: string;
+  cas?: number;
+  description?: string;
+  tags?: Record<string, string>;
+}
+
+export interface PutResult {
+  path: string;
+  version: number;
+  createdAt: string;
+}
+
+/** `GET /v1/secrets/{path}[?version=N]`. */
+export interface SecretValue {
+  path: string;
+  version: number;
+  value: string;
+  createdAt: string;
+}
+
+/** `DELETE /v1/secrets/{path}[?recoveryDays=N]`. */
+export interface DeleteResult {
+  path: string;
+  deletedAt: string;
+  purgeAt: string;
+}
+
+/** `POST /v1/restore/{path}`. */
+export interface RestoreResult {
+  path: string;
+  version: number;
+}
+
+/** `POST /v1/destroy/{path}`. */
+export interface DestroyRequest {
+  versions: number[];
+}
+
+export interface DestroyResult {
+  path: string;
+  destroyed: number[];
+}
+
+export interface VersionInfo {
+  version: number;
+  createdAt: string;
+  createdBy?: string;
+  destroyed: boolean;
+  keyId?: string;
+}
+
+/** `GET` and `PATCH /v1/meta/{path}`: metadata and the version list, no values. */
+export interface SecretMetadata {
+  path: string;
+  currentVersion: number;
+  createdAt: string;
+  updatedAt: string;
+  description?: string;
+  tags: Record<string, string>;
+  maxVersions: number;
+  owner?: string;
+  deletedAt?: string;
+  purgeAt?: string;
+  versions: VersionInfo[];
+}
+
+/** `PATCH /v1/meta/{path}`: at least one field. */
+export interface MetadataPatch {
+  description?: string;
+  tags?: Record<string, string>;
+  maxVersions?: number;
+}
+
+export interface ListItem {
+  path: string;
+  version: number;
+  updatedAt: string;
+}
+
+/** `GET /v1/list`: a page may be short or empty after policy filtering while a cursor remains. */
+export interface ListPage {
+  items: ListItem[];
+  folders?: string[];
+  cursor?: string;
+}
+
+/** `POST /v1/batch-get`. */
+export interface BatchGetRequest {
+  paths: string[];
+}
+
+/** The error of one path of a batch (the response itself is 200). */
+export interface BatchItemError {
+  code: string;
+  message: string;
+}
+
+/** One answer of a batch: the value, or why this path has none. */
+export type BatchGetItem = SecretValue | { path: string; error: BatchItemError };
+
+export interface BatchGetResponse {
+  results: BatchGetItem[];
+}
+
+/** `GET /v1/whoami`: the principal as the server sees it. */
+export interface WhoAmI {
+  type: string;
+  id: string;
+  entity: string;
+  groups: string[];
+  attributes: Record<string, string>;
+  authMethod: string;
+  issuer?: string;
+}
+
+/** Every error answer. `code` is a row of the error registry; some codes add fields. */
+export interface ErrorBody {
+  error: { code: string; message: string; requestId: string; [extra: string]: unknown };
+}
