@@ -3,14 +3,30 @@ import { defineConfig } from 'vitest/config';
 // The SDK's Node 22 notice would otherwise print once per run from the global setup.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
+/*
+ * Two tiers. `unit` (test/unit) needs no JVM and no network: `npm run test:quick` runs it alone,
+ * and then DynamoDB Local is never started, because Vitest calls a project's global setup only
+ * when that project has a test queued. `integration` is every other test folder (integration, e2e,
+ * infra and any added later), with one DynamoDB Local per run. `npm test` runs both.
+ */
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/support/global-setup.ts'],
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
     maxWorkers: 2,
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/**/*.test.ts'],
+          exclude: ['test/unit/**'],
+          globalSetup: ['test/support/global-setup.ts'],
+        },
+      },
+    ],
   },
 });

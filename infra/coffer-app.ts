@@ -1,7 +1,7 @@
 import { App, type AppProps, Validations } from 'aws-cdk-lib';
-import { CURRENTLY_RECOMMENDED_FLAGS } from 'aws-cdk-lib/cx-api';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { CofferStack } from './coffer-stack.js';
+import { pinnedFeatureFlags } from './feature-flags.js';
 import { type CofferSettings, checkContextKeys, readSettings } from './settings.js';
 
 export interface CofferApp {
@@ -15,11 +15,11 @@ export interface CofferApp {
  * policy validation plugin (violations fail `cdk synth`). `props.context` lets tests synthesize
  * each mode without touching cdk.json.
  *
- * The feature flags `cdk init` would write into cdk.json are set here instead, as the lowest
- * precedence context, so that `cdk synth` and the tests synthesize the very same template.
+ * The feature flags pinned in cdk.json are set here too, as the lowest precedence context, so that
+ * `cdk synth` and the tests synthesize the very same template (see infra/feature-flags.ts).
  */
 export function createCofferApp(props: AppProps = {}, baseDir?: string): CofferApp {
-  const app = new App({ ...props, context: { ...CURRENTLY_RECOMMENDED_FLAGS, ...props.context } });
+  const app = new App({ ...props, context: { ...pinnedFeatureFlags(), ...props.context } });
   checkContextKeys(Object.keys(app.node.getAllContext() as Record<string, unknown>));
   const settings = readSettings((key) => app.node.tryGetContext(key), baseDir);
   const stack = new CofferStack(app, settings.stackName, {

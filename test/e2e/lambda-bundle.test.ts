@@ -6,13 +6,13 @@ import { DeleteTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamod
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
-import { CURRENTLY_RECOMMENDED_FLAGS } from 'aws-cdk-lib/cx-api';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createCofferApp } from '../../infra/coffer-app.js';
 import { CofferFunction } from '../../infra/constructs/coffer-function.js';
 import { ACCESS_LOG_FIELDS } from '../../infra/constructs/http-api.js';
 import { FILTER_PATTERNS } from '../../infra/constructs/monitoring.js';
+import { pinnedFeatureFlags } from '../../infra/feature-flags.js';
 import {
   ACCOUNT,
   AUDIT_KEY_ARN,
@@ -164,7 +164,7 @@ beforeAll(async () => {
   // The API function exactly as the stack builds it (same construct, same bundling options).
   const outdir = mkdtempSync(join(tmpdir(), 'coffer-bundle-'));
   dirs.push(outdir);
-  const app = new App({ outdir, context: CURRENTLY_RECOMMENDED_FLAGS });
+  const app = new App({ outdir, context: pinnedFeatureFlags() });
   const stack = new Stack(app, 'Bundle');
   new CofferFunction(stack, 'Api', {
     entry: 'functions/api.ts',

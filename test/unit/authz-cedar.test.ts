@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Principal } from '../../lib/authn/principal.js';
 import {
   ACTIONS,
@@ -18,7 +18,7 @@ import {
   resourceEntity,
   TYPES,
 } from '../../lib/authz/entities.js';
-import { compilePolicySet, type PolicySource } from '../../lib/authz/policy-set.js';
+import { compilePolicySet, type PolicySet, type PolicySource } from '../../lib/authz/policy-set.js';
 import { mergeNeeds, needsOf } from '../../lib/authz/slicing.js';
 import { jsonLogger, type Logger } from '../../lib/log.js';
 
@@ -166,9 +166,13 @@ describe('slicing and trimming the request', () => {
       when { Coffer::User::"corp:x".id == principal.id };
     @id("overflow") forbid (principal in Coffer::Group::"boom", action, resource) when { 9223372036854775807 + 1 > 0 };
   `;
+  // Compiled once for the describe block: both tests read the same set.
+  let set: PolicySet;
+  beforeAll(() => {
+    set = compilePolicySet(SCHEMA, [{ name: 'mix.cedar', text: POLICIES }]);
+  });
 
   it('gives exactly the decisions of the whole set with everything sent, on random requests', () => {
-    const set = compilePolicySet(SCHEMA, [{ name: 'mix.cedar', text: POLICIES }]);
     const sliced = new CedarAuthorizer(set, { logger: capture().logger, sliceCacheSize: 8 });
     const whole = new CedarAuthorizer(set, { logger: capture().logger, slicing: false });
     // mulberry32: a small seeded generator whose low bits are as random as its high bits.
@@ -232,7 +236,6 @@ describe('slicing and trimming the request', () => {
   });
 
   it('reads what each policy can read from its JSON', () => {
-    const set = compilePolicySet(SCHEMA, [{ name: 'mix.cedar', text: POLICIES }]);
     const needs = Object.fromEntries(set.policies.map((p) => [p.id, needsOf(p.json)]));
     expect(needs['ops-tag']).toMatchObject({ full: false, principalTags: true, resourceTags: false });
     expect([...(needs.owner?.resourceAttrs ?? [])]).toEqual(['owner']);

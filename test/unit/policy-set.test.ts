@@ -7,6 +7,7 @@ import {
   compilePolicySet,
   loadPolicyDir,
   mergeActions,
+  type PolicySet,
   PolicySetError,
   type PolicySource,
   policySetHash,
@@ -25,6 +26,10 @@ beforeAll(async () => {
     text: await readFile(join(REPO_POLICIES, 'schema.cedarschema'), 'utf8'),
   };
 });
+
+// The repository's own set is loaded once for the file: two tests read it.
+let repoSet: Promise<PolicySet> | undefined;
+const repoPolicies = (): Promise<PolicySet> => (repoSet ??= loadPolicyDir(REPO_POLICIES));
 
 function problemsOf(fn: () => unknown): readonly string[] {
   try {
@@ -48,7 +53,7 @@ async function policyDir(files: Record<string, string>, withSchema = true): Prom
 
 describe('loading the policy set', () => {
   it('loads the repository policies and validates them against the schema', async () => {
-    const set = await loadPolicyDir(REPO_POLICIES);
+    const set = await repoPolicies();
     expect(set.policies.map((p) => p.id)).toContain('admins-may-do-everything');
     expect(set.files).toEqual(['admins.cedar']);
     expect(set.warnings).toEqual([]);
@@ -235,7 +240,7 @@ describe('loading the policy set', () => {
       'the policy set has no permit policy: every request will be denied',
     ]);
     expect((await loadPolicyDir(await policyDir({}))).warnings).toHaveLength(1);
-    expect((await loadPolicyDir(REPO_POLICIES)).warnings).toEqual([]);
+    expect((await repoPolicies()).warnings).toEqual([]);
   });
 
   it('loads only the top-level .cedar files of the directory, in name order', async () => {
