@@ -1,8 +1,10 @@
 import type { SecretHead, SecretsStore } from '../store/secrets-store.js';
 
+/** What the purger needs of the store: the deletion index and the purge of one secret. */
+export type PurgeStore = Pick<SecretsStore, 'expiredDeletions' | 'purge'>;
+
 export interface PurgerOptions {
-  /** The secrets store; the purger reads heads and the deletion index and deletes items, nothing else. */
-  readonly store: SecretsStore;
+  readonly store: PurgeStore;
   /** The clock the recovery window is measured with. Default: the system clock. */
   readonly now?: () => Date;
 }
@@ -19,7 +21,7 @@ export interface PurgerOptions {
  * const purged = await purger.purgeExpired();
  */
 export class Purger {
-  private readonly store: SecretsStore;
+  private readonly store: PurgeStore;
   private readonly now: () => Date;
 
   constructor(options: PurgerOptions) {
