@@ -1,23 +1,17 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { KMSClient } from '@aws-sdk/client-kms';
+import type { KMSClient } from '@aws-sdk/client-kms';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import type { Context } from 'hono';
 import type { LambdaContext, LambdaEvent } from 'hono/aws-lambda';
 import { handle } from 'hono/aws-lambda';
-import { DynamoAuditTrail } from '../lib/audit/dynamo-trail.js';
-import { hmacFieldHasher } from '../lib/audit/record.js';
-import { buildAuthenticator } from '../lib/authn/build.js';
 import { iamCallerFromEvent, isIamPath } from '../lib/authn/iam.js';
-import { CedarAuthorizer } from '../lib/authz/cedar.js';
-import { Envelope } from '../lib/crypto/envelope.js';
+import { composeCoffer } from '../lib/compose.js';
 import { ConfigError } from '../lib/errors.js';
-import { type CofferApp, type ConnectionInfo, createApp } from '../lib/http/app.js';
+import type { CofferApp, ConnectionInfo } from '../lib/http/app.js';
 import { errorBody } from '../lib/http/errors.js';
-import { deriveKmsMacKey, KmsKeyProvider, KmsRootSigner } from '../lib/keys/kms.js';
 import { describeError, jsonLogger, type Logger } from '../lib/log.js';
-import { SecretService } from '../lib/secrets/service.js';
-import { SecretsStore } from '../lib/store/secrets-store.js';
-import { FIELD_HMAC_LABEL, type LambdaSettings } from './env.js';
+import { defaultKmsClient, kmsKeys, stdoutSink } from './aws.js';
+import type { LambdaSettings } from './env.js';
 
 /**
  * The wiring of the API function: the same Hono app as the local server, with the AWS adapters —
@@ -71,62 +65,23 @@ export function connectionFromEvent(event: unknown): ConnectionInfo {
 }
 
 /**
- * Builds the app: loads and validates the policy set (an invalid one fails the start), derives
- * the audit field-hash key (the one AWS call made at start).
+ * Builds the app through the composition root: loads and validates the policy set (an invalid one
+ * fails the start), derives the audit field-hash key (the one AWS call made at start).
  */
 export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
   const { settings } = options;
   const logger = options.logger ?? jsonLogger();
-  const authorizer = await CedarAuthorizer.fromDir(options.policyDir, { logger });
-  const dynamo = options.clients?.dynamo ?? new DynamoDBClient({});
-  // The adapter retries KMS itself (jittered, with error mapping); the SDK must not retry too.
-  const kms = options.clients?.kms ?? new KMSClient({ maxAttempts: 1 });
-  const kmsLog = { logger };
-
-  const keys = new KmsKeyProvider({
-    client: kms,
-    keyId: settings.secretsKeyArn,
-    previousKeyIds: settings.previousSecretsKeyArns,
-    ...kmsLog,
-  });
-  const root = new KmsRootSigner({ client: kms, keyId: settings.auditKeyArn, ...kmsLog });
-  const fieldKey = settings.fieldHmacKeyArn
-    ? await deriveKmsMacKey({
-        client: kms,
-        keyId: settings.fieldHmacKeyArn,
-        label: FIELD_HMAC_LABEL,
-        ...kmsLog,
-      })
-    : undefined;
-  const audit = new DynamoAuditTrail({
-    client: dynamo,
-    table: settings.tables.audit,
-    root,
-    ...(fieldKey ? { fieldHasher: hmacFieldHasher(fieldKey) } : {}),
-    sink: options.auditSink ?? ((line) => process.stdout.write(`${line}\n`)),
-    chains: 1,
-    writer: 'lambda',
-  });
-  fieldKey?.fill(0);
-
-  const service = new SecretService({
-    store: new SecretsStore(dynamo, settings.tables.secrets),
-    envelope: new Envelope(keys),
-    authorizer,
-    audit,
-  });
-  const authenticator = buildAuthenticator({
-    config: settings.config,
-    logger,
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-  });
-  return createApp({
-    service,
-    authenticator,
-    audit,
-    logger,
+  const coffer = await composeCoffer({
+    dynamo: options.clients?.dynamo ?? new DynamoDBClient({}),
+    tables: settings.tables,
+    keys: kmsKeys(settings, options.clients?.kms ?? defaultKmsClient()),
+    audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: options.auditSink ?? stdoutSink },
+    policy: { dir: options.policyDir },
+    authn: { config: settings.config, ...(options.fetch ? { fetch: options.fetch } : {}) },
     connection: (c: Context) => connectionFromEvent((c.env as { event?: unknown } | undefined)?.event),
+    logger,
   });
+  return coffer.app;
 }
 
 type Handler = ReturnType<typeof handle>;

@@ -1,9 +1,11 @@
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { KMSClient } from '@aws-sdk/client-kms';
+import type { KMSClient } from '@aws-sdk/client-kms';
 import { type CheckpointJobResult, runCheckpointJob } from '../lib/audit/checkpoint-job.js';
-import { KmsRootSigner } from '../lib/keys/kms.js';
+import { openAuditRoot } from '../lib/compose.js';
+import type { RootSigner } from '../lib/keys/provider.js';
 import { jsonLogger, type Logger } from '../lib/log.js';
+import { defaultKmsClient, kmsKeys, stdoutSink } from './aws.js';
 import { AUDIT_METRIC_NAMESPACE, type LambdaSettings } from './env.js';
 
 /**
@@ -16,21 +18,21 @@ export function checkpointHandler(
   deps: { dynamo?: DynamoDBClient; kms?: KMSClient; cloudwatch?: CloudWatchClient; logger?: Logger } = {},
 ): () => Promise<CheckpointJobResult> {
   const logger = deps.logger ?? jsonLogger();
-  const root = new KmsRootSigner({
-    client: deps.kms ?? new KMSClient({ maxAttempts: 1 }),
-    keyId: settings.auditKeyArn,
-    logger,
-  });
+  const keys = kmsKeys(settings, deps.kms ?? defaultKmsClient());
   const dynamo = deps.dynamo ?? new DynamoDBClient({});
   const cloudwatch = deps.cloudwatch ?? new CloudWatchClient({});
-  return () =>
-    runCheckpointJob({
+  // The root signer is the one the API's writers are certified by, named by the same key settings.
+  let root: Promise<RootSigner> | undefined;
+  return async () => {
+    root ??= openAuditRoot(keys, logger);
+    return runCheckpointJob({
       dynamo,
       table: settings.tables.audit,
-      root,
+      root: await root,
       cloudwatch,
       metricNamespace: AUDIT_METRIC_NAMESPACE,
       logger,
-      sink: (line) => process.stdout.write(`${line}\n`),
+      sink: stdoutSink,
     });
+  };
 }

@@ -5,22 +5,14 @@ import { type HttpBindings, type ServerType, serve } from '@hono/node-server';
 import type { Context } from 'hono';
 import { decodeJwt } from 'jose';
 import { Checkpointer } from '../audit/checkpoint.js';
-import { DynamoAuditTrail } from '../audit/dynamo-trail.js';
-import { openAuditHmacKey } from '../audit/hmac-key.js';
-import { hmacFieldHasher } from '../audit/record.js';
-import { buildAuthenticator } from '../authn/build.js';
 import { DEV_ADMIN_SUBJECT, DevIssuer } from '../authn/dev-issuer.js';
-import { CedarAuthorizer } from '../authz/cedar.js';
+import { composeCoffer, loadAuthorizer } from '../compose.js';
 import { DEFAULT_TABLES, type LocalSettings } from '../config.js';
 import type { CofferConfig } from '../config-file.js';
-import { Envelope } from '../crypto/envelope.js';
 import { ConfigError } from '../errors.js';
-import { type ConnectionInfo, createApp } from '../http/app.js';
-import { LocalKeyProvider, LocalRootSigner } from '../keys/local.js';
+import type { ConnectionInfo } from '../http/app.js';
 import { describeError, type Logger } from '../log.js';
-import { SecretService } from '../secrets/service.js';
 import { localDynamoClient } from '../store/dynamo-client.js';
-import { SecretsStore } from '../store/secrets-store.js';
 import { ensureTables } from '../store/tables.js';
 import { type DynamoDbLocal, startDynamoDbLocal } from './dynamodb-local.js';
 import { lockDataDir } from './lock.js';
@@ -125,7 +117,7 @@ export async function startLocalServer(
 ): Promise<LocalServer> {
   // Policies first: an invalid policy set stops the start (naming file and line) before anything
   // is started that would need stopping.
-  const authorizer = await CedarAuthorizer.fromDir(settings.policyDir, { logger });
+  const authorizer = await loadAuthorizer({ dir: settings.policyDir }, logger);
   // The data dir and the port before DynamoDB Local: a second server on the same data dir must not
   // touch the first one's engine, and a busy port is reported before a 10-second Java start.
   const lock = lockDataDir(settings.dataDir);
@@ -163,26 +155,32 @@ export async function startLocalServer(
         `cannot use DynamoDB at ${endpoint}${settings.dynamodbEndpoint ? ' (COFFER_DYNAMODB_ENDPOINT)' : ''}: ${why}; is it running?`,
       );
     }
-    const keys = await LocalKeyProvider.open(settings.dataDir);
+    // The dev issuer before the composition: the authenticator trusts its key.
     const issuer = await DevIssuer.open(settings.dataDir);
     const tokenFile = join(settings.dataDir, 'dev-token');
     await ensureDevToken(issuer, tokenFile);
 
-    const auditRoot = await LocalRootSigner.open(settings.dataDir);
     const sink = hooks.auditSink ? { sink: hooks.auditSink } : {};
-    const audit = new DynamoAuditTrail({
-      client,
-      table: DEFAULT_TABLES.audit,
-      root: auditRoot,
-      fieldHasher: hmacFieldHasher(await openAuditHmacKey(settings.dataDir)),
-      chains: LOCAL_AUDIT_CHAINS,
-      writer: 'local-server',
-      ...sink,
+    const coffer = await composeCoffer({
+      dynamo: client,
+      tables: DEFAULT_TABLES,
+      keys: { kind: 'local', dataDir: settings.dataDir },
+      audit: {
+        kind: 'dynamo',
+        writer: 'local-server',
+        chains: LOCAL_AUDIT_CHAINS,
+        ...sink,
+      },
+      policy: { authorizer },
+      authn: { config, devIssuerKey: issuer.publicKey },
+      connection: (c: Context) => connectionFromIncoming(c.env as HttpBindings | undefined),
+      logger,
     });
+    const { app, audit, purger } = coffer;
     const checkpointer = new Checkpointer({
       client,
       table: DEFAULT_TABLES.audit,
-      root: auditRoot,
+      root: coffer.auditRoot,
       ...sink,
       // The server knows what it wrote: a chain's tail removed since the last checkpoint is
       // signed as it was written, so `coffer audit verify` reports the chain truncated.
@@ -194,23 +192,10 @@ export async function startLocalServer(
           tableSeq: tableSeq ?? null,
         }),
     });
-    const service = new SecretService({
-      store: new SecretsStore(client, DEFAULT_TABLES.secrets),
-      envelope: new Envelope(keys),
-      authorizer,
-      audit,
-    });
-    const app = createApp({
-      service,
-      authenticator: buildAuthenticator({ config, logger, devIssuerKey: issuer.publicKey }),
-      audit,
-      logger,
-      connection: (c: Context) => connectionFromIncoming(c.env as HttpBindings | undefined),
-    });
 
     const purge = async () => {
       try {
-        const purged = await service.purgeExpired();
+        const purged = await purger.purgeExpired();
         if (purged > 0) logger.info('purged expired soft-deleted secrets', { purged });
       } catch (err) {
         logger.warn('purge failed', describeError(err));

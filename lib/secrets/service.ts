@@ -38,6 +38,7 @@ import {
 import { validatePath, validatePrefix } from '../paths.js';
 import type { ListEntry, SecretHead, VersionMeta } from '../store/records.js';
 import { ChangeConditionFailed, type SecretsStore } from '../store/secrets-store.js';
+import { Purger } from './purger.js';
 
 // The limits of the wire contract (packages/client/src/contract.ts), under the service's names.
 export const MAX_VALUE_BYTES: number = VALUE_MAX_BYTES;
@@ -92,6 +93,12 @@ export interface SecretServiceDeps {
   readonly audit: AuditTrail;
   /** Injected for tests of time-dependent behaviour (purge, idempotency windows). */
   readonly now?: () => Date;
+  /**
+   * Decides when a soft-deleted secret's recovery window has ended and purges it. Default: a
+   * purger over `store` with the same clock (the composition root passes the one the periodic
+   * purge uses).
+   */
+  readonly purger?: Purger;
 }
 
 const secretResource = (
@@ -118,6 +125,7 @@ export class SecretService {
   private readonly authorizer: Authorizer;
   private readonly audit: AuditTrail;
   private readonly now: () => Date;
+  private readonly purger: Purger;
 
   constructor(deps: SecretServiceDeps) {
     this.store = deps.store;
@@ -125,6 +133,7 @@ export class SecretService {
     this.authorizer = deps.authorizer;
     this.audit = deps.audit;
     this.now = deps.now ?? (() => new Date());
+    this.purger = deps.purger ?? new Purger({ store: deps.store, now: this.now });
   }
 
   /** Writes a new version. `cas: 0` means "only if absent", `cas: n` "only if latest is n". */
@@ -135,10 +144,9 @@ export class SecretService {
       throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
     }
     let previous = await this.store.getHead(path);
-    if (previous?.deletedAt && previous.purgeAt && this.expired(previous)) {
+    if (previous && (await this.purger.purgeIfExpired(previous))) {
       // Past its recovery window the secret is gone, whether or not the purge routine has run: the
       // write purges it first and creates a new secret at the path.
-      await this.store.purge(path, previous.purgeAt);
       previous = await this.store.getHead(path);
     }
     const nextTags = input.tags ?? previous?.tags ?? {};
@@ -476,15 +484,8 @@ export class SecretService {
   }
 
   /** Removes soft-deleted secrets whose recovery window has ended. Returns how many. */
-  async purgeExpired(): Promise<number> {
-    let purged = 0;
-    for (;;) {
-      const due = await this.store.expiredDeletions(this.now().toISOString());
-      if (due.length === 0) return purged;
-      for (const { path, purgeAt } of due) {
-        if (await this.store.purge(path, purgeAt)) purged++;
-      }
-    }
+  purgeExpired(): Promise<number> {
+    return this.purger.purgeExpired();
   }
 
   private metadataOf(head: SecretHead, versions: readonly VersionMeta[]): SecretMetadata {
@@ -521,7 +522,7 @@ export class SecretService {
   }
 
   private expired(head: SecretHead): boolean {
-    return head.purgeAt !== undefined && head.purgeAt <= this.now().toISOString();
+    return this.purger.isExpired(head);
   }
 
   private note(caller: Caller, action: Action, path: string): void {

@@ -7,18 +7,17 @@ import { DevAuthenticator } from '../../lib/authn/dev-authenticator.js';
 import { DevIssuer } from '../../lib/authn/dev-issuer.js';
 import type { Authenticator } from '../../lib/authn/principal.js';
 import { AllowAllAuthorizer, type Authorizer } from '../../lib/authz/authorizer.js';
-import { Envelope } from '../../lib/crypto/envelope.js';
-import { type AppDeps, createApp } from '../../lib/http/app.js';
-import { LocalKeyProvider } from '../../lib/keys/local.js';
+import { composeCoffer } from '../../lib/compose.js';
+import type { AppDeps, CofferApp } from '../../lib/http/app.js';
 import type { KeyProvider } from '../../lib/keys/provider.js';
 import { jsonLogger, type Logger } from '../../lib/log.js';
-import { SecretService } from '../../lib/secrets/service.js';
-import { SecretsStore, type StoreOptions } from '../../lib/store/secrets-store.js';
+import type { SecretService } from '../../lib/secrets/service.js';
+import type { SecretsStore, StoreOptions } from '../../lib/store/secrets-store.js';
 import type { TableNames } from '../../lib/store/tables.js';
 import { freshTables } from './dynamo.js';
 
 export interface Harness {
-  readonly app: ReturnType<typeof createApp>;
+  readonly app: CofferApp;
   readonly service: SecretService;
   readonly store: SecretsStore;
   readonly client: DynamoDBClient;
@@ -51,35 +50,33 @@ export interface HarnessOptions {
   readonly connection?: AppDeps['connection'];
 }
 
-/** The real app over DynamoDB Local and the local key provider, in a temp data dir. */
+/**
+ * The real app over DynamoDB Local and the local key provider, in a temp data dir, built by the
+ * composition root like the servers; the options replace its adapters with test ones.
+ */
 export async function createHarness(options: HarnessOptions = {}): Promise<Harness> {
   const { client, tables } = await freshTables(options.label ?? 'h');
   const dataDir = await mkdtemp(join(tmpdir(), 'coffer-test-'));
-  const keys = options.keys ? await options.keys(dataDir) : await LocalKeyProvider.open(dataDir);
   const issuer = await DevIssuer.open(dataDir);
-  const audit = options.audit ?? new NoAuditTrail();
-  const store = new SecretsStore(
-    options.clientWrapper ? options.clientWrapper(client) : client,
-    tables.secrets,
-    options.store,
-  );
-  const service = new SecretService({
-    store,
-    envelope: new Envelope(keys),
-    authorizer: options.authorizer ?? new AllowAllAuthorizer(),
-    audit,
-    ...(options.now ? { now: options.now } : {}),
-  });
   const logs: string[] = [];
   const logger: Logger = jsonLogger((l) => logs.push(l));
-  const app = createApp({
-    service,
-    authenticator: options.authenticator
-      ? options.authenticator(issuer)
-      : new DevAuthenticator(issuer.publicKey),
-    audit,
-    logger,
+  const { app, service, store, keys } = await composeCoffer({
+    dynamo: options.clientWrapper ? options.clientWrapper(client) : client,
+    tables,
+    ...(options.store ? { store: options.store } : {}),
+    keys: options.keys
+      ? { kind: 'ports', provider: await options.keys(dataDir) }
+      : { kind: 'local', dataDir },
+    audit: { kind: 'trail', trail: options.audit ?? new NoAuditTrail() },
+    policy: { authorizer: options.authorizer ?? new AllowAllAuthorizer() },
+    authn: {
+      authenticator: options.authenticator
+        ? options.authenticator(issuer)
+        : new DevAuthenticator(issuer.publicKey),
+    },
     connection: options.connection ?? (() => ({ sourceIp: '127.0.0.1' })),
+    logger,
+    ...(options.now ? { now: options.now } : {}),
   });
   const token = await issuer.mint({ subject: 'dev-admin', groups: ['admins'] });
   return {

@@ -1,0 +1,316 @@
+import type { KeyObject } from 'node:crypto';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { KMSClient } from '@aws-sdk/client-kms';
+import type { Context } from 'hono';
+import { DynamoAuditTrail } from './audit/dynamo-trail.js';
+import { openAuditHmacKey } from './audit/hmac-key.js';
+import { type FieldHasher, hmacFieldHasher } from './audit/record.js';
+import type { AuditTrail } from './audit/trail.js';
+import { buildAuthenticator } from './authn/build.js';
+import type { Authenticator } from './authn/principal.js';
+import type { Authorizer } from './authz/authorizer.js';
+import { CedarAuthorizer } from './authz/cedar.js';
+import type { CofferConfig } from './config-file.js';
+import { Envelope } from './crypto/envelope.js';
+import { ConfigError } from './errors.js';
+import { type CofferApp, type ConnectionInfo, createApp } from './http/app.js';
+import { deriveKmsMacKey, KmsKeyProvider, KmsRootSigner } from './keys/kms.js';
+import { LocalKeyProvider, LocalRootSigner } from './keys/local.js';
+import type { KeyProvider, RootSigner } from './keys/provider.js';
+import { jsonLogger, type Logger } from './log.js';
+import { Purger } from './secrets/purger.js';
+import { SecretService } from './secrets/service.js';
+import { SecretsStore, type StoreOptions } from './store/secrets-store.js';
+import type { TableNames } from './store/tables.js';
+
+/*
+ * The composition root: the one place that turns settings into a running Coffer — store, key
+ * provider, authorizer, audit trail, authenticator, service and app. The local server, the Lambda
+ * functions and the test harness all call it; they differ only in the adapters their settings
+ * name (where the keys are, who is calling, where audit lines go). It reads no environment and
+ * keeps no state between calls: callers parse their own configuration and pass it in.
+ */
+
+/** Keys in the local data dir: the root key ring, the Ed25519 audit root key and the audit HMAC key. */
+export interface LocalKeys {
+  readonly kind: 'local';
+  /** The data dir; keys live in `<dataDir>/keys/` (0600), made on first use. */
+  readonly dataDir: string;
+}
+
+/** Keys in AWS KMS (standard, or in a CloudHSM custom key store). */
+export interface KmsKeys {
+  readonly kind: 'kms';
+  /**
+   * A client whose own retries are off (`maxAttempts: 1`): the adapters retry with their own
+   * jittered backoff, and two layers of retries would multiply.
+   */
+  readonly client: KMSClient;
+  /** ARN of the symmetric key new data keys are wrapped under. */
+  readonly keyId: string;
+  /** ARNs of keys that wrapped older versions and may still unwrap them. Default: none. */
+  readonly previousKeyIds?: readonly string[];
+  /** ARN of the ECC_NIST_P256 root audit key. */
+  readonly auditKeyId: string;
+  /**
+   * The HMAC_256 key the audit field-hashing key is derived from, and the label it is derived for.
+   * Default: none — sensitive request fields are then left out of audit records, never stored raw.
+   */
+  readonly fieldHmac?: { readonly keyId: string; readonly label: string };
+}
+
+/**
+ * Adapters built by the caller (tests: a provider that counts or fails calls). A DynamoDB audit
+ * trail needs `auditRoot`; `fieldHasher` is optional as with KMS.
+ */
+export interface KeyPorts {
+  readonly kind: 'ports';
+  readonly provider: KeyProvider;
+  readonly auditRoot?: RootSigner;
+  readonly fieldHasher?: FieldHasher;
+}
+
+/** Where the keys are: the one setting, with `authn`, that the local server and AWS differ in. */
+export type KeySettings = LocalKeys | KmsKeys | KeyPorts;
+
+/** Signed, hash-chained audit records in the audit table (AWS and the local server). */
+export interface DynamoAudit {
+  readonly kind: 'dynamo';
+  /** What kind of process writes (`lambda`, `local-server`), recorded in each chain certificate. */
+  readonly writer: string;
+  /** Chains written in parallel by this process. Default 1. */
+  readonly chains?: number;
+  /**
+   * Receives each durable record as one JSON line (stdout in Lambda, for the CloudWatch copy).
+   * Default: none.
+   */
+  readonly sink?: (line: string) => void;
+}
+
+/** An audit trail built by the caller (tests: `NoAuditTrail`, or a trail over test fixtures). */
+export interface GivenAudit {
+  readonly kind: 'trail';
+  readonly trail: AuditTrail;
+}
+
+export type AuditSettings = DynamoAudit | GivenAudit;
+
+/**
+ * The Cedar policies: a directory (schema and `.cedar` files, loaded and validated first, so that
+ * an invalid set stops the start before anything else happens), or an authorizer built already
+ * (tests; the local server, which loads its policies before it takes its data-dir lock).
+ */
+export type PolicySettings =
+  | { readonly dir: string; readonly authorizer?: never }
+  | { readonly authorizer: Authorizer; readonly dir?: never };
+
+/**
+ * Who may call: the configured OIDC issuers, plus the dev issuer when its key is given (only the
+ * local server gives it, so AWS never trusts the dev issuer); or an authenticator built already
+ * (tests).
+ */
+export type AuthnSettings =
+  | {
+      readonly config: CofferConfig;
+      /** The local dev issuer's public key. Default: the dev issuer is not trusted. */
+      readonly devIssuerKey?: KeyObject;
+      /** Replaces global fetch for OIDC discovery and JWKS (tests). Default: global fetch. */
+      readonly fetch?: typeof fetch;
+      readonly authenticator?: never;
+    }
+  | {
+      readonly authenticator: Authenticator;
+      readonly config?: never;
+      readonly devIssuerKey?: never;
+      readonly fetch?: never;
+    };
+
+/** Everything a Coffer is built from. */
+export interface CofferSettings {
+  /** The DynamoDB client (real DynamoDB, or DynamoDB Local); the store and the audit trail share it. */
+  readonly dynamo: DynamoDBClient;
+  readonly tables: TableNames;
+  /** Store tuning (transaction retries). Default: the store's defaults. */
+  readonly store?: StoreOptions;
+  readonly keys: KeySettings;
+  readonly audit: AuditSettings;
+  readonly policy: PolicySettings;
+  readonly authn: AuthnSettings;
+  /** Reads the connection facts (source IP, raw path, IAM caller) the adapter put in the request's env. */
+  readonly connection: (c: Context) => ConnectionInfo;
+  /** Operational log. Default: JSON lines on stderr. */
+  readonly logger?: Logger;
+  /** The clock of the service and the purger. Default: the system clock. */
+  readonly now?: () => Date;
+}
+
+/** A composed Coffer: the app and the parts its host needs besides it. */
+export interface Coffer {
+  readonly app: CofferApp;
+  readonly service: SecretService;
+  readonly store: SecretsStore;
+  /** The purger the service uses; the host runs `purgeExpired` on its schedule. */
+  readonly purger: Purger;
+  readonly authorizer: Authorizer;
+  readonly authenticator: Authenticator;
+  readonly keys: KeyProvider;
+  readonly audit: AuditTrail;
+}
+
+/** A Coffer that writes its own audit records: the host checkpoints them with the same root key. */
+export interface AuditedCoffer extends Coffer {
+  readonly audit: DynamoAuditTrail;
+  readonly auditRoot: RootSigner;
+}
+
+/**
+ * Loads the authorizer the policy setting names. A directory is parsed and validated against the
+ * schema here; an invalid one rejects with `PolicySetError` (naming file and line).
+ */
+export async function loadAuthorizer(policy: PolicySettings, logger: Logger): Promise<Authorizer> {
+  return policy.authorizer ?? CedarAuthorizer.fromDir(policy.dir, { logger });
+}
+
+async function openKeyProvider(keys: KeySettings, logger: Logger): Promise<KeyProvider> {
+  switch (keys.kind) {
+    case 'local':
+      return LocalKeyProvider.open(keys.dataDir);
+    case 'kms':
+      return new KmsKeyProvider({
+        client: keys.client,
+        keyId: keys.keyId,
+        previousKeyIds: keys.previousKeyIds ?? [],
+        logger,
+      });
+    case 'ports':
+      return keys.provider;
+  }
+}
+
+/**
+ * The root audit key the keys setting names: it certifies each writer chain's key and signs
+ * checkpoints (the checkpoint job uses it alone). Rejects with `ConfigError` for ports without one.
+ */
+export async function openAuditRoot(keys: KeySettings, logger: Logger): Promise<RootSigner> {
+  switch (keys.kind) {
+    case 'local':
+      return LocalRootSigner.open(keys.dataDir);
+    case 'kms':
+      return new KmsRootSigner({ client: keys.client, keyId: keys.auditKeyId, logger });
+    case 'ports':
+      if (!keys.auditRoot) throw new ConfigError('a DynamoDB audit trail needs an audit root signer');
+      return keys.auditRoot;
+  }
+}
+
+async function openFieldHasher(keys: KeySettings, logger: Logger): Promise<FieldHasher | undefined> {
+  switch (keys.kind) {
+    case 'local':
+      return hmacFieldHasher(await openAuditHmacKey(keys.dataDir));
+    case 'kms': {
+      if (!keys.fieldHmac) return undefined;
+      const key = await deriveKmsMacKey({ client: keys.client, ...keys.fieldHmac, logger });
+      // The hasher keeps its own copy; this one must not linger in memory.
+      const hasher = hmacFieldHasher(key);
+      key.fill(0);
+      return hasher;
+    }
+    case 'ports':
+      return keys.fieldHasher;
+  }
+}
+
+/** The audit trail in the audit table, its chains certified by the root key the keys setting names. */
+async function composeDynamoAudit(
+  settings: CofferSettings,
+  audit: DynamoAudit,
+  logger: Logger,
+): Promise<{ readonly trail: DynamoAuditTrail; readonly root: RootSigner }> {
+  const root = await openAuditRoot(settings.keys, logger);
+  const fieldHasher = await openFieldHasher(settings.keys, logger);
+  const trail = new DynamoAuditTrail({
+    client: settings.dynamo,
+    table: settings.tables.audit,
+    root,
+    ...(fieldHasher ? { fieldHasher } : {}),
+    ...(audit.sink ? { sink: audit.sink } : {}),
+    chains: audit.chains ?? 1,
+    writer: audit.writer,
+  });
+  return { trail, root };
+}
+
+/**
+ * The purger alone, for the scheduled purge: it needs the store and nothing else — no key, no
+ * authorizer, no audit trail.
+ */
+export function composePurger(settings: Pick<CofferSettings, 'dynamo' | 'tables' | 'store' | 'now'>): Purger {
+  return new Purger({
+    store: new SecretsStore(settings.dynamo, settings.tables.secrets, settings.store),
+    ...(settings.now ? { now: settings.now } : {}),
+  });
+}
+
+/**
+ * Builds a Coffer from its settings, in an order that fails early and cheaply: the policies first
+ * (nothing else is touched when they are invalid), then the keys (a KMS call at most: the field
+ * key derivation), the audit trail, the service, the authenticator and the app. Nothing is started
+ * that would need stopping: the host owns DynamoDB Local, timers and the listener.
+ *
+ * @example
+ * const coffer = await composeCoffer({
+ *   dynamo: client,
+ *   tables: DEFAULT_TABLES,
+ *   keys: { kind: 'local', dataDir },
+ *   audit: { kind: 'dynamo', writer: 'local-server', chains: 4 },
+ *   policy: { dir: policyDir },
+ *   authn: { config, devIssuerKey: issuer.publicKey },
+ *   connection: (c) => connectionFromIncoming(c.env),
+ *   logger,
+ * });
+ * serve({ fetch: coffer.app.fetch, hostname: '127.0.0.1', port });
+ */
+export function composeCoffer(
+  settings: CofferSettings & { readonly audit: DynamoAudit },
+): Promise<AuditedCoffer>;
+export function composeCoffer(settings: CofferSettings): Promise<Coffer>;
+export async function composeCoffer(settings: CofferSettings): Promise<Coffer | AuditedCoffer> {
+  const logger = settings.logger ?? jsonLogger();
+  if (settings.audit.kind === 'dynamo' && settings.keys.kind === 'ports' && !settings.keys.auditRoot) {
+    throw new ConfigError('a DynamoDB audit trail needs an audit root signer');
+  }
+  const authorizer = await loadAuthorizer(settings.policy, logger);
+  const keys = await openKeyProvider(settings.keys, logger);
+
+  let audit: AuditTrail;
+  let written: { readonly trail: DynamoAuditTrail; readonly root: RootSigner } | undefined;
+  if (settings.audit.kind === 'dynamo') {
+    written = await composeDynamoAudit(settings, settings.audit, logger);
+    audit = written.trail;
+  } else {
+    audit = settings.audit.trail;
+  }
+
+  const store = new SecretsStore(settings.dynamo, settings.tables.secrets, settings.store);
+  const now = settings.now ? { now: settings.now } : {};
+  const purger = new Purger({ store, ...now });
+  const service = new SecretService({
+    store,
+    envelope: new Envelope(keys),
+    authorizer,
+    audit,
+    purger,
+    ...now,
+  });
+  const authenticator =
+    settings.authn.authenticator ??
+    buildAuthenticator({
+      config: settings.authn.config,
+      logger,
+      ...(settings.authn.devIssuerKey ? { devIssuerKey: settings.authn.devIssuerKey } : {}),
+      ...(settings.authn.fetch ? { fetch: settings.authn.fetch } : {}),
+    });
+  const app = createApp({ service, authenticator, audit, logger, connection: settings.connection });
+  const coffer: Coffer = { app, service, store, purger, authorizer, authenticator, keys, audit };
+  return written ? { ...coffer, audit: written.trail, auditRoot: written.root } : coffer;
+}
