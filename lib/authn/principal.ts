@@ -1,23 +1,47 @@
 /**
- * One principal model for every way in. Cedar sees `Coffer::User::"<id>"` or
- * `Coffer::Role::"<id>"`, member of `Coffer::Group::"<g>"` for each group.
+ * One principal model for every way in. Cedar sees `Coffer::User::"<id>"`,
+ * `Coffer::Role::"<id>"` or `Coffer::Workload::"<id>"`, member of `Coffer::Group::"<g>"` for each
+ * group.
  */
-export type PrincipalType = 'User' | 'Role';
+export type PrincipalType = 'User' | 'Role' | 'Workload';
 
-/** How the caller proved who it is: `oidc` (an issuer's JWT), `iam` (SigV4 via API Gateway), `dev` (local dev issuer). */
-export type AuthMethod = 'oidc' | 'iam' | 'dev';
+/**
+ * How the caller proved who it is: `oidc` (an issuer's JWT, a person's or a workload's), `iam`
+ * (SigV4 via API Gateway), `dev` (local dev issuer), `mtls` (a verified client certificate).
+ */
+export type AuthMethod = 'oidc' | 'iam' | 'dev' | 'mtls';
+
+/** What kind of credential a workload presented: an OIDC token (CI, Kubernetes) or a client certificate. */
+export type WorkloadKind = 'oidc' | 'certificate';
 
 export interface Principal {
   readonly type: PrincipalType;
-  /** `<issuer alias>:<sub>` for OIDC and dev tokens; the IAM role or user ARN for IAM callers. */
+  /**
+   * `<issuer alias>:<sub>` for OIDC and dev tokens of people; the IAM role or user ARN for IAM
+   * callers; a workload mapping's rendered id template (`gha:octo-org/app:production`) or
+   * `cert:<issuer DN>:<subject DN>` for workloads (docs/workload-identity.md).
+   */
   readonly id: string;
-  /** Coffer groups, only ever from an issuer's group mapping (dev issuer: one to one). */
+  /**
+   * Coffer groups, only ever from an issuer's group mapping (dev issuer: one to one) or a workload
+   * mapping's configured groups.
+   */
   readonly groups: readonly string[];
-  /** String attributes from configured claims (OIDC) or the caller's account and session (IAM). */
+  /**
+   * String attributes (Cedar tags) from configured claims (OIDC), the caller's account and session
+   * (IAM), or the certificate's SANs, serial and fingerprint (mTLS).
+   */
   readonly attributes: Readonly<Record<string, string>>;
   readonly authMethod: AuthMethod;
-  /** The issuer alias for OIDC and dev tokens. */
+  /**
+   * The issuer alias for OIDC and dev tokens (people and workloads); the issuer DN (RFC 4514) of a
+   * client certificate.
+   */
   readonly issuer?: string;
+  /** Workloads only: which credential made the principal. */
+  readonly kind?: WorkloadKind;
+  /** Certificate workloads only: the SHA-256 fingerprint (`AB:CD:…`), for the audit record. */
+  readonly fingerprint?: string;
 }
 
 /** What an Authenticator needs from a request; adapters fill it, the authenticator decides. */
