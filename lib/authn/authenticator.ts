@@ -20,7 +20,7 @@ export interface CofferAuthenticatorOptions {
  * `aud` `check_failed`, `typ` `check_failed`, `exp` `missing`...).
  */
 function reasonOf(err: unknown): Record<string, string> {
-  if (err instanceof AuthRefusal) return { reason: err.reason };
+  if (err instanceof AuthRefusal) return { ...err.logFields, reason: err.reason };
   if (err instanceof UnusableClaimsError) return { reason: 'unusable_id_claim' };
   const e = err as { code?: unknown; claim?: unknown; reason?: unknown } | null;
   const code = e?.code;
