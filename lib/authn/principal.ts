@@ -1,3 +1,5 @@
+import type { ClientCertificateInput } from './certificate.js';
+
 /**
  * One principal model for every way in. Cedar sees `Coffer::User::"<id>"`,
  * `Coffer::Role::"<id>"` or `Coffer::Workload::"<id>"`, member of `Coffer::Group::"<g>"` for each
@@ -55,6 +57,12 @@ export interface AuthRequest {
    * (`requestContext.authorizer.iam`). Never taken from a header.
    */
   readonly iamCaller?: IamCaller;
+  /**
+   * The client certificate the connection presented, as the TLS listener verified it or as API
+   * Gateway's mutual-TLS domain put it in the Lambda event (`requestContext.authentication`).
+   * Never taken from a header. Used only when the request has no Authorization header.
+   */
+  readonly clientCertificate?: ClientCertificateInput;
   /** The request's id, so that the log line of a refusal can be matched with its audit record. */
   readonly requestId?: string;
 }
