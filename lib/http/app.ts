@@ -272,6 +272,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       attributes: p.attributes,
       authMethod: p.authMethod,
       ...(p.issuer ? { issuer: p.issuer } : {}),
+      ...(p.kind ? { kind: p.kind } : {}),
     });
   });
 
