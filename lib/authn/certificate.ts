@@ -13,7 +13,10 @@ import {
   TAG,
   type Tlv,
 } from './der.js';
-import type { Principal } from './principal.js';
+import type { ApiGatewayClientCert, ClientCertificateInput, Principal } from './principal.js';
+
+export type { ApiGatewayClientCert, ClientCertificateInput };
+
 import { globMatches } from './workload.js';
 import { escapeIdValue } from './workload-id.js';
 
@@ -208,15 +211,6 @@ export function certificateFacts(input: X509Certificate | string | Buffer): Clie
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the point is to find them
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
-/** The shape of API Gateway's `requestContext.authentication.clientCert` (HTTP API, mutual TLS). */
-export interface ApiGatewayClientCert {
-  readonly clientCertPem?: unknown;
-  readonly subjectDN?: unknown;
-  readonly issuerDN?: unknown;
-  readonly serialNumber?: unknown;
-  readonly validity?: { readonly notBefore?: unknown; readonly notAfter?: unknown } | null;
-}
-
 /** The parts of an API Gateway HTTP API (payload 2.0) event that carry a verified client certificate. */
 export interface MtlsEventLike {
   readonly requestContext?: {
@@ -237,21 +231,6 @@ export function clientCertFromEvent(
   const cert = event?.requestContext?.authentication?.clientCert;
   return typeof cert === 'object' && cert !== null ? cert : undefined;
 }
-
-/**
- * A verified client certificate, as an adapter hands it to the authenticator:
- * - `tls`: the local server's listener, with the peer certificate and whether TLS verified it
- *   against the configured client CA bundle (`socket.authorized`);
- * - `api-gateway`: the Lambda adapter, with API Gateway's `clientCert` (verified by API Gateway's
- *   truststore before the event existed).
- */
-export type ClientCertificateInput =
-  | {
-      readonly source: 'tls';
-      readonly certificate: X509Certificate | string | Buffer;
-      readonly verified: boolean;
-    }
-  | { readonly source: 'api-gateway'; readonly clientCert: ApiGatewayClientCert };
 
 export interface CertificateIdentityOptions {
   /** The `mtls` section of COFFER_CONFIG (allowed SANs, revocations). */

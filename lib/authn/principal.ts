@@ -1,4 +1,4 @@
-import type { ClientCertificateInput } from './certificate.js';
+import type { X509Certificate } from 'node:crypto';
 
 /**
  * One principal model for every way in. Cedar sees `Coffer::User::"<id>"`,
@@ -78,3 +78,27 @@ export interface IamCaller {
 export interface Authenticator {
   authenticate(request: AuthRequest): Promise<Principal>;
 }
+
+/** The shape of API Gateway's `requestContext.authentication.clientCert` (HTTP API, mutual TLS). */
+export interface ApiGatewayClientCert {
+  readonly clientCertPem?: unknown;
+  readonly subjectDN?: unknown;
+  readonly issuerDN?: unknown;
+  readonly serialNumber?: unknown;
+  readonly validity?: { readonly notBefore?: unknown; readonly notAfter?: unknown } | null;
+}
+
+/**
+ * A verified client certificate, as an adapter hands it to the authenticator (certificate.ts):
+ * - `tls`: the local server's listener, with the peer certificate and whether TLS verified it
+ *   against the configured client CA bundle (`socket.authorized`);
+ * - `api-gateway`: the Lambda adapter, with API Gateway's `clientCert` (verified by API Gateway's
+ *   truststore before the event existed).
+ */
+export type ClientCertificateInput =
+  | {
+      readonly source: 'tls';
+      readonly certificate: X509Certificate | string | Buffer;
+      readonly verified: boolean;
+    }
+  | { readonly source: 'api-gateway'; readonly clientCert: ApiGatewayClientCert };

@@ -3,9 +3,8 @@ import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { z } from 'zod';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
-import type { ClientCertificateInput } from '../authn/certificate.js';
 import { isIamPath } from '../authn/iam.js';
-import type { Authenticator, IamCaller, Principal } from '../authn/principal.js';
+import type { Authenticator, ClientCertificateInput, IamCaller, Principal } from '../authn/principal.js';
 import {
   AuditUnavailableError,
   CofferError,
