@@ -79,10 +79,83 @@ export interface IssuerConfig {
     readonly scopes: readonly string[];
     readonly resource?: string;
   };
+  /**
+   * The issuer signs tokens for parties other than this installation (GitHub Actions, gitlab.com):
+   * its workload mappings must bind an owner id and a Coffer-specific audience. Absent when false.
+   */
+  readonly shared?: true;
+  /** With `workloads`: which tokens are people's. Without it, such an issuer accepts no people. */
+  readonly users?: UserMappingConfig;
+  /** Workload mappings; a token must match exactly one mapping (counting `users`). */
+  readonly workloads?: readonly WorkloadMappingConfig[];
+}
+
+/**
+ * One condition of a mapping's bound claims: the claim must be absent, or (one of) its value(s)
+ * must equal one of `exact` or match one of `glob` (`*` stands for any run of characters).
+ */
+export interface BoundClaim {
+  /** The claim as the operator named it (for messages and logs). */
+  readonly name: string;
+  readonly path: ClaimPath;
+  readonly absent?: true;
+  readonly exact: readonly string[];
+  readonly glob: readonly string[];
+}
+
+/** One part of a workload id template: literal text, or a claim whose value is escaped into the id. */
+export type IdTemplatePart = { readonly text: string } | { readonly claim: string; readonly path: ClaimPath };
+
+/**
+ * Which tokens of an issuer are people's, when the issuer also has workload mappings (GitLab's
+ * issuer signs both). Such tokens become `User::"<alias>:<id claim>"` as configured by the issuer's
+ * `claims` and `groupMapping`.
+ */
+export interface UserMappingConfig {
+  /** The token's `aud` must contain one of these (a subset of the issuer's `audiences`). */
+  readonly audiences?: readonly string[];
+  readonly bound: readonly BoundClaim[];
+}
+
+/**
+ * Tokens of an issuer that become `Coffer::Workload` principals (CI jobs, Kubernetes service
+ * accounts): docs/workload-identity.md.
+ */
+export interface WorkloadMappingConfig {
+  /** Names the mapping in logs. */
+  readonly name: string;
+  /** The id template as written (`gha:{repository}:{environment}`). */
+  readonly id: string;
+  /** The parsed template: the id is the parts joined, claim values escaped (workload-id.ts). */
+  readonly idParts: readonly IdTemplatePart[];
+  /** The token's `aud` must contain one of these; else the issuer's audiences are enough. */
+  readonly audiences?: readonly string[];
+  /** All must hold for the mapping to apply. */
+  readonly bound: readonly BoundClaim[];
+  /** Principal tag -> claim, copied when the claim holds a string, number or boolean. */
+  readonly tags: Readonly<Record<string, ClaimPath>>;
+  /** Coffer groups every principal of this mapping is in. */
+  readonly groups: readonly string[];
+}
+
+/** Client certificates (mTLS): which verified certificates become workloads. */
+export interface MtlsConfig {
+  /**
+   * When set, a certificate needs at least one SAN, and every SAN must match one of these
+   * (`DNS:*.agents.example.com`, `URI:spiffe://example.com/ci/*`, `email:…`, `IP:…`).
+   */
+  readonly allowedSans?: readonly string[];
+  /** Refused certificates, by issuer DN and serial (hex, normalised) or SHA-256 fingerprint (hex, normalised). */
+  readonly revoked: readonly (
+    | { readonly issuer: string; readonly serial: string }
+    | { readonly fingerprint: string }
+  )[];
 }
 
 export interface CofferConfig {
   readonly issuers: readonly IssuerConfig[];
+  /** Present when COFFER_CONFIG has an `mtls` section. */
+  readonly mtls?: MtlsConfig;
 }
 
 const toArray = <T>(v: T | readonly T[]): T[] => (Array.isArray(v) ? [...v] : [v as T]);
@@ -121,6 +194,165 @@ function checkUrl(value: string, allowHttpLoopback: boolean): string | undefined
   }
   return 'must use https';
 }
+
+/**
+ * Issuers that sign tokens for the whole world (every repository on GitHub, every project on
+ * gitlab.com), with the claims that name an owner who cannot change: a repository name can be
+ * taken over after a rename or deletion, its owner's numeric id cannot.
+ */
+const SHARED_ISSUERS: readonly {
+  readonly matches: (url: string) => boolean;
+  readonly ownerClaims: readonly string[];
+}[] = [
+  {
+    matches: (u) =>
+      u === 'https://token.actions.githubusercontent.com' ||
+      u.startsWith('https://token.actions.githubusercontent.com/'),
+    ownerClaims: ['repository_owner_id'],
+  },
+  {
+    matches: (u) => u.replace(/\/$/, '') === 'https://gitlab.com',
+    ownerClaims: ['namespace_id', 'project_id'],
+  },
+];
+
+/**
+ * Audiences that tokens carry for someone else too: the issuer's own URL, GitHub's default
+ * `https://github.com/<owner>`, AWS STS's, the Kubernetes API server's. A workload mapping that
+ * accepted them would accept tokens minted for another service (and a token sent to Coffer could be
+ * replayed there).
+ */
+export function isGenericAudience(audience: string, issuerUrl: string): boolean {
+  const bare = (u: string) => u.replace(/\/+$/, '').toLowerCase();
+  return (
+    bare(audience) === bare(issuerUrl) ||
+    /^https:\/\/(github\.com|gitlab\.com)(\/|$)/i.test(audience) ||
+    /^sts\.amazonaws\.com$/i.test(audience) ||
+    /^https:\/\/kubernetes\.default\.svc([./:]|$)/i.test(audience)
+  );
+}
+
+/** Id prefixes no workload mapping may use: certificate workloads are `cert:<issuer>:<subject>`. */
+export const RESERVED_WORKLOAD_PREFIXES = ['cert'] as const;
+
+/**
+ * A claim as mappings name it: a top-level claim, or a name that the mapping's `claimPaths`
+ * defines as a path into nested objects (Kubernetes' `kubernetes.io` → `namespace`).
+ */
+const claimRef = z
+  .string()
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'claim names are 1-64 characters of A-Z a-z 0-9 _ . -');
+const boundScalar = z
+  .union([
+    z.string().min(1).max(256),
+    z.number().refine(Number.isSafeInteger, 'numbers must be whole and exact (quote long ids)'),
+    z.boolean(),
+  ])
+  .transform(String);
+const boundValue = z.union(
+  [boundScalar, z.array(boundScalar).min(1).max(50), z.strictObject({ absent: z.literal(true) })],
+  { error: 'must be a value, a list of values (any may match; * is a wildcard), or { absent: true }' },
+);
+const audienceList = z
+  .union([claimName, z.array(claimName).min(1).max(20)], {
+    error: 'must be an audience, or a list of 1-20 audiences',
+  })
+  .transform(toArray);
+const boundSection = z.record(claimRef, boundValue).default({});
+const claimPathsSection = z.record(claimRef, claimPath).default({});
+
+const usersSchema = z.strictObject({
+  audiences: audienceList.optional(),
+  bound: boundSection,
+  claimPaths: claimPathsSection,
+});
+
+const workloadSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,31}$/, 'names are 1-32 characters of a-z 0-9 -, starting with a letter'),
+  id: z.string().min(3).max(256),
+  audiences: audienceList.optional(),
+  bound: boundSection,
+  tags: z.record(attributeName, claimRef).default({}),
+  groups: z.array(groupName).max(50).default([]),
+  claimPaths: claimPathsSection,
+});
+
+const ID_PREFIX = /^[a-z][a-z0-9-]{0,31}$/;
+const ID_LITERAL = /^[A-Za-z0-9._-]{1,64}$/;
+const ID_PLACEHOLDER = /^\{([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})\}$/;
+
+const resolveClaim = (name: string, paths: Readonly<Record<string, ClaimPath>>): ClaimPath =>
+  Object.hasOwn(paths, name) ? (paths[name] as ClaimPath) : name;
+
+/**
+ * Parses an id template: `:`-separated segments, the first a literal prefix (`gha`), each other
+ * either a literal (`[A-Za-z0-9._-]`) or exactly one `{claim}`. Claim values never contain a raw
+ * `:` (it is escaped), so a rendered id splits back into the same segments: no value can forge
+ * another id, and two mappings with different prefixes can never produce the same id.
+ */
+export function parseIdTemplate(
+  template: string,
+  paths: Readonly<Record<string, ClaimPath>> = {},
+): { parts: IdTemplatePart[]; prefix: string } | { problem: string } {
+  const segments = template.split(':');
+  const prefix = segments[0] as string;
+  if (segments.length < 2 || !ID_PREFIX.test(prefix)) {
+    return { problem: 'must start with a literal prefix and a colon (a-z 0-9 -, e.g. "gha:{repository}")' };
+  }
+  if ((RESERVED_WORKLOAD_PREFIXES as readonly string[]).includes(prefix)) {
+    return { problem: `the prefix "${prefix}" is reserved for client-certificate workloads` };
+  }
+  // Adjacent literals are merged so that rendering is a plain join.
+  const parts: IdTemplatePart[] = [];
+  const addText = (text: string) => {
+    const last = parts[parts.length - 1];
+    if (last && 'text' in last) parts[parts.length - 1] = { text: last.text + text };
+    else parts.push({ text });
+  };
+  addText(`${prefix}:`);
+  for (const [i, segment] of segments.slice(1).entries()) {
+    if (i > 0) addText(':');
+    const placeholder = ID_PLACEHOLDER.exec(segment);
+    if (placeholder) {
+      const claim = placeholder[1] as string;
+      parts.push({ claim, path: resolveClaim(claim, paths) });
+    } else if (ID_LITERAL.test(segment)) {
+      addText(segment);
+    } else {
+      return {
+        problem:
+          'each segment after the prefix must be one {claim} or literal text of A-Z a-z 0-9 . _ - (segments are separated by ":")',
+      };
+    }
+  }
+  return { parts, prefix };
+}
+
+type RawBound = Record<string, string | string[] | { absent: true }>;
+
+function resolveBound(bound: RawBound, paths: Readonly<Record<string, ClaimPath>>): BoundClaim[] {
+  return Object.entries(bound).map(([name, value]) => {
+    const path = resolveClaim(name, paths);
+    if (typeof value === 'object' && !Array.isArray(value))
+      return { name, path, absent: true, exact: [], glob: [] };
+    const values = toArray(value);
+    return {
+      name,
+      path,
+      exact: values.filter((v) => !v.includes('*')),
+      glob: values.filter((v) => v.includes('*')),
+    };
+  });
+}
+
+/** A bound that pins a top-level claim to exact values (no wildcard, not "absent"). */
+const pinsExactly = (b: BoundClaim, claim: string) =>
+  (b.path === claim || (Array.isArray(b.path) && b.path.length === 1 && b.path[0] === claim)) &&
+  !b.absent &&
+  b.glob.length === 0 &&
+  b.exact.length > 0;
 
 const issuerSchema = z
   .strictObject({
@@ -175,6 +407,11 @@ const issuerSchema = z
         resource: z.string().min(1).max(2048).optional(),
       })
       .optional(),
+    shared: z.boolean().optional(),
+    /** For `shared: true` on an issuer Coffer does not know: the claims that name an immutable owner. */
+    ownerClaims: z.array(claimName).min(1).max(10).optional(),
+    users: usersSchema.optional(),
+    workloads: z.array(workloadSchema).max(100).optional(),
   })
   .superRefine((issuer, ctx) => {
     const problem = checkUrl(issuer.issuer, issuer.allowHttpLoopback);
@@ -183,7 +420,98 @@ const issuerSchema = z
       const jwksProblem = checkUrl(issuer.jwksUri, issuer.allowHttpLoopback);
       if (jwksProblem) ctx.addIssue({ code: 'custom', path: ['jwksUri'], message: jwksProblem });
     }
+    checkMappings(issuer, ctx);
   });
+
+type RawIssuer = {
+  issuer: string;
+  audiences: string[];
+  shared?: boolean | undefined;
+  ownerClaims?: string[] | undefined;
+  users?: z.infer<typeof usersSchema> | undefined;
+  workloads?: z.infer<typeof workloadSchema>[] | undefined;
+};
+
+/** The rules that make an issuer's mappings safe, checked once at start (docs/workload-identity.md). */
+function checkMappings(issuer: RawIssuer, ctx: z.RefinementCtx): void {
+  const known = SHARED_ISSUERS.find((k) => k.matches(issuer.issuer));
+  if (known && issuer.shared === false) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['shared'],
+      message: 'this issuer signs tokens for everyone on its platform: it cannot be marked shared: false',
+    });
+  }
+  const shared = known !== undefined || issuer.shared === true;
+  const ownerClaims = issuer.ownerClaims ?? known?.ownerClaims;
+  if (issuer.shared === true && !known && !issuer.ownerClaims) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['ownerClaims'],
+      message: 'required with shared: true: the claims that name an immutable owner (e.g. [namespace_id])',
+    });
+  }
+  const subset = (list: readonly string[] | undefined, where: (string | number)[]) => {
+    for (const aud of list ?? []) {
+      if (!issuer.audiences.includes(aud)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: where,
+          message: `"${aud.slice(0, 64)}" is not one of the issuer's audiences`,
+        });
+      }
+    }
+  };
+  const workloads = issuer.workloads ?? [];
+  if (issuer.users) {
+    subset(issuer.users.audiences, ['users', 'audiences']);
+    if (workloads.length > 0 && Object.keys(issuer.users.bound).length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['users', 'bound'],
+        message:
+          "required when the issuer has workloads: bound claims that tell people's tokens from workloads' (else every workload token would match two mappings)",
+      });
+    }
+  }
+  const names = new Set<string>();
+  workloads.forEach((w, i) => {
+    const at = (...rest: (string | number)[]) => ['workloads', i, ...rest];
+    if (names.has(w.name))
+      ctx.addIssue({ code: 'custom', path: at('name'), message: 'duplicate mapping name' });
+    names.add(w.name);
+    const template = parseIdTemplate(w.id, w.claimPaths);
+    if ('problem' in template) ctx.addIssue({ code: 'custom', path: at('id'), message: template.problem });
+    subset(w.audiences, at('audiences'));
+    const audiences = w.audiences ?? issuer.audiences;
+    for (const aud of audiences) {
+      if (isGenericAudience(aud, issuer.issuer)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: at(w.audiences ? 'audiences' : 'name'),
+          message: `the audience "${aud.slice(0, 64)}" is not specific to Coffer (tokens carry it for other services): use one that names this installation, e.g. https://coffer.example.com`,
+        });
+      }
+    }
+    if (!shared) return;
+    if (!w.audiences) {
+      ctx.addIssue({
+        code: 'custom',
+        path: at('audiences'),
+        message:
+          'required on a shared issuer: the Coffer-specific audience the workload requests its token for',
+      });
+    }
+    const bound = resolveBound(w.bound, w.claimPaths);
+    if (!(ownerClaims ?? []).some((claim) => bound.some((b) => pinsExactly(b, claim)))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: at('bound'),
+        message: `a shared issuer signs tokens for everyone on its platform: bind an immutable owner id to exact values (${(ownerClaims ?? []).join(' or ')})`,
+      });
+    }
+  });
+}
 
 const issuersSection = z
   .array(issuerSchema)
@@ -192,7 +520,21 @@ const issuersSection = z
   .superRefine((issuers, ctx) => {
     const aliases = new Set<string>();
     const urls = new Set<string>();
+    // One prefix, one mapping: two mappings that shared a prefix could give one id to two different
+    // kinds of token, and a policy written for one would grant the other.
+    const prefixes = new Set<string>();
     issuers.forEach((issuer, i) => {
+      issuer.workloads?.forEach((w, j) => {
+        const prefix = w.id.split(':')[0] as string;
+        if (prefixes.has(prefix)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'workloads', j, 'id'],
+            message: `the id prefix "${prefix}" is used by another workload mapping: each mapping needs its own`,
+          });
+        }
+        prefixes.add(prefix);
+      });
       if (aliases.has(issuer.alias))
         ctx.addIssue({ code: 'custom', path: [i, 'alias'], message: 'duplicate alias' });
       if (urls.has(issuer.issuer))
@@ -202,9 +544,56 @@ const issuersSection = z
     });
   });
 
+const SAN_PATTERN = /^(DNS|URI|email|IP):[\x21-\x7e]{1,1024}$/i;
+const hexOf = (v: string) => v.replace(/[:\s]/g, '').toUpperCase();
+
+/** A serial as hex without separators or leading zeros, upper case: `0A:1b` and `A1B` are one serial. */
+export const normalizeSerial = (v: string): string => hexOf(v).replace(/^0+(?=.)/, '');
+/** A SHA-256 fingerprint as 64 upper-case hex digits without separators. */
+export const normalizeFingerprint = (v: string): string => hexOf(v);
+
+const mtlsSection = z
+  .strictObject({
+    allowedSans: z
+      .array(
+        z.string().regex(SAN_PATTERN, 'SAN patterns are DNS:…, URI:…, email:… or IP:… (* is a wildcard)'),
+      )
+      .min(1)
+      .max(100)
+      .optional(),
+    revoked: z
+      .array(
+        z.union(
+          [
+            z.strictObject({
+              issuer: z.string().min(1).max(1024),
+              serial: z
+                .string()
+                .regex(/^[0-9A-Fa-f:]{1,128}$/, 'serials are hex (colons allowed)')
+                .transform(normalizeSerial),
+            }),
+            z.strictObject({
+              fingerprint: z
+                .string()
+                .transform(normalizeFingerprint)
+                .refine(
+                  (f) => /^[0-9A-F]{64}$/.test(f),
+                  'fingerprints are SHA-256: 64 hex digits (colons allowed)',
+                ),
+            }),
+          ],
+          { error: 'each entry is { issuer, serial } or { fingerprint }' },
+        ),
+      )
+      .max(100_000)
+      .default([]),
+  })
+  .optional();
+
 /** One entry per top-level section. Other sections join here. */
 const sections = {
   issuers: issuersSection,
+  mtls: mtlsSection,
 };
 
 const configSchema = z.strictObject(sections);
@@ -345,6 +734,23 @@ function parseDocument(text: string, source: string, format: 'json' | 'yaml'): u
   }
 }
 
+function workloadConfig(w: z.infer<typeof workloadSchema>): WorkloadMappingConfig {
+  const template = parseIdTemplate(w.id, w.claimPaths);
+  // The schema refused a bad template already; this only narrows the type.
+  if ('problem' in template) throw new ConfigError(`workload mapping ${w.name}: ${template.problem}`);
+  return {
+    name: w.name,
+    id: w.id,
+    idParts: template.parts,
+    ...(w.audiences ? { audiences: w.audiences } : {}),
+    bound: resolveBound(w.bound, w.claimPaths),
+    tags: Object.fromEntries(
+      Object.entries(w.tags).map(([tag, claim]) => [tag, resolveClaim(claim, w.claimPaths)]),
+    ),
+    groups: [...new Set(w.groups)].sort(),
+  };
+}
+
 export interface ParseConfigOptions {
   /** Where the text came from, for messages (a path, or "environment"). */
   readonly source?: string;
@@ -378,8 +784,12 @@ export function parseConfig(text: string, options: ParseConfigOptions = {}): Cof
     defaultRefresh = Number(rawRefresh);
   }
 
+  const { mtls, ...rest } = result.data;
   return {
-    ...result.data,
+    ...rest,
+    ...(mtls
+      ? { mtls: { ...(mtls.allowedSans ? { allowedSans: mtls.allowedSans } : {}), revoked: mtls.revoked } }
+      : {}),
     issuers: result.data.issuers.map((i) => ({
       alias: i.alias,
       issuer: i.issuer,
@@ -401,6 +811,18 @@ export function parseConfig(text: string, options: ParseConfigOptions = {}): Cof
             },
           }
         : {}),
+      ...(i.shared === true || SHARED_ISSUERS.some((k) => k.matches(i.issuer))
+        ? { shared: true as const }
+        : {}),
+      ...(i.users
+        ? {
+            users: {
+              ...(i.users.audiences ? { audiences: i.users.audiences } : {}),
+              bound: resolveBound(i.users.bound, i.users.claimPaths),
+            },
+          }
+        : {}),
+      ...(i.workloads ? { workloads: i.workloads.map(workloadConfig) } : {}),
     })),
   };
 }

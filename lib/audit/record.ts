@@ -1,4 +1,5 @@
 import { createHash, createHmac, type KeyObject, sign, verify } from 'node:crypto';
+import type { Principal } from '../authn/principal.js';
 import { canonicalJson, encodeFields } from '../crypto/canonical.js';
 import type { AuditContext, AuditOutcome } from './trail.js';
 
@@ -35,6 +36,8 @@ export interface RequestRecord {
   readonly requestId: string;
   readonly principal: { readonly type: string; readonly id: string } | null;
   readonly authMethod: string | null;
+  /** How the principal proved itself (see RecordIdentity); `null` if authentication failed. */
+  readonly identity: RecordIdentity | null;
   readonly action: string | null;
   readonly method: string;
   /** The URL path (without the query string, which is only kept as an HMAC). */
@@ -55,6 +58,39 @@ export interface RequestRecord {
   readonly hmacKeyId: string | null;
   readonly hash: string;
   readonly sig: string;
+}
+
+/**
+ * The identity behind a request's principal, so that a reviewer can tell a person from a workload
+ * and trace a credential without the principal's id having to say it:
+ * - `kind`: `person` (an OIDC or dev token of a person), `iam` (an IAM role or user through API
+ *   Gateway), `workload-oidc` (a CI or Kubernetes token through a workload mapping),
+ *   `workload-certificate` (a client certificate);
+ * - `issuer`: the token issuer's alias, or the certificate's issuer DN; `null` for IAM;
+ * - `fingerprint`: the certificate's SHA-256 fingerprint; `null` for tokens and IAM.
+ * Public facts only: never a token, a signature or a certificate's key.
+ */
+export interface RecordIdentity {
+  readonly kind: 'person' | 'iam' | 'workload-oidc' | 'workload-certificate';
+  readonly issuer: string | null;
+  readonly fingerprint: string | null;
+}
+
+/** The record's identity for a principal. */
+export function recordIdentity(p: Principal): RecordIdentity {
+  const kind =
+    p.type === 'Workload'
+      ? p.kind === 'certificate'
+        ? 'workload-certificate'
+        : 'workload-oidc'
+      : p.authMethod === 'iam'
+        ? 'iam'
+        : 'person';
+  return {
+    kind,
+    issuer: p.issuer !== undefined ? clip(p.issuer) : null,
+    fingerprint: p.fingerprint !== undefined ? clip(p.fingerprint, 128) : null,
+  };
 }
 
 /** Record 0 of a chain: the certificate of the chain's signing key. */
@@ -230,6 +266,7 @@ export function requestFields(
     requestId: ctx.requestId,
     principal: ctx.principal ? { type: ctx.principal.type, id: clip(ctx.principal.id) } : null,
     authMethod: ctx.authMethod ?? null,
+    identity: ctx.principal ? recordIdentity(ctx.principal) : null,
     action: ctx.action ?? null,
     method: clip(ctx.method, 16),
     route: clip(ctx.route, 600),
@@ -285,6 +322,9 @@ export function logLine(record: AuditRecord | Checkpoint): Record<string, unknow
     principalType: record.principal?.type ?? null,
     principalId: record.principal?.id ?? null,
     authMethod: record.authMethod,
+    identityKind: record.identity?.kind ?? null,
+    identityIssuer: record.identity?.issuer ?? null,
+    fingerprint: record.identity?.fingerprint ?? null,
     action: record.action,
     method: record.method,
     route: record.route,

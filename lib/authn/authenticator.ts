@@ -2,6 +2,7 @@ import { decodeJwt } from 'jose';
 import { UnauthenticatedError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import { AuthRefusal, bearerToken } from './bearer.js';
+import type { CertificateIdentity } from './certificate.js';
 import { UnusableClaimsError } from './claims.js';
 import { isIamPath, principalFromIamCaller } from './iam.js';
 import type { Authenticator, AuthRequest, Principal } from './principal.js';
@@ -12,6 +13,8 @@ export interface CofferAuthenticatorOptions {
   readonly verifiers: readonly TokenVerifier[];
   /** Receives one line per refused request: why, the issuer alias, the request id; never the token. */
   readonly logger?: Logger;
+  /** Maps client certificates to workloads; without it, a certificate authenticates nothing. */
+  readonly certificates?: CertificateIdentity;
 }
 
 /**
@@ -20,7 +23,7 @@ export interface CofferAuthenticatorOptions {
  * `aud` `check_failed`, `typ` `check_failed`, `exp` `missing`...).
  */
 function reasonOf(err: unknown): Record<string, string> {
-  if (err instanceof AuthRefusal) return { reason: err.reason };
+  if (err instanceof AuthRefusal) return { ...err.logFields, reason: err.reason };
   if (err instanceof UnusableClaimsError) return { reason: 'unusable_id_claim' };
   const e = err as { code?: unknown; claim?: unknown; reason?: unknown } | null;
   const code = e?.code;
@@ -43,13 +46,16 @@ function loggable(value: string, max = 200): string {
  * - On the IAM prefix (`/iam/v1/...`) the caller is the one API Gateway's IAM authorizer put in
  *   the request context (`AuthRequest.iamCaller`); without it the request is refused. The
  *   Authorization header there is SigV4, checked by API Gateway, and is not read.
- * - Everywhere else only a bearer token counts (an `iamCaller` is ignored): its unverified `iss`
+ * - Everywhere else a bearer token counts (an `iamCaller` is ignored): its unverified `iss`
  *   only selects the verifier (exact match), which then checks the whole token, `iss` included.
+ *   A request without an Authorization header that came with a verified client certificate is
+ *   the certificate's workload (certificate.ts).
  * Every failure is the same UnauthenticatedError (401, "authentication required").
  */
 export class CofferAuthenticator implements Authenticator {
   private readonly byIssuer = new Map<string, TokenVerifier>();
   private readonly logger: Logger;
+  private readonly certificates: CertificateIdentity | undefined;
 
   constructor(options: CofferAuthenticatorOptions) {
     for (const verifier of options.verifiers) {
@@ -57,6 +63,7 @@ export class CofferAuthenticator implements Authenticator {
       this.byIssuer.set(verifier.issuer, verifier);
     }
     this.logger = options.logger ?? silentLogger;
+    this.certificates = options.certificates;
   }
 
   /** The aliases of the trusted issuers, in configuration order. */
@@ -79,6 +86,15 @@ export class CofferAuthenticator implements Authenticator {
       } catch (err) {
         // The ARN comes from API Gateway's authorizer (the caller proved it), so it may be logged.
         return refuse({ method: 'iam', ...reasonOf(err), arn: loggable(request.iamCaller.userArn, 2048) });
+      }
+    }
+    // A bearer token, when sent, is what the caller chose to be: the certificate then only secured
+    // the connection. Without one, a verified certificate is the caller's identity.
+    if (request.authorization.length === 0 && request.clientCertificate && this.certificates) {
+      try {
+        return this.certificates.principal(request.clientCertificate);
+      } catch (err) {
+        return refuse({ method: 'mtls', source: request.clientCertificate.source, ...reasonOf(err) });
       }
     }
     let token: string;

@@ -9,7 +9,15 @@ export const MAX_TOKEN_BYTES = 8 * 1024;
  * response body.
  */
 export class AuthRefusal extends UnauthenticatedError {
-  constructor(readonly reason: string) {
+  /**
+   * @param reason stable reason code for the log
+   * @param logFields more non-secret fields for the log (claim or mapping names, never a value of
+   *   the credential). Not `details`: those of a CofferError go into the response body.
+   */
+  constructor(
+    readonly reason: string,
+    readonly logFields: Readonly<Record<string, string>> = {},
+  ) {
     super();
   }
 }

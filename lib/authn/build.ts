@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { CofferConfig } from '../config-file.js';
 import type { Logger } from '../log.js';
 import { CofferAuthenticator } from './authenticator.js';
+import { CertificateIdentity } from './certificate.js';
 import { DevTokenVerifier } from './dev-authenticator.js';
 import { OidcTokenVerifier } from './oidc.js';
 import type { TokenVerifier } from './verifier.js';
@@ -29,5 +30,11 @@ export function buildAuthenticator(options: BuildAuthenticatorOptions): CofferAu
       }),
   );
   if (options.devIssuerKey) verifiers.push(new DevTokenVerifier(options.devIssuerKey));
-  return new CofferAuthenticator({ verifiers, logger: options.logger });
+  return new CofferAuthenticator({
+    verifiers,
+    logger: options.logger,
+    // Certificates only arrive where an adapter verified them (a TLS listener with a client CA
+    // bundle, API Gateway's mutual-TLS domain); the config's `mtls` section narrows what is accepted.
+    certificates: new CertificateIdentity(options.config.mtls ? { mtls: options.config.mtls } : {}),
+  });
 }

@@ -10,10 +10,10 @@ import {
 import type { IssuerConfig } from '../config-file.js';
 import { describeError, type Logger, silentLogger } from '../log.js';
 import { AuthRefusal } from './bearer.js';
-import { principalFromClaims } from './claims.js';
 import { discoverJwksUri } from './discovery.js';
 import type { Principal } from './principal.js';
 import type { TokenVerifier } from './verifier.js';
+import { principalFromToken } from './workload.js';
 
 /** Header members that point at key material elsewhere: a verifier that honoured them would trust the token's own choice of key. */
 export const FORBIDDEN_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'] as const;
@@ -96,7 +96,7 @@ export class OidcTokenVerifier implements TokenVerifier {
     checkProtectedHeader(token, this.config.algorithms);
     const keys = await this.keySet();
     const { payload } = await jwtVerify(token, keys, this.verifyOptions);
-    return principalFromClaims(this.config, payload);
+    return principalFromToken(this.config, payload);
   }
 
   /** Resolves the JWKS now (optional: the first token does it otherwise). */

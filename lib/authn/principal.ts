@@ -1,23 +1,49 @@
-/**
- * One principal model for every way in. Cedar sees `Coffer::User::"<id>"` or
- * `Coffer::Role::"<id>"`, member of `Coffer::Group::"<g>"` for each group.
- */
-export type PrincipalType = 'User' | 'Role';
+import type { X509Certificate } from 'node:crypto';
 
-/** How the caller proved who it is: `oidc` (an issuer's JWT), `iam` (SigV4 via API Gateway), `dev` (local dev issuer). */
-export type AuthMethod = 'oidc' | 'iam' | 'dev';
+/**
+ * One principal model for every way in. Cedar sees `Coffer::User::"<id>"`,
+ * `Coffer::Role::"<id>"` or `Coffer::Workload::"<id>"`, member of `Coffer::Group::"<g>"` for each
+ * group.
+ */
+export type PrincipalType = 'User' | 'Role' | 'Workload';
+
+/**
+ * How the caller proved who it is: `oidc` (an issuer's JWT, a person's or a workload's), `iam`
+ * (SigV4 via API Gateway), `dev` (local dev issuer), `mtls` (a verified client certificate).
+ */
+export type AuthMethod = 'oidc' | 'iam' | 'dev' | 'mtls';
+
+/** What kind of credential a workload presented: an OIDC token (CI, Kubernetes) or a client certificate. */
+export type WorkloadKind = 'oidc' | 'certificate';
 
 export interface Principal {
   readonly type: PrincipalType;
-  /** `<issuer alias>:<sub>` for OIDC and dev tokens; the IAM role or user ARN for IAM callers. */
+  /**
+   * `<issuer alias>:<sub>` for OIDC and dev tokens of people; the IAM role or user ARN for IAM
+   * callers; a workload mapping's rendered id template (`gha:octo-org/app:production`) or
+   * `cert:<issuer DN>:<subject DN>` for workloads (docs/workload-identity.md).
+   */
   readonly id: string;
-  /** Coffer groups, only ever from an issuer's group mapping (dev issuer: one to one). */
+  /**
+   * Coffer groups, only ever from an issuer's group mapping (dev issuer: one to one) or a workload
+   * mapping's configured groups.
+   */
   readonly groups: readonly string[];
-  /** String attributes from configured claims (OIDC) or the caller's account and session (IAM). */
+  /**
+   * String attributes (Cedar tags) from configured claims (OIDC), the caller's account and session
+   * (IAM), or the certificate's SANs, serial and fingerprint (mTLS).
+   */
   readonly attributes: Readonly<Record<string, string>>;
   readonly authMethod: AuthMethod;
-  /** The issuer alias for OIDC and dev tokens. */
+  /**
+   * The issuer alias for OIDC and dev tokens (people and workloads); the issuer DN (RFC 4514) of a
+   * client certificate.
+   */
   readonly issuer?: string;
+  /** Workloads only: which credential made the principal. */
+  readonly kind?: WorkloadKind;
+  /** Certificate workloads only: the SHA-256 fingerprint (`AB:CD:…`), for the audit record. */
+  readonly fingerprint?: string;
 }
 
 /** What an Authenticator needs from a request; adapters fill it, the authenticator decides. */
@@ -31,6 +57,12 @@ export interface AuthRequest {
    * (`requestContext.authorizer.iam`). Never taken from a header.
    */
   readonly iamCaller?: IamCaller;
+  /**
+   * The client certificate the connection presented, as the TLS listener verified it or as API
+   * Gateway's mutual-TLS domain put it in the Lambda event (`requestContext.authentication`).
+   * Never taken from a header. Used only when the request has no Authorization header.
+   */
+  readonly clientCertificate?: ClientCertificateInput;
   /** The request's id, so that the log line of a refusal can be matched with its audit record. */
   readonly requestId?: string;
 }
@@ -46,3 +78,27 @@ export interface IamCaller {
 export interface Authenticator {
   authenticate(request: AuthRequest): Promise<Principal>;
 }
+
+/** The shape of API Gateway's `requestContext.authentication.clientCert` (HTTP API, mutual TLS). */
+export interface ApiGatewayClientCert {
+  readonly clientCertPem?: unknown;
+  readonly subjectDN?: unknown;
+  readonly issuerDN?: unknown;
+  readonly serialNumber?: unknown;
+  readonly validity?: { readonly notBefore?: unknown; readonly notAfter?: unknown } | null;
+}
+
+/**
+ * A verified client certificate, as an adapter hands it to the authenticator (certificate.ts):
+ * - `tls`: the local server's listener, with the peer certificate and whether TLS verified it
+ *   against the configured client CA bundle (`socket.authorized`);
+ * - `api-gateway`: the Lambda adapter, with API Gateway's `clientCert` (verified by API Gateway's
+ *   truststore before the event existed).
+ */
+export type ClientCertificateInput =
+  | {
+      readonly source: 'tls';
+      readonly certificate: X509Certificate | string | Buffer;
+      readonly verified: boolean;
+    }
+  | { readonly source: 'api-gateway'; readonly clientCert: ApiGatewayClientCert };

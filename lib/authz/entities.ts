@@ -12,16 +12,16 @@ export const NAMESPACE = 'Coffer';
 export const TYPES = {
   user: `${NAMESPACE}::User`,
   role: `${NAMESPACE}::Role`,
+  workload: `${NAMESPACE}::Workload`,
   group: `${NAMESPACE}::Group`,
   folder: `${NAMESPACE}::Folder`,
   secret: `${NAMESPACE}::Secret`,
   action: `${NAMESPACE}::Action`,
 } as const;
 
-export const principalUid = (p: Principal): Uid => ({
-  type: p.type === 'Role' ? TYPES.role : TYPES.user,
-  id: p.id,
-});
+const PRINCIPAL_TYPES = { User: TYPES.user, Role: TYPES.role, Workload: TYPES.workload } as const;
+
+export const principalUid = (p: Principal): Uid => ({ type: PRINCIPAL_TYPES[p.type], id: p.id });
 
 export const groupUid = (group: string): Uid => ({ type: TYPES.group, id: group });
 
@@ -72,13 +72,24 @@ export function contextJson(ctx: RequestContext): Record<string, unknown> {
   };
 }
 
+/** The attributes the schema declares for each principal type, and no others. */
+function principalAttrs(p: Principal): EntityJson['attrs'] {
+  switch (p.type) {
+    case 'User':
+      return { id: p.id, ...(p.issuer !== undefined ? { issuer: p.issuer } : {}) };
+    case 'Role':
+      return { id: p.id };
+    case 'Workload':
+      // A workload without a kind cannot be described to policies that tell the two apart.
+      if (p.kind === undefined) throw new RangeError('a workload principal needs its kind');
+      return { id: p.id, kind: p.kind, ...(p.issuer !== undefined ? { issuer: p.issuer } : {}) };
+  }
+}
+
 export function principalEntity(p: Principal): EntityJson {
   return {
     uid: principalUid(p),
-    attrs: {
-      id: p.id,
-      ...(p.type === 'User' && p.issuer !== undefined ? { issuer: p.issuer } : {}),
-    },
+    attrs: principalAttrs(p),
     parents: p.groups.map(groupUid),
     tags: { ...p.attributes },
   };

@@ -239,9 +239,21 @@ function probeSchema(schemaText: string, problems: string[]): void {
     attributes: { account: '000000000000' },
     authMethod: 'iam',
   });
+  const workload = principalEntity({
+    type: 'Workload',
+    id: 'probe:workload',
+    groups: [],
+    attributes: { repository: 'x' },
+    authMethod: 'oidc',
+    issuer: 'probe',
+    kind: 'oidc',
+  });
   const secret = resourceEntity({ kind: 'Secret', path: 'a/b/c', tags: { env: 'x' }, owner: 'probe:user' });
   const folder = resourceEntity({ kind: 'Folder', path: 'a/b/' });
-  const entities = cedar.checkParseEntities({ entities: [user, role, secret, folder], schema: schemaText });
+  const entities = cedar.checkParseEntities({
+    entities: [user, role, workload, secret, folder],
+    schema: schemaText,
+  });
   if (entities.type === 'failure') {
     for (const e of entities.errors) {
       problems.push(`${SCHEMA_FILE}: does not accept the entities Coffer sends: ${e.message}`);

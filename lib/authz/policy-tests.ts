@@ -17,14 +17,19 @@ const stringMap = z.record(z.string(), z.string());
 
 const principalSchema = z
   .object({
-    type: z.enum(['User', 'Role']).default('User'),
+    type: z.enum(['User', 'Role', 'Workload']).default('User'),
     id: z.string().min(1),
     groups: z.array(z.string()).default([]),
     attributes: stringMap.default({}),
-    authMethod: z.enum(['oidc', 'iam', 'dev']).optional(),
+    authMethod: z.enum(['oidc', 'iam', 'dev', 'mtls']).optional(),
     issuer: z.string().optional(),
+    /** Workloads: `oidc` (the default) or `certificate`. */
+    kind: z.enum(['oidc', 'certificate']).optional(),
   })
-  .strict();
+  .strict()
+  .refine((p) => p.kind === undefined || p.type === 'Workload', {
+    message: 'only a Workload principal has a kind',
+  });
 
 const resourceSchema = z
   .object({
@@ -37,7 +42,7 @@ const resourceSchema = z
 
 const contextSchema = z
   .object({
-    authMethod: z.enum(['oidc', 'iam', 'dev']).optional(),
+    authMethod: z.enum(['oidc', 'iam', 'dev', 'mtls']).optional(),
     sourceIp: z.string().optional(),
     /** RFC 3339 (`2025-01-01T09:00:00Z`) or seconds since the epoch. */
     time: z.union([z.string(), z.number()]).optional(),
@@ -101,7 +106,9 @@ export function caseRequest(c: PolicyTestCase): {
   resource: Resource;
   context: RequestContext;
 } {
-  const authMethod = c.principal.authMethod ?? c.context?.authMethod ?? 'oidc';
+  const kind = c.principal.type === 'Workload' ? (c.principal.kind ?? 'oidc') : undefined;
+  const authMethod =
+    c.principal.authMethod ?? c.context?.authMethod ?? (kind === 'certificate' ? 'mtls' : 'oidc');
   const principal: Principal = {
     type: c.principal.type,
     id: c.principal.id,
@@ -109,6 +116,7 @@ export function caseRequest(c: PolicyTestCase): {
     attributes: c.principal.attributes,
     authMethod,
     ...(c.principal.issuer !== undefined ? { issuer: c.principal.issuer } : {}),
+    ...(kind !== undefined ? { kind } : {}),
   };
   const resource: Resource = c.resource.path.endsWith('/')
     ? { kind: 'Folder', path: c.resource.path }

@@ -4,7 +4,7 @@ import { bodyLimit } from 'hono/body-limit';
 import type { z } from 'zod';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import { isIamPath } from '../authn/iam.js';
-import type { Authenticator, IamCaller, Principal } from '../authn/principal.js';
+import type { Authenticator, ClientCertificateInput, IamCaller, Principal } from '../authn/principal.js';
 import {
   AuditUnavailableError,
   CofferError,
@@ -33,6 +33,12 @@ export interface ConnectionInfo {
   readonly sourceIp: string;
   /** Only the Lambda adapter sets this, from API Gateway's IAM authorizer context. */
   readonly iamCaller?: IamCaller;
+  /**
+   * The verified client certificate: the node server's TLS listener (peer certificate and
+   * `socket.authorized`), or the Lambda adapter from API Gateway's mutual-TLS `clientCert` context
+   * (`clientCertFromEvent`).
+   */
+  readonly clientCertificate?: ClientCertificateInput;
   /**
    * The request path exactly as the client sent it, before URL parsing. The WHATWG URL parser
    * removes `.` and `..` segments (also `%2e` spellings) and turns `\` into `/`, so only the raw
@@ -242,6 +248,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
       path: c.req.path,
       requestId: c.get('requestId'),
       ...(c.get('connection').iamCaller ? { iamCaller: c.get('connection').iamCaller as IamCaller } : {}),
+      ...(c.get('connection').clientCertificate
+        ? { clientCertificate: c.get('connection').clientCertificate as ClientCertificateInput }
+        : {}),
     });
     c.set('principal', principal);
     ctx.principal = principal;
@@ -276,6 +285,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       attributes: p.attributes,
       authMethod: p.authMethod,
       ...(p.issuer ? { issuer: p.issuer } : {}),
+      ...(p.kind ? { kind: p.kind } : {}),
     });
   });
 

@@ -23,6 +23,12 @@ export interface TestIdpOptions {
   readonly machineClients?: readonly string[];
   /** Access token lifetime in seconds (default 600). */
   readonly accessTokenTtl?: number;
+  /**
+   * Exact token shapes by machine client id: the JWT access token's payload becomes these claims
+   * plus the IdP's own `iss`, `aud`, `iat`, `nbf`, `exp` and `jti` (no `client_id`, `scope` or
+   * `groups`), so tests get tokens shaped like GitHub Actions', GitLab's or Kubernetes'.
+   */
+  readonly tokenShapes?: Readonly<Record<string, Record<string, unknown>>>;
 }
 
 export interface TestIdp {
@@ -113,6 +119,20 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
       },
     ],
     jwks: { keys: [privateJwk] },
+    formats: {
+      customizers: {
+        jwt: async (
+          _ctx: unknown,
+          token: { clientId?: string },
+          jwt: { payload: Record<string, unknown> },
+        ) => {
+          const shape = token.clientId ? options.tokenShapes?.[token.clientId] : undefined;
+          if (!shape) return;
+          const { iss, aud, iat, exp, jti } = jwt.payload;
+          jwt.payload = { ...shape, iss, aud, iat, nbf: iat, exp, jti };
+        },
+      },
+    },
     cookies: { keys: [randomBytes(16).toString('hex')] },
     scopes: ['openid', 'offline_access', COFFER_SCOPE],
     features: {

@@ -106,6 +106,72 @@ describe('record hashing and fields', () => {
     expect(Object.keys(logLine(anonymous)).sort()).toEqual(Object.keys(logLine(known)).sort());
     expect(logLine(anonymous)).toMatchObject({ principalId: null, status: 401, error: 'unauthenticated' });
   });
+
+  it('when a workload calls, the record names the identity kind and its issuer or certificate fingerprint', () => {
+    const cert = requestFields(
+      ctx({
+        principal: {
+          type: 'Workload',
+          id: 'cert:CN=Acme CA:CN=agent-1',
+          groups: [],
+          attributes: { serial: '01' },
+          authMethod: 'mtls',
+          kind: 'certificate',
+          issuer: 'CN=Acme CA',
+          fingerprint: 'AB:CD',
+        },
+      }),
+      { status: 200 },
+      undefined,
+    );
+    expect(cert.identity).toEqual({
+      kind: 'workload-certificate',
+      issuer: 'CN=Acme CA',
+      fingerprint: 'AB:CD',
+    });
+    const ci = requestFields(
+      ctx({
+        principal: {
+          type: 'Workload',
+          id: 'gha:octo-org/app:production',
+          groups: [],
+          attributes: {},
+          authMethod: 'oidc',
+          kind: 'oidc',
+          issuer: 'gha',
+        },
+      }),
+      { status: 200 },
+      undefined,
+    );
+    expect(ci.identity).toEqual({ kind: 'workload-oidc', issuer: 'gha', fingerprint: null });
+    const person = {
+      type: 'User',
+      id: 'corp:a',
+      groups: [],
+      attributes: {},
+      authMethod: 'oidc',
+      issuer: 'corp',
+    } as const;
+    expect(requestFields(ctx({ principal: person }), { status: 200 }, undefined).identity).toEqual({
+      kind: 'person',
+      issuer: 'corp',
+      fingerprint: null,
+    });
+    const role = {
+      type: 'Role',
+      id: 'arn:aws:iam::1:role/r',
+      groups: [],
+      attributes: {},
+      authMethod: 'iam',
+    } as const;
+    expect(requestFields(ctx({ principal: role }), { status: 200 }, undefined).identity).toEqual({
+      kind: 'iam',
+      issuer: null,
+      fingerprint: null,
+    });
+    expect(requestFields(ctx(), { status: 401 }, undefined).identity).toBeNull();
+  });
 });
 
 describe('root signatures', () => {

@@ -26,9 +26,9 @@ export function parseSince(raw: string, now: Date = new Date(), name = '--since'
   return new Date(t).toISOString();
 }
 
-/** `User::"corp:alice"`, `Coffer::User::"corp:alice"` and `corp:alice` all name principal id `corp:alice`. */
+/** `User::"corp:alice"`, `Coffer::User::"corp:alice"` and `corp:alice` all name principal id `corp:alice` (likewise Role and Workload). */
 export function principalId(raw: string): string {
-  const m = /^(?:Coffer::)?(?:User|Role)::(.*)$/.exec(raw.trim());
+  const m = /^(?:Coffer::)?(?:User|Role|Workload)::(.*)$/.exec(raw.trim());
   const id = m ? (m[1] as string) : raw.trim();
   return id.length >= 2 && id.startsWith('"') && id.endsWith('"') ? id.slice(1, -1) : id;
 }
