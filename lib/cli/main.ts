@@ -10,6 +10,7 @@ import { isLoopbackUrl, loadConfig } from '../config-file.js';
 import { CofferError } from '../errors.js';
 import { type LocalServer, startLocalServer } from '../local/server.js';
 import { jsonLogger } from '../log.js';
+import { PACKAGE_JSON } from '../package-root.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { loginCacheToken } from './commands/auth-cache.js';
 import { registerBackupCommands } from './commands/backup.js';
@@ -444,9 +445,7 @@ function parseTags(pairs: readonly string[]): Record<string, string> {
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   // Only as the first word: `get PATH --version N` is a secret's version, not coffer's.
   if (argv[0] === '--version' || argv[0] === '-V' || (argv[0] === '--json' && argv[1] === '--version')) {
-    const { version } = JSON.parse(
-      await readFile(new URL('../../package.json', import.meta.url), 'utf8'),
-    ) as {
+    const { version } = JSON.parse(await readFile(PACKAGE_JSON, 'utf8')) as {
       version: string;
     };
     io.stdout.write(argv[0] === '--json' ? `${JSON.stringify({ version })}\n` : `coffer ${version}\n`);
