@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
@@ -27,7 +27,9 @@ function newestMtime(path: string): number {
 /**
  * Tests that run the CLI as users do (bin/coffer.js) or import `coffer/client` from plain Node run
  * the build in dist/. `prepare` builds it on `npm ci`, but a source edited since would be tested
- * in its old form, so the build is redone (as `npm run build` does) whenever a source is newer.
+ * in its old form, so it is built again (as `npm run build` does) whenever a source is newer. The
+ * new build is written beside dist/ and swapped in, so that another test run going on in the same
+ * checkout never sees a half-written dist/.
  */
 async function ensureBuilt(): Promise<void> {
   let built = 0;
@@ -35,18 +37,29 @@ async function ensureBuilt(): Promise<void> {
     built = statSync(BUILD_STAMP).mtimeMs;
   } catch {}
   if (built > Math.max(...BUILD_INPUTS.map((p) => newestMtime(join(ROOT, p))))) return;
-  rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
+  const fresh = join(ROOT, `dist.building-${process.pid}`);
+  const stale = join(ROOT, `dist.old-${process.pid}`);
   const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const child = spawn(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
-  if (code !== 0) throw new Error(`npm run build failed:\n${output}`);
+  try {
+    const child = spawn(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', fresh], {
+      cwd: ROOT,
+      stdio: 'pipe',
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    if (code !== 0) throw new Error(`npm run build failed:\n${output}`);
+    if (existsSync(join(ROOT, 'dist'))) renameSync(join(ROOT, 'dist'), stale);
+    renameSync(fresh, join(ROOT, 'dist'));
+  } finally {
+    rmSync(fresh, { recursive: true, force: true });
+    rmSync(stale, { recursive: true, force: true });
+  }
 }
 
 let ddb: DynamoDbLocal | undefined;
