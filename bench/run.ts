@@ -5,6 +5,7 @@
  *
  *   npm run bench               every benchmark
  *   npm run bench -- authz      only files whose name contains "authz"
+ *   npm run bench -- cli        CLI start-up against `node -e 0` (runs the build: `npm run build`)
  */
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';

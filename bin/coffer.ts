@@ -1,4 +1,3 @@
-#!/usr/bin/env -S npx tsx
 import { runCli } from '../lib/cli/main.js';
 
 // The SDK warns on every start under Node 20 about its future Node 22 requirement; Coffer supports

