@@ -63,6 +63,7 @@ export function reportError(err: unknown, io: CliIo, json: boolean, session: Cli
     code = 'invalid_config';
   } else if (err instanceof CofferClientError && err.code === 'invalid_endpoint') {
     message = `COFFER_ADDR must be an http(s) URL, like ${DEFAULT_ADDR}`;
+    code = 'invalid_config';
   }
   if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);
   else io.stderr.write(`coffer: ${message}${code !== 'internal' ? ` (${code})` : ''}\n`);
