@@ -1,4 +1,96 @@
 // Generated from packages/client/src by `npm run build:client`. Do not edit.
+var __defProp = Object.defineProperty;
+var __getOwnPropNames = Object.getOwnPropertyNames;
+var __esm = (fn, res, err) => function __init() {
+  if (err) throw err[0];
+  try {
+    return fn && (res = (0, fn[__getOwnPropNames(fn)[0]])(fn = 0)), res;
+  } catch (e) {
+    throw err = [e], e;
+  }
+};
+var __export = (target, all) => {
+  for (var name in all)
+    __defProp(target, name, { get: all[name], enumerable: true });
+};
+
+// packages/client/src/tls.ts
+var tls_exports = {};
+__export(tls_exports, {
+  httpsFetch: () => httpsFetch
+});
+import { Agent, request } from "node:https";
+function httpsFetch(tls) {
+  const agent = new Agent({
+    keepAlive: true,
+    ...tls.cert !== void 0 ? { cert: tls.cert } : {},
+    ...tls.key !== void 0 ? { key: tls.key } : {},
+    ...tls.ca !== void 0 ? { ca: tls.ca } : {}
+  });
+  return (input, init) => new Promise((resolve, reject) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    if (url.protocol !== "https:") {
+      reject(new TypeError("a client with tls options sends https requests only"));
+      return;
+    }
+    const body = init?.body ?? void 0;
+    if (body !== void 0 && typeof body !== "string" && !(body instanceof Uint8Array)) {
+      reject(new TypeError("only string and byte bodies are supported"));
+      return;
+    }
+    const signal = init?.signal ?? void 0;
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const headers = {};
+    new Headers(init?.headers).forEach((value, name) => {
+      headers[name] = value;
+    });
+    const req = request(url, { method: init?.method ?? "GET", headers, agent }, (res) => {
+      const chunks = [];
+      res.on("data", (chunk) => chunks.push(chunk));
+      res.on("error", fail);
+      res.on("end", () => {
+        signal?.removeEventListener("abort", onAbort);
+        const status = res.statusCode ?? 0;
+        const responseHeaders = new Headers();
+        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+          responseHeaders.append(res.rawHeaders[i], res.rawHeaders[i + 1]);
+        }
+        try {
+          resolve(
+            new Response(NULL_BODY.has(status) ? null : Buffer.concat(chunks), {
+              status,
+              statusText: res.statusMessage ?? "",
+              headers: responseHeaders
+            })
+          );
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+    function fail(err) {
+      signal?.removeEventListener("abort", onAbort);
+      reject(err);
+    }
+    function onAbort() {
+      req.destroy();
+      reject(signal?.reason);
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+    req.on("error", fail);
+    req.end(body);
+  });
+}
+var NULL_BODY;
+var init_tls = __esm({
+  "packages/client/src/tls.ts"() {
+    "use strict";
+    NULL_BODY = /* @__PURE__ */ new Set([101, 103, 204, 205, 304]);
+  }
+});
 
 // packages/client/src/index.ts
 import { randomUUID } from "node:crypto";
@@ -436,7 +528,7 @@ var SigV4RequestSigner = class {
   async sign(method, url, headers, body) {
     const query = {};
     for (const [k, v] of url.searchParams) query[k] = v;
-    const request = new HttpRequest({
+    const request2 = new HttpRequest({
       method,
       protocol: url.protocol,
       hostname: url.hostname,
@@ -448,7 +540,7 @@ var SigV4RequestSigner = class {
     });
     let signed;
     try {
-      signed = await this.signer.sign(request);
+      signed = await this.signer.sign(request2);
     } catch {
       throw new CofferClientError(
         "credentials_unavailable",
@@ -476,18 +568,23 @@ var CofferClient = class {
     this.options = options;
     const url = parseEndpoint(options.endpoint);
     this.endpoint = options.endpoint.replace(/\/+$/, "");
-    const auth = options.auth;
+    const tls = checkTls(options, url);
+    const auth = options.auth ?? {};
     const kinds = [auth.token !== void 0, auth.tokenProvider !== void 0, auth.iam !== void 0];
-    if (kinds.filter(Boolean).length !== 1) {
+    const count = kinds.filter(Boolean).length;
+    if (count > 1 || count === 0 && tls?.cert === void 0) {
       throw new CofferClientError(
         "invalid_config",
         0,
-        "auth takes exactly one of token, tokenProvider or iam"
+        "auth takes exactly one of token, tokenProvider or iam (or is left out with a tls client certificate)"
       );
     }
-    this.signer = options.auth.iam ? new SigV4RequestSigner(options.auth.iam, url) : void 0;
+    if (options.auth?.iam && tls?.cert !== void 0) {
+      throw new CofferClientError("invalid_config", 0, "iam and a tls client certificate do not go together");
+    }
+    this.signer = options.auth?.iam ? new SigV4RequestSigner(options.auth.iam, url) : void 0;
     this.prefix = this.signer ? "/iam/v1" : "/v1";
-    this.fetchImpl = options.fetch ?? fetch;
+    this.fetchImpl = options.fetch ?? (tls ? lazyHttpsFetch(tls) : fetch);
     this.retry = retryPolicy(options.retry);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const onBackgroundError = options.onBackgroundError;
@@ -680,7 +777,7 @@ var CofferClient = class {
   async authHeaders(method, url, headers, body, forceRefresh) {
     if (this.signer) return this.signer.sign(method, url, headers, body);
     const auth = this.options.auth;
-    const token = auth.token ?? await auth.tokenProvider?.({ forceRefresh });
+    const token = auth?.token ?? await auth?.tokenProvider?.({ forceRefresh });
     return token ? { ...headers, authorization: `Bearer ${token}` } : headers;
   }
   async send(spec) {
@@ -714,7 +811,7 @@ var CofferClient = class {
         }
         if (response.ok) return parseJson(text, response.status);
         const error = errorOf(text, response.status);
-        if (error instanceof CofferUnauthenticatedError && this.options.auth.tokenProvider && !forceRefresh) {
+        if (error instanceof CofferUnauthenticatedError && this.options.auth?.tokenProvider && !forceRefresh) {
           forceRefresh = true;
           continue;
         }
@@ -759,6 +856,26 @@ function networkError(err, endpoint) {
     return new CofferNetworkError("timeout", 0, `the Coffer server at ${endpoint} did not answer in time`);
   }
   return new CofferNetworkError("unreachable", 0, `cannot reach the Coffer server at ${endpoint}`);
+}
+function checkTls(options, url) {
+  const tls = options.tls;
+  if (tls === void 0) return void 0;
+  const invalid = (message) => new CofferClientError("invalid_config", 0, message);
+  if (tls.cert === void 0 !== (tls.key === void 0)) {
+    throw invalid("tls takes a client certificate together with its key (cert and key)");
+  }
+  if (tls.cert === void 0 && tls.ca === void 0)
+    throw invalid("tls takes cert and key, or ca, or all three");
+  if (url.protocol !== "https:") throw invalid("tls needs an https endpoint");
+  if (options.fetch) throw invalid("tls and a custom fetch do not go together (the fetch would not use tls)");
+  return tls;
+}
+function lazyHttpsFetch(tls) {
+  let transport;
+  return async (input, init) => {
+    transport ??= Promise.resolve().then(() => (init_tls(), tls_exports)).then((m) => m.httpsFetch(tls));
+    return (await transport)(input, init);
+  };
 }
 function createClient(options) {
   return new CofferClient(options);
