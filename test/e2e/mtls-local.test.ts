@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../../lib/cli/main.js';
 import { localSettings } from '../../lib/config.js';
 import { parseConfig } from '../../lib/config-file.js';
+import { freePort } from '../../lib/local/dynamodb-local.js';
 import { type LocalServer, startLocalServer } from '../../lib/local/server.js';
 import { jsonLogger } from '../../lib/log.js';
 import { CofferUnauthenticatedError, createClient } from '../../packages/client/src/index.js';
@@ -40,6 +41,7 @@ if (!TOOLS) {
   console.warn('mtls-local: SKIPPED — the openssl or curl command is missing (.ci/run installs both)');
 }
 
+const ROOT = join(import.meta.dirname, '../..');
 const ACME = 'CN=Acme Issuing CA,O=Acme';
 const PARTNER = 'CN=Partner CA,O=Partner';
 
@@ -50,6 +52,8 @@ describe.skipIf(!TOOLS)(
   () => {
     let certs: CertFactory;
     let serverCa: TestCa;
+    let serverLeaf: TestLeaf;
+    let bundle: string;
     let dataDir: string;
     let server: LocalServer;
     let devToken: string;
@@ -90,7 +94,7 @@ describe.skipIf(!TOOLS)(
     beforeAll(async () => {
       certs = await CertFactory.create();
       serverCa = await certs.ca('local', '/CN=Coffer Local Test CA');
-      const serverLeaf = await certs.leaf(serverCa, 'server', {
+      serverLeaf = await certs.leaf(serverCa, 'server', {
         subject: '/CN=127.0.0.1',
         eku: 'serverAuth',
         sans: ['IP:127.0.0.1', 'DNS:localhost'],
@@ -130,7 +134,7 @@ describe.skipIf(!TOOLS)(
         sans: ['DNS:laptop-42.corp.acme.example'],
       });
 
-      const bundle = join(certs.root, 'client-cas.pem');
+      bundle = join(certs.root, 'client-cas.pem');
       await writeFile(bundle, `${acme.pem}${partner.pem}`);
       const config = parseConfig(
         JSON.stringify({
@@ -326,5 +330,78 @@ describe.skipIf(!TOOLS)(
       expect(halfPair.code).toBe(2);
       expect(halfPair.stderr).toContain('a client certificate needs its key');
     });
+
+    it('when `coffer server --dev` gets COFFER_TLS_*, it listens on https:// and says how the CLI trusts it; a certificate without its key is one line', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'coffer-mtls-cli-server-'));
+      const port = await freePort();
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', join(ROOT, 'bin/coffer.ts'), 'server', '--dev'],
+        {
+          cwd: ROOT,
+          env: {
+            ...process.env,
+            COFFER_DATA_DIR: dir,
+            COFFER_PORT: String(port),
+            COFFER_DYNAMODB_ENDPOINT: inject('dynamodbEndpoint'),
+            COFFER_TLS_CERT: serverLeaf.certPath,
+            COFFER_TLS_KEY: serverLeaf.keyPath,
+            COFFER_TLS_CLIENT_CA: bundle,
+          },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      let stderr = '';
+      child.stderr?.on('data', (d) => {
+        stderr += d;
+      });
+      try {
+        const deadline = Date.now() + 120_000;
+        while (!stderr.includes('Try:')) {
+          if (child.exitCode !== null || Date.now() > deadline)
+            throw new Error(`server did not start: ${stderr}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        expect(stderr).toContain(`Coffer listening on https://127.0.0.1:${port}\n`);
+        expect(stderr).toContain('COFFER_CACERT');
+        expect(stderr).toContain(`Client certificates: verified against ${bundle}`);
+        const { stdout } = await run(
+          'curl',
+          [
+            '-sS',
+            '--cacert',
+            join(serverCa.dir, 'ca.pem'),
+            '--cert',
+            (leaves.agent as TestLeaf).certPath,
+            '--key',
+            (leaves.agent as TestLeaf).keyPath,
+            `https://127.0.0.1:${port}/v1/whoami`,
+          ],
+          { encoding: 'utf8' },
+        );
+        expect(JSON.parse(stdout)).toMatchObject({ id: `cert:${ACME}:CN=agent-1,O=Acme` });
+      } finally {
+        child.kill('SIGTERM');
+        await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+      }
+
+      const half = await run(
+        process.execPath,
+        ['--import', 'tsx', join(ROOT, 'bin/coffer.ts'), 'server', '--dev'],
+        {
+          cwd: ROOT,
+          env: { ...process.env, COFFER_DATA_DIR: dir, COFFER_TLS_CERT: serverLeaf.certPath },
+          encoding: 'utf8',
+        },
+      ).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
+      );
+      expect(half.code).not.toBe(0);
+      expect(half.stderr.trim().split('\n')).toEqual([
+        'coffer: COFFER_TLS_CERT is set without COFFER_TLS_KEY: HTTPS needs both the certificate and its key (config_error)',
+      ]);
+      await rm(dir, { recursive: true, force: true });
+    }, 240_000);
   },
 );
