@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../../lib/cli/main.js';
 import { localSettings } from '../../lib/config.js';
 import { parseConfig } from '../../lib/config-file.js';
+import { ConfigError } from '../../lib/errors.js';
 import { freePort } from '../../lib/local/dynamodb-local.js';
 import { type LocalServer, startLocalServer } from '../../lib/local/server.js';
 import { jsonLogger } from '../../lib/log.js';
@@ -329,6 +330,36 @@ describe.skipIf(!TOOLS)(
       const halfPair = await cli(['--cert', agent.certPath, '--cacert', cacert, 'whoami'], {});
       expect(halfPair.code).toBe(2);
       expect(halfPair.stderr).toContain('a client certificate needs its key');
+    });
+
+    it("when the client CA bundle holds two CAs with one subject DN, or the key is not the certificate's, the start is refused in one line", async () => {
+      const twin = await certs.ca('twin', '/O=Acme/CN=Acme Issuing CA');
+      const twins = join(certs.root, 'twins.pem');
+      await writeFile(twins, `${await readFile(bundle, 'utf8')}${twin.pem}`);
+      const dir = await mkdtemp(join(tmpdir(), 'coffer-mtls-refused-'));
+      const start = (env: Record<string, string>) =>
+        startLocalServer(
+          {
+            ...localSettings({
+              COFFER_DATA_DIR: dir,
+              COFFER_DYNAMODB_ENDPOINT: inject('dynamodbEndpoint'),
+              ...env,
+            }),
+            port: 0,
+          },
+          jsonLogger(() => {}),
+        );
+      const tls = { COFFER_TLS_CERT: serverLeaf.certPath, COFFER_TLS_KEY: serverLeaf.keyPath };
+      await expect(start({ ...tls, COFFER_TLS_CLIENT_CA: twins })).rejects.toThrow(
+        /the client CA bundle holds two CAs named "CN=Acme Issuing CA,O=Acme"/,
+      );
+      await expect(start({ ...tls, COFFER_TLS_KEY: (leaves.agent as TestLeaf).keyPath })).rejects.toThrow(
+        'COFFER_TLS_CERT and COFFER_TLS_KEY must be a PEM certificate and its own private key (unencrypted)',
+      );
+      await expect(start({ ...tls, COFFER_TLS_CLIENT_CA: join(dir, 'missing.pem') })).rejects.toBeInstanceOf(
+        ConfigError,
+      );
+      await rm(dir, { recursive: true, force: true });
     });
 
     it('when `coffer server --dev` gets COFFER_TLS_*, it listens on https:// and says how the CLI trusts it; a certificate without its key is one line', async () => {
