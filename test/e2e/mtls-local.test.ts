@@ -411,6 +411,26 @@ describe.skipIf(!TOOLS)(
           { encoding: 'utf8' },
         );
         expect(JSON.parse(stdout)).toMatchObject({ id: `cert:${ACME}:CN=agent-1,O=Acme` });
+        // The CLI as a process: it answers and exits (the https agent's idle sockets hold nothing).
+        const started = Date.now();
+        const cliRun = await run(
+          process.execPath,
+          ['--import', 'tsx', join(ROOT, 'bin/coffer.ts'), '--json', 'whoami'],
+          {
+            cwd: ROOT,
+            env: {
+              ...process.env,
+              COFFER_ADDR: `https://127.0.0.1:${port}`,
+              COFFER_CLIENT_CERT: (leaves.agent as TestLeaf).certPath,
+              COFFER_CLIENT_KEY: (leaves.agent as TestLeaf).keyPath,
+              COFFER_CACERT: join(serverCa.dir, 'ca.pem'),
+            },
+            encoding: 'utf8',
+            timeout: 60_000,
+          },
+        );
+        expect(JSON.parse(cliRun.stdout)).toMatchObject({ id: `cert:${ACME}:CN=agent-1,O=Acme` });
+        expect(Date.now() - started).toBeLessThan(60_000);
       } finally {
         child.kill('SIGTERM');
         await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
