@@ -4,6 +4,7 @@ import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import type { Context } from 'hono';
 import type { LambdaContext, LambdaEvent } from 'hono/aws-lambda';
 import { handle } from 'hono/aws-lambda';
+import { clientCertFromEvent } from '../lib/authn/certificate.js';
 import { iamCallerFromEvent, isIamPath } from '../lib/authn/iam.js';
 import { composeCoffer } from '../lib/compose.js';
 import { ConfigError } from '../lib/errors.js';
@@ -42,17 +43,33 @@ export interface ApiOptions {
 /** The API Gateway HTTP API (payload 2.0) event fields the adapter reads. */
 interface HttpApiEvent {
   readonly rawPath?: string;
-  readonly requestContext?: { readonly http?: { readonly sourceIp?: string } };
+  readonly requestContext?: { readonly apiId?: unknown; readonly http?: { readonly sourceIp?: string } };
 }
 
 /**
  * What API Gateway says about the connection. The source IP is the one API Gateway saw (never
  * X-Forwarded-For), and the IAM caller is read only on the IAM prefix, only from the IAM
  * authorizer's context, which API Gateway sets after verifying SigV4 — never from a header.
+ *
+ * An event of the mutual-TLS API (`requestContext.apiId` equals `mtlsApiId`, both set by API
+ * Gateway and the stack, not by the client) is authenticated by the client certificate API Gateway
+ * verified (`requestContext.authentication.clientCert`) and by nothing else: no Authorization
+ * header, no IAM context; without a certificate it gets 401. Every other event's
+ * `requestContext.authentication` is not read. No header ever names a certificate.
  */
-export function connectionFromEvent(event: unknown): ConnectionInfo {
+export function connectionFromEvent(event: unknown, mtlsApiId?: string): ConnectionInfo {
   const e = (event ?? {}) as HttpApiEvent;
   const sourceIp = e.requestContext?.http?.sourceIp ?? 'unknown';
+  const rawPath = typeof e.rawPath === 'string' ? { rawPath: e.rawPath } : {};
+  if (mtlsApiId !== undefined && e.requestContext?.apiId === mtlsApiId) {
+    const clientCert = clientCertFromEvent(e as Parameters<typeof clientCertFromEvent>[0]);
+    return {
+      sourceIp,
+      certificateOnly: true,
+      ...(clientCert ? { clientCertificate: { source: 'api-gateway', clientCert } } : {}),
+      ...rawPath,
+    };
+  }
   const onIamRoute = typeof e.rawPath === 'string' && isIamPath(e.rawPath);
   const iamCaller = onIamRoute
     ? iamCallerFromEvent(e as Parameters<typeof iamCallerFromEvent>[0])
@@ -78,7 +95,8 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
     audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: options.auditSink ?? stdoutSink },
     policy: { dir: options.policyDir },
     authn: { config: settings.config, ...(options.fetch ? { fetch: options.fetch } : {}) },
-    connection: (c: Context) => connectionFromEvent((c.env as { event?: unknown } | undefined)?.event),
+    connection: (c: Context) =>
+      connectionFromEvent((c.env as { event?: unknown } | undefined)?.event, settings.mtlsApiId),
     logger,
   });
   return coffer.app;

@@ -22,6 +22,11 @@ export const ENV = {
   config: 'COFFER_CONFIG_JSON',
   /** `kms` or `cloudhsm`, for the record only. */
   keyStore: 'COFFER_KEY_STORE',
+  /**
+   * Id of the mutual-TLS HTTP API (infra/constructs/mtls-api.ts); absent when mTLS is off. Events
+   * of that API carry API Gateway's verified client certificate, the caller's only credential.
+   */
+  mtlsApiId: 'COFFER_MTLS_API_ID',
 } as const;
 
 /**
@@ -41,6 +46,8 @@ export interface LambdaSettings {
   readonly fieldHmacKeyArn?: string;
   /** COFFER_CONFIG_JSON with the COFFER_OIDC_* overrides; no issuers when it is absent. */
   readonly config: CofferConfig;
+  /** COFFER_MTLS_API_ID: the API whose events are authenticated by their client certificate. */
+  readonly mtlsApiId?: string;
 }
 
 function required(env: NodeJS.ProcessEnv, name: string): string {
@@ -53,6 +60,7 @@ function required(env: NodeJS.ProcessEnv, name: string): string {
 export function lambdaSettings(env: NodeJS.ProcessEnv): LambdaSettings {
   const config = parseConfig(env[ENV.config] ?? '', { source: ENV.config, format: 'json', env });
   const fieldHmacKeyArn = env[ENV.fieldHmacKeyArn];
+  const mtlsApiId = env[ENV.mtlsApiId]?.trim();
   return {
     tables: { secrets: required(env, ENV.secretsTable), audit: required(env, ENV.auditTable) },
     secretsKeyArn: required(env, ENV.secretsKeyArn),
@@ -63,5 +71,6 @@ export function lambdaSettings(env: NodeJS.ProcessEnv): LambdaSettings {
     auditKeyArn: required(env, ENV.auditKeyArn),
     ...(fieldHmacKeyArn ? { fieldHmacKeyArn } : {}),
     config,
+    ...(mtlsApiId ? { mtlsApiId } : {}),
   };
 }

@@ -14,6 +14,21 @@ export interface LocalSettings {
   readonly dynamodbEndpoint?: string;
   /** Cedar schema and policies: `COFFER_POLICY_DIR`, else the package's own `policies/`. */
   readonly policyDir: string;
+  /** HTTPS instead of HTTP: `COFFER_TLS_CERT` and `COFFER_TLS_KEY`, with `COFFER_TLS_CLIENT_CA`. */
+  readonly tls?: LocalTlsSettings;
+}
+
+/** Files (absolute paths) of the local server's TLS listener; read at start. */
+export interface LocalTlsSettings {
+  /** The server's certificate chain (PEM). */
+  readonly cert: string;
+  /** Its private key (PEM). */
+  readonly key: string;
+  /**
+   * The CA bundle (PEM) client certificates are verified against. Set: the server asks every
+   * connection for a certificate but does not require one (callers without one use bearer tokens).
+   */
+  readonly clientCa?: string;
 }
 
 /**
@@ -42,5 +57,37 @@ export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Loca
     }
   }
   const policyDir = env.COFFER_POLICY_DIR ? resolve(cwd, env.COFFER_POLICY_DIR) : DEFAULT_POLICY_DIR;
-  return { dataDir, port, ...(endpoint ? { dynamodbEndpoint: endpoint } : {}), policyDir };
+  const tls = tlsSettings(env, cwd);
+  return {
+    dataDir,
+    port,
+    ...(endpoint ? { dynamodbEndpoint: endpoint } : {}),
+    policyDir,
+    ...(tls ? { tls } : {}),
+  };
+}
+
+/** COFFER_TLS_*: both of certificate and key, or neither; a client CA only with them. */
+function tlsSettings(env: NodeJS.ProcessEnv, cwd: string): LocalTlsSettings | undefined {
+  const cert = env.COFFER_TLS_CERT || undefined;
+  const key = env.COFFER_TLS_KEY || undefined;
+  const clientCa = env.COFFER_TLS_CLIENT_CA || undefined;
+  if (cert === undefined && key === undefined) {
+    if (clientCa !== undefined) {
+      throw new ConfigError(
+        'COFFER_TLS_CLIENT_CA needs COFFER_TLS_CERT and COFFER_TLS_KEY (client certificates need HTTPS)',
+      );
+    }
+    return undefined;
+  }
+  if (cert === undefined || key === undefined) {
+    throw new ConfigError(
+      `${cert === undefined ? 'COFFER_TLS_KEY' : 'COFFER_TLS_CERT'} is set without ${cert === undefined ? 'COFFER_TLS_CERT' : 'COFFER_TLS_KEY'}: HTTPS needs both the certificate and its key`,
+    );
+  }
+  return {
+    cert: resolve(cwd, cert),
+    key: resolve(cwd, key),
+    ...(clientCa !== undefined ? { clientCa: resolve(cwd, clientCa) } : {}),
+  };
 }

@@ -52,11 +52,17 @@ export function reportError(err: unknown, io: CliIo, json: boolean, session: Cli
     err instanceof CofferClientError || err instanceof CofferError ? err.message : 'unexpected error';
   if (err instanceof CofferClientError && err.code === 'unauthenticated' && session.token) {
     message = refusedTokenMessage(session.token);
+  } else if (err instanceof CofferClientError && err.code === 'unauthenticated' && session.clientCert) {
+    message = `the server refused the client certificate ${session.clientCert} (not from a CA it trusts, expired, revoked, without the clientAuth usage, or names it does not allow)`;
   } else if (err instanceof CofferClientError && err.code === 'unauthenticated' && session.iam) {
     message =
       'the request was signed with AWS credentials (COFFER_AUTH=iam) and refused: is COFFER_ADDR the API Gateway endpoint, and may this role call its /iam/v1 routes?';
   } else if (err instanceof CofferClientError && err.code === 'unreachable') {
     message = `${message}: is it running? Start it with "npm start", or set COFFER_ADDR`;
+    if (session.endpoint?.startsWith('https:')) {
+      // A TLS failure (an unknown server CA, a refused client certificate) looks the same from here.
+      message += ` (an https server with a private or self-signed certificate needs --cacert)`;
+    }
   } else if (err instanceof CofferClientError && err.code === 'no_route') {
     // The server has no such route at all: COFFER_ADDR points below or beside the API's base.
     message = `${session.endpoint ?? 'the server'} has no Coffer API here: set COFFER_ADDR to the server's base address, like ${DEFAULT_ADDR}`;

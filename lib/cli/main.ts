@@ -19,7 +19,7 @@ import { registerRunCommand } from './commands/run.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerTokenCommand } from './commands/token.js';
 import { registerWhoamiCommand } from './commands/whoami.js';
-import type { ClientFactory, CliSession } from './credentials.js';
+import type { ClientFactory, CliSession, TlsFlags } from './credentials.js';
 import { EXIT } from './exit-codes.js';
 import type { CliIo } from './io.js';
 
@@ -36,11 +36,15 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
     .description('Coffer: secrets with envelope encryption, Cedar policies and a signed audit trail')
     .option('--json', 'machine-readable JSON output')
     .option('-q, --quiet', 'print nothing but requested values and errors')
+    .option('--cert <file>', 'client certificate (PEM) for mutual TLS; env COFFER_CLIENT_CERT')
+    .option('--key <file>', "the client certificate's private key (PEM); env COFFER_CLIENT_KEY")
+    .option('--cacert <file>', "CA bundle (PEM) for the server's certificate; env COFFER_CACERT")
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 
-  const client: ClientFactory = async () => (await import('./credentials.js')).openClient(io, session);
+  const client: ClientFactory = async () =>
+    (await import('./credentials.js')).openClient(io, session, program.opts<TlsFlags>());
 
   registerServerCommand(program, io);
   registerPutCommand(program, io, client);

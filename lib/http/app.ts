@@ -40,6 +40,11 @@ export interface ConnectionInfo {
    */
   readonly clientCertificate?: ClientCertificateInput;
   /**
+   * The connection came through the mutual-TLS API (Lambda adapter): the certificate is the only
+   * credential there, and Authorization headers are not read.
+   */
+  readonly certificateOnly?: boolean;
+  /**
    * The request path exactly as the client sent it, before URL parsing. The WHATWG URL parser
    * removes `.` and `..` segments (also `%2e` spellings) and turns `\` into `/`, so only the raw
    * path shows that a client asked for `a/../b` rather than `b`.
@@ -242,7 +247,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   api.use('*', async (c, next) => {
     const ctx = c.get('audit');
     const principal = await authenticator.authenticate({
-      authorization: authorizationHeaders(c.req.raw),
+      authorization: c.get('connection').certificateOnly ? [] : authorizationHeaders(c.req.raw),
       // The path as the router decoded it (`/%69am/v1` is routed as `/iam/v1`), so that the IAM
       // prefix cannot be reached without counting as the IAM prefix.
       path: c.req.path,

@@ -1,13 +1,16 @@
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
+import { createSecureContext, TLSSocket } from 'node:tls';
 import { type HttpBindings, type ServerType, serve } from '@hono/node-server';
 import type { Context } from 'hono';
 import { decodeJwt } from 'jose';
 import { Checkpointer } from '../audit/checkpoint.js';
+import { assertDistinctCaSubjects } from '../authn/certificate.js';
 import { DEV_ADMIN_SUBJECT, DevIssuer } from '../authn/dev-issuer.js';
 import { composeCoffer, loadAuthorizer } from '../compose.js';
-import { DEFAULT_TABLES, type LocalSettings } from '../config.js';
+import { DEFAULT_TABLES, type LocalSettings, type LocalTlsSettings } from '../config.js';
 import type { CofferConfig } from '../config-file.js';
 import { ConfigError } from '../errors.js';
 import type { ConnectionInfo } from '../http/app.js';
@@ -45,16 +48,82 @@ export interface LocalServer {
 }
 
 /**
- * What the node server knows about the connection: the peer address and the request target as
- * sent (the path before URL parsing; an absolute-form target keeps only its path).
+ * What the node server knows about the connection: the peer address, the request target as
+ * sent (the path before URL parsing; an absolute-form target keeps only its path) and, on a TLS
+ * connection that presented one, the client certificate with TLS's verdict on it
+ * (`socket.authorized`: it chains to COFFER_TLS_CLIENT_CA and is within its dates). Only the
+ * socket speaks here: no header can claim a certificate.
  */
 export function connectionFromIncoming(env: HttpBindings | undefined): ConnectionInfo {
-  const sourceIp = env?.incoming?.socket?.remoteAddress ?? 'unknown';
+  const socket = env?.incoming?.socket;
+  const sourceIp = socket?.remoteAddress ?? 'unknown';
+  const certificate = socket instanceof TLSSocket ? socket.getPeerX509Certificate() : undefined;
+  const clientCertificate = certificate
+    ? {
+        clientCertificate: {
+          source: 'tls' as const,
+          certificate,
+          verified: (socket as TLSSocket).authorized,
+        },
+      }
+    : {};
   const target = env?.incoming?.url;
-  if (typeof target !== 'string') return { sourceIp };
+  if (typeof target !== 'string') return { sourceIp, ...clientCertificate };
   const path = target.split('?', 1)[0] ?? '';
   const rawPath = path.startsWith('/') ? path : path.replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*/, '');
-  return { sourceIp, rawPath };
+  return { sourceIp, rawPath, ...clientCertificate };
+}
+
+/** The PEM files of COFFER_TLS_*, read once at start. */
+interface TlsMaterial {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string;
+}
+
+async function readTlsFile(path: string, variable: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(
+      `cannot read ${variable} (${path}): ${(err as NodeJS.ErrnoException)?.code ?? 'error'}`,
+    );
+  }
+}
+
+/**
+ * Reads the TLS files. Two client CAs with one subject DN are refused: certificate principals name
+ * their issuer by DN, so such CAs could issue each other's identities.
+ */
+async function loadTls(tls: LocalTlsSettings): Promise<TlsMaterial> {
+  const cert = await readTlsFile(tls.cert, 'COFFER_TLS_CERT');
+  const key = await readTlsFile(tls.key, 'COFFER_TLS_KEY');
+  try {
+    // Here rather than in the listen: a key that is not the certificate's is one line at start.
+    createSecureContext({ cert, key });
+  } catch {
+    throw new ConfigError(
+      'COFFER_TLS_CERT and COFFER_TLS_KEY must be a PEM certificate and its own private key (unencrypted)',
+    );
+  }
+  if (tls.clientCa === undefined) return { cert, key };
+  const ca = await readTlsFile(tls.clientCa, 'COFFER_TLS_CLIENT_CA');
+  assertDistinctCaSubjects(ca);
+  return { cert, key, ca };
+}
+
+/**
+ * Options of the node HTTPS server. With a client CA, every handshake asks for a certificate but
+ * does not require one (`rejectUnauthorized: false`): callers without a certificate use bearer
+ * tokens, and one that fails verification reaches the authenticator marked unverified, which
+ * refuses it with the same 401 as any other bad credential.
+ */
+function tlsServerOptions(tls: TlsMaterial) {
+  return {
+    cert: tls.cert,
+    key: tls.key,
+    ...(tls.ca !== undefined ? { ca: tls.ca, requestCert: true, rejectUnauthorized: false } : {}),
+  };
 }
 
 /** A listen failure as one line: the usual one is a port already taken by another program. */
@@ -120,6 +189,7 @@ export async function startLocalServer(
   const authorizer = await loadAuthorizer({ dir: settings.policyDir }, logger);
   // The data dir and the port before DynamoDB Local: a second server on the same data dir must not
   // touch the first one's engine, and a busy port is reported before a 10-second Java start.
+  const tls = settings.tls ? await loadTls(settings.tls) : undefined;
   const lock = lockDataDir(settings.dataDir);
   let ddb: DynamoDbLocal | undefined;
   try {
@@ -222,7 +292,12 @@ export async function startLocalServer(
           fetch: app.fetch,
           hostname: '127.0.0.1',
           port: settings.port,
-          serverOptions: { maxHeaderSize: MAX_HEADER_BYTES },
+          ...(tls
+            ? {
+                createServer: createHttpsServer,
+                serverOptions: { maxHeaderSize: MAX_HEADER_BYTES, ...tlsServerOptions(tls) },
+              }
+            : { serverOptions: { maxHeaderSize: MAX_HEADER_BYTES } }),
         },
         () => resolve(s),
       );
@@ -233,7 +308,7 @@ export async function startLocalServer(
     const endpointFile = join(settings.dataDir, DYNAMODB_ENDPOINT_FILE);
     await writeFile(endpointFile, `${endpoint}\n`, { mode: 0o600 });
     return {
-      url: `http://127.0.0.1:${port}`,
+      url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
       tokenFile,
       dynamodbEndpoint: endpoint,
       stop: async () => {

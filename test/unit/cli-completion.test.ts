@@ -83,7 +83,9 @@ describe('coffer completion', () => {
     expect(zsh('')).toContain('|run:run a command with secrets as environment variables');
     expect(zsh('audit', '')).toMatch(/^describe:verify:.*\|tail:/);
     expect(zsh('completion', '')).toBe('describe:bash:bash completion script|zsh:zsh completion script');
-    expect(zsh('export', '--')).toBe('compadd:--to --output -o --armor --json --quiet -q --help');
+    expect(zsh('export', '--')).toBe(
+      'compadd:--to --output -o --armor --json --quiet -q --cert --key --cacert --help',
+    );
     expect(zsh('run', '--prefix', 'a/', '--', 'ec')).toBe('normal:ec:1');
     expect(zsh('get', '')).toBe('files');
   });

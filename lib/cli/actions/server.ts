@@ -63,6 +63,17 @@ export async function runLocalServer(io: CliIo): Promise<void> {
   const issuers = [`dev (${DEV_ISSUER})`, ...config.issuers.map((i) => `${i.alias} (${i.issuer})`)];
   io.stderr.write(`Token issuers: ${issuers.join(', ')}\n`);
   io.stderr.write(`Admin token: ${server.tokenFile}\n`);
+  if (settings.tls) {
+    // A private or self-signed server certificate: the CLI must be told which CA to trust.
+    io.stderr.write(
+      'HTTPS: give the CLI the CA that signed COFFER_TLS_CERT (a self-signed one: the certificate itself) in COFFER_CACERT\n',
+    );
+  }
+  if (settings.tls?.clientCa) {
+    io.stderr.write(
+      `Client certificates: verified against ${settings.tls.clientCa} (COFFER_TLS_CLIENT_CA)\n`,
+    );
+  }
   // The variables the CLI needs to find this server and its token, when not the defaults.
   const vars = [
     ...(server.url !== DEFAULT_ADDR ? [`COFFER_ADDR=${server.url}`] : []),

@@ -28,6 +28,7 @@ import {
 import { neverSent } from './failures.js';
 import { type RetryOptions, type RetryPolicy, retry, retryAfterMs, retryPolicy } from './retry.js';
 import { type IamAuthOptions, SigV4RequestSigner } from './sigv4.js';
+import type { ClientTlsOptions } from './tls.js';
 
 export type { CacheOptions } from './cache.js';
 export { DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL_MS, DEFAULT_MAX_STALE_MS } from './cache.js';
@@ -73,6 +74,7 @@ export {
 } from './errors.js';
 export type { RetryOptions } from './retry.js';
 export type { AwsCredentials, AwsCredentialsProvider, IamAuthOptions } from './sigv4.js';
+export type { ClientTlsOptions } from './tls.js';
 
 /**
  * A token provider is called before each request (so it should cache its token itself), and once
@@ -92,13 +94,25 @@ export type ClientAuth =
 export interface ClientOptions {
   /** The server, e.g. `http://127.0.0.1:8270` or the API's URL (a stage path is kept). */
   readonly endpoint: string;
-  readonly auth: ClientAuth;
+  /**
+   * The caller's credentials. May be left out only when `tls.cert` is given: the client
+   * certificate is then the caller's identity (no Authorization header is sent).
+   */
+  readonly auth?: ClientAuth;
+  /**
+   * A client certificate and key (mutual TLS) and/or a CA bundle for the server's certificate
+   * (a private CA, a local server's self-signed certificate). Needs an https endpoint; requests
+   * then go through `node:https` instead of the global fetch, with the same retries, timeouts and
+   * errors. A bearer token, when also given, is what the server authenticates: the certificate
+   * then only secures the connection.
+   */
+  readonly tls?: ClientTlsOptions;
   /** The value cache; `false` turns it off. Defaults: 5 min TTL, 1000 values, 15 min stale limit. */
   readonly cache?: CacheOptions | false;
   readonly retry?: RetryOptions;
   /** Per attempt. Default 10 s. */
   readonly timeoutMs?: number;
-  /** Replaces the global fetch (tests, proxies). */
+  /** Replaces the global fetch (tests, proxies). Not with `tls`. */
   readonly fetch?: typeof fetch;
   readonly userAgent?: string;
   /** Failures of background cache refreshes (the next read sees them too). Default: ignored. */
@@ -175,19 +189,25 @@ export class CofferClient {
   constructor(private readonly options: ClientOptions) {
     const url = parseEndpoint(options.endpoint);
     this.endpoint = options.endpoint.replace(/\/+$/, '');
-    const auth = options.auth as { token?: unknown; tokenProvider?: unknown; iam?: unknown };
+    const tls = checkTls(options, url);
+    const auth = (options.auth ?? {}) as { token?: unknown; tokenProvider?: unknown; iam?: unknown };
     const kinds = [auth.token !== undefined, auth.tokenProvider !== undefined, auth.iam !== undefined];
-    if (kinds.filter(Boolean).length !== 1) {
+    const count = kinds.filter(Boolean).length;
+    if (count > 1 || (count === 0 && tls?.cert === undefined)) {
       throw new CofferClientError(
         'invalid_config',
         0,
-        'auth takes exactly one of token, tokenProvider or iam',
+        'auth takes exactly one of token, tokenProvider or iam (or is left out with a tls client certificate)',
       );
     }
-    this.signer = options.auth.iam ? new SigV4RequestSigner(options.auth.iam, url) : undefined;
+    if (options.auth?.iam && tls?.cert !== undefined) {
+      // The mutual-TLS endpoint has no /iam/v1 route, and the IAM one asks for no certificate.
+      throw new CofferClientError('invalid_config', 0, 'iam and a tls client certificate do not go together');
+    }
+    this.signer = options.auth?.iam ? new SigV4RequestSigner(options.auth.iam, url) : undefined;
     // API Gateway's IAM authorizer guards /iam/v1; bearer callers use /v1.
     this.prefix = this.signer ? '/iam/v1' : '/v1';
-    this.fetchImpl = options.fetch ?? fetch;
+    this.fetchImpl = options.fetch ?? (tls ? lazyHttpsFetch(tls) : fetch);
     this.retry = retryPolicy(options.retry);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const onBackgroundError = options.onBackgroundError;
@@ -400,7 +420,8 @@ export class CofferClient {
   ): Promise<Record<string, string>> {
     if (this.signer) return this.signer.sign(method, url, headers, body);
     const auth = this.options.auth;
-    const token = auth.token ?? (await auth.tokenProvider?.({ forceRefresh }));
+    // Without auth (a client certificate is the identity) no Authorization header is sent.
+    const token = auth?.token ?? (await auth?.tokenProvider?.({ forceRefresh }));
     return token ? { ...headers, authorization: `Bearer ${token}` } : headers;
   }
 
@@ -437,7 +458,11 @@ export class CofferClient {
         }
         if (response.ok) return parseJson<T>(text, response.status);
         const error = errorOf(text, response.status);
-        if (error instanceof CofferUnauthenticatedError && this.options.auth.tokenProvider && !forceRefresh) {
+        if (
+          error instanceof CofferUnauthenticatedError &&
+          this.options.auth?.tokenProvider &&
+          !forceRefresh
+        ) {
           // Once per request, and not counted as an attempt: the provider's token may have expired.
           forceRefresh = true;
           continue;
@@ -496,6 +521,30 @@ function networkError(err: unknown, endpoint: string): CofferNetworkError {
     return new CofferNetworkError('timeout', 0, `the Coffer server at ${endpoint} did not answer in time`);
   }
   return new CofferNetworkError('unreachable', 0, `cannot reach the Coffer server at ${endpoint}`);
+}
+
+/** Checks the `tls` option: a certificate with its key, an https endpoint, no custom fetch. */
+function checkTls(options: ClientOptions, url: URL): ClientTlsOptions | undefined {
+  const tls = options.tls;
+  if (tls === undefined) return undefined;
+  const invalid = (message: string) => new CofferClientError('invalid_config', 0, message);
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw invalid('tls takes a client certificate together with its key (cert and key)');
+  }
+  if (tls.cert === undefined && tls.ca === undefined)
+    throw invalid('tls takes cert and key, or ca, or all three');
+  if (url.protocol !== 'https:') throw invalid('tls needs an https endpoint');
+  if (options.fetch) throw invalid('tls and a custom fetch do not go together (the fetch would not use tls)');
+  return tls;
+}
+
+/** The https transport, loaded on the first request: clients without tls never load it. */
+function lazyHttpsFetch(tls: ClientTlsOptions): typeof fetch {
+  let transport: Promise<typeof fetch> | undefined;
+  return async (input, init) => {
+    transport ??= import('./tls.js').then((m) => m.httpsFetch(tls));
+    return (await transport)(input, init);
+  };
 }
 
 /** Creates a client. See {@link ClientOptions}. */
