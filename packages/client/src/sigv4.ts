@@ -1,6 +1,5 @@
-import { Sha256 } from '@aws-crypto/sha256-js';
-import { HttpRequest } from '@smithy/protocol-http';
-import { SignatureV4 } from '@smithy/signature-v4';
+import type { HttpRequest } from '@smithy/protocol-http';
+import type { SignatureV4 } from '@smithy/signature-v4';
 import { CofferClientError } from './errors.js';
 
 /** AWS credentials, as the AWS SDK's credential providers return them. */
@@ -48,9 +47,36 @@ function defaultCredentials(): Promise<AwsCredentialsProvider> {
   return defaultChain;
 }
 
+/**
+ * The signing libraries, loaded on the first signed request: a client that uses bearer tokens (the
+ * CLI's `get`, most workloads off AWS) never pays for loading them at start.
+ */
+let signingLibraries:
+  | Promise<{
+      SignatureV4: typeof SignatureV4;
+      HttpRequest: typeof HttpRequest;
+      Sha256: typeof import('@aws-crypto/sha256-js').Sha256;
+    }>
+  | undefined;
+
+function loadSigningLibraries(): NonNullable<typeof signingLibraries> {
+  signingLibraries ??= Promise.all([
+    import('@smithy/signature-v4'),
+    import('@smithy/protocol-http'),
+    import('@aws-crypto/sha256-js'),
+  ]).then(([sig, http, sha]) => ({
+    SignatureV4: sig.SignatureV4,
+    HttpRequest: http.HttpRequest,
+    Sha256: sha.Sha256,
+  }));
+  return signingLibraries;
+}
+
 /** Signs requests with SigV4 (`@smithy/signature-v4`), headers only: nothing goes into the URL. */
 export class SigV4RequestSigner {
-  private readonly signer: SignatureV4;
+  private readonly options: IamAuthOptions;
+  private readonly region: string;
+  private signer: SignatureV4 | undefined;
 
   constructor(options: IamAuthOptions, endpoint: URL) {
     const region = options.region ?? regionOfEndpoint(endpoint);
@@ -61,11 +87,16 @@ export class SigV4RequestSigner {
         'auth.iam.region is required for an endpoint that is not an execute-api host name',
       );
     }
-    const credentials = options.credentials;
-    this.signer = new SignatureV4({
-      service: options.service ?? 'execute-api',
-      region,
-      sha256: Sha256,
+    this.options = options;
+    this.region = region;
+  }
+
+  private async signerFor(libs: Awaited<ReturnType<typeof loadSigningLibraries>>): Promise<SignatureV4> {
+    const credentials = this.options.credentials;
+    this.signer ??= new libs.SignatureV4({
+      service: this.options.service ?? 'execute-api',
+      region: this.region,
+      sha256: libs.Sha256,
       credentials:
         typeof credentials === 'function'
           ? credentials
@@ -73,6 +104,7 @@ export class SigV4RequestSigner {
             ? async () => credentials
             : async () => (await defaultCredentials())(),
     });
+    return this.signer;
   }
 
   /**
@@ -88,7 +120,8 @@ export class SigV4RequestSigner {
   ): Promise<Record<string, string>> {
     const query: Record<string, string> = {};
     for (const [k, v] of url.searchParams) query[k] = v;
-    const request = new HttpRequest({
+    const libs = await loadSigningLibraries();
+    const request = new libs.HttpRequest({
       method,
       protocol: url.protocol,
       hostname: url.hostname,
@@ -100,7 +133,7 @@ export class SigV4RequestSigner {
     });
     let signed: HttpRequest;
     try {
-      signed = (await this.signer.sign(request)) as HttpRequest;
+      signed = (await (await this.signerFor(libs)).sign(request)) as HttpRequest;
     } catch {
       // The provider's own message may name files or roles; the caller needs the fact alone.
       throw new CofferClientError(
