@@ -63,6 +63,8 @@ async function smallLog(label: string, root?: RootSigner): Promise<Fixture & { a
 }
 
 describe('audit verification of an untouched log', () => {
+  // Thousands of signed writes and a full verification: the heaviest test of the file, given room
+  // for a busy CI machine.
   it('when thousands of records come from several concurrent writers, with checkpoints between, the verifier passes', async () => {
     const fx = await auditFixture('audit-bulk');
     // Three processes, two chains each, writing at once; one of them also serves HTTP changes.
@@ -108,7 +110,7 @@ describe('audit verification of an untouched log', () => {
     const wrongRoot = await verifyTable(fx.reader, { rootKeys: [other] });
     expect(wrongRoot.problems.map((p) => p.kind)).toContain('bad_certificate');
     expect(wrongRoot.problems.map((p) => p.kind)).toContain('bad_checkpoint_signature');
-  });
+  }, 180_000);
 
   it('when the root key is a KMS-style ECDSA P-256 key (DER signatures), the verifier checks it too', async () => {
     const root = new KmsLikeRootSigner();
