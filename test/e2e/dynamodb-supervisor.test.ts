@@ -1,0 +1,111 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { localSettings } from '../../lib/config.js';
+import { lockDataDir } from '../../lib/local/lock.js';
+import { type LocalServer, startLocalServer } from '../../lib/local/server.js';
+import type { Logger } from '../../lib/log.js';
+
+interface Line {
+  level: string;
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+const lines: Line[] = [];
+const logger: Logger = {
+  info: (message, fields = {}) => lines.push({ level: 'info', message, fields }),
+  warn: (message, fields = {}) => lines.push({ level: 'warn', message, fields }),
+  error: (message, fields = {}) => lines.push({ level: 'error', message, fields }),
+};
+
+let server: LocalServer | undefined;
+let dataDir = '';
+afterAll(async () => {
+  await server?.stop();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+// Java may take a minute or more to start on a loaded machine (the tests share it with others).
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 150_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await probe();
+    if (got !== undefined) return got;
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(lines.map((l) => l.message))}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('the local server supervises its DynamoDB Local', () => {
+  it('when Java is killed, it logs one line, restarts it on the same data, and stops non-zero past the bound', async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'coffer-supervisor-'));
+    server = await startLocalServer(
+      { ...localSettings({ COFFER_DATA_DIR: dataDir }), port: 0 },
+      logger,
+      undefined,
+      {
+        restarts: { maxRestarts: 1, windowMs: 120_000, backoffMs: 1_500 },
+      },
+    );
+    const running = server;
+    const token = (await readFile(running.tokenFile, 'utf8')).trim();
+    const call = (method: string, path: string, body?: unknown) =>
+      fetch(`${running.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+    expect((await call('PUT', '/v1/secrets/sup/a', { value: 'kept' })).status).toBe(200);
+
+    const firstPid = running.dynamodbPid();
+    expect(firstPid).toBeTypeOf('number');
+    process.kill(firstPid as number, 'SIGKILL');
+    await until('the exit line', async () =>
+      lines.some((l) => l.message.startsWith('DynamoDB Local exited')) ? true : undefined,
+    );
+
+    // While Java is down, requests fail fast with 503, and the log does not grow by request.
+    const before = lines.length;
+    for (let i = 0; i < 10; i++) {
+      const started = Date.now();
+      const res = await call('GET', '/v1/secrets/sup/a');
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toMatch(/_unavailable$/);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    }
+    const during = lines.slice(before);
+    expect(during.length).toBeLessThanOrEqual(3);
+    for (const l of during) expect(l.fields).not.toHaveProperty('stack');
+    expect(lines.filter((l) => l.message.startsWith('DynamoDB Local exited'))).toHaveLength(1);
+    expect(lines.find((l) => l.message.startsWith('DynamoDB Local exited'))?.fields).toMatchObject({
+      pid: firstPid,
+      signal: 'SIGKILL',
+      restart: 1,
+    });
+
+    // Restarted on the same data directory: the secret written before is there.
+    const value = await until('the restarted engine', async () => {
+      const res = await call('GET', '/v1/secrets/sup/a');
+      return res.status === 200 ? ((await res.json()) as { value: string }).value : undefined;
+    });
+    expect(value).toBe('kept');
+    expect(running.dynamodbPid()).not.toBe(firstPid);
+    expect((await call('PUT', '/v1/secrets/sup/a', { value: 'after' })).status).toBe(200);
+
+    // Past the bound (one restart in the window here) the server gives up.
+    process.kill(running.dynamodbPid() as number, 'SIGKILL');
+    const failure = await Promise.race([
+      running.failed,
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000)),
+    ]);
+    expect(failure?.name).toBe('DynamoDbLocalFailedError');
+    expect(lines.some((l) => l.message === 'DynamoDB Local keeps exiting; stopping the server')).toBe(true);
+    await running.stop();
+    server = undefined;
+    // The lock is released: another server could start on this data dir.
+    lockDataDir(dataDir).release();
+  }, 400_000);
+});
