@@ -15,7 +15,11 @@ export const LOCAL_DYNAMODB_REGION = 'us-east-1';
  * as 503 `storage_unavailable` within about `maxAttempts × (connect + request)` plus backoff.
  * A loaded machine can take seconds for a transaction, hence not less.
  */
-export const LOCAL_DYNAMODB_TIMEOUTS = { connectionTimeoutMs: 3_000, requestTimeoutMs: 10_000, maxAttempts: 3 };
+export const LOCAL_DYNAMODB_TIMEOUTS = {
+  connectionTimeoutMs: 3_000,
+  requestTimeoutMs: 10_000,
+  maxAttempts: 3,
+};
 
 export function localDynamoClient(
   endpoint: string,
