@@ -68,6 +68,11 @@ export interface IssuerConfig {
   readonly groupMapping: Readonly<Record<string, readonly string[]>>;
   /** Minimum seconds between JWKS fetches caused by an unknown `kid`. */
   readonly jwksRefreshSeconds: number;
+  /**
+   * While the IdP is unreachable, tokens signed by a key of the last JWKS it served verify for this
+   * many seconds after that fetch (default 86400; in memory only, so a restart forgets it).
+   */
+  readonly jwksMaxStaleSeconds?: number;
   /** Skips discovery: the JWKS is fetched from here. */
   readonly jwksUri?: string;
   readonly clockSkewSeconds: number;
@@ -395,6 +400,12 @@ const issuerSchema = z
       )
       .default({}),
     jwksRefreshSeconds: z.number().int().min(1).max(86_400).optional(),
+    jwksMaxStaleSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86_400)
+      .default(86_400),
     jwksUri: z.string().max(2048).optional(),
     clockSkewSeconds: z.number().int().min(0).max(MAX_CLOCK_SKEW_SECONDS).default(MAX_CLOCK_SKEW_SECONDS),
     allowHttpLoopback: z.boolean().default(false),
@@ -799,6 +810,7 @@ export function parseConfig(text: string, options: ParseConfigOptions = {}): Cof
       claims: i.claims,
       groupMapping: i.groupMapping,
       jwksRefreshSeconds: i.jwksRefreshSeconds ?? defaultRefresh,
+      jwksMaxStaleSeconds: i.jwksMaxStaleSeconds,
       ...(i.jwksUri !== undefined ? { jwksUri: i.jwksUri } : {}),
       clockSkewSeconds: i.clockSkewSeconds,
       allowHttpLoopback: i.allowHttpLoopback,

@@ -49,9 +49,24 @@ export class ValueTooLargeError extends PayloadTooLargeError {
 
 /** No credentials, or credentials that did not verify. Always the same sentence. */
 export class UnauthenticatedError extends CofferError {
-  static override readonly code = 'unauthenticated';
+  static override readonly code: ErrorCode = 'unauthenticated';
   constructor() {
     super('authentication required');
+  }
+}
+
+/**
+ * The token names a trusted issuer whose identity provider cannot be reached, and Coffer holds no
+ * key set of it young enough to verify with (never fetched since start, or older than the
+ * issuer's `jwksMaxStaleSeconds`). A 503 rather than the 401 sentence: the token was not found
+ * wrong, it could not be checked, and the caller should retry rather than log in again. It is an
+ * UnauthenticatedError all the same: the request is not authenticated.
+ */
+export class IdentityProviderUnavailableError extends UnauthenticatedError {
+  static override readonly code: ErrorCode = 'identity_provider_unavailable';
+  constructor() {
+    super();
+    this.message = 'identity provider unavailable; the token cannot be verified now';
   }
 }
 

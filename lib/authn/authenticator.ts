@@ -1,5 +1,5 @@
 import { decodeJwt } from 'jose';
-import { UnauthenticatedError } from '../errors.js';
+import { IdentityProviderUnavailableError, UnauthenticatedError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import { AuthRefusal, bearerToken } from './bearer.js';
 import type { CertificateIdentity } from './certificate.js';
@@ -120,6 +120,16 @@ export class CofferAuthenticator implements Authenticator {
     try {
       return await verifier.verify(token);
     } catch (err) {
+      // Only a trusted issuer's outage, with no key set young enough, is told apart (503): the
+      // caller learns that its IdP is down, never which check a token failed.
+      if (err instanceof IdentityProviderUnavailableError) {
+        this.logger.warn('authentication impossible: identity provider unreachable', {
+          ...(request.requestId !== undefined ? { requestId: request.requestId } : {}),
+          method: 'bearer',
+          issuer: verifier.alias,
+        });
+        throw err;
+      }
       return refuse({ method: 'bearer', issuer: verifier.alias, ...reasonOf(err) });
     }
   }

@@ -1,16 +1,19 @@
 import {
+  createLocalJWKSet,
   createRemoteJWKSet,
   customFetch,
   decodeProtectedHeader,
+  type JSONWebKeySet,
   type JWTVerifyGetKey,
   type JWTVerifyOptions,
   jwtVerify,
   type RemoteJWKSet,
 } from 'jose';
 import type { IssuerConfig } from '../config-file.js';
+import { IdentityProviderUnavailableError } from '../errors.js';
 import { describeError, type Logger, silentLogger } from '../log.js';
 import { AuthRefusal } from './bearer.js';
-import { discoverJwksUri } from './discovery.js';
+import { DiscoveryError, discoverJwksUri } from './discovery.js';
 import type { Principal } from './principal.js';
 import type { TokenVerifier } from './verifier.js';
 import { principalFromToken } from './workload.js';
@@ -27,6 +30,16 @@ const RETRY_MS = 10_000;
 const KEY_SELECTION_ERRORS = new Set(['ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS']);
 /** JWKS older than this is fetched again on the next token, whatever its `kid`. */
 const JWKS_MAX_AGE_MS = 10 * 60_000;
+/** While the IdP is unreachable, its last key set verifies tokens for this long (`jwksMaxStaleSeconds`). */
+export const DEFAULT_JWKS_MAX_STALE_SECONDS = 86_400;
+
+/** The last key set the IdP served, kept in memory only: a copy in a table would let its writers add keys. */
+interface KnownKeys {
+  readonly served: JSONWebKeySet;
+  readonly keys: JWTVerifyGetKey;
+  /** When the IdP last served it (ms). */
+  readonly at: number;
+}
 
 export interface OidcVerifierOptions {
   readonly logger?: Logger;
@@ -70,6 +83,9 @@ export class OidcTokenVerifier implements TokenVerifier {
   private keys: Promise<JWTVerifyGetKey> | undefined;
   private retryAt = 0;
   private jwksRetryAt = 0;
+  private lastGood: KnownKeys | undefined;
+  /** Why discovery last failed: the IdP could not be reached (503), or answered wrongly (401). */
+  private discoveryUnreachable = false;
   private readonly logger: Logger;
   private readonly now: () => number;
   private readonly verifyOptions: JWTVerifyOptions;
@@ -81,7 +97,8 @@ export class OidcTokenVerifier implements TokenVerifier {
     this.issuer = config.issuer;
     this.alias = config.alias;
     this.logger = options.logger ?? silentLogger;
-    this.now = options.now ?? Date.now;
+    // Read at each call, not captured: a clock that tests replace (and jose reads) is the same one.
+    this.now = options.now ?? (() => Date.now());
     this.verifyOptions = {
       algorithms: [...config.algorithms],
       issuer: config.issuer,
@@ -106,8 +123,18 @@ export class OidcTokenVerifier implements TokenVerifier {
 
   private keySet(): Promise<JWTVerifyGetKey> {
     if (this.keys) return this.keys;
-    if (this.now() < this.retryAt) return Promise.reject(new AuthRefusal('issuer_discovery_backoff'));
-    const pending = this.resolveKeys();
+    if (this.now() < this.retryAt) {
+      return Promise.reject(
+        this.discoveryUnreachable
+          ? new IdentityProviderUnavailableError()
+          : new AuthRefusal('issuer_discovery_backoff'),
+      );
+    }
+    const pending = this.resolveKeys().catch((err: unknown) => {
+      // A discovery document naming another issuer is a configuration fault, not an outage.
+      this.discoveryUnreachable = !(err instanceof DiscoveryError);
+      throw this.discoveryUnreachable ? new IdentityProviderUnavailableError() : err;
+    });
     this.keys = pending;
     pending.catch((err) => {
       this.keys = undefined;
@@ -146,21 +173,48 @@ export class OidcTokenVerifier implements TokenVerifier {
     return async (header, token) => {
       if (this.now() < this.jwksRetryAt) {
         const cached = jwks.fresh ? jwks.jwks()?.keys : undefined;
-        if (!cached?.some((k) => k.kid === header.kid)) throw new AuthRefusal('jwks_fetch_backoff');
+        if (!cached?.some((k) => k.kid === header.kid))
+          return this.fromLastGood(header, token, 'jwks_fetch_backoff');
       }
       try {
-        return await jwks(header, token);
+        const key = await jwks(header, token);
+        this.remember(jwks);
+        return key;
       } catch (err) {
         const code = (err as { code?: unknown } | null)?.code;
-        if (typeof code !== 'string' || !KEY_SELECTION_ERRORS.has(code)) {
-          this.jwksRetryAt = this.now() + RETRY_MS;
-          this.logger.warn('JWKS fetch failed', {
-            issuer: this.alias,
-            reason: typeof code === 'string' ? code : 'fetch',
-          });
+        if (typeof code === 'string' && KEY_SELECTION_ERRORS.has(code)) {
+          // The IdP answered: what it serves now is the key set, a key it dropped is gone.
+          this.remember(jwks);
+          throw err;
         }
-        throw err;
+        this.jwksRetryAt = this.now() + RETRY_MS;
+        this.logger.warn('JWKS fetch failed', {
+          issuer: this.alias,
+          reason: typeof code === 'string' ? code : 'fetch',
+        });
+        return this.fromLastGood(header, token, 'jwks_fetch_failed');
       }
     };
+  }
+
+  /** Keeps the key set jose holds when it is one the IdP has just served. */
+  private remember(jwks: RemoteJWKSet): void {
+    const served = jwks.jwks();
+    if (!served || served === this.lastGood?.served) return;
+    this.lastGood = { served, keys: createLocalJWKSet(served), at: this.now() };
+  }
+
+  /**
+   * The IdP cannot be asked: a token is checked against the last key set it served while that is
+   * younger than `jwksMaxStaleSeconds`. A kid the set lacks is refused (401) as before: an outage
+   * must not turn forged kids into 503s that look like the IdP's fault. With no set young enough,
+   * the token cannot be checked at all: 503 `identity_provider_unavailable`.
+   */
+  private fromLastGood(...[header, token, reason]: [...Parameters<JWTVerifyGetKey>, string]) {
+    const maxStaleMs = (this.config.jwksMaxStaleSeconds ?? DEFAULT_JWKS_MAX_STALE_SECONDS) * 1000;
+    const known = this.lastGood;
+    if (!known || this.now() - known.at >= maxStaleMs) throw new IdentityProviderUnavailableError();
+    if (!known.served.keys.some((k) => k.kid === header.kid)) throw new AuthRefusal(reason);
+    return known.keys(header, token);
   }
 }

@@ -57,6 +57,8 @@ export function reportError(err: unknown, io: CliIo, json: boolean, session: Cli
   } else if (err instanceof CofferClientError && err.code === 'unauthenticated' && session.iam) {
     message =
       'the request was signed with AWS credentials (COFFER_AUTH=iam) and refused: is COFFER_ADDR the API Gateway endpoint, and may this role call its /iam/v1 routes?';
+  } else if (err instanceof CofferClientError && err.code === 'identity_provider_unavailable') {
+    message = `the server cannot reach the identity provider that issued the token${session.token ? ` from ${session.token.source}` : ''}, and holds no recent keys of it: try again when the provider is back`;
   } else if (err instanceof CofferClientError && err.code === 'unreachable') {
     message = `${message}: is it running? Start it with "npm start", or set COFFER_ADDR`;
     if (session.endpoint?.startsWith('https:')) {

@@ -15,10 +15,12 @@ import type { CofferConfig } from '../config-file.js';
 import { ConfigError } from '../errors.js';
 import type { ConnectionInfo } from '../http/app.js';
 import { describeError, type Logger } from '../log.js';
+import { rateLimitedLogger } from '../log-limit.js';
 import { localDynamoClient } from '../store/dynamo-client.js';
 import { ensureTables } from '../store/tables.js';
-import { type DynamoDbLocal, startDynamoDbLocal } from './dynamodb-local.js';
+import { startDynamoDbLocal } from './dynamodb-local.js';
 import { lockDataDir } from './lock.js';
+import { DynamoDbSupervisor, type SupervisorOptions } from './supervisor.js';
 
 /** Header limit of the node server: large enough for 8 KiB tokens to reach the app's own check. */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -38,12 +40,21 @@ export interface LocalServerHooks {
   readonly checkpointIntervalMs?: number;
   /** Aborts the start: what was started is stopped and the start rejects. */
   readonly signal?: AbortSignal;
+  /** How often a DynamoDB Local that exits is restarted (defaults in supervisor.ts). */
+  readonly restarts?: Pick<SupervisorOptions, 'maxRestarts' | 'windowMs' | 'backoffMs'>;
 }
 
 export interface LocalServer {
   readonly url: string;
   readonly tokenFile: string;
   readonly dynamodbEndpoint: string;
+  /** The pid of the DynamoDB Local it runs (none with COFFER_DYNAMODB_ENDPOINT). */
+  dynamodbPid(): number | undefined;
+  /**
+   * Settles when the server can no longer serve: its DynamoDB Local kept exiting. The caller
+   * stops the server and exits non-zero.
+   */
+  readonly failed: Promise<Error>;
   stop(): Promise<void>;
 }
 
@@ -180,32 +191,46 @@ async function ensureDevToken(issuer: DevIssuer, file: string): Promise<void> {
  */
 export async function startLocalServer(
   settings: LocalSettings,
-  logger: Logger,
+  baseLogger: Logger,
   config: CofferConfig = { issuers: [] },
   hooks: LocalServerHooks = {},
 ): Promise<LocalServer> {
   // Policies first: an invalid policy set stops the start (naming file and line) before anything
   // is started that would need stopping.
+  // One line per request while DynamoDB is down would bury the line that says why.
+  const logger = rateLimitedLogger(baseLogger);
   const authorizer = await loadAuthorizer({ dir: settings.policyDir }, logger);
   // The data dir and the port before DynamoDB Local: a second server on the same data dir must not
   // touch the first one's engine, and a busy port is reported before a 10-second Java start.
   const tls = settings.tls ? await loadTls(settings.tls) : undefined;
   const lock = lockDataDir(settings.dataDir);
-  let ddb: DynamoDbLocal | undefined;
+  let ddb: DynamoDbSupervisor | undefined;
+  let giveUp: (err: Error) => void = () => {};
+  const failed = new Promise<Error>((resolve) => {
+    giveUp = resolve;
+  });
   try {
     await assertPortFree(settings.port);
     ddb = settings.dynamodbEndpoint
       ? undefined
-      : await startDynamoDbLocal({
-          dbPath: join(settings.dataDir, 'dynamodb'),
-          ownProcessGroup: true,
-          ...(hooks.signal ? { signal: hooks.signal } : {}),
+      : await DynamoDbSupervisor.start({
+          start: (port) =>
+            startDynamoDbLocal({
+              dbPath: join(settings.dataDir, 'dynamodb'),
+              ownProcessGroup: true,
+              ...(port !== undefined ? { port } : {}),
+              ...(hooks.signal ? { signal: hooks.signal } : {}),
+            }),
+          logger,
+          onGiveUp: (err) => giveUp(err),
+          ...hooks.restarts,
         });
   } catch (err) {
     lock.release();
+    logger.close();
     throw err;
   }
-  const endpoint = settings.dynamodbEndpoint ?? (ddb as DynamoDbLocal).endpoint;
+  const endpoint = settings.dynamodbEndpoint ?? (ddb as DynamoDbSupervisor).endpoint;
   const client = localDynamoClient(endpoint);
   let server: ServerType | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -311,6 +336,8 @@ export async function startLocalServer(
       url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
       tokenFile,
       dynamodbEndpoint: endpoint,
+      dynamodbPid: () => ddb?.pid,
+      failed,
       stop: async () => {
         if (timer) clearInterval(timer);
         if (checkpointTimer) clearInterval(checkpointTimer);
@@ -321,6 +348,7 @@ export async function startLocalServer(
         client.destroy();
         await ddb?.stop();
         lock.release();
+        logger.close();
       },
     };
   } catch (err) {
@@ -330,6 +358,7 @@ export async function startLocalServer(
     client.destroy();
     await ddb?.stop();
     lock.release();
+    logger.close();
     throw err;
   }
 }

@@ -222,6 +222,11 @@ afterAll(async () => {
 });
 
 describe('the bundled API function', () => {
+  it('runs the built bundle on Node 22, the Lambda runtime', () => {
+    // The bundle is imported into this worker, so the worker's node is the one that runs it.
+    expect(Number(process.versions.node.split('.')[0])).toBe(22);
+  });
+
   it('ships index.mjs with its source map, the Cedar wasm and the policy set, and nothing of the tests', () => {
     expect(readdirSync(assetDir).sort()).toEqual([
       'cedar_wasm_bg.wasm',

@@ -59,6 +59,7 @@ describe('the error registry', () => {
       audit_unavailable: 503,
       key_store_unavailable: 503,
       storage_unavailable: 503,
+      identity_provider_unavailable: 503,
     });
   });
 
@@ -69,6 +70,7 @@ describe('the error registry', () => {
       .sort();
     expect(retried).toEqual([
       'audit_unavailable',
+      'identity_provider_unavailable',
       'key_store_unavailable',
       'storage_unavailable',
       'throttled',

@@ -3,6 +3,7 @@ import { DEFAULT_ADDR, localSettings } from '../../config.js';
 import { loadConfig } from '../../config-file.js';
 import { type LocalServer, startLocalServer } from '../../local/server.js';
 import { jsonLogger } from '../../log.js';
+import { StorageUnavailableError } from '../../store/storage-errors.js';
 import type { CliIo } from '../io.js';
 
 /**
@@ -82,7 +83,19 @@ export async function runLocalServer(io: CliIo): Promise<void> {
       : []),
   ];
   io.stderr.write(`Try: printf 's3cret' | ${[...vars, 'npm run coffer -- put hello/world -'].join(' ')}\n`);
-  await done;
+  const running = server;
+  const failure = await Promise.race([done.then(() => undefined), running.failed]);
+  if (failure === undefined) return;
+  // DynamoDB Local kept exiting (the server logged why): stop, releasing the data-dir lock, and
+  // exit non-zero so that whatever runs the server sees it.
+  clearInterval(watch);
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  if (!stopping) {
+    stopping = true;
+    await running.stop();
+  } else await done;
+  throw new StorageUnavailableError();
 }
 
 /** Quotes a word for a POSIX shell when it needs it. */

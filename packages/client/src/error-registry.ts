@@ -90,6 +90,7 @@ export const ERRORS = {
   audit_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
   key_store_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
   storage_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
+  identity_provider_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
 
   // Raised by the server at start or by admin tooling, never in an answer to a request.
   config_error: { status: null, client: 'base', exit: 'error', retry: false },
