@@ -20,12 +20,13 @@ async function sources(dir: string): Promise<string[]> {
  * Code literals as the sources write them: `{ code: 'x' }`, `code = 'x'`, `err.code === 'x'`,
  * `new SomeError('x', …)` and `clientError('x', …)`. Node's own codes are upper case and
  * commander's contain a dot, so neither matches; `typeof e.code === 'string'` is a type test, and
- * commander's InvalidArgumentError takes a message.
+ * commander's InvalidArgumentError and the certificate reader's DerError (never answered, always
+ * turned into one refusal) take a message.
  */
 const CODE_LITERALS = [
   /(?:^|[{,])\s*code\s*:\s*'([a-z][a-z0-9_]*)'/gm,
   /(?<!typeof [\w.?]*)\bcode\s*(?:=|[!=]==)\s*'([a-z][a-z0-9_]*)'/g,
-  /\bnew (?!InvalidArgument)\w+Error\(\s*'([a-z][a-z0-9_]*)'/g,
+  /\bnew (?!InvalidArgument|Der)\w+Error\(\s*'([a-z][a-z0-9_]*)'/g,
   /\bclientError\(\s*'([a-z][a-z0-9_]*)'/g,
 ];
 /** Not Coffer codes: zod's issue code in `ctx.addIssue({ code: 'custom' })`. */
