@@ -150,6 +150,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const { service, authenticator, audit, logger } = deps;
   const app = new Hono<Env>();
 
+  // Liveness, answered from memory before any middleware: no storage call and no audit record, so
+  // that a load balancer's or orchestrator's probe every few seconds neither fills the audit
+  // trail nor costs a write. `/v1/ready` is the authenticated, audited check that touches storage.
+  app.get('/v1/health', (c) => {
+    c.header('cache-control', 'no-store');
+    return c.json({ status: 'ok' });
+  });
+
   app.use('*', async (c, next) => {
     const requestId = randomUUID();
     const connection = deps.connection(c);
@@ -225,8 +233,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
     );
   });
 
-  app.get('/v1/health', (c) => c.json({ status: 'ok' }));
-
   const api = new Hono<Env>();
 
   api.use(
@@ -289,6 +295,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     });
   });
 
+  api.get('/ready', async (c) => c.json(await service.ready()));
+
   api.put('/secrets/*', async (c) => {
     const path = pathAfter(c, '/secrets/');
     const key = parse(idempotencyKeyHeader, c.req.header('idempotency-key'), 'Idempotency-Key header');
@@ -343,6 +351,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   for (const route of [
     '/whoami',
+    '/ready',
     '/secrets/*',
     '/restore/*',
     '/destroy/*',
