@@ -153,7 +153,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
   // Liveness, answered from memory before any middleware: no storage call and no audit record, so
   // that a load balancer's or orchestrator's probe every few seconds neither fills the audit
   // trail nor costs a write. `/v1/ready` is the authenticated, audited check that touches storage.
-  app.get('/v1/health', (c) => {
+  app.get('/v1/health', async (c, next) => {
+    // A raw path that URL parsing rewrote into this one (`/v1/x/../health`) is refused and
+    // audited like on every route: it goes on down the chain.
+    const raw = deps.connection(c).rawPath;
+    if (raw !== undefined && raw.split('?', 1)[0] !== '/v1/health') return next();
     c.header('cache-control', 'no-store');
     return c.json({ status: 'ok' });
   });
