@@ -6,6 +6,7 @@ import type { LambdaContext, LambdaEvent } from 'hono/aws-lambda';
 import { handle } from 'hono/aws-lambda';
 import { clientCertFromEvent } from '../lib/authn/certificate.js';
 import { iamCallerFromEvent, isIamPath } from '../lib/authn/iam.js';
+import type { Authorizer } from '../lib/authz/authorizer.js';
 import { composeCoffer } from '../lib/compose.js';
 import { ConfigError } from '../lib/errors.js';
 import type { CofferApp, ConnectionInfo } from '../lib/http/app.js';
@@ -27,10 +28,16 @@ export interface ApiClients {
   readonly kms: KMSClient;
 }
 
-export interface ApiOptions {
+/**
+ * The Cedar policies: their directory (in the bundle, `policies/` beside `index.mjs`), or the
+ * authorizer loaded from it already (the function starts loading it during init).
+ */
+export type ApiPolicies =
+  | { readonly policyDir: string; readonly authorizer?: never }
+  | { readonly authorizer: Authorizer; readonly policyDir?: never };
+
+export type ApiOptions = ApiPolicies & {
   readonly settings: LambdaSettings;
-  /** The Cedar policy directory (in the bundle: `policies/` beside `index.mjs`). */
-  readonly policyDir: string;
   readonly clients?: Partial<ApiClients>;
   /** Operational log (stderr). */
   readonly logger?: Logger;
@@ -38,7 +45,7 @@ export interface ApiOptions {
   readonly auditSink?: (line: string) => void;
   /** Replaces fetch for OIDC discovery and JWKS (tests). */
   readonly fetch?: typeof fetch;
-}
+};
 
 /** The API Gateway HTTP API (payload 2.0) event fields the adapter reads. */
 interface HttpApiEvent {
@@ -93,7 +100,7 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
     tables: settings.tables,
     keys: kmsKeys(settings, options.clients?.kms ?? defaultKmsClient()),
     audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: options.auditSink ?? stdoutSink },
-    policy: { dir: options.policyDir },
+    policy: options.authorizer ? { authorizer: options.authorizer } : { dir: options.policyDir },
     authn: { config: settings.config, ...(options.fetch ? { fetch: options.fetch } : {}) },
     connection: (c: Context) =>
       connectionFromEvent((c.env as { event?: unknown } | undefined)?.event, settings.mtlsApiId),

@@ -1,4 +1,6 @@
 import { fileURLToPath } from 'node:url';
+import type { Authorizer } from '../lib/authz/authorizer.js';
+import { loadAuthorizer } from '../lib/compose.js';
 import { jsonLogger } from '../lib/log.js';
 import { createApiApp, lambdaHandler } from './api-app.js';
 import { lambdaSettings } from './env.js';
@@ -13,7 +15,29 @@ import { lambdaSettings } from './env.js';
 const policyDir = fileURLToPath(new URL('./policies/', import.meta.url));
 const logger = jsonLogger();
 
-export const handler = lambdaHandler(
-  async () => createApiApp({ settings: lambdaSettings(process.env), policyDir, logger }),
-  logger,
-);
+/**
+ * Loading and validating the policies is most of a cold start's work, and it needs no setting:
+ * it starts here, during the execution environment's init, and the first request awaits it. A
+ * failure is kept for that request to report (marked handled, so it cannot crash the init), and
+ * the next build loads again.
+ */
+function loadPolicies(): Promise<Authorizer> {
+  const loading = loadAuthorizer({ dir: policyDir }, logger);
+  loading.catch(() => {});
+  return loading;
+}
+let policies: Promise<Authorizer> | undefined = loadPolicies();
+
+export const handler = lambdaHandler(async () => {
+  const settings = lambdaSettings(process.env);
+  const loading = policies ?? loadPolicies();
+  policies = loading;
+  let authorizer: Authorizer;
+  try {
+    authorizer = await loading;
+  } catch (err) {
+    policies = undefined;
+    throw err;
+  }
+  return createApiApp({ settings, authorizer, logger });
+}, logger);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import type { z } from 'zod';
+import type * as z from 'zod';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import { isIamPath } from '../authn/iam.js';
 import type { Authenticator, ClientCertificateInput, IamCaller, Principal } from '../authn/principal.js';
@@ -155,6 +155,18 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const { service, authenticator, audit, logger } = deps;
   const app = new Hono<Env>();
 
+  // Liveness, answered from memory before any middleware: no storage call and no audit record, so
+  // that a load balancer's or orchestrator's probe every few seconds neither fills the audit
+  // trail nor costs a write. `/v1/ready` is the authenticated, audited check that touches storage.
+  app.get('/v1/health', async (c, next) => {
+    // A raw path that URL parsing rewrote into this one (`/v1/x/../health`) is refused and
+    // audited like on every route: it goes on down the chain.
+    const raw = deps.connection(c).rawPath;
+    if (raw !== undefined && raw.split('?', 1)[0] !== '/v1/health') return next();
+    c.header('cache-control', 'no-store');
+    return c.json({ status: 'ok' });
+  });
+
   app.use('*', async (c, next) => {
     const requestId = randomUUID();
     const connection = deps.connection(c);
@@ -230,8 +242,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
     );
   });
 
-  app.get('/v1/health', (c) => c.json({ status: 'ok' }));
-
   const api = new Hono<Env>();
 
   api.use(
@@ -294,6 +304,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     });
   });
 
+  api.get('/ready', async (c) => c.json(await service.ready()));
+
   api.put('/secrets/*', async (c) => {
     const path = pathAfter(c, '/secrets/');
     const key = parse(idempotencyKeyHeader, c.req.header('idempotency-key'), 'Idempotency-Key header');
@@ -348,6 +360,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   for (const route of [
     '/whoami',
+    '/ready',
     '/secrets/*',
     '/restore/*',
     '/destroy/*',

@@ -1,4 +1,6 @@
-import { z } from 'zod';
+// A namespace import, not `{ z }`: esbuild then bundles only what is used, leaving out zod's
+// locales (~270 KB of the API Lambda's bundle; test/e2e/lambda-bundle.test.ts checks).
+import * as z from 'zod';
 import {
   BATCH_GET_MAX_PATHS,
   BATCH_PATH_MAX_CHARS,

@@ -9,6 +9,7 @@ import { decodeJwt } from 'jose';
 import { Checkpointer } from '../audit/checkpoint.js';
 import { assertDistinctCaSubjects } from '../authn/certificate.js';
 import { DEV_ADMIN_SUBJECT, DevIssuer } from '../authn/dev-issuer.js';
+import type { Authorizer } from '../authz/authorizer.js';
 import { composeCoffer, loadAuthorizer } from '../compose.js';
 import { DEFAULT_TABLES, type LocalSettings, type LocalTlsSettings } from '../config.js';
 import type { CofferConfig } from '../config-file.js';
@@ -195,37 +196,52 @@ export async function startLocalServer(
   config: CofferConfig = { issuers: [] },
   hooks: LocalServerHooks = {},
 ): Promise<LocalServer> {
-  // Policies first: an invalid policy set stops the start (naming file and line) before anything
-  // is started that would need stopping.
   // One line per request while DynamoDB is down would bury the line that says why.
   const logger = rateLimitedLogger(baseLogger);
-  const authorizer = await loadAuthorizer({ dir: settings.policyDir }, logger);
-  // The data dir and the port before DynamoDB Local: a second server on the same data dir must not
-  // touch the first one's engine, and a busy port is reported before a 10-second Java start.
   const tls = settings.tls ? await loadTls(settings.tls) : undefined;
+  // The data dir and the port before DynamoDB Local: a second server on the same data dir must not
+  // touch the first one's engine, and a busy port is reported before a Java start.
   const lock = lockDataDir(settings.dataDir);
   let ddb: DynamoDbSupervisor | undefined;
+  let authorizer: Authorizer;
   let giveUp: (err: Error) => void = () => {};
   const failed = new Promise<Error>((resolve) => {
     giveUp = resolve;
   });
   try {
     await assertPortFree(settings.port);
-    ddb = settings.dynamodbEndpoint
-      ? undefined
-      : await DynamoDbSupervisor.start({
+    // Java (seconds) and the policies (parsed and validated, mostly CPU) at the same time: the JVM
+    // starts in its own process while this one validates. An invalid policy set still stops the
+    // start, naming file and line, with nothing left running: it aborts the Java start.
+    const policiesFailed = new AbortController();
+    const startSignal = hooks.signal
+      ? AbortSignal.any([hooks.signal, policiesFailed.signal])
+      : policiesFailed.signal;
+    const engine = settings.dynamodbEndpoint
+      ? Promise.resolve(undefined)
+      : DynamoDbSupervisor.start({
           start: (port) =>
             startDynamoDbLocal({
               dbPath: join(settings.dataDir, 'dynamodb'),
               ownProcessGroup: true,
               ...(port !== undefined ? { port } : {}),
-              ...(hooks.signal ? { signal: hooks.signal } : {}),
+              signal: startSignal,
             }),
           logger,
           onGiveUp: (err) => giveUp(err),
           ...hooks.restarts,
         });
+    const policies = loadAuthorizer({ dir: settings.policyDir }, logger).catch((err: unknown) => {
+      policiesFailed.abort();
+      throw err;
+    });
+    const [loaded, started] = await Promise.allSettled([policies, engine]);
+    if (started.status === 'fulfilled') ddb = started.value;
+    if (loaded.status === 'rejected') throw loaded.reason;
+    if (started.status === 'rejected') throw started.reason;
+    authorizer = loaded.value;
   } catch (err) {
+    await ddb?.stop();
     lock.release();
     logger.close();
     throw err;

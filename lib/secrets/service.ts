@@ -483,6 +483,16 @@ export class SecretService {
     return false;
   }
 
+  /**
+   * The readiness check: one cheap read of the secrets table. No policy decides it (any
+   * authenticated caller may ask whether the service can serve); its audit record, written after,
+   * shows that the audit table takes writes too.
+   */
+  async ready(): Promise<{ status: 'ready' }> {
+    await this.store.ping();
+    return { status: 'ready' };
+  }
+
   /** Removes soft-deleted secrets whose recovery window has ended. Returns how many. */
   purgeExpired(): Promise<number> {
     return this.purger.purgeExpired();

@@ -94,6 +94,9 @@ export interface PutVersionInput {
  * and then becomes a CAS conflict, never a 500. The key layout is in keys.ts, the item format in
  * item-codec.ts, listing in list-walker.ts and the purge in purge.ts.
  */
+/** The key the readiness probe reads: no item is ever written there (see keys.ts for the layout). */
+const READY_PROBE_KEY = { pk: 'READY', sk: 'READY' } as const;
+
 export class SecretsStore {
   private readonly attempts: number;
   private readonly backoffMs: number;
@@ -117,6 +120,21 @@ export class SecretsStore {
     const item = unmarshall(out.Item);
     if (item.path !== path) throw new IntegrityError();
     return headFromItem(item);
+  }
+
+  /**
+   * One cheap read that proves the table answers (the readiness check): an eventually consistent
+   * GetItem of a key no item ever has, projecting only its key. It returns nothing and decodes
+   * nothing, so it cannot depend on any stored item's layout.
+   */
+  async ping(): Promise<void> {
+    await this.db.send<GetItemCommandOutput>(
+      new GetItemCommand({
+        TableName: this.table,
+        Key: marshall(READY_PROBE_KEY),
+        ProjectionExpression: 'pk',
+      }),
+    );
   }
 
   async getVersion(path: string, version: number): Promise<StoredVersion | undefined> {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -235,6 +235,14 @@ describe('the bundled API function', () => {
       'policies',
     ]);
     expect(readdirSync(join(assetDir, 'policies')).sort()).toEqual(['admins.cedar', 'schema.cedarschema']);
+  });
+
+  it('keeps index.mjs at most 700 KB: no zod locales and no YAML parser, which the function never uses', () => {
+    const code = readFileSync(join(assetDir, 'index.mjs'), 'utf8');
+    // Every byte is read and compiled at each cold start.
+    expect(statSync(join(assetDir, 'index.mjs')).size).toBeLessThanOrEqual(700 * 1024);
+    expect(code).not.toContain('Ungültige Eingabe');
+    expect(code).not.toContain('Implicit keys of flow sequence pairs');
   });
 
   it('when an OIDC admin puts, gets and lists with a bearer token, it answers from DynamoDB under the pinned KMS key', async () => {

@@ -75,6 +75,30 @@ describe('the API function at start', () => {
     });
   });
 
+  it('when the module is imported, the policies start loading during init, before any request, and a failed load cannot crash the init', async () => {
+    vi.resetModules();
+    const loads: string[] = [];
+    vi.doMock('../../lib/compose.js', async (importOriginal) => {
+      const real = await importOriginal<typeof import('../../lib/compose.js')>();
+      const loadAuthorizer: typeof real.loadAuthorizer = (policy, logger) => {
+        loads.push(String(policy.dir));
+        return real.loadAuthorizer(policy, logger);
+      };
+      return { ...real, loadAuthorizer };
+    });
+    try {
+      // Beside the sources there is no policies/ directory (the bundle ships one): this load fails,
+      // and the failure must wait for a request to report it instead of rejecting unhandled.
+      await import('../../functions/api.js');
+      expect(loads).toHaveLength(1);
+      expect(loads[0]).toMatch(/functions\/policies\/?$/);
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      vi.doUnmock('../../lib/compose.js');
+      vi.resetModules();
+    }
+  });
+
   it('when the configuration holds an invalid issuer list, it fails closed without echoing the JSON', async () => {
     const lines: string[] = [];
     const handler = lambdaHandler(

@@ -142,6 +142,19 @@ describe('dot segments in the raw request path', () => {
     expect((await h.call('GET', '/v1/secrets/x/y')).body.value).toBe('kept');
   });
 
+  it('when health is reached through a dot segment, it is refused and audited, not answered from memory', async () => {
+    for (const target of ['/v1/x/../health', '/v1/./health', '/iam/v1/../../v1/health']) {
+      const res = await raw('GET', target);
+      expect(res.status, target).toBe(400);
+      expect(res.body.error.code, target).toBe('invalid_path');
+      const record = trail.finished.find((f) => f.ctx.requestId === res.requestId);
+      expect(record?.ctx.route, target).toBe(target);
+    }
+    const plain = await raw('GET', '/v1/health');
+    expect(plain.status).toBe(200);
+    expect(plain.requestId).toBeUndefined();
+  });
+
   it('when a path is refused, the request still gets its audit record, with the path as sent', async () => {
     const res = await raw('PUT', '/v1/secrets/audited/../other', '{"value":"x"}');
     expect(res.status).toBe(400);

@@ -24,4 +24,13 @@ describe('a store whose host name does not resolve', () => {
       expect(res.text).not.toContain('coffer-nonexistent');
     }
   });
+
+  it('when DynamoDB cannot be found, readiness answers 503 storage_unavailable while health still answers ok', async () => {
+    const ready = await h.call('GET', '/v1/ready');
+    expect(ready.status).toBe(503);
+    expect(ready.body.error).toMatchObject({ code: 'storage_unavailable' });
+    const health = await h.call('GET', '/v1/health', { token: null });
+    expect(health.status).toBe(200);
+    expect(health.body).toEqual({ status: 'ok' });
+  });
 });

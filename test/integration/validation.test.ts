@@ -255,6 +255,16 @@ describe('authentication (foundation: dev issuer)', () => {
     expect(res.body.status).toBe('ok');
   });
 
+  it('when readiness is asked, a token is needed, and with one it answers ready', async () => {
+    const anonymous = await h.call('GET', '/v1/ready', { token: null });
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.body.error.code).toBe('unauthenticated');
+    const res = await h.call('GET', '/v1/ready');
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: 'ready' });
+    expect(res.headers.get('x-request-id')).toBeTruthy();
+  });
+
   it('when whoami is asked with a valid token, it names the principal', async () => {
     const res = await h.call('GET', '/v1/whoami');
     expect(res.body).toMatchObject({

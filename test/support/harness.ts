@@ -41,7 +41,12 @@ export interface HarnessOptions {
   readonly label?: string;
   readonly authorizer?: Authorizer;
   readonly authenticator?: (issuer: DevIssuer) => Authenticator;
-  readonly audit?: AuditTrail;
+  /**
+   * The audit trail: a trail built by the test, or `'dynamo'` for the composition's own signed
+   * trail in the harness's audit table, as the servers wire it (one chain, local root key; not
+   * with `keys`). Default: `NoAuditTrail`.
+   */
+  readonly audit?: AuditTrail | 'dynamo';
   readonly keys?: (dataDir: string) => Promise<KeyProvider>;
   readonly store?: StoreOptions;
   readonly now?: () => Date;
@@ -67,7 +72,10 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
     keys: options.keys
       ? { kind: 'ports', provider: await options.keys(dataDir) }
       : { kind: 'local', dataDir },
-    audit: { kind: 'trail', trail: options.audit ?? new NoAuditTrail() },
+    audit:
+      options.audit === 'dynamo'
+        ? { kind: 'dynamo', writer: 'test', chains: 1 }
+        : { kind: 'trail', trail: options.audit ?? new NoAuditTrail() },
     policy: { authorizer: options.authorizer ?? new AllowAllAuthorizer() },
     authn: {
       authenticator: options.authenticator

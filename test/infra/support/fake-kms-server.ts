@@ -50,7 +50,18 @@ function encode(output: Record<string, unknown>): Record<string, unknown> {
   );
 }
 
-export async function startFakeKmsServer(engine: KmsEngine): Promise<FakeKmsServer> {
+export interface FakeKmsServerOptions {
+  /**
+   * Milliseconds to wait before answering each KMS call (benchmarks: KMS's own latency, which the
+   * engine has none of). Default: none.
+   */
+  readonly delayMs?: () => number;
+}
+
+export async function startFakeKmsServer(
+  engine: KmsEngine,
+  options: FakeKmsServerOptions = {},
+): Promise<FakeKmsServer> {
   const failures = new Map<string, { name: string; message: string }>();
   const json = new Map<string, unknown>();
   const requests: FakeKmsServer['requests'] = [];
@@ -76,6 +87,8 @@ export async function startFakeKmsServer(engine: KmsEngine): Promise<FakeKmsServ
       }
       const input = decode(JSON.parse(body || '{}') as Record<string, unknown>);
       requests.push({ operation, input });
+      const delay = options.delayMs?.() ?? 0;
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       const failure = failures.get(operation);
       try {
         if (failure) throw Object.assign(new Error(failure.message), { name: failure.name });

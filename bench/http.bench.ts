@@ -1,0 +1,246 @@
+/**
+ * Coffer over HTTP against its storage floor, in one run on one DynamoDB Local:
+ *
+ *   npm run bench -- http
+ *   BENCH_SECONDS=8 BENCH_ROUNDS=2 npm run bench -- http
+ *
+ * The servers run in a child process (bench/support/http-servers.ts, on the same Node as this
+ * one: Node 22 through tools/test-node) so that their CPU time is measured alone. Coffer is
+ * composed as the local server composes it; each floor is the unavoidable minimum of its request
+ * on the same Hono + @hono/node-server stack:
+ *
+ * - GET: one strongly consistent GetItem of the version, then one PutItem of an audit-sized item
+ *   (a fail-closed audited read cannot do less);
+ * - PUT: one GetItem, then one TransactWriteItems with as many items, of the same sizes, as
+ *   Coffer's transaction for a new version;
+ * - batch-get of 20: one BatchGetItem of the 20 versions and one audit PutItem.
+ *
+ * For each request type and concurrency (1, 8, 32) it reports requests per second, p50 and p99
+ * latency, Coffer's ratio to its floor, storage calls per request (an SDK middleware on each
+ * server's client) and server CPU per request (the child's process.cpuUsage delta over the phase,
+ * divided by the requests). The load generator is node:http with keep-alive sockets.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startDynamoDbLocal } from '../lib/local/dynamodb-local.js';
+import { totalCalls } from '../lib/store/call-counter.js';
+import type { ServerStats, ServersReady } from './support/http-servers.js';
+
+export interface HttpBenchRow {
+  readonly request: 'GET' | 'PUT' | 'batch-get 20';
+  readonly server: 'coffer' | 'floor';
+  readonly concurrency: number;
+  readonly requests: number;
+  readonly perSecond: number;
+  readonly p50ms: number;
+  readonly p99ms: number;
+  /** Coffer's requests per second over the floor's (coffer rows only). */
+  readonly ratio?: number;
+  readonly callsPerRequest: number;
+  readonly calls: string;
+  readonly cpuMsPerRequest: number;
+}
+
+const CONCURRENCY = [1, 8, 32] as const;
+const round2 = (x: number) => Math.round(x * 100) / 100;
+const percentile = (sorted: readonly number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((sorted.length - 1) * p))] ?? 0;
+
+interface Target {
+  readonly method: string;
+  /** The path for worker `w`. */
+  readonly path: (w: number) => string;
+  readonly body?: string;
+}
+
+/** Requests from `concurrency` workers for `seconds`; every answer must be 200. */
+async function load(base: string, token: string, target: Target, concurrency: number, seconds: number) {
+  const url = new URL(base);
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies: number[] = [];
+  let failures = 0;
+  let lastFailure = '';
+  const once = (w: number) =>
+    new Promise<void>((resolve, reject) => {
+      const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+      if (target.body !== undefined) {
+        headers['content-type'] = 'application/json';
+        headers['content-length'] = String(Buffer.byteLength(target.body));
+      }
+      const req = request(
+        { host: url.hostname, port: url.port, method: target.method, path: target.path(w), headers, agent },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            if (res.statusCode !== 200) {
+              failures++;
+              lastFailure = `${res.statusCode} ${Buffer.concat(chunks).toString().slice(0, 200)}`;
+            }
+            resolve();
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(target.body);
+    });
+  const deadline = performance.now() + seconds * 1000;
+  const began = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      while (performance.now() < deadline) {
+        const start = performance.now();
+        await once(w);
+        latencies.push(performance.now() - start);
+      }
+    }),
+  );
+  const elapsed = (performance.now() - began) / 1000;
+  agent.destroy();
+  if (failures > 0) throw new Error(`${failures} requests failed, last: ${lastFailure}`);
+  return { latencies, elapsed };
+}
+
+/** The forked servers, and a way to ask them for their stats. */
+async function startServers(endpoint: string) {
+  const child: ChildProcess = fork(fileURLToPath(new URL('./support/http-servers.ts', import.meta.url)), {
+    execArgv: ['--import', 'tsx'],
+    env: { ...process.env, BENCH_DYNAMODB_ENDPOINT: endpoint },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const ready = await new Promise<ServersReady>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as ServersReady));
+    child.once('exit', (code) => reject(new Error(`bench servers exited (${code}) before they were ready`)));
+  });
+  const stats = () =>
+    new Promise<ServerStats>((resolve) => {
+      child.once('message', (m) => resolve(m as ServerStats));
+      child.send({ type: 'stats' });
+    });
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.send({ type: 'stop' });
+    });
+  return { ready, stats, stop };
+}
+
+/** Runs the benchmark: one row per request type, server and concurrency. */
+export async function run(): Promise<HttpBenchRow[]> {
+  const seconds = Number(process.env.BENCH_SECONDS ?? 4);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
+  const ddb = await startDynamoDbLocal();
+  try {
+    const servers = await startServers(ddb.endpoint);
+    try {
+      const { ready } = servers;
+      process.stderr.write(
+        `servers on Node ${ready.node}; a Coffer PUT's transaction holds ${ready.transactItems} items (${ready.transactBytes} bytes as JSON), an audit record ${ready.auditItemBytes} bytes\n`,
+      );
+      const batchBody = JSON.stringify({ paths: ready.batchPaths });
+      const putBody = JSON.stringify({ value: 'y'.repeat(64) });
+      const targets: Record<HttpBenchRow['request'], Record<HttpBenchRow['server'], Target>> = {
+        GET: {
+          coffer: { method: 'GET', path: () => `/v1/secrets/${ready.getPath}` },
+          floor: { method: 'GET', path: () => '/get' },
+        },
+        PUT: {
+          coffer: { method: 'PUT', path: (w) => `/v1/secrets/bench/put/w${w}`, body: putBody },
+          floor: { method: 'PUT', path: () => '/put', body: putBody },
+        },
+        'batch-get 20': {
+          coffer: { method: 'POST', path: () => '/v1/batch-get', body: batchBody },
+          floor: { method: 'POST', path: () => '/batch-get', body: batchBody },
+        },
+      };
+      const base = { coffer: ready.coffer, floor: ready.floor };
+
+      // Warm-up: JIT, sockets, DynamoDB Local's caches, Cedar's slices, and all 4 audit chains
+      // started (8 in flight), so that no chain certificate falls into a measured phase.
+      for (const kind of Object.keys(targets) as HttpBenchRow['request'][]) {
+        for (const server of ['coffer', 'floor'] as const) {
+          await load(base[server], ready.token, targets[kind][server], 8, 1);
+        }
+      }
+      await servers.stats();
+
+      const rows: HttpBenchRow[] = [];
+      for (const concurrency of CONCURRENCY) {
+        for (const kind of Object.keys(targets) as HttpBenchRow['request'][]) {
+          const acc = {
+            coffer: { latencies: [] as number[], elapsed: 0, cpu: 0, calls: {} as Record<string, number> },
+            floor: { latencies: [] as number[], elapsed: 0, cpu: 0, calls: {} as Record<string, number> },
+          };
+          for (let round = 0; round < rounds; round++) {
+            // Alternate which goes first, so that drift hits both alike.
+            const order = round % 2 === 0 ? (['floor', 'coffer'] as const) : (['coffer', 'floor'] as const);
+            for (const server of order) {
+              const before = await servers.stats();
+              const r = await load(base[server], ready.token, targets[kind][server], concurrency, seconds);
+              const after = await servers.stats();
+              const a = acc[server];
+              a.latencies.push(...r.latencies);
+              a.elapsed += r.elapsed;
+              a.cpu += after.cpuMicros - before.cpuMicros;
+              for (const [op, k] of Object.entries(after.calls[server])) a.calls[op] = (a.calls[op] ?? 0) + k;
+            }
+          }
+          const made: Partial<Record<'coffer' | 'floor', HttpBenchRow>> = {};
+          for (const server of ['floor', 'coffer'] as const) {
+            const a = acc[server];
+            const n = a.latencies.length;
+            const sorted = a.latencies.sort((x, y) => x - y);
+            const perSecond = n / a.elapsed;
+            const row: HttpBenchRow = {
+              request: kind,
+              server,
+              concurrency,
+              requests: n,
+              perSecond: Math.round(perSecond),
+              p50ms: round2(percentile(sorted, 0.5)),
+              p99ms: round2(percentile(sorted, 0.99)),
+              ...(server === 'coffer' && made.floor
+                ? { ratio: round2(perSecond / (made.floor.requests / acc.floor.elapsed)) }
+                : {}),
+              callsPerRequest: round2(totalCalls(a.calls) / n),
+              calls: Object.entries(a.calls)
+                .sort(([x], [y]) => x.localeCompare(y))
+                .map(([op, k]) => `${op} ${round2(k / n)}`)
+                .join(', '),
+              cpuMsPerRequest: round2(a.cpu / 1000 / n),
+            };
+            made[server] = row;
+            rows.push(row);
+          }
+        }
+      }
+      return rows;
+    } finally {
+      await servers.stop();
+    }
+  } finally {
+    await ddb.stop();
+  }
+}
+
+/** The rows as a Markdown table. */
+export function markdown(rows: readonly HttpBenchRow[]): string {
+  const lines = [
+    '| request | server | concurrency | requests | req/s | p50 ms | p99 ms | × floor | storage calls / req | server CPU ms / req |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.request} | ${r.server} | ${r.concurrency} | ${r.requests} | ${r.perSecond} | ${r.p50ms} | ${r.p99ms} | ${r.ratio ?? ''} | ${r.callsPerRequest} (${r.calls}) | ${r.cpuMsPerRequest} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const rows = await run();
+  process.stdout.write(`${markdown(rows)}\n`);
+}
