@@ -17,6 +17,13 @@ import { type CofferApp, type ConnectionInfo, createApp } from './http/app.js';
 import { deriveKmsMacKey, KmsKeyProvider, KmsRootSigner } from './keys/kms.js';
 import { LocalKeyProvider, LocalRootSigner } from './keys/local.js';
 import type { KeyProvider, RootSigner } from './keys/provider.js';
+import {
+  HmacStorageMacKey,
+  openLocalStorageMacKey,
+  STORAGE_MAC_KEY_V1,
+  STORAGE_MAC_LABEL_V1,
+  type StorageMacKey,
+} from './keys/storage-mac.js';
 import { jsonLogger, type Logger } from './log.js';
 import { Purger } from './secrets/purger.js';
 import { SecretService } from './secrets/service.js';
@@ -57,6 +64,12 @@ export interface KmsKeys {
    * Default: none — sensitive request fields are then left out of audit records, never stored raw.
    */
   readonly fieldHmac?: { readonly keyId: string; readonly label: string };
+  /**
+   * The HMAC_256 key the storage-integrity MAC key (heads, control records) is derived from, with
+   * kms:GenerateMac over STORAGE_MAC_LABEL_V1. Default: the field HMAC key — the label differs, so
+   * the derived keys are unrelated. One of the two is required: heads cannot be trusted without it.
+   */
+  readonly storageMacKeyId?: string;
 }
 
 /**
@@ -68,6 +81,8 @@ export interface KeyPorts {
   readonly provider: KeyProvider;
   readonly auditRoot?: RootSigner;
   readonly fieldHasher?: FieldHasher;
+  /** The storage-integrity MAC key (tests: `openLocalStorageMacKey(dataDir)`). */
+  readonly storageMac: StorageMacKey;
 }
 
 /** Where the keys are: the one setting, with `authn`, that the local server and AWS differ in. */
@@ -142,6 +157,12 @@ export interface CofferSettings {
   readonly logger?: Logger;
   /** The clock of the service and the purger. Default: the system clock. */
   readonly now?: () => Date;
+  /**
+   * The stable installation id that values (AAD, KMS encryption context) and heads (MAC) are bound
+   * to. Set once and kept: a restored table under another name still reads. Default: the secrets
+   * table's name, which is what every installation from before this setting was bound to.
+   */
+  readonly installationId?: string;
 }
 
 /** A composed Coffer: the app and the parts its host needs besides it. */
@@ -200,6 +221,29 @@ export async function openAuditRoot(keys: KeySettings, logger: Logger): Promise<
     case 'ports':
       if (!keys.auditRoot) throw new ConfigError('a DynamoDB audit trail needs an audit root signer');
       return keys.auditRoot;
+  }
+}
+
+/**
+ * The storage-integrity MAC key the keys setting names. Derived once per composition, like the
+ * audit field key (the same freshness: a process lives with the key it derived at start).
+ */
+export async function openStorageMacKey(keys: KeySettings, logger: Logger): Promise<StorageMacKey> {
+  switch (keys.kind) {
+    case 'local':
+      return openLocalStorageMacKey(keys.dataDir);
+    case 'kms': {
+      const keyId = keys.storageMacKeyId ?? keys.fieldHmac?.keyId;
+      if (!keyId) throw new ConfigError('storage integrity needs an HMAC_256 KMS key (storageMacKeyId)');
+      const key = await deriveKmsMacKey({ client: keys.client, keyId, label: STORAGE_MAC_LABEL_V1, logger });
+      try {
+        return new HmacStorageMacKey([{ id: STORAGE_MAC_KEY_V1, key }]);
+      } finally {
+        key.fill(0);
+      }
+    }
+    case 'ports':
+      return keys.storageMac;
   }
 }
 
@@ -291,7 +335,11 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     audit = settings.audit.trail;
   }
 
-  const store = new SecretsStore(settings.dynamo, settings.tables.secrets, settings.store);
+  const storageMac = await openStorageMacKey(settings.keys, logger);
+  const store = new SecretsStore(settings.dynamo, settings.tables.secrets, settings.store, {
+    key: storageMac,
+    binding: settings.installationId ?? settings.tables.secrets,
+  });
   const now = settings.now ? { now: settings.now } : {};
   const purger = new Purger({ store, ...now });
   const service = new SecretService({

@@ -191,7 +191,7 @@ export class SecretService {
           ? { description: previous.description }
           : {}),
     };
-    const sealed = await this.envelope.seal(input.value, { table: this.store.table, path, version });
+    const sealed = await this.envelope.seal(input.value, { table: this.store.binding, path, version });
     const result: PutResult = { path, version, createdAt };
     caller.audit.version = version;
     try {
@@ -245,7 +245,11 @@ export class SecretService {
     const stored = await this.store.getVersion(path, wanted);
     if (!stored) throw new NotFoundError('secret version not found');
     if (!stored.sealed) throw new NotFoundError('secret version was destroyed');
-    const value = await this.envelope.open(stored.sealed, { table: this.store.table, path, version: wanted });
+    const value = await this.envelope.open(stored.sealed, {
+      table: this.store.binding,
+      path,
+      version: wanted,
+    });
     return { path, version: wanted, value, createdAt: stored.createdAt };
   }
 
@@ -594,7 +598,7 @@ export class SecretService {
     const stored = await this.store.getVersion(path, result.version);
     if (stored?.sealed) {
       const first = await this.envelope.open(stored.sealed, {
-        table: this.store.table,
+        table: this.store.binding,
         path,
         version: result.version,
       });
