@@ -27,6 +27,8 @@ import {
 import { jsonLogger, type Logger } from './log.js';
 import { Purger } from './secrets/purger.js';
 import { SecretService } from './secrets/service.js';
+import { ControlRecords } from './store/control-records.js';
+import { migrateDataDirHeads } from './store/legacy-heads.js';
 import { SecretsStore, type StoreOptions } from './store/secrets-store.js';
 import type { TableNames } from './store/tables.js';
 
@@ -170,6 +172,8 @@ export interface Coffer {
   readonly app: CofferApp;
   readonly service: SecretService;
   readonly store: SecretsStore;
+  /** Authenticated control records (one instance per process: it remembers generations seen). */
+  readonly control: ControlRecords;
   /** The purger the service uses; the host runs `purgeExpired` on its schedule. */
   readonly purger: Purger;
   readonly authorizer: Authorizer;
@@ -340,6 +344,18 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     key: storageMac,
     binding: settings.installationId ?? settings.tables.secrets,
   });
+  const control = new ControlRecords({
+    client: settings.dynamo,
+    table: settings.tables.secrets,
+    key: storageMac,
+    binding: store.binding,
+  });
+  if (settings.keys.kind === 'local') {
+    // A data dir from before authenticated heads reads without a manual step: its heads are
+    // MAC'd once, here, before anything is served (see lib/store/legacy-heads.ts).
+    const migration = await migrateDataDirHeads(store, settings.keys.dataDir);
+    if (migration.migrated > 0) logger.info('legacy heads authenticated', { migrated: migration.migrated });
+  }
   const now = settings.now ? { now: settings.now } : {};
   const purger = new Purger({ store, ...now });
   const service = new SecretService({
@@ -359,6 +375,6 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
       ...(settings.authn.fetch ? { fetch: settings.authn.fetch } : {}),
     });
   const app = createApp({ service, authenticator, audit, logger, connection: settings.connection });
-  const coffer: Coffer = { app, service, store, purger, authorizer, authenticator, keys, audit };
+  const coffer: Coffer = { app, service, store, control, purger, authorizer, authenticator, keys, audit };
   return written ? { ...coffer, audit: written.trail, auditRoot: written.root } : coffer;
 }
