@@ -1,4 +1,6 @@
 import type { KeyObject } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Context } from 'hono';
@@ -229,6 +231,29 @@ export async function openAuditRoot(keys: KeySettings, logger: Logger): Promise<
 }
 
 /**
+ * A local data dir's installation id: `<dataDir>/installation-id`, written at the first start with
+ * the secrets table's name then (so every data dir from before reads as it did). Kept in the data
+ * dir, not the table, so pointing the server at a restored table (COFFER_SECRETS_TABLE) keeps it.
+ */
+export async function localInstallationId(dataDir: string, table: string): Promise<string> {
+  const file = join(dataDir, 'installation-id');
+  try {
+    const id = (await readFile(file, 'utf8')).trim();
+    if (id === '') throw new ConfigError(`${file} is empty`);
+    return id;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  try {
+    await writeFile(file, `${table}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  return (await readFile(file, 'utf8')).trim();
+}
+
+/**
  * The storage-integrity MAC key the keys setting names. Derived once per composition, like the
  * audit field key (the same freshness: a process lives with the key it derived at start).
  */
@@ -340,9 +365,14 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
   }
 
   const storageMac = await openStorageMacKey(settings.keys, logger);
+  const installationId =
+    settings.installationId ??
+    (settings.keys.kind === 'local'
+      ? await localInstallationId(settings.keys.dataDir, settings.tables.secrets)
+      : settings.tables.secrets);
   const store = new SecretsStore(settings.dynamo, settings.tables.secrets, settings.store, {
     key: storageMac,
-    binding: settings.installationId ?? settings.tables.secrets,
+    binding: installationId,
   });
   const control = new ControlRecords({
     client: settings.dynamo,

@@ -14,6 +14,12 @@ export interface LocalSettings {
   readonly dynamodbEndpoint?: string;
   /** Cedar schema and policies: `COFFER_POLICY_DIR`, else the package's own `policies/`. */
   readonly policyDir: string;
+  /**
+   * The secrets and audit tables: `COFFER_SECRETS_TABLE` names another secrets table (a restored
+   * copy, docs/operations.md); the installation id stays the data dir's, so its values still read.
+   * Default: DEFAULT_TABLES.
+   */
+  readonly tables?: { readonly secrets: string; readonly audit: string };
 }
 
 /** The policies shipped with Coffer, found from this file (not the cwd, which may be anywhere). */
@@ -39,5 +45,9 @@ export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Loca
     }
   }
   const policyDir = env.COFFER_POLICY_DIR ? resolve(cwd, env.COFFER_POLICY_DIR) : DEFAULT_POLICY_DIR;
-  return { dataDir, port, ...(endpoint ? { dynamodbEndpoint: endpoint } : {}), policyDir };
+  const secrets = env.COFFER_SECRETS_TABLE || DEFAULT_TABLES.secrets;
+  if (!/^[A-Za-z0-9_.-]{3,255}$/.test(secrets))
+    throw new ConfigError('COFFER_SECRETS_TABLE must be a DynamoDB table name');
+  const tables = { ...DEFAULT_TABLES, secrets };
+  return { dataDir, port, ...(endpoint ? { dynamodbEndpoint: endpoint } : {}), policyDir, tables };
 }

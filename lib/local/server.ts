@@ -146,7 +146,7 @@ export async function startLocalServer(
   try {
     aborted();
     try {
-      await ensureTables(client, DEFAULT_TABLES);
+      await ensureTables(client, settings.tables ?? DEFAULT_TABLES);
     } catch (err) {
       // Usually an endpoint given in COFFER_DYNAMODB_ENDPOINT that is not running: one line.
       const e = err as NodeJS.ErrnoException;
@@ -163,7 +163,7 @@ export async function startLocalServer(
     const sink = hooks.auditSink ? { sink: hooks.auditSink } : {};
     const coffer = await composeCoffer({
       dynamo: client,
-      tables: DEFAULT_TABLES,
+      tables: settings.tables ?? DEFAULT_TABLES,
       keys: { kind: 'local', dataDir: settings.dataDir },
       audit: {
         kind: 'dynamo',
@@ -179,7 +179,7 @@ export async function startLocalServer(
     const { app, audit, purger } = coffer;
     const checkpointer = new Checkpointer({
       client,
-      table: DEFAULT_TABLES.audit,
+      table: (settings.tables ?? DEFAULT_TABLES).audit,
       root: coffer.auditRoot,
       ...sink,
       // The server knows what it wrote: a chain's tail removed since the last checkpoint is
