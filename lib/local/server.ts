@@ -182,6 +182,8 @@ export async function startLocalServer(
       table: (settings.tables ?? DEFAULT_TABLES).audit,
       root: coffer.auditRoot,
       ...sink,
+      // Signs the control records' generations: a rollback of one is visible to the verifier.
+      generations: () => coffer.control.generations(),
       // The server knows what it wrote: a chain's tail removed since the last checkpoint is
       // signed as it was written, so `coffer audit verify` reports the chain truncated.
       writtenHeads: () => audit.writtenHeads(),

@@ -194,6 +194,7 @@ export class SecretService {
     const sealed = await this.envelope.seal(input.value, { table: this.store.binding, path, version });
     const result: PutResult = { path, version, createdAt };
     caller.audit.version = version;
+    this.noteHead(caller, head, previous);
     try {
       await this.audit.withChange(caller.audit, (extra) =>
         this.store.putVersion({
@@ -319,10 +320,10 @@ export class SecretService {
     const now = this.now();
     const deletedAt = now.toISOString();
     const purgeAt = new Date(now.getTime() + recoveryDays * 86_400_000).toISOString();
+    const deleted: SecretHead = { ...head, updatedAt: deletedAt, deletedAt, purgeAt };
+    this.noteHead(caller, deleted, head);
     await this.change(caller, () =>
-      this.audit.withChange(caller.audit, (extra) =>
-        this.store.replaceHead(head, { ...head, updatedAt: deletedAt, deletedAt, purgeAt }, { extra }),
-      ),
+      this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, deleted, { extra })),
     );
     return { path, deletedAt, purgeAt };
   }
@@ -337,10 +338,10 @@ export class SecretService {
       throw new NotFoundError('no deleted secret to restore at this path');
     this.require(caller, 'restore', resourceOf(head));
     const { deletedAt: _d, purgeAt: _p, ...rest } = head;
+    const restored: SecretHead = { ...rest, updatedAt: this.now().toISOString() };
+    this.noteHead(caller, restored, head);
     await this.change(caller, () =>
-      this.audit.withChange(caller.audit, (extra) =>
-        this.store.replaceHead(head, { ...rest, updatedAt: this.now().toISOString() }, { extra }),
-      ),
+      this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, restored, { extra })),
     );
     return { path, version: head.latest };
   }
@@ -362,10 +363,10 @@ export class SecretService {
     for (const v of unique) {
       if (v < head.minVersion || v > head.latest) throw new NotFoundError(`version ${v} not found`);
     }
+    const next: SecretHead = { ...head, updatedAt: this.now().toISOString() };
+    this.noteHead(caller, next, head);
     await this.change(caller, () =>
-      this.audit.withChange(caller.audit, (extra) =>
-        this.store.destroyVersions(head, { ...head, updatedAt: this.now().toISOString() }, unique, extra),
-      ),
+      this.audit.withChange(caller.audit, (extra) => this.store.destroyVersions(head, next, unique, extra)),
     );
     return { path, destroyed: unique };
   }
@@ -399,6 +400,7 @@ export class SecretService {
     const minVersion = Math.max(head.minVersion, head.latest - next.maxVersions + 1);
     const pruned = range(head.minVersion, minVersion);
     const updated = { ...next, minVersion };
+    this.noteHead(caller, updated, head);
     await this.change(caller, () =>
       this.audit.withChange(caller.audit, (extra) =>
         this.store.replaceHead(head, updated, { prune: pruned.slice(0, PRUNE_IN_TRANSACTION), extra }),
@@ -549,6 +551,18 @@ export class SecretService {
 
   private require(caller: Caller, action: Action, resource: Resource): void {
     if (!this.allowed(caller, action, resource)) throw new ForbiddenError();
+  }
+
+  /**
+   * Puts the revision and MAC of the head a change is about to write in its audit record. The
+   * store seals the same head the same way (HMAC is deterministic), so the two always agree.
+   */
+  private noteHead(caller: Caller, next: SecretHead, previous: SecretHead | undefined): void {
+    const item = this.store.sealHead(next, previous);
+    caller.audit.head = {
+      rev: Number(item.rev?.N),
+      mac: Buffer.from(item.mac?.B as Uint8Array).toString('base64'),
+    };
   }
 
   /** Runs a head change; a lost race is a CAS conflict for the caller to retry. */

@@ -182,6 +182,33 @@ export class ControlRecords {
     return out;
   }
 
+  /**
+   * The stored generation of every control record, as stored and unverified (the storage
+   * verifier compares them with the generations a checkpoint signed). Never for a decision.
+   */
+  async rawGenerations(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    let start: QueryCommandInput['ExclusiveStartKey'];
+    do {
+      const page = await this.db.send<QueryCommandOutput>(
+        new QueryCommand({
+          TableName: this.options.table,
+          KeyConditionExpression: 'pk = :pk',
+          ExpressionAttributeValues: { ':pk': { S: CONTROL_PK } },
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of page.Items ?? []) {
+        const sk = item.sk?.S ?? '';
+        const at = sk.indexOf('#');
+        out[`${sk.slice(0, at)}/${sk.slice(at + 1)}`] = Number(item.generation?.N);
+      }
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return out;
+  }
+
   private open<T>(item: NonNullable<GetItemCommandOutput['Item']>): ControlRecord<T> {
     const kind = item.kind?.S;
     const id = item.id?.S;
