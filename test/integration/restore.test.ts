@@ -55,7 +55,8 @@ async function call(coffer: Coffer, method: string, path: string, body?: unknown
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
     ...(body ? { body: JSON.stringify(body) } : {}),
   });
-  return { status: res.status, body: (await res.json()) as any };
+  const json = (await res.json()) as { value?: string; items?: unknown[]; error?: { code: string } };
+  return { status: res.status, body: json };
 }
 
 /** Copies every item of `from` into a new table, as a restore would. */
