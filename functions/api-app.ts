@@ -98,6 +98,7 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
   const coffer = await composeCoffer({
     dynamo: options.clients?.dynamo ?? new DynamoDBClient({}),
     tables: settings.tables,
+    ...(settings.installationId ? { installationId: settings.installationId } : {}),
     keys: kmsKeys(settings, options.clients?.kms ?? defaultKmsClient()),
     audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: options.auditSink ?? stdoutSink },
     policy: options.authorizer ? { authorizer: options.authorizer } : { dir: options.policyDir },

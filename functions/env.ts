@@ -20,6 +20,8 @@ export const ENV = {
   fieldHmacKeyArn: 'COFFER_FIELD_HMAC_KEY_ARN',
   /** The Coffer configuration (issuers, claims, group mappings) as JSON. */
   config: 'COFFER_CONFIG_JSON',
+  /** The stable installation id values and heads are bound to. Default: the secrets table's name. */
+  installationId: 'COFFER_INSTALLATION_ID',
   /** `kms` or `cloudhsm`, for the record only. */
   keyStore: 'COFFER_KEY_STORE',
   /**
@@ -44,6 +46,8 @@ export interface LambdaSettings {
   readonly previousSecretsKeyArns: readonly string[];
   readonly auditKeyArn: string;
   readonly fieldHmacKeyArn?: string;
+  /** COFFER_INSTALLATION_ID; absent: the secrets table's name. */
+  readonly installationId?: string;
   /** COFFER_CONFIG_JSON with the COFFER_OIDC_* overrides; no issuers when it is absent. */
   readonly config: CofferConfig;
   /** COFFER_MTLS_API_ID: the API whose events are authenticated by their client certificate. */
@@ -70,6 +74,7 @@ export function lambdaSettings(env: NodeJS.ProcessEnv): LambdaSettings {
       .filter((s) => s !== ''),
     auditKeyArn: required(env, ENV.auditKeyArn),
     ...(fieldHmacKeyArn ? { fieldHmacKeyArn } : {}),
+    ...(env[ENV.installationId] ? { installationId: env[ENV.installationId] } : {}),
     config,
     ...(mtlsApiId ? { mtlsApiId } : {}),
   };

@@ -102,7 +102,10 @@ export class CofferStack extends Stack {
     });
     const alarms = new AlarmTopic(this, 'Alarms', s.alarmEmail ? { email: s.alarmEmail } : {});
 
+    // Values are bound to this id, not to the physical table: a restored table keeps reading.
+    const installationId = s.installationId ?? this.tables.secrets.tableName;
     const common: Record<string, string> = {
+      [ENV.installationId]: installationId,
       [ENV.secretsTable]: this.tables.secrets.tableName,
       [ENV.auditTable]: this.tables.audit.tableName,
       [ENV.secretsKeyArn]: this.keys.secretsKeyArn,
@@ -128,8 +131,8 @@ export class CofferStack extends Stack {
     const apiRole = this.apiFunction.role;
     allowTable(apiRole, this.tables.secrets, SECRETS_TABLE_ACTIONS);
     appendOnly(apiRole, this.tables.audit);
-    this.keys.grantDataKeys(apiRole, this.tables.secrets.tableName);
-    this.keys.grantPreviousDataKeys(apiRole, s.previousSecretsKeyArns, this.tables.secrets.tableName);
+    this.keys.grantDataKeys(apiRole, installationId);
+    this.keys.grantPreviousDataKeys(apiRole, s.previousSecretsKeyArns, installationId);
     this.keys.grantAuditSigning(apiRole);
     this.keys.grantFieldHmac(apiRole);
 

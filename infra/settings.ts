@@ -102,6 +102,13 @@ export interface CofferSettings {
   readonly mtls?: MtlsSettings;
   /** Enforced signed code, when `codeSigning` is `true`. @default - off */
   readonly codeSigning?: CodeSigningSettings;
+  /**
+   * The stable installation id values and heads are bound to (AAD, KMS encryption context, head
+   * MACs): `installationId`. Set it once and keep it; after a restore into a new table it is what
+   * keeps the old data readable. @default - the secrets table's name (what every installation
+   * from before this setting is bound to)
+   */
+  readonly installationId?: string;
 }
 
 export class SettingsError extends Error {}
@@ -183,6 +190,7 @@ export const SETTING_KEYS = [
   'mtlsTruststoreVersion',
   'codeSigning',
   'codeSigningProfileVersionArn',
+  'installationId',
 ] as const;
 
 /**
@@ -380,6 +388,10 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
 
   const mtls = readMtls(ctx);
   const codeSigning = readCodeSigning(ctx);
+  const installationId = text(ctx, 'installationId');
+  if (installationId !== undefined && !/^[A-Za-z0-9_.-]{3,255}$/.test(installationId)) {
+    throw new SettingsError('context installationId must be 3 to 255 of A-Z a-z 0-9 _ . -');
+  }
 
   return {
     stackName,
@@ -395,5 +407,6 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     ...(configPath ? { cofferConfigJson: configJson(configPath, baseDir) } : {}),
     ...(mtls ? { mtls } : {}),
     ...(codeSigning ? { codeSigning } : {}),
+    ...(installationId ? { installationId } : {}),
   };
 }

@@ -1,4 +1,6 @@
 import type { KeyObject } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Context } from 'hono';
@@ -17,9 +19,18 @@ import { type CofferApp, type ConnectionInfo, createApp } from './http/app.js';
 import { deriveKmsMacKey, KmsKeyProvider, KmsRootSigner } from './keys/kms.js';
 import { LocalKeyProvider, LocalRootSigner } from './keys/local.js';
 import type { KeyProvider, RootSigner } from './keys/provider.js';
+import {
+  HmacStorageMacKey,
+  openLocalStorageMacKey,
+  STORAGE_MAC_KEY_V1,
+  STORAGE_MAC_LABEL_V1,
+  type StorageMacKey,
+} from './keys/storage-mac.js';
 import { jsonLogger, type Logger } from './log.js';
 import { Purger } from './secrets/purger.js';
 import { SecretService } from './secrets/service.js';
+import { ControlRecords } from './store/control-records.js';
+import { migrateDataDirHeads } from './store/legacy-heads.js';
 import { SecretsStore, type StoreOptions } from './store/secrets-store.js';
 import type { TableNames } from './store/tables.js';
 
@@ -57,6 +68,12 @@ export interface KmsKeys {
    * Default: none — sensitive request fields are then left out of audit records, never stored raw.
    */
   readonly fieldHmac?: { readonly keyId: string; readonly label: string };
+  /**
+   * The HMAC_256 key the storage-integrity MAC key (heads, control records) is derived from, with
+   * kms:GenerateMac over STORAGE_MAC_LABEL_V1. Default: the field HMAC key — the label differs, so
+   * the derived keys are unrelated. One of the two is required: heads cannot be trusted without it.
+   */
+  readonly storageMacKeyId?: string;
 }
 
 /**
@@ -68,6 +85,8 @@ export interface KeyPorts {
   readonly provider: KeyProvider;
   readonly auditRoot?: RootSigner;
   readonly fieldHasher?: FieldHasher;
+  /** The storage-integrity MAC key (tests: `openLocalStorageMacKey(dataDir)`). */
+  readonly storageMac: StorageMacKey;
 }
 
 /** Where the keys are: the one setting, with `authn`, that the local server and AWS differ in. */
@@ -142,6 +161,12 @@ export interface CofferSettings {
   readonly logger?: Logger;
   /** The clock of the service and the purger. Default: the system clock. */
   readonly now?: () => Date;
+  /**
+   * The stable installation id that values (AAD, KMS encryption context) and heads (MAC) are bound
+   * to. Set once and kept: a restored table under another name still reads. Default: the secrets
+   * table's name, which is what every installation from before this setting was bound to.
+   */
+  readonly installationId?: string;
 }
 
 /** A composed Coffer: the app and the parts its host needs besides it. */
@@ -149,6 +174,8 @@ export interface Coffer {
   readonly app: CofferApp;
   readonly service: SecretService;
   readonly store: SecretsStore;
+  /** Authenticated control records (one instance per process: it remembers generations seen). */
+  readonly control: ControlRecords;
   /** The purger the service uses; the host runs `purgeExpired` on its schedule. */
   readonly purger: Purger;
   readonly authorizer: Authorizer;
@@ -200,6 +227,52 @@ export async function openAuditRoot(keys: KeySettings, logger: Logger): Promise<
     case 'ports':
       if (!keys.auditRoot) throw new ConfigError('a DynamoDB audit trail needs an audit root signer');
       return keys.auditRoot;
+  }
+}
+
+/**
+ * A local data dir's installation id: `<dataDir>/installation-id`, written at the first start with
+ * the secrets table's name then (so every data dir from before reads as it did). Kept in the data
+ * dir, not the table, so pointing the server at a restored table (COFFER_SECRETS_TABLE) keeps it.
+ */
+export async function localInstallationId(dataDir: string, table: string): Promise<string> {
+  const file = join(dataDir, 'installation-id');
+  try {
+    const id = (await readFile(file, 'utf8')).trim();
+    if (id === '') throw new ConfigError(`${file} is empty`);
+    return id;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  try {
+    await writeFile(file, `${table}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  return (await readFile(file, 'utf8')).trim();
+}
+
+/**
+ * The storage-integrity MAC key the keys setting names. Derived once per composition, like the
+ * audit field key (the same freshness: a process lives with the key it derived at start).
+ */
+export async function openStorageMacKey(keys: KeySettings, logger: Logger): Promise<StorageMacKey> {
+  switch (keys.kind) {
+    case 'local':
+      return openLocalStorageMacKey(keys.dataDir);
+    case 'kms': {
+      const keyId = keys.storageMacKeyId ?? keys.fieldHmac?.keyId;
+      if (!keyId) throw new ConfigError('storage integrity needs an HMAC_256 KMS key (storageMacKeyId)');
+      const key = await deriveKmsMacKey({ client: keys.client, keyId, label: STORAGE_MAC_LABEL_V1, logger });
+      try {
+        return new HmacStorageMacKey([{ id: STORAGE_MAC_KEY_V1, key }]);
+      } finally {
+        key.fill(0);
+      }
+    }
+    case 'ports':
+      return keys.storageMac;
   }
 }
 
@@ -291,7 +364,28 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     audit = settings.audit.trail;
   }
 
-  const store = new SecretsStore(settings.dynamo, settings.tables.secrets, settings.store);
+  const storageMac = await openStorageMacKey(settings.keys, logger);
+  const installationId =
+    settings.installationId ??
+    (settings.keys.kind === 'local'
+      ? await localInstallationId(settings.keys.dataDir, settings.tables.secrets)
+      : settings.tables.secrets);
+  const store = new SecretsStore(settings.dynamo, settings.tables.secrets, settings.store, {
+    key: storageMac,
+    binding: installationId,
+  });
+  const control = new ControlRecords({
+    client: settings.dynamo,
+    table: settings.tables.secrets,
+    key: storageMac,
+    binding: store.binding,
+  });
+  if (settings.keys.kind === 'local') {
+    // A data dir from before authenticated heads reads without a manual step: its heads are
+    // MAC'd once, here, before anything is served (see lib/store/legacy-heads.ts).
+    const migration = await migrateDataDirHeads(store, settings.keys.dataDir);
+    if (migration.migrated > 0) logger.info('legacy heads authenticated', { migrated: migration.migrated });
+  }
   const now = settings.now ? { now: settings.now } : {};
   const purger = new Purger({ store, ...now });
   const service = new SecretService({
@@ -311,6 +405,6 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
       ...(settings.authn.fetch ? { fetch: settings.authn.fetch } : {}),
     });
   const app = createApp({ service, authenticator, audit, logger, connection: settings.connection });
-  const coffer: Coffer = { app, service, store, purger, authorizer, authenticator, keys, audit };
+  const coffer: Coffer = { app, service, store, control, purger, authorizer, authenticator, keys, audit };
   return written ? { ...coffer, audit: written.trail, auditRoot: written.root } : coffer;
 }

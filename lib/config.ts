@@ -16,6 +16,12 @@ export interface LocalSettings {
   readonly policyDir: string;
   /** HTTPS instead of HTTP: `COFFER_TLS_CERT` and `COFFER_TLS_KEY`, with `COFFER_TLS_CLIENT_CA`. */
   readonly tls?: LocalTlsSettings;
+  /**
+   * The secrets and audit tables: `COFFER_SECRETS_TABLE` names another secrets table (a restored
+   * copy, docs/operations.md); the installation id stays the data dir's, so its values still read.
+   * Default: DEFAULT_TABLES.
+   */
+  readonly tables?: { readonly secrets: string; readonly audit: string };
 }
 
 /** Files (absolute paths) of the local server's TLS listener; read at start. */
@@ -58,11 +64,16 @@ export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Loca
   }
   const policyDir = env.COFFER_POLICY_DIR ? resolve(cwd, env.COFFER_POLICY_DIR) : DEFAULT_POLICY_DIR;
   const tls = tlsSettings(env, cwd);
+  const secrets = env.COFFER_SECRETS_TABLE || DEFAULT_TABLES.secrets;
+  if (!/^[A-Za-z0-9_.-]{3,255}$/.test(secrets))
+    throw new ConfigError('COFFER_SECRETS_TABLE must be a DynamoDB table name');
+  const tables = { ...DEFAULT_TABLES, secrets };
   return {
     dataDir,
     port,
     ...(endpoint ? { dynamodbEndpoint: endpoint } : {}),
     policyDir,
+    tables,
     ...(tls ? { tls } : {}),
   };
 }

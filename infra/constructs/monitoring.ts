@@ -23,6 +23,11 @@ export const FILTER_PATTERNS = {
   auditWriteFailures: '{ ($.message = "audit write failed") || ($.code = "audit_unavailable") }',
   keyStoreUnavailable:
     '{ ($.code = "key_store_unavailable") || ($.message = "kms call failed" && ($.errorName = "KMSInvalidStateException" || $.errorName = "CustomKeyStoreInvalidStateException" || $.errorName = "DisabledException")) }',
+  /**
+   * Stored items that failed verification (a head or control record changed outside Coffer): the
+   * operational line of the 500, once per request (the audit record's `error` is not counted too).
+   */
+  integrityFailures: '{ $.code = "integrity_error" }',
 } as const;
 
 export interface CofferMonitoringProps {
@@ -71,6 +76,7 @@ export class CofferMonitoring extends Construct {
     const denied = filter('DeniedRequests', props.apiLogs, FILTER_PATTERNS.denied);
     const auditFailures = filter('AuditWriteFailures', props.apiLogs, FILTER_PATTERNS.auditWriteFailures);
     const keyStore = filter('KeyStoreUnavailable', props.apiLogs, FILTER_PATTERNS.keyStoreUnavailable);
+    const integrity = filter('IntegrityFailures', props.apiLogs, FILTER_PATTERNS.integrityFailures);
     // Published by the checkpoint job itself (lib/audit/checkpoint-job.ts), once per run.
     const interval = props.checkpointInterval;
     const verification = new cloudwatch.Metric({
@@ -130,6 +136,12 @@ export class CofferMonitoring extends Construct {
       keyStore,
       1,
       'KMS could not serve Coffer key requests (custom key store disconnected, key disabled or pending deletion): requests fail with 503 key_store_unavailable.',
+    );
+    alarm(
+      'IntegrityFailures',
+      integrity,
+      1,
+      'A stored head or control record failed its MAC: someone changed the secrets table outside Coffer, or a restore mixed installations. The affected requests fail with 500 integrity_error. Investigate at once.',
     );
     alarm(
       'KmsKeyEvents',
@@ -292,7 +304,7 @@ export class CofferMonitoring extends Construct {
     this.dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Security signals',
-        left: [denied, auditFailures, keyStore, verification],
+        left: [denied, auditFailures, keyStore, verification, integrity],
         width: 12,
       }),
       new cloudwatch.LogQueryWidget({

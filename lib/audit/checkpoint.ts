@@ -30,6 +30,12 @@ export interface CheckpointerOptions {
    */
   readonly writtenHeads?: () => readonly CheckpointHead[];
   readonly onBehind?: (head: CheckpointHead, tableSeq: number | undefined) => void;
+  /**
+   * The current generations of the control records (ControlRecords.generations), signed into each
+   * checkpoint. A failure (a record that fails its MAC or went back) fails the checkpoint: it is
+   * never written with generations left out. Default: none signed.
+   */
+  readonly generations?: () => Promise<Record<string, number>>;
 }
 
 /** Reads a stored checkpoint's fields loosely (the verifier is what checks them). */
@@ -130,6 +136,7 @@ export class Checkpointer {
       // shows a shorter chain means records were removed (not that a write was still in flight).
       const written = heads ? [] : (this.options.writtenHeads?.() ?? []);
       const collected = heads ?? this.withWrittenHeads(await this.collectHeads(previous), written);
+      const generations = this.options.generations ? await this.options.generations() : undefined;
       const body: Omit<Checkpoint, 'sig'> = {
         v: RECORD_VERSION,
         type: 'checkpoint',
@@ -139,6 +146,7 @@ export class Checkpointer {
         heads: [...collected].sort((a, b) => (a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : 0)),
         rootKeyId: this.options.root.keyId,
         rootAlg: this.options.root.algorithm,
+        ...(generations ? { generations } : {}),
       };
       const sig = Buffer.from(await this.options.root.sign(checkpointMessage(body))).toString('base64');
       const checkpoint: Checkpoint = { ...body, sig };

@@ -55,6 +55,11 @@ export interface RequestRecord {
   readonly userAgent: string;
   /** Keyed HMAC-SHA256 (hex) of fields that may be sensitive: `query`, `idempotencyKey`. */
   readonly hmac: Readonly<Record<string, string>>;
+  /**
+   * The head a change wrote: its revision and MAC (base64); null for other requests and in records
+   * written before heads were authenticated (absent there).
+   */
+  readonly head: { readonly rev: number; readonly mac: string } | null;
   readonly hmacKeyId: string | null;
   readonly hash: string;
   readonly sig: string;
@@ -135,6 +140,13 @@ export interface Checkpoint {
   readonly heads: readonly CheckpointHead[];
   readonly rootKeyId: string;
   readonly rootAlg: string;
+  /**
+   * The generation of every authenticated control record (`<kind>/<id>` → generation) when the
+   * checkpoint was written, signed with the rest, so a control record later put back to a lower
+   * generation is caught. Absent in checkpoints written before, and by writers without the store
+   * (they still verify: the signature covers the fields a checkpoint has).
+   */
+  readonly generations?: Readonly<Record<string, number>>;
   readonly sig: string;
 }
 
@@ -282,6 +294,8 @@ export function requestFields(
     userAgent: clip(ctx.userAgent, 256),
     hmac,
     hmacKeyId: hasher && Object.keys(hmac).length > 0 ? hasher.keyId : null,
+    // Only a committed change names the head it wrote (a failure record's head was never written).
+    head: ctx.head && outcome.status === 200 ? { rev: ctx.head.rev, mac: ctx.head.mac } : null,
   };
 }
 

@@ -26,6 +26,12 @@ export interface AuditContext {
    * metadata such as an Idempotency-Key). The record keeps only their keyed HMAC-SHA256.
    */
   sensitive?: Record<string, string>;
+  /**
+   * The head a change leaves behind: its revision and MAC (base64). The log then names the exact
+   * head each change wrote, so an older head put back in the table is caught (`audit verify
+   * --storage`).
+   */
+  head?: { readonly rev: number; readonly mac: string };
   /** Set once the record was written inside a change's transaction. */
   written: boolean;
 }

@@ -257,7 +257,7 @@ export async function startLocalServer(
   try {
     aborted();
     try {
-      await ensureTables(client, DEFAULT_TABLES);
+      await ensureTables(client, settings.tables ?? DEFAULT_TABLES);
     } catch (err) {
       // Usually an endpoint given in COFFER_DYNAMODB_ENDPOINT that is not running: one line.
       const e = err as NodeJS.ErrnoException;
@@ -274,7 +274,7 @@ export async function startLocalServer(
     const sink = hooks.auditSink ? { sink: hooks.auditSink } : {};
     const coffer = await composeCoffer({
       dynamo: client,
-      tables: DEFAULT_TABLES,
+      tables: settings.tables ?? DEFAULT_TABLES,
       keys: { kind: 'local', dataDir: settings.dataDir },
       audit: {
         kind: 'dynamo',
@@ -290,9 +290,11 @@ export async function startLocalServer(
     const { app, audit, purger } = coffer;
     const checkpointer = new Checkpointer({
       client,
-      table: DEFAULT_TABLES.audit,
+      table: (settings.tables ?? DEFAULT_TABLES).audit,
       root: coffer.auditRoot,
       ...sink,
+      // Signs the control records' generations: a rollback of one is visible to the verifier.
+      generations: () => coffer.control.generations(),
       // The server knows what it wrote: a chain's tail removed since the last checkpoint is
       // signed as it was written, so `coffer audit verify` reports the chain truncated.
       writtenHeads: () => audit.writtenHeads(),

@@ -191,9 +191,10 @@ export class SecretService {
           ? { description: previous.description }
           : {}),
     };
-    const sealed = await this.envelope.seal(input.value, { table: this.store.table, path, version });
+    const sealed = await this.envelope.seal(input.value, { table: this.store.binding, path, version });
     const result: PutResult = { path, version, createdAt };
     caller.audit.version = version;
+    this.noteHead(caller, head, previous);
     try {
       await this.audit.withChange(caller.audit, (extra) =>
         this.store.putVersion({
@@ -245,7 +246,11 @@ export class SecretService {
     const stored = await this.store.getVersion(path, wanted);
     if (!stored) throw new NotFoundError('secret version not found');
     if (!stored.sealed) throw new NotFoundError('secret version was destroyed');
-    const value = await this.envelope.open(stored.sealed, { table: this.store.table, path, version: wanted });
+    const value = await this.envelope.open(stored.sealed, {
+      table: this.store.binding,
+      path,
+      version: wanted,
+    });
     return { path, version: wanted, value, createdAt: stored.createdAt };
   }
 
@@ -315,10 +320,10 @@ export class SecretService {
     const now = this.now();
     const deletedAt = now.toISOString();
     const purgeAt = new Date(now.getTime() + recoveryDays * 86_400_000).toISOString();
+    const deleted: SecretHead = { ...head, updatedAt: deletedAt, deletedAt, purgeAt };
+    this.noteHead(caller, deleted, head);
     await this.change(caller, () =>
-      this.audit.withChange(caller.audit, (extra) =>
-        this.store.replaceHead(head, { ...head, updatedAt: deletedAt, deletedAt, purgeAt }, { extra }),
-      ),
+      this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, deleted, { extra })),
     );
     return { path, deletedAt, purgeAt };
   }
@@ -333,10 +338,10 @@ export class SecretService {
       throw new NotFoundError('no deleted secret to restore at this path');
     this.require(caller, 'restore', resourceOf(head));
     const { deletedAt: _d, purgeAt: _p, ...rest } = head;
+    const restored: SecretHead = { ...rest, updatedAt: this.now().toISOString() };
+    this.noteHead(caller, restored, head);
     await this.change(caller, () =>
-      this.audit.withChange(caller.audit, (extra) =>
-        this.store.replaceHead(head, { ...rest, updatedAt: this.now().toISOString() }, { extra }),
-      ),
+      this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, restored, { extra })),
     );
     return { path, version: head.latest };
   }
@@ -358,10 +363,10 @@ export class SecretService {
     for (const v of unique) {
       if (v < head.minVersion || v > head.latest) throw new NotFoundError(`version ${v} not found`);
     }
+    const next: SecretHead = { ...head, updatedAt: this.now().toISOString() };
+    this.noteHead(caller, next, head);
     await this.change(caller, () =>
-      this.audit.withChange(caller.audit, (extra) =>
-        this.store.destroyVersions(head, { ...head, updatedAt: this.now().toISOString() }, unique, extra),
-      ),
+      this.audit.withChange(caller.audit, (extra) => this.store.destroyVersions(head, next, unique, extra)),
     );
     return { path, destroyed: unique };
   }
@@ -395,6 +400,7 @@ export class SecretService {
     const minVersion = Math.max(head.minVersion, head.latest - next.maxVersions + 1);
     const pruned = range(head.minVersion, minVersion);
     const updated = { ...next, minVersion };
+    this.noteHead(caller, updated, head);
     await this.change(caller, () =>
       this.audit.withChange(caller.audit, (extra) =>
         this.store.replaceHead(head, updated, { prune: pruned.slice(0, PRUNE_IN_TRANSACTION), extra }),
@@ -557,6 +563,18 @@ export class SecretService {
     if (!this.allowed(caller, action, resource)) throw new ForbiddenError();
   }
 
+  /**
+   * Puts the revision and MAC of the head a change is about to write in its audit record. The
+   * store seals the same head the same way (HMAC is deterministic), so the two always agree.
+   */
+  private noteHead(caller: Caller, next: SecretHead, previous: SecretHead | undefined): void {
+    const item = this.store.sealHead(next, previous);
+    caller.audit.head = {
+      rev: Number(item.rev?.N),
+      mac: Buffer.from(item.mac?.B as Uint8Array).toString('base64'),
+    };
+  }
+
   /** Runs a head change; a lost race is a CAS conflict for the caller to retry. */
   private async change(_caller: Caller, run: () => Promise<void>): Promise<void> {
     try {
@@ -604,7 +622,7 @@ export class SecretService {
     const stored = await this.store.getVersion(path, result.version);
     if (stored?.sealed) {
       const first = await this.envelope.open(stored.sealed, {
-        table: this.store.table,
+        table: this.store.binding,
         path,
         version: result.version,
       });

@@ -28,7 +28,9 @@ export function headFromItem(item: Record<string, unknown>): SecretHead {
     ...(typeof item.owner === 'string' ? { owner: item.owner } : {}),
     ...(typeof item.deletedAt === 'string' ? { deletedAt: item.deletedAt } : {}),
     ...(typeof item.purgeAt === 'string' ? { purgeAt: item.purgeAt } : {}),
+    ...(item.rev !== undefined ? { rev: Number(item.rev) } : {}),
   };
+  if (head.rev !== undefined && !Number.isInteger(head.rev)) throw new IntegrityError();
   if (!Number.isInteger(head.latest) || !Number.isInteger(head.maxVersions)) throw new IntegrityError();
   return head;
 }
@@ -49,6 +51,7 @@ export function headToItem(head: SecretHead): Record<string, unknown> {
     owner: head.owner,
     deletedAt: head.deletedAt,
     purgeAt: head.purgeAt,
+    rev: head.rev,
   };
 }
 

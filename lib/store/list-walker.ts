@@ -2,7 +2,6 @@ import { QueryCommand, type QueryCommandInput, type QueryCommandOutput } from '@
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { IntegrityError } from '../errors.js';
 import { decodeCursor, encodeCursor, InvalidCursorError } from './cursor.js';
-import { headFromItem } from './item-codec.js';
 import {
   firstSegment,
   HIGH,
@@ -13,7 +12,7 @@ import {
   rootSortKey,
   segmentOfRootSortKey,
 } from './keys.js';
-import type { ListEntry, ListPage } from './records.js';
+import type { ListEntry, ListPage, SecretHead } from './records.js';
 import type { TableClient } from './table-client.js';
 
 export interface ListOptions {
@@ -24,13 +23,21 @@ export interface ListOptions {
   readonly cursor?: string;
 }
 
+/** Opens a stored head item (verifying it): IntegrityError when it fails. */
+export type HeadOpener = (raw: NonNullable<QueryCommandOutput['Items']>[number]) => SecretHead;
+
 /**
  * Lists heads whose path starts with `prefix`, one page, with Query only (see keys.ts for the
  * layout). A prefix with `/` walks one head partition; a prefix inside the first segment walks
  * the ROOTS markers it matches and each of their partitions in order. Soft-deleted heads are
  * returned; the caller filters them.
  */
-export async function listHeads(db: TableClient, prefix: string, options: ListOptions): Promise<ListPage> {
+export async function listHeads(
+  db: TableClient,
+  prefix: string,
+  options: ListOptions,
+  openHead: HeadOpener,
+): Promise<ListPage> {
   const cursor = decodeCursor(options.cursor);
   const entries: ListEntry[] = [];
   const { delimiter, limit } = options;
@@ -65,6 +72,9 @@ export async function listHeads(db: TableClient, prefix: string, options: ListOp
         if (full()) return lower;
         const path = pathOfHeadSortKey(sk);
         if (item.path !== path) throw new IntegrityError();
+        // Every head the walk meets is verified, also one only rolled up into a folder: a forged
+        // head must not make a folder appear.
+        const head = openHead(raw);
         const cut = delimiter ? path.indexOf(delimiter, prefix.length) : -1;
         if (delimiter && cut !== -1) {
           const folder = path.slice(0, cut + delimiter.length);
@@ -74,7 +84,7 @@ export async function listHeads(db: TableClient, prefix: string, options: ListOp
           rolledUp = true;
           break;
         }
-        entries.push({ kind: 'head', head: headFromItem(item) });
+        entries.push({ kind: 'head', head });
         lower = sk;
       }
       if (rolledUp) continue;

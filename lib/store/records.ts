@@ -16,6 +16,11 @@ export interface SecretHead {
   readonly owner?: string;
   readonly deletedAt?: string;
   readonly purgeAt?: string;
+  /**
+   * The head's revision: every write of the head raises it by one (the store sets it), and it is
+   * under the head's MAC, so the audit log can name the exact head each change left behind.
+   */
+  readonly rev?: number;
 }
 
 export interface VersionMeta {

@@ -7,6 +7,9 @@ import {
   QueryCommand,
   type QueryCommandInput,
   type QueryCommandOutput,
+  ScanCommand,
+  type ScanCommandInput,
+  type ScanCommandOutput,
   TransactionCanceledException,
   type TransactWriteItem,
   TransactWriteItemsCommand,
@@ -16,6 +19,7 @@ import { backoffDelay, retry } from '../../packages/client/src/retry.js';
 import type { SealedValue } from '../crypto/envelope.js';
 import { CasConflictError, IntegrityError } from '../errors.js';
 import { cursorAfter } from './cursor.js';
+import { type HeadIntegrity, type StoredItem, sealHeadItem, verifyHeadItem } from './head-mac.js';
 import {
   deletionToItem,
   headFromItem,
@@ -72,6 +76,13 @@ export interface StoreOptions {
   readonly transactionBackoffMs?: number;
 }
 
+/**
+ * How heads are authenticated. Without it (the scheduled purge, which decides nothing a table
+ * writer could not do anyway: it deletes what the table says is deleted) every head read or write
+ * fails closed with IntegrityError.
+ */
+export type StoreIntegrity = HeadIntegrity;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface PutVersionInput {
@@ -103,22 +114,60 @@ export class SecretsStore {
   private readonly db: TableClient;
 
   constructor(
-    private readonly client: DynamoDBClient,
+    readonly client: DynamoDBClient,
     readonly table: string,
     options: StoreOptions = {},
+    private readonly integrity?: StoreIntegrity,
   ) {
     this.attempts = options.transactionAttempts ?? 4;
     this.backoffMs = options.transactionBackoffMs ?? 50;
     this.db = new TableClient(client, table);
   }
 
+  /**
+   * The installation id heads and values are bound to (the AAD, the KMS encryption context and
+   * the head MACs name it, never the physical table, so a restored copy of the table reads).
+   */
+  get binding(): string {
+    return this.integrity?.binding ?? this.table;
+  }
+
+  /** A secret's head, its MAC verified: IntegrityError when it fails, never an unverified head. */
   async getHead(path: string): Promise<SecretHead | undefined> {
+    const item = await this.getHeadItem(path);
+    return item ? this.openHead(item, path) : undefined;
+  }
+
+  /** The stored head item as it is, unverified (the purge; the legacy-head migration). */
+  async getHeadItem(path: string): Promise<StoredItem | undefined> {
     const out = await this.db.send<GetItemCommandOutput>(
       new GetItemCommand({ TableName: this.table, Key: marshall(headKey(path)), ConsistentRead: true }),
     );
-    if (!out.Item) return undefined;
-    const item = unmarshall(out.Item);
-    if (item.path !== path) throw new IntegrityError();
+    return out.Item;
+  }
+
+  /** One page of heads without a MAC (the one-time legacy-head migration; never on a request). */
+  async scanLegacyHeads(
+    start: ScanCommandInput['ExclusiveStartKey'],
+  ): Promise<{ items: StoredItem[]; next: ScanCommandInput['ExclusiveStartKey'] }> {
+    const out = await this.db.send<ScanCommandOutput>(
+      new ScanCommand({
+        TableName: this.table,
+        FilterExpression: 'begins_with(sk, :h) AND attribute_not_exists(mac)',
+        ExpressionAttributeValues: { ':h': { S: 'H#' } },
+        ConsistentRead: true,
+        ExclusiveStartKey: start,
+      }),
+    );
+    return { items: out.Items ?? [], next: out.LastEvaluatedKey };
+  }
+
+  /** Verifies a stored head item and decodes it. */
+  openHead(raw: StoredItem, path?: string): SecretHead {
+    if (!this.integrity) throw new IntegrityError();
+    verifyHeadItem(this.integrity, raw);
+    const item = unmarshall(raw);
+    if (path !== undefined && item.path !== path) throw new IntegrityError();
     return headFromItem(item);
   }
 
@@ -134,6 +183,19 @@ export class SecretsStore {
         Key: marshall(READY_PROBE_KEY),
         ProjectionExpression: 'pk',
       }),
+    );
+  }
+
+  /**
+   * The item a head is written as: the next revision, `mk` and `mac`. The revision counts up from
+   * the previous head's, so it only rises while the head exists.
+   */
+  sealHead(next: SecretHead, previous: SecretHead | undefined): StoredItem {
+    if (!this.integrity) throw new IntegrityError();
+    const rev = (previous?.rev ?? 0) + 1;
+    return sealHeadItem(
+      this.integrity,
+      marshall(headToItem({ ...next, rev }), { removeUndefinedValues: true }),
     );
   }
 
@@ -209,7 +271,7 @@ export class SecretsStore {
     items.push({
       Put: {
         TableName: this.table,
-        Item: marshall(headToItem(head), { removeUndefinedValues: true }),
+        Item: this.sealHead(head, previous),
         ...(previous
           ? {
               ConditionExpression: `${HEAD_MATCHES} AND attribute_not_exists(deletedAt)`,
@@ -267,7 +329,7 @@ export class SecretsStore {
     items.push({
       Put: {
         TableName: this.table,
-        Item: marshall(headToItem(next), { removeUndefinedValues: true }),
+        Item: this.sealHead(next, previous),
         ConditionExpression: condition,
         ExpressionAttributeValues: marshall(values),
       },
@@ -317,7 +379,7 @@ export class SecretsStore {
     items.push({
       Put: {
         TableName: this.table,
-        Item: marshall(headToItem(next), { removeUndefinedValues: true }),
+        Item: this.sealHead(next, previous),
         ConditionExpression: `${HEAD_MATCHES} AND updatedAt = :updated`,
         ExpressionAttributeValues: marshall({ ':expected': previous.latest, ':updated': previous.updatedAt }),
       },
@@ -353,7 +415,7 @@ export class SecretsStore {
     prefix: string,
     options: { delimiter?: string; limit: number; cursor?: string },
   ): Promise<ListPage> {
-    return listHeads(this.db, prefix, options);
+    return listHeads(this.db, prefix, options, (raw) => this.openHead(raw));
   }
 
   /**
@@ -376,7 +438,21 @@ export class SecretsStore {
    * See purge.ts for why in that order.
    */
   async purge(path: string, purgeAt: string): Promise<boolean> {
-    return purgeSecret(this.db, this, path, purgeAt);
+    // The purge reads the head unverified: it only deletes a secret the table says is deleted
+    // and past its window, which a table writer could delete directly anyway.
+    return purgeSecret(
+      this.db,
+      {
+        getHead: async (p) => {
+          const item = await this.getHeadItem(p);
+          return item ? headFromItem(unmarshall(item)) : undefined;
+        },
+        listVersions: (p) => this.listVersions(p),
+        deleteVersions: (p, v) => this.deleteVersions(p, v),
+      },
+      path,
+      purgeAt,
+    );
   }
 
   private async transact(items: TransactWriteItem[], index: readonly ChangeFailure[]): Promise<void> {

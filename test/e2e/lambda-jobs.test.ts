@@ -16,6 +16,7 @@ import { AllowAllAuthorizer } from '../../lib/authz/authorizer.js';
 import { Envelope } from '../../lib/crypto/envelope.js';
 import { KmsRootSigner } from '../../lib/keys/kms.js';
 import { LocalKeyProvider } from '../../lib/keys/local.js';
+import { openLocalStorageMacKey } from '../../lib/keys/storage-mac.js';
 import { silentLogger } from '../../lib/log.js';
 import { type Caller, SecretService } from '../../lib/secrets/service.js';
 import { SecretsStore } from '../../lib/store/secrets-store.js';
@@ -128,7 +129,12 @@ describe('the purge function', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'coffer-purge-'));
     try {
       const service = new SecretService({
-        store: new SecretsStore(client, tables.secrets),
+        store: new SecretsStore(
+          client,
+          tables.secrets,
+          {},
+          { key: await openLocalStorageMacKey(dataDir), binding: tables.secrets },
+        ),
         envelope: new Envelope(await LocalKeyProvider.open(dataDir)),
         authorizer: new AllowAllAuthorizer(),
         audit: new NoAuditTrail(),

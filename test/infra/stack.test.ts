@@ -329,6 +329,7 @@ describe('the Coffer stack (keyStore=kms)', () => {
       'VerificationProblems',
       'CheckpointsWritten',
       'KeyStoreUnavailable',
+      'IntegrityFailures',
       'TriggeredRules',
       '5xx',
     ]) {
@@ -346,6 +347,7 @@ describe('the Coffer stack (keyStore=kms)', () => {
         FILTER_PATTERNS.denied,
         FILTER_PATTERNS.auditWriteFailures,
         FILTER_PATTERNS.keyStoreUnavailable,
+        FILTER_PATTERNS.integrityFailures,
       ].sort(),
     );
     kms.template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });

@@ -14,6 +14,7 @@ import { PolicySetError } from '../../lib/authz/policy-set.js';
 import { type CofferSettings, composeCoffer } from '../../lib/compose.js';
 import { ConfigError } from '../../lib/errors.js';
 import { LocalKeyProvider } from '../../lib/keys/local.js';
+import { HmacStorageMacKey } from '../../lib/keys/storage-mac.js';
 import { jsonLogger } from '../../lib/log.js';
 import { localDynamoClient } from '../../lib/store/dynamo-client.js';
 import type { TableNames } from '../../lib/store/tables.js';
@@ -173,6 +174,7 @@ describe('composeCoffer', () => {
       keys: {
         kind: 'ports',
         provider: await LocalKeyProvider.open(await mkdtemp(join(tmpdir(), 'coffer-'))),
+        storageMac: new HmacStorageMacKey([{ id: 'test', key: new Uint8Array(32).fill(7) }]),
       },
       audit: { kind: 'dynamo', writer: 'test' },
       policy: { dir: join(tmpdir(), 'no-such-policy-dir') },

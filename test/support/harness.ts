@@ -10,6 +10,7 @@ import { AllowAllAuthorizer, type Authorizer } from '../../lib/authz/authorizer.
 import { composeCoffer } from '../../lib/compose.js';
 import type { AppDeps, CofferApp } from '../../lib/http/app.js';
 import type { KeyProvider } from '../../lib/keys/provider.js';
+import { openLocalStorageMacKey } from '../../lib/keys/storage-mac.js';
 import { jsonLogger, type Logger } from '../../lib/log.js';
 import type { SecretService } from '../../lib/secrets/service.js';
 import type { SecretsStore, StoreOptions } from '../../lib/store/secrets-store.js';
@@ -70,7 +71,11 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
     tables,
     ...(options.store ? { store: options.store } : {}),
     keys: options.keys
-      ? { kind: 'ports', provider: await options.keys(dataDir) }
+      ? {
+          kind: 'ports',
+          provider: await options.keys(dataDir),
+          storageMac: await openLocalStorageMacKey(dataDir),
+        }
       : { kind: 'local', dataDir },
     audit:
       options.audit === 'dynamo'
