@@ -5,6 +5,7 @@ import {
   type ListPage,
   MAX_VERSIONS,
   type MetadataPatch,
+  ownRecord,
   type PutRequest,
   type PutResult,
   RECOVERY_DAYS,
@@ -149,7 +150,7 @@ export class SecretService {
       // write purges it first and creates a new secret at the path.
       previous = await this.store.getHead(path);
     }
-    const nextTags = input.tags ?? previous?.tags ?? {};
+    const nextTags = input.tags ?? previous?.tags ?? ownRecord([]);
     // A write is authorized against the secret as it is and as it would be, so that changing tags
     // cannot step out from under a tag-based forbid. A secret being created is checked with its
     // path, folders and tags but no owner: ownership follows from creating, it never grants it
