@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   BATCH_GET_MAX_PATHS,
   type BatchGetItem,
@@ -37,6 +37,7 @@ import {
   ValueTooLargeError,
 } from '../errors.js';
 import { validatePath, validatePrefix } from '../paths.js';
+import { type CursorBinding, CursorSealer } from '../store/cursor.js';
 import type { ListEntry, SecretHead, VersionMeta } from '../store/records.js';
 import { ChangeConditionFailed, type SecretsStore } from '../store/secrets-store.js';
 import { Purger } from './purger.js';
@@ -100,6 +101,11 @@ export interface SecretServiceDeps {
    * purge uses).
    */
   readonly purger?: Purger;
+  /**
+   * Seals list cursors for clients (see CursorSealer). Default: a random key of this process, so
+   * cursors do not outlive it; the composition root passes one derived from the audit HMAC key.
+   */
+  readonly cursors?: CursorSealer;
 }
 
 const secretResource = (
@@ -127,6 +133,7 @@ export class SecretService {
   private readonly audit: AuditTrail;
   private readonly now: () => Date;
   private readonly purger: Purger;
+  private readonly cursors: CursorSealer;
 
   constructor(deps: SecretServiceDeps) {
     this.store = deps.store;
@@ -135,6 +142,7 @@ export class SecretService {
     this.audit = deps.audit;
     this.now = deps.now ?? (() => new Date());
     this.purger = deps.purger ?? new Purger({ store: deps.store, now: this.now });
+    this.cursors = deps.cursors ?? new CursorSealer(randomBytes(32));
   }
 
   /** Writes a new version. `cas: 0` means "only if absent", `cas: n` "only if latest is n". */
@@ -424,7 +432,13 @@ export class SecretService {
     // path it may not see.
     const limit = options.limit;
     const shown: ListEntry[] = [];
-    let storeCursor = options.cursor;
+    // A cursor is good only for the listing and the caller it was made for.
+    const binding: CursorBinding = {
+      prefix,
+      ...(options.delimiter !== undefined ? { delimiter: options.delimiter } : {}),
+      caller: `${caller.principal.type}:${caller.principal.id}`,
+    };
+    let storeCursor = options.cursor ? this.cursors.open(options.cursor, binding) : undefined;
     let more = false;
     // One more than wanted tells whether another visible entry follows.
     let scan = Math.min(LIST_SCAN_PAGE, limit + 1);
@@ -456,7 +470,7 @@ export class SecretService {
     return {
       items,
       ...(options.delimiter ? { folders } : {}),
-      ...(more && last ? { cursor: this.store.cursorAfter(prefix, last) } : {}),
+      ...(more && last ? { cursor: this.cursors.seal(this.store.cursorAfter(prefix, last), binding) } : {}),
     };
   }
 
