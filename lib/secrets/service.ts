@@ -421,7 +421,10 @@ export class SecretService {
    */
   async list(caller: Caller, options: ListOptions): Promise<ListResult> {
     const prefix = validatePrefix(options.prefix);
-    this.note(caller, 'list', prefix);
+    // A prefix may say as much as a path ("payroll/layoffs-"): the record keeps it only as a keyed
+    // HMAC (`hmac.prefix`), never in `path` (docs/audit.md).
+    this.note(caller, 'list', undefined);
+    caller.audit.sensitive = { ...caller.audit.sensitive, prefix };
     if (options.delimiter !== undefined && options.delimiter !== '/') {
       throw new InvalidRequestError('delimiter must be "/"');
     }
@@ -540,9 +543,9 @@ export class SecretService {
     return this.purger.isExpired(head);
   }
 
-  private note(caller: Caller, action: Action, path: string): void {
+  private note(caller: Caller, action: Action, path: string | undefined): void {
     caller.audit.action = action;
-    caller.audit.path = path;
+    if (path !== undefined) caller.audit.path = path;
     caller.audit.policySetHash = this.authorizer.policySetHash;
   }
 
