@@ -14,6 +14,7 @@ import {
   VALUE_MAX_BYTES,
 } from '../../packages/client/src/contract.js';
 import type { ErrorCode } from '../../packages/client/src/error-registry.js';
+import { retry } from '../../packages/client/src/retry.js';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import type { Principal } from '../authn/principal.js';
 import type {
@@ -35,6 +36,7 @@ import {
   NotFoundError,
   SecretDeletedError,
   ValueTooLargeError,
+  WriteContentionError,
 } from '../errors.js';
 import { validatePath, validatePrefix } from '../paths.js';
 import { type CursorBinding, CursorSealer } from '../store/cursor.js';
@@ -57,6 +59,12 @@ export const IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600;
  */
 const LIST_SCAN_PAGE = 1000;
 const FOLDER_FIRST_SCAN = 10;
+/**
+ * A write without `cas` that loses a race is tried again: up to 12 attempts in all, full-jitter
+ * waits from 10 ms doubling to at most 400 ms (about 2 s in all at worst), enough for dozens of
+ * concurrent writers to one secret to all land.
+ */
+const PLAIN_WRITE_RETRY = { attempts: 12, baseDelayMs: 10, maxDelayMs: 400 } as const;
 /** Pruned versions deleted inside the write's own transaction; more are deleted right after. */
 const PRUNE_IN_TRANSACTION = 50;
 
@@ -134,6 +142,7 @@ export class SecretService {
   private readonly now: () => Date;
   private readonly purger: Purger;
   private readonly cursors: CursorSealer;
+  private readonly plainWrites = new PathQueue();
 
   constructor(deps: SecretServiceDeps) {
     this.store = deps.store;
@@ -145,13 +154,43 @@ export class SecretService {
     this.cursors = deps.cursors ?? new CursorSealer(randomBytes(32));
   }
 
-  /** Writes a new version. `cas: 0` means "only if absent", `cas: n` "only if latest is n". */
+  /**
+   * Writes a new version. `cas: 0` means "only if absent", `cas: n` "only if latest is n"; a lost
+   * race is then 409 `cas_conflict`. Without `cas` the caller asked for no check, so a concurrent
+   * change is not its failure: the write is tried again (bounded, full jitter), each attempt
+   * re-reading the head and deciding again, so that a concurrent retag that forbids the write
+   * does. Past the bound it is 503 `write_contention` (retryable), never 409.
+   */
   async put(caller: Caller, rawPath: string, input: PutInput, idempotencyKey?: string): Promise<PutResult> {
     const path = validatePath(rawPath);
     this.note(caller, 'write', path);
     if (Buffer.byteLength(input.value, 'utf8') > MAX_VALUE_BYTES) {
       throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
     }
+    if (input.cas !== undefined) return this.putOnce(caller, path, input, idempotencyKey);
+    // Plain writes to one path from this process go one at a time: they would only make each
+    // other lose. The retries are for writers elsewhere (other Lambda instances, cas writers).
+    return this.plainWrites.run(path, async () => {
+      try {
+        return await retry(() => this.putOnce(caller, path, input, idempotencyKey), {
+          ...PLAIN_WRITE_RETRY,
+          // Without cas the only conflict is a lost race (a head that changed since it was read).
+          isRetryable: (err) => err instanceof CasConflictError,
+        });
+      } catch (err) {
+        if (err instanceof CasConflictError) throw new WriteContentionError();
+        throw err;
+      }
+    });
+  }
+
+  /** One attempt of a write: read the head, decide, seal, commit. */
+  private async putOnce(
+    caller: Caller,
+    path: string,
+    input: PutInput,
+    idempotencyKey: string | undefined,
+  ): Promise<PutResult> {
     let previous = await this.store.getHead(path);
     if (previous && (await this.purger.purgeIfExpired(previous))) {
       // Past its recovery window the secret is gone, whether or not the purge routine has run: the
@@ -621,6 +660,27 @@ export class SecretService {
       }
     }
     return { path: result.path, version: Number(result.version), createdAt: result.createdAt };
+  }
+}
+
+/** Runs tasks for the same key one after another, in arrival order; other keys are not held up. */
+class PathQueue {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  async run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const before = this.tails.get(key) ?? Promise.resolve();
+    const mine = before.then(task, task);
+    // The tail settles either way, so one failed write never blocks the next.
+    const tail = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tails.set(key, tail);
+    try {
+      return await mine;
+    } finally {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
   }
 }
 

@@ -90,6 +90,8 @@ export const ERRORS = {
   audit_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
   key_store_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
   storage_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
+  /** A write without `cas` lost the race to concurrent writers on every one of its bounded attempts. */
+  write_contention: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
 
   // Raised by the server at start or by admin tooling, never in an answer to a request.
   config_error: { status: null, client: 'base', exit: 'error', retry: false },
