@@ -107,6 +107,11 @@ function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
   throw new InvalidRequestError(`invalid ${what}: ${where}${issue?.message ?? 'malformed'}`);
 }
 
+/** The connection failed while the body was being read: the client hung up or reset it. */
+class ClientClosedRequestError extends CofferError {
+  static override readonly code = 'client_closed_request';
+}
+
 class UnsupportedMediaTypeError extends CofferError {
   static override readonly code = 'unsupported_media_type';
 }
@@ -127,7 +132,15 @@ async function jsonBody(c: Context): Promise<unknown> {
       throw new UnsupportedMediaTypeError('request bodies must be application/json in UTF-8');
     }
   }
-  const bytes = await c.req.arrayBuffer();
+  let bytes: ArrayBuffer;
+  try {
+    bytes = await c.req.arrayBuffer();
+  } catch (err) {
+    // Our own refusals (the body limit) stand; any other failure to read the body is the
+    // connection's: the client went away mid-body, which is no server error.
+    if (err instanceof CofferError) throw err;
+    throw new ClientClosedRequestError('the client closed the connection before its request body arrived');
+  }
   let text: string;
   try {
     text = UTF8.decode(bytes);

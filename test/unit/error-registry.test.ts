@@ -53,12 +53,14 @@ describe('the error registry', () => {
       payload_too_large: 413,
       value_too_large: 413,
       unsupported_media_type: 415,
+      client_closed_request: 499,
       throttled: 429,
       integrity_error: 500,
       internal: 500,
       audit_unavailable: 503,
       key_store_unavailable: 503,
       storage_unavailable: 503,
+      write_contention: 503,
     });
   });
 
@@ -74,6 +76,7 @@ describe('the error registry', () => {
       'throttled',
       'timeout',
       'unreachable',
+      'write_contention',
     ]);
     expect(mayRetry('http_error', 502)).toBe(true);
     expect(mayRetry('http_error', 500)).toBe(false);

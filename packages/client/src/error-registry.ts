@@ -84,6 +84,11 @@ export const ERRORS = {
   payload_too_large: { status: 413, client: 'invalid', exit: 'invalid', retry: false },
   value_too_large: { status: 413, client: 'invalid', exit: 'invalid', retry: false },
   unsupported_media_type: { status: 415, client: 'invalid', exit: 'invalid', retry: false },
+  /**
+   * The client closed the connection before its request body arrived (nginx's 499). Only the
+   * audit record and the log see it: nobody is left to read the answer.
+   */
+  client_closed_request: { status: 499, client: 'network', exit: 'unavailable', retry: false },
   throttled: { status: 429, client: 'throttled', exit: 'unavailable', retry: true },
   integrity_error: { status: 500, client: 'integrity', exit: 'error', retry: false },
   internal: { status: 500, client: 'base', exit: 'error', retry: false },
