@@ -323,6 +323,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   api.post('/restore/*', async (c) => c.json(await service.restore(caller(c), pathAfter(c, '/restore/'))));
 
+  api.post('/purge/*', async (c) => c.json(await service.purge(caller(c), pathAfter(c, '/purge/'))));
+
   api.post('/destroy/*', async (c) => {
     const path = pathAfter(c, '/destroy/');
     const body = parse(destroyBody, await jsonBody(c), 'body');
@@ -358,6 +360,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     '/whoami',
     '/secrets/*',
     '/restore/*',
+    '/purge/*',
     '/destroy/*',
     '/meta/*',
     '/list',

@@ -389,6 +389,28 @@ export class SecretService {
     return { path, version: head.latest };
   }
 
+  /**
+   * Removes a soft-deleted secret at once (Cedar `admin` on it), so that its path is free before
+   * the recovery window ends. As for restore, a caller who may not see the secret, or a secret that
+   * is not deleted (or already past its window), is 404; one it may see but not administer, 403.
+   * The purge is the store's (versions first, then the head, conditioned on the same `purgeAt`): a
+   * concurrent restore wins and the purge is 409 `cas_conflict`.
+   */
+  async purge(caller: Caller, rawPath: string): Promise<{ path: string; purged: true }> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'admin', path);
+    const head = await this.store.getHead(path);
+    if (!head || !this.allowed(caller, 'readMetadata', resourceOf(head))) throw new NotFoundError();
+    if (!head.deletedAt || !head.purgeAt || this.expired(head)) {
+      throw new NotFoundError('no deleted secret to purge at this path');
+    }
+    this.require(caller, 'admin', resourceOf(head));
+    if (!(await this.store.purge(path, head.purgeAt))) {
+      throw new CasConflictError('the secret changed since it was read');
+    }
+    return { path, purged: true };
+  }
+
   /** Erases the given versions' ciphertext and wrapped keys. Irreversible through the API. */
   async destroy(
     caller: Caller,

@@ -150,6 +150,12 @@ export interface RestoreResult {
   version: number;
 }
 
+/** `POST /v1/purge/{path}`: a soft-deleted secret removed at once (Cedar action `admin`). */
+export interface PurgeResult {
+  path: string;
+  purged: true;
+}
+
 /** `POST /v1/destroy/{path}`. */
 export interface DestroyRequest {
   versions: number[];
