@@ -20,12 +20,19 @@ var ERRORS = {
   payload_too_large: { status: 413, client: "invalid", exit: "invalid", retry: false },
   value_too_large: { status: 413, client: "invalid", exit: "invalid", retry: false },
   unsupported_media_type: { status: 415, client: "invalid", exit: "invalid", retry: false },
+  /**
+   * The client closed the connection before its request body arrived (nginx's 499). Only the
+   * audit record and the log see it: nobody is left to read the answer.
+   */
+  client_closed_request: { status: 499, client: "network", exit: "unavailable", retry: false },
   throttled: { status: 429, client: "throttled", exit: "unavailable", retry: true },
   integrity_error: { status: 500, client: "integrity", exit: "error", retry: false },
   internal: { status: 500, client: "base", exit: "error", retry: false },
   audit_unavailable: { status: 503, client: "unavailable", exit: "unavailable", retry: true },
   key_store_unavailable: { status: 503, client: "unavailable", exit: "unavailable", retry: true },
   storage_unavailable: { status: 503, client: "unavailable", exit: "unavailable", retry: true },
+  /** A write without `cas` lost the race to concurrent writers on every one of its bounded attempts. */
+  write_contention: { status: 503, client: "unavailable", exit: "unavailable", retry: true },
   // Raised by the server at start or by admin tooling, never in an answer to a request.
   config_error: { status: null, client: "base", exit: "error", retry: false },
   invalid_policy_set: { status: null, client: "base", exit: "error", retry: false },
@@ -581,6 +588,17 @@ var CofferClient = class {
   async restore(path) {
     try {
       return await this.send({ method: "POST", route: `/restore/${encodePath(path)}`, idempotent: false });
+    } finally {
+      this.invalidate(path);
+    }
+  }
+  /**
+   * Removes a soft-deleted secret at once, before its recovery window ends, so that its path can be
+   * used again. Needs Cedar `admin` on the secret; a secret that is not deleted is `not_found`.
+   */
+  async purge(path) {
+    try {
+      return await this.send({ method: "POST", route: `/purge/${encodePath(path)}`, idempotent: false });
     } finally {
       this.invalidate(path);
     }
