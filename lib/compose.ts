@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto';
+import { type KeyObject, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -30,6 +30,7 @@ import { jsonLogger, type Logger } from './log.js';
 import { Purger } from './secrets/purger.js';
 import { SecretService } from './secrets/service.js';
 import { ControlRecords } from './store/control-records.js';
+import { CursorSealer, deriveCursorKey } from './store/cursor.js';
 import { migrateDataDirHeads } from './store/legacy-heads.js';
 import { SecretsStore, type StoreOptions } from './store/secrets-store.js';
 import type { TableNames } from './store/tables.js';
@@ -276,31 +277,58 @@ export async function openStorageMacKey(keys: KeySettings, logger: Logger): Prom
   }
 }
 
-async function openFieldHasher(keys: KeySettings, logger: Logger): Promise<FieldHasher | undefined> {
+/**
+ * The MAC key material the keys setting names: the local audit HMAC key, or the key derived in
+ * KMS for the audit field hashes. Undefined for ports, and for KMS without a field HMAC key.
+ */
+async function openMacMaterial(keys: KeySettings, logger: Logger): Promise<Uint8Array | undefined> {
   switch (keys.kind) {
     case 'local':
-      return hmacFieldHasher(await openAuditHmacKey(keys.dataDir));
-    case 'kms': {
-      if (!keys.fieldHmac) return undefined;
-      const key = await deriveKmsMacKey({ client: keys.client, ...keys.fieldHmac, logger });
-      // The hasher keeps its own copy; this one must not linger in memory.
-      const hasher = hmacFieldHasher(key);
-      key.fill(0);
-      return hasher;
-    }
+      return openAuditHmacKey(keys.dataDir);
+    case 'kms':
+      return keys.fieldHmac ? deriveKmsMacKey({ client: keys.client, ...keys.fieldHmac, logger }) : undefined;
     case 'ports':
-      return keys.fieldHasher;
+      return undefined;
   }
+}
+
+/** The MAC keys a Coffer uses: the audit field hasher and the list-cursor sealer. */
+interface MacKeys {
+  readonly fieldHasher: FieldHasher | undefined;
+  readonly cursors: CursorSealer;
+}
+
+/**
+ * Both MAC keys from the one key material (one KMS call at most): the field hasher keys with the
+ * material itself, as before; the cursor key is an HKDF derivation under its own label, so the two
+ * never share a key. Without material (ports, KMS without a field HMAC key) cursors are sealed
+ * with a random key of this process: valid only on the instance that made them.
+ */
+async function openMacKeys(keys: KeySettings, logger: Logger): Promise<MacKeys> {
+  const material = await openMacMaterial(keys, logger);
+  if (!material) {
+    return {
+      fieldHasher: keys.kind === 'ports' ? keys.fieldHasher : undefined,
+      cursors: new CursorSealer(randomBytes(32)),
+    };
+  }
+  // The hasher and the sealer keep their own copies; this one must not linger in memory.
+  const out = {
+    fieldHasher: hmacFieldHasher(material),
+    cursors: new CursorSealer(deriveCursorKey(material)),
+  };
+  material.fill(0);
+  return out;
 }
 
 /** The audit trail in the audit table, its chains certified by the root key the keys setting names. */
 async function composeDynamoAudit(
   settings: CofferSettings,
   audit: DynamoAudit,
+  fieldHasher: FieldHasher | undefined,
   logger: Logger,
 ): Promise<{ readonly trail: DynamoAuditTrail; readonly root: RootSigner }> {
   const root = await openAuditRoot(settings.keys, logger);
-  const fieldHasher = await openFieldHasher(settings.keys, logger);
   const trail = new DynamoAuditTrail({
     client: settings.dynamo,
     table: settings.tables.audit,
@@ -354,11 +382,12 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
   }
   const authorizer = await loadAuthorizer(settings.policy, logger);
   const keys = await openKeyProvider(settings.keys, logger);
+  const macs = await openMacKeys(settings.keys, logger);
 
   let audit: AuditTrail;
   let written: { readonly trail: DynamoAuditTrail; readonly root: RootSigner } | undefined;
   if (settings.audit.kind === 'dynamo') {
-    written = await composeDynamoAudit(settings, settings.audit, logger);
+    written = await composeDynamoAudit(settings, settings.audit, macs.fieldHasher, logger);
     audit = written.trail;
   } else {
     audit = settings.audit.trail;
@@ -394,6 +423,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     authorizer,
     audit,
     purger,
+    cursors: macs.cursors,
     ...now,
   });
   const authenticator =

@@ -123,6 +123,17 @@ export class KeyStoreUnavailableError extends CofferError {
   }
 }
 
+/**
+ * A write without `cas` kept losing to concurrent writers past its bounded retries. Retryable: it
+ * asked for no check, so sending it again is what the server itself did.
+ */
+export class WriteContentionError extends CofferError {
+  static override readonly code = 'write_contention';
+  constructor() {
+    super('too many concurrent writes to this secret; retry later');
+  }
+}
+
 /** The storage engine throttled or is unreachable. */
 export class ThrottledError extends CofferError {
   static override readonly code = 'throttled';

@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
+import { ownRecord } from '../../packages/client/src/contract.js';
 import type { Principal } from '../authn/principal.js';
 import { foldersOf } from '../paths.js';
 import type { Action, AuthorizationRequest, RequestContext, Resource } from './authorizer.js';
@@ -91,7 +92,7 @@ export function principalEntity(p: Principal): EntityJson {
     uid: principalUid(p),
     attrs: principalAttrs(p),
     parents: p.groups.map(groupUid),
-    tags: { ...p.attributes },
+    tags: ownRecord(Object.entries(p.attributes)),
   };
 }
 
@@ -104,7 +105,7 @@ export function resourceEntity(r: Resource): EntityJson {
     uid: resourceUid(r),
     attrs: { path: r.path, ...(r.owner !== undefined ? { owner: r.owner } : {}) },
     parents,
-    tags: { ...r.tags },
+    tags: ownRecord(Object.entries(r.tags)),
   };
 }
 

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { ownRecord } from '../../packages/client/src/contract.js';
 
 /** A commander argument parser for an integer from `min` to `max`. */
 export const parseIntArg = (name: string, min: number, max: number) => (raw: string) => {
@@ -21,11 +22,12 @@ export function parseDuration(raw: string): number {
 
 /** `--tag key=value` pairs as a map (a later pair for the same key wins). */
 export function parseTags(pairs: readonly string[]): Record<string, string> {
-  const tags: Record<string, string> = {};
+  const tags = new Map<string, string>();
   for (const pair of pairs) {
     const at = pair.indexOf('=');
     if (at <= 0) throw new InvalidArgumentError(`tag "${pair.slice(0, 64)}" must be key=value`);
-    tags[pair.slice(0, at)] = pair.slice(at + 1);
+    tags.set(pair.slice(0, at), pair.slice(at + 1));
   }
-  return tags;
+  // Keys are the user's: a prototype-less object, so `--tag __proto__=x` is a key like any other.
+  return ownRecord(tags);
 }

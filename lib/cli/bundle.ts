@@ -65,17 +65,60 @@ export async function newIdentity(
   return { identity, recipient, file };
 }
 
+/** The Bech32 alphabet (BIP 173). */
+const BECH32 = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
+const BECH32_GEN = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+
+function bech32Polymod(values: readonly number[]): number {
+  let chk = 1;
+  for (const v of values) {
+    const top = chk >>> 25;
+    chk = ((chk & 0x1ffffff) << 5) ^ v;
+    for (let i = 0; i < 5; i++) if ((top >>> i) & 1) chk ^= BECH32_GEN[i] as number;
+  }
+  return chk;
+}
+
+/**
+ * Why `s` is not an age X25519 recipient, or undefined when it is one: Bech32 (BIP 173) with the
+ * human-readable part `age` and 32 bytes of data. The checksum is verified here, as age itself
+ * does, so that a mistyped recipient is refused before any secret is read, not when sealing.
+ */
+function recipientProblem(s: string): string | undefined {
+  if (s !== s.toLowerCase() && s !== s.toUpperCase()) return 'mixed case';
+  const lower = s.toLowerCase();
+  const sep = lower.lastIndexOf('1');
+  if (sep < 1) return 'not a Bech32 string (age1…)';
+  const hrp = lower.slice(0, sep);
+  if (hrp !== 'age') return `not an age X25519 recipient (it starts with "${hrp.slice(0, 16)}1", not "age1")`;
+  const data: number[] = [];
+  for (const c of lower.slice(sep + 1)) {
+    const v = BECH32.indexOf(c);
+    if (v === -1) return `invalid character ${JSON.stringify(c)}`;
+    data.push(v);
+  }
+  // 32 bytes are 52 five-bit words (4 padding bits, zero), then a 6-word checksum.
+  if (data.length !== 58) return 'wrong length (an X25519 recipient is age1 + 58 characters)';
+  const expanded = [...hrp].map((c) => c.charCodeAt(0) >> 5);
+  expanded.push(0, ...[...hrp].map((c) => c.charCodeAt(0) & 31));
+  if (bech32Polymod([...expanded, ...data]) !== 1) return 'invalid checksum';
+  if (((data[51] as number) & 0x0f) !== 0) return 'non-zero padding';
+  return undefined;
+}
+
+/** The recipient, trimmed, or an `invalid_recipient` error that says what is wrong with it. */
 export function checkRecipient(recipient: string): string {
   const r = recipient.trim();
-  // X25519 recipients are Bech32 "age1" + 58 characters; anything else is refused before encrypting.
-  if (!/^age1[02-9ac-hj-np-z]{58}$/.test(r)) {
+  const problem = r === '' ? 'empty' : recipientProblem(r);
+  if (problem !== undefined) {
     throw new CofferClientError(
       'invalid_recipient',
       0,
-      `"${r.slice(0, 80)}" is not an age X25519 recipient (age1…, as printed by coffer keygen)`,
+      `invalid recipient "${r.slice(0, 80)}": ${problem} (an age X25519 recipient is age1…, as printed by coffer keygen)`,
     );
   }
-  return r;
+  // Bech32 may be all upper case; age's parser takes the lower-case form.
+  return r.toLowerCase();
 }
 
 export async function sealBundle(

@@ -143,7 +143,7 @@ export async function openClient(
   if (!token) {
     throw new NoTokenError(
       isLoopbackUrl(url)
-        ? `no token: set COFFER_TOKEN, run "coffer login", or start the local server (npm start), which writes ${join(localSettings(io.env, io.cwd).dataDir, 'dev-token')}`
+        ? `no token: set COFFER_TOKEN, run "coffer login", or start the local server (npm start), which writes ${join(localSettings(io.env, io.cwd).dataDir, 'dev-token')} (looked there; for another data dir set COFFER_DATA_DIR to it)`
         : `no token: set COFFER_TOKEN, run "coffer login" (the local dev-token is only sent to a server on this machine)`,
     );
   }

@@ -73,8 +73,16 @@ export function reportError(err: unknown, io: CliIo, json: boolean, session: Cli
     message = `COFFER_ADDR must be an http(s) URL, like ${DEFAULT_ADDR}`;
     code = 'invalid_config';
   }
-  if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);
-  else io.stderr.write(`coffer: ${message}${code !== 'internal' ? ` (${code})` : ''}\n`);
+  // The server's request id lets an operator find the request in the logs and the audit trail.
+  const requestId = err instanceof CofferClientError ? err.requestId : undefined;
+  if (json) {
+    io.stderr.write(`${JSON.stringify({ error: { code, message, ...(requestId ? { requestId } : {}) } })}\n`);
+  } else {
+    const tail = [code !== 'internal' ? code : '', requestId ? `request id ${requestId}` : '']
+      .filter((s) => s !== '')
+      .join(', ');
+    io.stderr.write(`coffer: ${message}${tail ? ` (${tail})` : ''}\n`);
+  }
   if (!(err instanceof CofferClientError || err instanceof CofferError)) {
     io.stderr.write(`coffer: ${(err as Error)?.name ?? 'Error'}\n`);
   }

@@ -12,6 +12,7 @@ import { registerKeygenCommand } from './commands/keygen.js';
 import { registerLifecycleCommands } from './commands/lifecycle.js';
 import { registerLoginCommands } from './commands/login.js';
 import { registerLsCommand } from './commands/ls.js';
+import { registerMetaCommand } from './commands/meta.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerPutCommand } from './commands/put.js';
 import { registerRenderCommand } from './commands/render.js';
@@ -52,6 +53,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   registerLsCommand(program, io, client);
   registerLifecycleCommands(program, io, client);
   registerHistoryCommand(program, io, client);
+  registerMetaCommand(program, io, client);
   registerWhoamiCommand(program, io, client);
   registerTokenCommand(program, io);
   registerLoginCommands(program, io);

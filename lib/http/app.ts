@@ -112,6 +112,11 @@ function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
   throw new InvalidRequestError(`invalid ${what}: ${where}${issue?.message ?? 'malformed'}`);
 }
 
+/** The connection failed while the body was being read: the client hung up or reset it. */
+class ClientClosedRequestError extends CofferError {
+  static override readonly code = 'client_closed_request';
+}
+
 class UnsupportedMediaTypeError extends CofferError {
   static override readonly code = 'unsupported_media_type';
 }
@@ -132,7 +137,15 @@ async function jsonBody(c: Context): Promise<unknown> {
       throw new UnsupportedMediaTypeError('request bodies must be application/json in UTF-8');
     }
   }
-  const bytes = await c.req.arrayBuffer();
+  let bytes: ArrayBuffer;
+  try {
+    bytes = await c.req.arrayBuffer();
+  } catch (err) {
+    // Our own refusals (the body limit) stand; any other failure to read the body is the
+    // connection's: the client went away mid-body, which is no server error.
+    if (err instanceof CofferError) throw err;
+    throw new ClientClosedRequestError('the client closed the connection before its request body arrived');
+  }
   let text: string;
   try {
     text = UTF8.decode(bytes);
@@ -327,6 +340,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   api.post('/restore/*', async (c) => c.json(await service.restore(caller(c), pathAfter(c, '/restore/'))));
 
+  api.post('/purge/*', async (c) => c.json(await service.purge(caller(c), pathAfter(c, '/purge/'))));
+
   api.post('/destroy/*', async (c) => {
     const path = pathAfter(c, '/destroy/');
     const body = parse(destroyBody, await jsonBody(c), 'body');
@@ -363,6 +378,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     '/ready',
     '/secrets/*',
     '/restore/*',
+    '/purge/*',
     '/destroy/*',
     '/meta/*',
     '/list',

@@ -14,6 +14,7 @@ import {
   LIST_LIMIT,
   MAX_VERSIONS,
   type MetadataPatch,
+  ownRecord,
   PREFIX_MAX_CHARS,
   type PutRequest,
   RECOVERY_DAYS,
@@ -50,7 +51,9 @@ const tagRecord = z
     z.string().regex(TAG_KEY, 'tag keys are 1-128 characters of A-Z a-z 0-9 _ . : / = + @ -'),
     text(TAG_VALUE_MAX_CHARS),
   )
-  .refine((t) => Object.keys(t).length <= MAX_TAGS, `at most ${MAX_TAGS} tags`);
+  .refine((t) => Object.keys(t).length <= MAX_TAGS, `at most ${MAX_TAGS} tags`)
+  // From here on tags are own entries of a prototype-less object (see ownRecord).
+  .transform((t) => ownRecord(Object.entries(t)));
 
 const tags = z
   .unknown()

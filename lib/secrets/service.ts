@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   BATCH_GET_MAX_PATHS,
   type BatchGetItem,
   type ListPage,
   MAX_VERSIONS,
   type MetadataPatch,
+  ownRecord,
   type PutRequest,
   type PutResult,
   RECOVERY_DAYS,
@@ -13,6 +14,7 @@ import {
   VALUE_MAX_BYTES,
 } from '../../packages/client/src/contract.js';
 import type { ErrorCode } from '../../packages/client/src/error-registry.js';
+import { retry } from '../../packages/client/src/retry.js';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import type { Principal } from '../authn/principal.js';
 import type {
@@ -34,8 +36,10 @@ import {
   NotFoundError,
   SecretDeletedError,
   ValueTooLargeError,
+  WriteContentionError,
 } from '../errors.js';
 import { validatePath, validatePrefix } from '../paths.js';
+import { type CursorBinding, CursorSealer } from '../store/cursor.js';
 import type { ListEntry, SecretHead, VersionMeta } from '../store/records.js';
 import { ChangeConditionFailed, type SecretsStore } from '../store/secrets-store.js';
 import { Purger } from './purger.js';
@@ -55,6 +59,12 @@ export const IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600;
  */
 const LIST_SCAN_PAGE = 1000;
 const FOLDER_FIRST_SCAN = 10;
+/**
+ * A write without `cas` that loses a race is tried again: up to 12 attempts in all, full-jitter
+ * waits from 10 ms doubling to at most 400 ms (about 2 s in all at worst), enough for dozens of
+ * concurrent writers to one secret to all land.
+ */
+const PLAIN_WRITE_RETRY = { attempts: 12, baseDelayMs: 10, maxDelayMs: 400 } as const;
 /** Pruned versions deleted inside the write's own transaction; more are deleted right after. */
 const PRUNE_IN_TRANSACTION = 50;
 
@@ -99,6 +109,11 @@ export interface SecretServiceDeps {
    * purge uses).
    */
   readonly purger?: Purger;
+  /**
+   * Seals list cursors for clients (see CursorSealer). Default: a random key of this process, so
+   * cursors do not outlive it; the composition root passes one derived from the audit HMAC key.
+   */
+  readonly cursors?: CursorSealer;
 }
 
 const secretResource = (
@@ -126,6 +141,8 @@ export class SecretService {
   private readonly audit: AuditTrail;
   private readonly now: () => Date;
   private readonly purger: Purger;
+  private readonly cursors: CursorSealer;
+  private readonly plainWrites = new PathQueue();
 
   constructor(deps: SecretServiceDeps) {
     this.store = deps.store;
@@ -134,22 +151,53 @@ export class SecretService {
     this.audit = deps.audit;
     this.now = deps.now ?? (() => new Date());
     this.purger = deps.purger ?? new Purger({ store: deps.store, now: this.now });
+    this.cursors = deps.cursors ?? new CursorSealer(randomBytes(32));
   }
 
-  /** Writes a new version. `cas: 0` means "only if absent", `cas: n` "only if latest is n". */
+  /**
+   * Writes a new version. `cas: 0` means "only if absent", `cas: n` "only if latest is n"; a lost
+   * race is then 409 `cas_conflict`. Without `cas` the caller asked for no check, so a concurrent
+   * change is not its failure: the write is tried again (bounded, full jitter), each attempt
+   * re-reading the head and deciding again, so that a concurrent retag that forbids the write
+   * does. Past the bound it is 503 `write_contention` (retryable), never 409.
+   */
   async put(caller: Caller, rawPath: string, input: PutInput, idempotencyKey?: string): Promise<PutResult> {
     const path = validatePath(rawPath);
     this.note(caller, 'write', path);
     if (Buffer.byteLength(input.value, 'utf8') > MAX_VALUE_BYTES) {
       throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
     }
+    if (input.cas !== undefined) return this.putOnce(caller, path, input, idempotencyKey);
+    // Plain writes to one path from this process go one at a time: they would only make each
+    // other lose. The retries are for writers elsewhere (other Lambda instances, cas writers).
+    return this.plainWrites.run(path, async () => {
+      try {
+        return await retry(() => this.putOnce(caller, path, input, idempotencyKey), {
+          ...PLAIN_WRITE_RETRY,
+          // Without cas the only conflict is a lost race (a head that changed since it was read).
+          isRetryable: (err) => err instanceof CasConflictError,
+        });
+      } catch (err) {
+        if (err instanceof CasConflictError) throw new WriteContentionError();
+        throw err;
+      }
+    });
+  }
+
+  /** One attempt of a write: read the head, decide, seal, commit. */
+  private async putOnce(
+    caller: Caller,
+    path: string,
+    input: PutInput,
+    idempotencyKey: string | undefined,
+  ): Promise<PutResult> {
     let previous = await this.store.getHead(path);
     if (previous && (await this.purger.purgeIfExpired(previous))) {
       // Past its recovery window the secret is gone, whether or not the purge routine has run: the
       // write purges it first and creates a new secret at the path.
       previous = await this.store.getHead(path);
     }
-    const nextTags = input.tags ?? previous?.tags ?? {};
+    const nextTags = input.tags ?? previous?.tags ?? ownRecord([]);
     // A write is authorized against the secret as it is and as it would be, so that changing tags
     // cannot step out from under a tag-based forbid. A secret being created is checked with its
     // path, folders and tags but no owner: ownership follows from creating, it never grants it
@@ -346,6 +394,28 @@ export class SecretService {
     return { path, version: head.latest };
   }
 
+  /**
+   * Removes a soft-deleted secret at once (Cedar `admin` on it), so that its path is free before
+   * the recovery window ends. As for restore, a caller who may not see the secret, or a secret that
+   * is not deleted (or already past its window), is 404; one it may see but not administer, 403.
+   * The purge is the store's (versions first, then the head, conditioned on the same `purgeAt`): a
+   * concurrent restore wins and the purge is 409 `cas_conflict`.
+   */
+  async purge(caller: Caller, rawPath: string): Promise<{ path: string; purged: true }> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'admin', path);
+    const head = await this.store.getHead(path);
+    if (!head || !this.allowed(caller, 'readMetadata', resourceOf(head))) throw new NotFoundError();
+    if (!head.deletedAt || !head.purgeAt || this.expired(head)) {
+      throw new NotFoundError('no deleted secret to purge at this path');
+    }
+    this.require(caller, 'admin', resourceOf(head));
+    if (!(await this.store.purge(path, head.purgeAt))) {
+      throw new CasConflictError('the secret changed since it was read');
+    }
+    return { path, purged: true };
+  }
+
   /** Erases the given versions' ciphertext and wrapped keys. Irreversible through the API. */
   async destroy(
     caller: Caller,
@@ -418,7 +488,10 @@ export class SecretService {
    */
   async list(caller: Caller, options: ListOptions): Promise<ListResult> {
     const prefix = validatePrefix(options.prefix);
-    this.note(caller, 'list', prefix);
+    // A prefix may say as much as a path ("payroll/layoffs-"): the record keeps it only as a keyed
+    // HMAC (`hmac.prefix`), never in `path` (docs/audit.md).
+    this.note(caller, 'list', undefined);
+    caller.audit.sensitive = { ...caller.audit.sensitive, prefix };
     if (options.delimiter !== undefined && options.delimiter !== '/') {
       throw new InvalidRequestError('delimiter must be "/"');
     }
@@ -429,7 +502,13 @@ export class SecretService {
     // path it may not see.
     const limit = options.limit;
     const shown: ListEntry[] = [];
-    let storeCursor = options.cursor;
+    // A cursor is good only for the listing and the caller it was made for.
+    const binding: CursorBinding = {
+      prefix,
+      ...(options.delimiter !== undefined ? { delimiter: options.delimiter } : {}),
+      caller: `${caller.principal.type}:${caller.principal.id}`,
+    };
+    let storeCursor = options.cursor ? this.cursors.open(options.cursor, binding) : undefined;
     let more = false;
     // One more than wanted tells whether another visible entry follows.
     let scan = Math.min(LIST_SCAN_PAGE, limit + 1);
@@ -461,7 +540,7 @@ export class SecretService {
     return {
       items,
       ...(options.delimiter ? { folders } : {}),
-      ...(more && last ? { cursor: this.store.cursorAfter(prefix, last) } : {}),
+      ...(more && last ? { cursor: this.cursors.seal(this.store.cursorAfter(prefix, last), binding) } : {}),
     };
   }
 
@@ -541,9 +620,9 @@ export class SecretService {
     return this.purger.isExpired(head);
   }
 
-  private note(caller: Caller, action: Action, path: string): void {
+  private note(caller: Caller, action: Action, path: string | undefined): void {
     caller.audit.action = action;
-    caller.audit.path = path;
+    if (path !== undefined) caller.audit.path = path;
     caller.audit.policySetHash = this.authorizer.policySetHash;
   }
 
@@ -631,6 +710,27 @@ export class SecretService {
       }
     }
     return { path: result.path, version: Number(result.version), createdAt: result.createdAt };
+  }
+}
+
+/** Runs tasks for the same key one after another, in arrival order; other keys are not held up. */
+class PathQueue {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  async run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const before = this.tails.get(key) ?? Promise.resolve();
+    const mine = before.then(task, task);
+    // The tail settles either way, so one failed write never blocks the next.
+    const tail = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tails.set(key, tail);
+    try {
+      return await mine;
+    } finally {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
   }
 }
 

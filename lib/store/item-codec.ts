@@ -1,3 +1,4 @@
+import { ownRecord } from '../../packages/client/src/contract.js';
 import { ENVELOPE_ALGORITHM, type SealedValue } from '../crypto/envelope.js';
 import { IntegrityError } from '../errors.js';
 import { deletionKey, headKey, idempotencyKey, versionKey } from './keys.js';
@@ -22,7 +23,7 @@ export function headFromItem(item: Record<string, unknown>): SecretHead {
     minVersion: Number(item.minVersion ?? 1),
     createdAt: String(item.createdAt),
     updatedAt: String(item.updatedAt),
-    tags: (item.tags as Record<string, string> | undefined) ?? {},
+    tags: tagsFromItem(item.tags),
     maxVersions: Number(item.maxVersions),
     ...(typeof item.description === 'string' ? { description: item.description } : {}),
     ...(typeof item.owner === 'string' ? { owner: item.owner } : {}),
@@ -33,6 +34,24 @@ export function headFromItem(item: Record<string, unknown>): SecretHead {
   if (head.rev !== undefined && !Number.isInteger(head.rev)) throw new IntegrityError();
   if (!Number.isInteger(head.latest) || !Number.isInteger(head.maxVersions)) throw new IntegrityError();
   return head;
+}
+
+/**
+ * A head's tags: a map of strings, kept in a prototype-less object (unmarshall builds a plain `{}`
+ * by assignment, where a stored `__proto__` key would not be a key).
+ */
+function tagsFromItem(raw: unknown): Record<string, string> {
+  if (raw === undefined) return ownRecord([]);
+  const entries =
+    raw instanceof Map
+      ? [...raw.entries()]
+      : typeof raw === 'object' && raw !== null
+        ? Object.entries(raw)
+        : null;
+  if (entries === null || entries.some(([k, v]) => typeof k !== 'string' || typeof v !== 'string')) {
+    throw new IntegrityError();
+  }
+  return ownRecord(entries as [string, string][]);
 }
 
 /** The head item; marshall it with `removeUndefinedValues` (absent fields are not stored). */
@@ -46,7 +65,9 @@ export function headToItem(head: SecretHead): Record<string, unknown> {
     createdAt: head.createdAt,
     updatedAt: head.updatedAt,
     description: head.description,
-    tags: head.tags,
+    // A Map, not the object: marshall reads `obj.constructor.name` to pick a type, so a tag named
+    // `constructor` would make it refuse the item.
+    tags: new Map(Object.entries(head.tags)),
     maxVersions: head.maxVersions,
     owner: head.owner,
     deletedAt: head.deletedAt,

@@ -47,6 +47,11 @@ export async function listHeads(
   // page. Returns the sort key to resume after, or undefined when the partition is exhausted.
   const walk = async (root: string, after: string): Promise<string | undefined> => {
     let lower = after;
+    // Sealed cursors are checked before they get here; a resume key outside the listing's range
+    // would still be a DynamoDB ValidationException (BETWEEN with lo > hi), so refuse it here too.
+    if (after !== '' && (after < headSortKey(prefix) || after > headSortKey(`${prefix}${HIGH}`))) {
+      throw new InvalidCursorError('invalid cursor');
+    }
     for (;;) {
       const out = await db.send<QueryCommandOutput>(
         new QueryCommand({
@@ -106,6 +111,7 @@ export async function listHeads(
   // segments in order.
   if (cursor && cursor.r === undefined) throw new InvalidCursorError('invalid cursor');
   const fromRoot = cursor?.r;
+  if (fromRoot !== undefined && !fromRoot.startsWith(prefix)) throw new InvalidCursorError('invalid cursor');
   let startKey: QueryCommandInput['ExclusiveStartKey'];
   for (;;) {
     const out = await db.send<QueryCommandOutput>(

@@ -274,8 +274,13 @@ export class SecretsStore {
         Item: this.sealHead(head, previous),
         ...(previous
           ? {
-              ConditionExpression: `${HEAD_MATCHES} AND attribute_not_exists(deletedAt)`,
-              ExpressionAttributeValues: marshall({ ':expected': previous.latest }),
+              // The head as read, metadata included: a concurrent retag between the read and this
+              // write makes the write lose, so that it is re-read and re-authorized, never undone.
+              ConditionExpression: `${HEAD_MATCHES} AND updatedAt = :updated AND attribute_not_exists(deletedAt)`,
+              ExpressionAttributeValues: marshall({
+                ':expected': previous.latest,
+                ':updated': previous.updatedAt,
+              }),
             }
           : { ConditionExpression: 'attribute_not_exists(pk)' }),
       },

@@ -66,7 +66,10 @@ describe('coffer put, get, ls, rm, restore, history', () => {
     expect((await cli(['get', 'cli/app/multi', '--version', '1'])).stdout).toMatch(/^line one/);
     const missing = await cli(['get', 'cli/app/multi', '--version', '9']);
     expect(missing.code).toBe(3);
-    expect(missing.stderr).toBe('coffer: secret version not found (not_found)\n');
+    // The server's request id follows the code, so the failure can be found in the audit trail.
+    expect(missing.stderr).toMatch(
+      /^coffer: secret version not found \(not_found, request id [0-9a-f-]{36}\)\n$/,
+    );
     expect((await cli(['get', 'cli/app/multi', '--version', 'zero'])).code).toBe(2);
   });
 
@@ -89,7 +92,13 @@ describe('coffer put, get, ls, rm, restore, history', () => {
     const failed = await cli(['--json', 'get', 'cli/json/none']);
     expect(failed.code).toBe(3);
     expect(failed.stdout).toBe('');
-    expect(JSON.parse(failed.stderr)).toEqual({ error: { code: 'not_found', message: 'secret not found' } });
+    expect(JSON.parse(failed.stderr)).toEqual({
+      error: {
+        code: 'not_found',
+        message: 'secret not found',
+        requestId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      },
+    });
   });
 
   it('when a secret is removed, reads fail until it is restored, and history shows the deletion', async () => {
@@ -171,6 +180,7 @@ describe('where the CLI finds its server and token', () => {
       /^coffer: no token: set COFFER_TOKEN, run "coffer login", or start the local server/,
     );
     expect(r.stderr).toContain(join(h.dataDir, 'empty', 'dev-token'));
+    expect(r.stderr).toContain('COFFER_DATA_DIR');
   });
 
   it('when the token has expired, it says so and when', async () => {

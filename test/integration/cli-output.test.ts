@@ -60,7 +60,7 @@ describe('coffer --quiet and --json', () => {
     // Errors are still said.
     const missing = await cli(['--quiet', 'get', 'out/none']);
     expect(missing.code).toBe(3);
-    expect(missing.stderr).toBe('coffer: secret not found (not_found)\n');
+    expect(missing.stderr).toMatch(/^coffer: secret not found \(not_found, request id [0-9a-f-]{36}\)\n$/);
   });
 
   it('when --json is given, every command that reports a result prints one JSON document', async () => {
@@ -84,6 +84,12 @@ describe('coffer --quiet and --json', () => {
     const failed = await cli(['--json', 'get', 'out/none']);
     expect(failed.code).toBe(3);
     expect(failed.stdout).toBe('');
-    expect(JSON.parse(failed.stderr)).toEqual({ error: { code: 'not_found', message: 'secret not found' } });
+    expect(JSON.parse(failed.stderr)).toEqual({
+      error: {
+        code: 'not_found',
+        message: 'secret not found',
+        requestId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      },
+    });
   });
 });

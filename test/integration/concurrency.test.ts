@@ -115,14 +115,15 @@ describe('transaction conflicts', () => {
     expect(await versionsOf(t, 'tc/a')).toEqual([1]);
   });
 
-  it('when conflicts persist, the answer is 409 cas_conflict (never 500) and nothing is stored', async () => {
+  it('when conflicts persist on a write with cas, the answer is 409 cas_conflict (never 500) and nothing is stored', async () => {
     const state = { remaining: 1000, calls: 0 };
     const t = await createHarness({
       label: 'tconf2',
       clientWrapper: (c) => conflictingClient(c, state),
       store: { transactionAttempts: 4, transactionBackoffMs: 5 },
     });
-    const res = await t.call('PUT', '/v1/secrets/tc/b', { body: { value: 'x' } });
+    // With cas the caller asked for a check: a lost race is its 409 (plain writes: plain-writes.test.ts).
+    const res = await t.call('PUT', '/v1/secrets/tc/b', { body: { value: 'x', cas: 0 } });
     expect(res.status).toBe(409);
     expect(res.body.error.code).toBe('cas_conflict');
     expect(state.calls).toBe(4);

@@ -44,12 +44,14 @@ describe('client errors', () => {
       413: [CofferInvalidRequestError, EXIT.invalid],
       415: [CofferInvalidRequestError, EXIT.invalid],
       429: [CofferThrottledError, EXIT.unavailable],
+      // 499: the client hung up; only the audit sees it, as a network failure.
+      499: [CofferNetworkError, EXIT.unavailable],
       503: [CofferUnavailableError, EXIT.unavailable],
     };
     const served = Object.entries(ERRORS as Record<string, ErrorSpec>).flatMap(([code, spec]) =>
       spec.status === null ? [] : [[code, spec.status] as const],
     );
-    expect(served.length).toBe(20);
+    expect(served.length).toBe(22);
     for (const [code, status] of served) {
       expect(statusOf(code), code).toBe(status);
       const err = clientError(code, status, 'm');

@@ -54,6 +54,7 @@ describe('the error registry', () => {
       payload_too_large: 413,
       value_too_large: 413,
       unsupported_media_type: 415,
+      client_closed_request: 499,
       throttled: 429,
       integrity_error: 500,
       internal: 500,
@@ -61,6 +62,7 @@ describe('the error registry', () => {
       key_store_unavailable: 503,
       storage_unavailable: 503,
       identity_provider_unavailable: 503,
+      write_contention: 503,
     });
   });
 
@@ -77,6 +79,7 @@ describe('the error registry', () => {
       'throttled',
       'timeout',
       'unreachable',
+      'write_contention',
     ]);
     expect(mayRetry('http_error', 502)).toBe(true);
     expect(mayRetry('http_error', 500)).toBe(false);

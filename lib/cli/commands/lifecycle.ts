@@ -34,6 +34,15 @@ export function registerLifecycleCommands(program: Command, io: CliIo, client: C
     });
 
   program
+    .command('purge')
+    .description('remove a soft-deleted secret now, so its path can be reused (needs admin)')
+    .argument('<path>', 'secret path')
+    .action(async (path: string) => {
+      const result = await (await client()).purge(path);
+      output(program, io).result(`${result.path}: purged\n`, result);
+    });
+
+  program
     .command('destroy')
     .description('irreversibly erase versions of a secret')
     .argument('<path>', 'secret path')

@@ -94,6 +94,25 @@ export function prefixProblem(prefix: string): string | undefined {
   return undefined;
 }
 
+// ---- Tags ---------------------------------------------------------------------------------
+
+/**
+ * A map of user-chosen keys (tags, attributes) as an object with no prototype. A key such as
+ * `constructor`, `toString` or `__proto__` is then only ever an own entry: nothing inherited
+ * answers for a missing key, and no assignment can reach a prototype.
+ *
+ * @example
+ * const tags = ownRecord(Object.entries(parsed)); // tags.constructor is undefined unless set
+ */
+export function ownRecord(entries: Iterable<readonly [string, string]>): Record<string, string> {
+  const out = Object.create(null) as Record<string, string>;
+  for (const [key, value] of entries) {
+    // defineProperty, not assignment: `out.__proto__ = v` is a plain key here, but say so in code.
+    Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
 // ---- Bodies -------------------------------------------------------------------------------
 
 /** `PUT /v1/secrets/{path}`. `cas: 0` means "only if absent". */
@@ -129,6 +148,12 @@ export interface DeleteResult {
 export interface RestoreResult {
   path: string;
   version: number;
+}
+
+/** `POST /v1/purge/{path}`: a soft-deleted secret removed at once (Cedar action `admin`). */
+export interface PurgeResult {
+  path: string;
+  purged: true;
 }
 
 /** `POST /v1/destroy/{path}`. */

@@ -84,6 +84,11 @@ export const ERRORS = {
   payload_too_large: { status: 413, client: 'invalid', exit: 'invalid', retry: false },
   value_too_large: { status: 413, client: 'invalid', exit: 'invalid', retry: false },
   unsupported_media_type: { status: 415, client: 'invalid', exit: 'invalid', retry: false },
+  /**
+   * The client closed the connection before its request body arrived (nginx's 499). Only the
+   * audit record and the log see it: nobody is left to read the answer.
+   */
+  client_closed_request: { status: 499, client: 'network', exit: 'unavailable', retry: false },
   throttled: { status: 429, client: 'throttled', exit: 'unavailable', retry: true },
   integrity_error: { status: 500, client: 'integrity', exit: 'error', retry: false },
   internal: { status: 500, client: 'base', exit: 'error', retry: false },
@@ -91,6 +96,8 @@ export const ERRORS = {
   key_store_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
   storage_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
   identity_provider_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
+  /** A write without `cas` lost the race to concurrent writers on every one of its bounded attempts. */
+  write_contention: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
 
   // Raised by the server at start or by admin tooling, never in an answer to a request.
   config_error: { status: null, client: 'base', exit: 'error', retry: false },

@@ -8,6 +8,7 @@ import {
   isDotSegment,
   type ListPage,
   type MetadataPatch,
+  type PurgeResult,
   type PutRequest,
   type PutResult,
   type RestoreResult,
@@ -38,6 +39,7 @@ export type {
   ListItem,
   ListPage,
   MetadataPatch,
+  PurgeResult,
   PutResult,
   RestoreResult,
   SecretMetadata,
@@ -304,6 +306,18 @@ export class CofferClient {
   async restore(path: string): Promise<RestoreResult> {
     try {
       return await this.send({ method: 'POST', route: `/restore/${encodePath(path)}`, idempotent: false });
+    } finally {
+      this.invalidate(path);
+    }
+  }
+
+  /**
+   * Removes a soft-deleted secret at once, before its recovery window ends, so that its path can be
+   * used again. Needs Cedar `admin` on the secret; a secret that is not deleted is `not_found`.
+   */
+  async purge(path: string): Promise<PurgeResult> {
+    try {
+      return await this.send({ method: 'POST', route: `/purge/${encodePath(path)}`, idempotent: false });
     } finally {
       this.invalidate(path);
     }
