@@ -14,7 +14,7 @@ import type { Authorizer } from './authz/authorizer.js';
 import { CedarAuthorizer } from './authz/cedar.js';
 import type { CofferConfig } from './config-file.js';
 import { Envelope } from './crypto/envelope.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, ThrottledError } from './errors.js';
 import { type CofferApp, type ConnectionInfo, createApp } from './http/app.js';
 import { deriveKmsMacKey, KmsKeyProvider, KmsRootSigner } from './keys/kms.js';
 import { LocalKeyProvider, LocalRootSigner } from './keys/local.js';
@@ -33,6 +33,7 @@ import { ControlRecords } from './store/control-records.js';
 import { CursorSealer, deriveCursorKey } from './store/cursor.js';
 import { migrateDataDirHeads } from './store/legacy-heads.js';
 import { SecretsStore, type StoreOptions } from './store/secrets-store.js';
+import { StorageUnavailableError } from './store/storage-errors.js';
 import type { TableNames } from './store/tables.js';
 
 /*
@@ -412,8 +413,16 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
   if (settings.keys.kind === 'local') {
     // A data dir from before authenticated heads reads without a manual step: its heads are
     // MAC'd once, here, before anything is served (see lib/store/legacy-heads.ts).
-    const migration = await migrateDataDirHeads(store, settings.keys.dataDir);
-    if (migration.migrated > 0) logger.info('legacy heads authenticated', { migrated: migration.migrated });
+    try {
+      const migration = await migrateDataDirHeads(store, settings.keys.dataDir);
+      if (migration.migrated > 0) logger.info('legacy heads authenticated', { migrated: migration.migrated });
+    } catch (err) {
+      // Storage down at start: the migration runs at the next start (no marker is written). Until
+      // then a head without a MAC is refused like any unverified head, so nothing falls open, and
+      // requests answer 503 while storage stays down.
+      if (!(err instanceof StorageUnavailableError || err instanceof ThrottledError)) throw err;
+      logger.warn('legacy head migration postponed: storage unavailable', { code: err.code });
+    }
   }
   const now = settings.now ? { now: settings.now } : {};
   const purger = new Purger({ store, ...now });
