@@ -34,6 +34,13 @@ export interface LogsComparison {
   readonly ignoredLines: number;
 }
 
+/**
+ * The filter CloudWatch Logs applies before it returns events: only the copy's record lines (the
+ * function's operational log and checkpoint lines stay on AWS's side of the wire).
+ */
+export const AUDIT_RECORD_FILTER_PATTERN =
+  '{ $.audit = "coffer.v1" && ($.type = "request" || $.type = "chain-start") }';
+
 const key = (chain: string, seq: number) => `${chain}\u0000${seq}`;
 
 /**

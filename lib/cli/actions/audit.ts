@@ -8,7 +8,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { InvalidArgumentError } from 'commander';
 import { isNetworkError } from '../../../packages/client/src/failures.js';
-import { LogsComparer, type LogsComparison } from '../../audit/logs-compare.js';
+import { AUDIT_RECORD_FILTER_PATTERN, LogsComparer, type LogsComparison } from '../../audit/logs-compare.js';
 import { AuditReader } from '../../audit/reader.js';
 import { logLine, type RequestRecord } from '../../audit/record.js';
 import { exportLines, queryRecords, type RecordFilter, tailRecords } from '../../audit/review.js';
@@ -389,10 +389,6 @@ function humanLine(r: RequestRecord): string {
 interface LogsSummary extends LogsComparison {
   readonly logGroup: string;
 }
-
-/** The filter CloudWatch Logs applies before returning events: only the copy's record lines. */
-export const AUDIT_RECORD_FILTER_PATTERN =
-  '{ $.audit = "coffer.v1" && ($.type = "request" || $.type = "chain-start") }';
 
 /**
  * Feeds every audit record line of a log group to the comparer: FilterLogEvents over all its
