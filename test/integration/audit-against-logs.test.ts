@@ -181,14 +181,12 @@ describe('coffer audit verify --against-logs', () => {
     expect(missing.code).toBe(3);
     expect(missing.stderr).toContain('log group /aws/lambda/nope does not exist');
     logs.reset();
-    logs
-      .on(FilterLogEventsCommand)
-      .rejects(
-        new AccessDeniedException({
-          message: 'User is not authorized to perform: logs:FilterLogEvents',
-          $metadata: {},
-        }),
-      );
+    logs.on(FilterLogEventsCommand).rejects(
+      new AccessDeniedException({
+        message: 'User is not authorized to perform: logs:FilterLogEvents',
+        $metadata: {},
+      }),
+    );
     const denied = await cli([...args(fx.tables.audit), '--against-logs', LOG_GROUP], dir);
     expect(denied.code).toBe(5);
     expect(denied.stderr).toContain(`AWS refused access to log group ${LOG_GROUP}`);
