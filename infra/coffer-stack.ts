@@ -248,6 +248,10 @@ export class CofferStack extends Stack {
       ApiUrl: [this.api.url, 'Base URL of the Coffer API (COFFER_ADDR)'],
       SecretsTableName: [this.tables.secrets.tableName, 'Secrets table'],
       AuditTableName: [this.tables.audit.tableName, 'Audit table'],
+      ApiLogGroupName: [
+        this.apiFunction.logGroup.logGroupName,
+        "The API function's log group, with the audit records' copy: coffer audit verify --against-logs",
+      ],
       SecretsKeyArn: [this.keys.secretsKeyArn, 'KMS key that wraps data keys'],
       AuditKeyArn: [
         this.keys.auditKey.keyArn,

@@ -33,7 +33,11 @@ export type ProblemKind =
   /** A checkpoint sequence number is missing: a checkpoint was deleted. */
   | 'missing_checkpoint'
   /** The newest checkpoint is older than allowed: checkpoints stopped, or the newest were removed. */
-  | 'stale_checkpoint';
+  | 'stale_checkpoint'
+  /** A record in the CloudWatch Logs copy is not in the table (`--against-logs`): it was deleted. */
+  | 'missing_from_table'
+  /** A record has another hash in the table than in the CloudWatch Logs copy: it was replaced. */
+  | 'differs_from_logs';
 
 export interface Problem {
   readonly kind: ProblemKind;

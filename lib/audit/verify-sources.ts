@@ -4,7 +4,12 @@ import { AuditVerifier, type VerifierOptions, type VerifyReport } from './verifi
 /* The sources a whole verification reads: an audit table, or a JSON-lines export of one. */
 
 /** Verifies a whole audit table: every checkpoint, every chain in the index or named by one. */
-export async function verifyTable(reader: AuditReader, options: VerifierOptions): Promise<VerifyReport> {
+export async function verifyTable(
+  reader: AuditReader,
+  options: VerifierOptions,
+  /** Sees every stored record as it is verified (the comparison with the logs reads the table once). */
+  onRecord?: (item: Record<string, unknown>, chain: string, keySeq: number | undefined) => void,
+): Promise<VerifyReport> {
   const verifier = new AuditVerifier(options);
   for await (const { item, keySeq } of reader.checkpoints()) verifier.addCheckpoint(item, keySeq);
   const chains: string[] = [];
@@ -16,7 +21,10 @@ export async function verifyTable(reader: AuditReader, options: VerifierOptions)
   // A chain a checkpoint names is read even if its index entry was removed.
   for (const chain of verifier.checkpointedChains().sort()) if (!listed.has(chain)) chains.push(chain);
   for (const chain of chains) {
-    for await (const { item, keySeq } of reader.records(chain)) verifier.addRecord(item, chain, keySeq);
+    for await (const { item, keySeq } of reader.records(chain)) {
+      verifier.addRecord(item, chain, keySeq);
+      onRecord?.(item, chain, keySeq);
+    }
     verifier.endChain(chain);
   }
   return verifier.finish();

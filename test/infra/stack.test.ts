@@ -425,6 +425,12 @@ describe('the Coffer stack (keyStore=kms)', () => {
     );
   });
 
+  it("names the API function's log group in an output, for coffer audit verify --against-logs", () => {
+    const stack = kms.coffer.stack;
+    const out = kms.template.findOutputs('ApiLogGroupName').ApiLogGroupName;
+    expect(out?.Value).toEqual(resolve(stack, stack.apiFunction.logGroup.logGroupName));
+  });
+
   it('has, by default, no mutual TLS domain, truststore bucket or code signing config', () => {
     kms.template.resourceCountIs('AWS::ApiGatewayV2::Api', 1);
     kms.template.resourceCountIs('AWS::ApiGatewayV2::DomainName', 0);

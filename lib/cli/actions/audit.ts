@@ -8,11 +8,12 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { InvalidArgumentError } from 'commander';
 import { isNetworkError } from '../../../packages/client/src/failures.js';
+import { AUDIT_RECORD_FILTER_PATTERN, LogsComparer, type LogsComparison } from '../../audit/logs-compare.js';
 import { AuditReader } from '../../audit/reader.js';
 import { logLine, type RequestRecord } from '../../audit/record.js';
 import { exportLines, queryRecords, type RecordFilter, tailRecords } from '../../audit/review.js';
 import type { VerifierOptions, VerifyReport } from '../../audit/verifier.js';
-import type { Problem } from '../../audit/verify-problems.js';
+import { type Problem, ProblemLog } from '../../audit/verify-problems.js';
 import { verifyLines, verifyTable } from '../../audit/verify-sources.js';
 import { DEFAULT_TABLES, localSettings } from '../../config.js';
 import { CofferError } from '../../errors.js';
@@ -294,11 +295,22 @@ function describeProblem(p: Problem): string {
   return `${p.kind}${where ? ` (${where})` : ''}: ${p.message}`;
 }
 
-function summary(report: VerifyReport, source: string, trust: string): string {
+function summary(report: VerifyReport, source: string, trust: string, logs?: LogsSummary): string {
   const lines = [
     `Audit log:   ${source}`,
     `Trust root:  ${trust}`,
     `Verified:    ${report.chains} chains, ${report.records} records, ${report.checkpoints} checkpoints`,
+    ...(logs
+      ? [
+          `Against logs: ${logs.logGroup}: ${logs.logRecords} record lines, ${logs.matched} records matched`,
+          ...(logs.notInLogs > 0
+            ? [
+                `Note: ${logs.notInLogs} records of the table have no line in the logs yet (delivery lag, or older`,
+                "      than the log group's retention): not a failure.",
+              ]
+            : []),
+        ]
+      : []),
     report.lastCheckpoint
       ? `Newest checkpoint: #${report.lastCheckpoint.seq} ${report.lastCheckpoint.time ? `at ${report.lastCheckpoint.time}` : '(time unknown: no trusted signature)'}`
       : 'Newest checkpoint: none',
@@ -316,7 +328,11 @@ function summary(report: VerifyReport, source: string, trust: string): string {
     );
   }
   if (report.ok) {
-    lines.push('OK: every certificate, signature, link, sequence number and checkpoint holds.');
+    lines.push(
+      logs
+        ? 'OK: every certificate, signature, link, sequence number and checkpoint holds, and every record in the logs is in the table.'
+        : 'OK: every certificate, signature, link, sequence number and checkpoint holds.',
+    );
   } else {
     lines.push(`FAILED: ${report.problemCount} problem${report.problemCount === 1 ? '' : 's'}.`);
     for (const p of report.problems.slice(0, 20)) lines.push(`  ${describeProblem(p)}`);
@@ -369,17 +385,75 @@ function humanLine(r: RequestRecord): string {
   return `${r.time}  ${String(r.status).padEnd(3)} ${(r.decision ?? '-').padEnd(5)} ${what}  ${who}  ${r.sourceIp}  req=${r.requestId}${r.error ? `  ${r.error}` : ''}`;
 }
 
+/** What `--against-logs` found, for the summary and the JSON report. */
+interface LogsSummary extends LogsComparison {
+  readonly logGroup: string;
+}
+
+/**
+ * Feeds every audit record line of a log group to the comparer: FilterLogEvents over all its
+ * streams, page by page. The SDK is imported here, so that only `verify --against-logs` loads it.
+ */
+async function readLogGroup(
+  logGroup: string,
+  region: string | undefined,
+  comparer: LogsComparer,
+): Promise<void> {
+  const { CloudWatchLogsClient, FilterLogEventsCommand } = await import('@aws-sdk/client-cloudwatch-logs');
+  const logs = new CloudWatchLogsClient(region ? { region } : {});
+  try {
+    let nextToken: string | undefined;
+    do {
+      const page = await logs.send(
+        new FilterLogEventsCommand({
+          logGroupName: logGroup,
+          filterPattern: AUDIT_RECORD_FILTER_PATTERN,
+          ...(nextToken !== undefined ? { nextToken } : {}),
+        }),
+      );
+      for (const event of page.events ?? []) {
+        if (event.message !== undefined) comparer.addLogMessage(event.message);
+      }
+      nextToken = page.nextToken;
+    } while (nextToken);
+  } catch (err) {
+    throw auditSourceError(err, `log group ${logGroup}`);
+  } finally {
+    logs.destroy();
+  }
+}
+
+/**
+ * The verifier's report with the comparison's problems after its own (the verifier's first
+ * problem stays the one to look at; a tail removed cleanly leaves the verifier with none).
+ */
+function withLogProblems(report: VerifyReport, found: ProblemLog): VerifyReport {
+  if (found.count === 0) return report;
+  return {
+    ...report,
+    ok: false,
+    problems: [...report.problems, ...found.problems].slice(0, MAX_PROBLEMS),
+    problemCount: report.problemCount + found.count,
+  };
+}
+
+const MAX_PROBLEMS = 100;
+
 /** `coffer audit verify`: the whole log against trust roots given out of band; fails on any problem. */
 export async function verifyAuditLog(
   io: CliIo,
-  opts: SourceOptions & TrustOptions & { file?: string; maxCheckpointAge?: number },
+  opts: SourceOptions & TrustOptions & { file?: string; maxCheckpointAge?: number; againstLogs?: string },
   flags: { json: boolean; quiet: boolean },
 ): Promise<void> {
   if (opts.file && opts.table) throw new InvalidArgumentError('give either --file or --table');
+  if (opts.file && opts.againstLogs !== undefined) {
+    throw new InvalidArgumentError('--against-logs compares a table with its logs: give --table, not --file');
+  }
   const trust = await trustedKeys(io, opts);
   const showProgress = !flags.json && !flags.quiet;
   let report: VerifyReport;
   let source: string;
+  let logs: LogsSummary | undefined;
   if (opts.file) {
     const path = resolve(io.cwd, opts.file);
     await checkExportFile(path, opts.file);
@@ -403,16 +477,35 @@ export async function verifyAuditLog(
   } else {
     const table = await openTable(io, opts);
     try {
+      const found = new ProblemLog(MAX_PROBLEMS);
+      const comparer = opts.againstLogs !== undefined ? new LogsComparer(found.report) : undefined;
+      // The logs are read before the table: a record written in between is then in the table only
+      // (lag), never in the logs only (which would read as a deletion).
+      if (comparer && opts.againstLogs !== undefined)
+        await readLogGroup(opts.againstLogs, opts.region, comparer);
       const bar = progress(io, await table.reader.approximateItemCount(), showProgress);
       try {
         report = await verifyTable(
           table.reader,
           verifierOptions(trust.keys, opts, (n) => bar.tick(n)),
+          comparer
+            ? (item, chain, keySeq) =>
+                comparer.addStored({
+                  chain,
+                  // Where the record is stored (its sort key) is the position a log line must match.
+                  seq: keySeq ?? Number(item.seq),
+                  hash: typeof item.hash === 'string' ? item.hash : '',
+                })
+            : undefined,
         );
       } catch (err) {
         throw auditSourceError(err, table.describe);
       } finally {
         bar.end();
+      }
+      if (comparer && opts.againstLogs !== undefined) {
+        logs = { logGroup: opts.againstLogs, ...comparer.finish() };
+        report = withLogProblems(report, found);
       }
       source = table.describe;
     } finally {
@@ -421,9 +514,9 @@ export async function verifyAuditLog(
   }
   if (flags.json)
     io.stdout.write(
-      `${JSON.stringify({ source, trust: trust.from, ...report, heads: undefined }, null, 2)}\n`,
+      `${JSON.stringify({ source, trust: trust.from, ...report, heads: undefined, ...(logs ? { logs } : {}) }, null, 2)}\n`,
     );
-  else io.stdout.write(summary(report, source, trust.from));
+  else io.stdout.write(summary(report, source, trust.from, logs));
   const first = report.problems[0];
   if (first) throw new AuditVerificationFailed(`audit verification failed: ${describeProblem(first)}`);
 }

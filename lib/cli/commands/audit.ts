@@ -47,7 +47,7 @@ const sourceOptions = (cmd: Command) =>
       'an audit table in DynamoDB (your AWS credentials and region) instead of the local one',
     )
     .option('--endpoint <url>', 'DynamoDB endpoint (DynamoDB Local, or a running local server)')
-    .option('--region <region>', 'AWS region of --table and --kms-key-id');
+    .option('--region <region>', 'AWS region of --table, --kms-key-id and --against-logs');
 
 /**
  * `coffer audit …`: verify, export, tail and query the audit log. The verifier, the AWS clients
@@ -69,6 +69,10 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
     .option('--file <path>', 'a JSON-lines export (coffer audit export) instead of a table')
     .option('--root-key <file...>', 'trusted root public key (PEM); repeat for keys used before a rotation')
     .option('--kms-key-id <id>', "trust the public key of this KMS key (the AWS deployment's audit key)")
+    .option(
+      '--against-logs <log-group>',
+      "also compare the table with the records' CloudWatch Logs copy in this log group (catches a tail deleted before the next checkpoint)",
+    )
     .addOption(
       new Option(
         '--max-checkpoint-age <duration>',
@@ -81,9 +85,14 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
         return Number(m[1]) * UNIT_SECONDS[m[2] as keyof typeof UNIT_SECONDS] * 1000;
       }),
     )
-    .action(async (opts: SourceOptions & TrustOptions & { file?: string; maxCheckpointAge?: number }) => {
-      await (await actions()).verifyAuditLog(io, opts, { json: json(), quiet: quiet() });
-    });
+    .action(
+      async (
+        opts: SourceOptions &
+          TrustOptions & { file?: string; maxCheckpointAge?: number; againstLogs?: string },
+      ) => {
+        await (await actions()).verifyAuditLog(io, opts, { json: json(), quiet: quiet() });
+      },
+    );
 
   sourceOptions(
     audit.command('export').description('write the whole log as JSON lines (for verify --file, archives)'),
