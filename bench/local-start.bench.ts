@@ -6,8 +6,8 @@
  *   npm run bench -- local-start
  *   BENCH_STARTS=5 npm run bench -- local-start
  *
- * Each start is the CLI as `npm start` runs it (`node --import tsx bin/coffer.ts server --dev`) in
- * a fresh process on the Node running this benchmark; it is stopped with SIGINT, like Ctrl-C, and
+ * Each start is the CLI as `npm start` runs it (`node bin/coffer.js server --dev`, the build in
+ * dist/: run `npm run build` first) in a fresh process on the Node running this benchmark; it is stopped with SIGINT, like Ctrl-C, and
  * the next start waits until the previous one has exited (and so released its data dir).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -44,7 +44,7 @@ async function healthyAfter(child: ChildProcess, url: string, began: number): Pr
 async function startOnce(dataDir: string): Promise<number> {
   const port = await freePort();
   const began = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'bin/coffer.ts'), 'server', '--dev'], {
+  const child = spawn(process.execPath, [join(REPO, 'bin/coffer.js'), 'server', '--dev'], {
     cwd: REPO,
     env: { ...process.env, COFFER_DATA_DIR: dataDir, COFFER_PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
