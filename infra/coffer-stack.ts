@@ -253,6 +253,10 @@ export class CofferStack extends Stack {
         this.keys.auditKey.keyArn,
         'Root audit key: give it to the verifier (coffer audit verify --kms-key-id)',
       ],
+      StorageMacKeyArn: [
+        this.keys.fieldHmacKey.keyArn,
+        'HMAC key the storage MAC key is derived from: coffer audit verify --storage --storage-mac-key-id',
+      ],
       AlarmTopicArn: [alarms.topic.topicArn, 'SNS topic of Coffer alarms'],
       DashboardName: [this.monitoring.dashboard.dashboardName, 'CloudWatch dashboard'],
     };
