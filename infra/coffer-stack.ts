@@ -93,7 +93,10 @@ export class CofferStack extends Stack {
     super(scope, id, props);
     const s = props.settings;
 
-    this.tables = new CofferTables(this, 'Tables', { recoveryPeriodDays: s.pitrRecoveryDays });
+    this.tables = new CofferTables(this, 'Tables', {
+      recoveryPeriodDays: s.pitrRecoveryDays,
+      ...(s.secretsTableName ? { secretsTableName: s.secretsTableName } : {}),
+    });
     this.keys = new CofferKeys(this, 'Keys', {
       keyStore: s.keyStore,
       ...(s.cloudHsm ? { cloudHsm: s.cloudHsm } : {}),
