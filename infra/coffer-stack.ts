@@ -93,7 +93,10 @@ export class CofferStack extends Stack {
     super(scope, id, props);
     const s = props.settings;
 
-    this.tables = new CofferTables(this, 'Tables', { recoveryPeriodDays: s.pitrRecoveryDays });
+    this.tables = new CofferTables(this, 'Tables', {
+      recoveryPeriodDays: s.pitrRecoveryDays,
+      ...(s.secretsTableName ? { secretsTableName: s.secretsTableName } : {}),
+    });
     this.keys = new CofferKeys(this, 'Keys', {
       keyStore: s.keyStore,
       ...(s.cloudHsm ? { cloudHsm: s.cloudHsm } : {}),
@@ -182,11 +185,21 @@ export class CofferStack extends Stack {
       entry: 'functions/checkpoint.ts',
       description: 'Coffer: writes the signed audit checkpoint and verifies the chains since the last one',
       every: Duration.minutes(s.checkpointMinutes),
-      environment: common,
+      // The field HMAC key derives the storage MAC key: the checkpoint signs the control records'
+      // verified generations and runs the one-time legacy-head migration.
+      environment: { ...common, [ENV.fieldHmacKeyArn]: this.keys.fieldHmacKey.keyArn },
       logRetention: s.logRetention,
     });
     appendOnly(this.checkpoint.handler.role, this.tables.audit);
     this.keys.grantAuditSigning(this.checkpoint.handler.role);
+    this.keys.grantFieldHmac(this.checkpoint.handler.role);
+    // Reads control records and heads; Scan and PutItem only for the legacy-head migration (conditional puts).
+    allowTable(this.checkpoint.handler.role, this.tables.secrets, [
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+      'dynamodb:Scan',
+      'dynamodb:PutItem',
+    ]);
     this.checkpoint.handler.role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         // PutMetricData has no resource; the namespace condition is its only scope.
@@ -256,6 +269,14 @@ export class CofferStack extends Stack {
       AuditKeyArn: [
         this.keys.auditKey.keyArn,
         'Root audit key: give it to the verifier (coffer audit verify --kms-key-id)',
+      ],
+      StorageMacKeyArn: [
+        this.keys.fieldHmacKey.keyArn,
+        'HMAC key the storage MAC key is derived from: coffer audit verify --storage --storage-mac-key-id',
+      ],
+      CheckpointFunctionName: [
+        this.checkpoint.handler.function.functionName,
+        'Audit checkpoint (and one-time legacy-head migration): aws lambda invoke --function-name <it> out.json',
       ],
       AlarmTopicArn: [alarms.topic.topicArn, 'SNS topic of Coffer alarms'],
       DashboardName: [this.monitoring.dashboard.dashboardName, 'CloudWatch dashboard'],

@@ -109,6 +109,12 @@ export interface CofferSettings {
    * from before this setting is bound to)
    */
   readonly installationId?: string;
+  /**
+   * An existing secrets table the stack uses instead of its own (`secretsTableName`): the table a
+   * point-in-time restore made (docs/operations.md). Requires `installationId`, the original
+   * installation's id, which is what the restored data is bound to. @default - the stack's table
+   */
+  readonly secretsTableName?: string;
 }
 
 export class SettingsError extends Error {}
@@ -191,6 +197,7 @@ export const SETTING_KEYS = [
   'codeSigning',
   'codeSigningProfileVersionArn',
   'installationId',
+  'secretsTableName',
 ] as const;
 
 /**
@@ -392,6 +399,18 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
   if (installationId !== undefined && !/^[A-Za-z0-9_.-]{3,255}$/.test(installationId)) {
     throw new SettingsError('context installationId must be 3 to 255 of A-Z a-z 0-9 _ . -');
   }
+  const secretsTableName = text(ctx, 'secretsTableName');
+  if (secretsTableName !== undefined && !/^[A-Za-z0-9_.-]{3,255}$/.test(secretsTableName)) {
+    throw new SettingsError(
+      'context secretsTableName must be a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -)',
+    );
+  }
+  // Without it the id would default to the restored table's name, and nothing in it would read.
+  if (secretsTableName !== undefined && installationId === undefined) {
+    throw new SettingsError(
+      "context secretsTableName needs installationId: the original installation's id (its first secrets table's name)",
+    );
+  }
 
   return {
     stackName,
@@ -408,5 +427,6 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     ...(mtls ? { mtls } : {}),
     ...(codeSigning ? { codeSigning } : {}),
     ...(installationId ? { installationId } : {}),
+    ...(secretsTableName ? { secretsTableName } : {}),
   };
 }

@@ -8,6 +8,12 @@ export interface CofferTablesProps {
    * the window passes: see docs/deploy.md. @default 35
    */
   readonly recoveryPeriodDays?: number;
+  /**
+   * Use this existing table as the secrets table instead of creating one: the table a
+   * point-in-time restore made. Its backups, deletion protection and TTL are the operator's
+   * (docs/operations.md). @default - the stack creates and owns the secrets table
+   */
+  readonly secretsTableName?: string;
 }
 
 /**
@@ -21,7 +27,7 @@ export interface CofferTablesProps {
  * table key could not live in a CloudHSM key store alongside it anyway.
  */
 export class CofferTables extends Construct {
-  readonly secrets: dynamodb.Table;
+  readonly secrets: dynamodb.ITable;
   readonly audit: dynamodb.Table;
 
   constructor(scope: Construct, id: string, props: CofferTablesProps = {}) {
@@ -36,12 +42,16 @@ export class CofferTables extends Construct {
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       removalPolicy: RemovalPolicy.RETAIN,
     };
-    this.secrets = new dynamodb.Table(this, 'Secrets', {
-      ...common,
-      // Only remembered Idempotency-Key results carry `ttl`: DynamoDB may drop them after 24 h.
-      // Nothing else relies on TTL (reads check windows themselves).
-      timeToLiveAttribute: 'ttl',
-    });
+    this.secrets = props.secretsTableName
+      ? // Imported by name: the stack grants on it and never changes or deletes it. The table it
+        // created before is retained (RETAIN), outside the stack, for as long as the operator keeps it.
+        dynamodb.Table.fromTableName(this, 'RestoredSecrets', props.secretsTableName)
+      : new dynamodb.Table(this, 'Secrets', {
+          ...common,
+          // Only remembered Idempotency-Key results carry `ttl`: DynamoDB may drop them after 24 h.
+          // Nothing else relies on TTL (reads check windows themselves).
+          timeToLiveAttribute: 'ttl',
+        });
     this.audit = new dynamodb.Table(this, 'Audit', common);
   }
 }

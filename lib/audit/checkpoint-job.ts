@@ -1,5 +1,6 @@
 import { type CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { IntegrityError } from '../errors.js';
 import type { RootSigner } from '../keys/provider.js';
 import { describeError, type Logger, silentLogger } from '../log.js';
 import { asCheckpoint, Checkpointer, changedSince } from './checkpoint.js';
@@ -30,6 +31,37 @@ export interface CheckpointJobDeps {
   /** Receives the checkpoint as one JSON line (stdout in the Lambda: the CloudWatch copy). */
   readonly sink?: (line: string) => void;
   readonly now?: () => Date;
+  /** The secrets table's control records; without it, no generations are signed. */
+  readonly storage?: CheckpointStorage;
+}
+
+/** What the job does with the secrets table's control records. */
+export interface CheckpointStorage {
+  /** The control records' current generations, each verified (ControlRecords.generations). */
+  readonly generations: () => Promise<Record<string, number>>;
+  /**
+   * One-time upkeep (the legacy-head migration), run before the checkpoint is written and only
+   * when the verification found no problem, given the generations the newest checkpoint signed —
+   * verified by then, so a record it names is known to have existed.
+   */
+  readonly upkeep?: (signed: Readonly<Record<string, number>>) => Promise<void>;
+}
+
+/**
+ * The generations to sign: the live ones, refused (IntegrityError) when one is lower than the
+ * newest checkpoint signed, or gone. A fresh process has no memory of what it saw; the signed
+ * checkpoint is that memory, so a record deleted or put back between two runs stops the
+ * checkpoints (alarmed) instead of being signed over and forgotten.
+ */
+export function checkedGenerations(
+  signed: Readonly<Record<string, number>>,
+  live: Record<string, number>,
+): Record<string, number> {
+  for (const [key, generation] of Object.entries(signed)) {
+    const now = live[key];
+    if (now === undefined || now < generation) throw new IntegrityError();
+  }
+  return live;
 }
 
 export interface CheckpointJobResult {
@@ -117,15 +149,23 @@ export async function runCheckpointJob(deps: CheckpointJobDeps): Promise<Checkpo
     }
   };
 
+  const storage = deps.storage;
+  const signed: Readonly<Record<string, number>> = latest?.generations ?? {};
   const checkpointer = new Checkpointer({
     client: deps.dynamo,
     table: deps.table,
     root: deps.root,
     now,
     ...(deps.sink ? { sink: deps.sink } : {}),
+    ...(storage ? { generations: async () => checkedGenerations(signed, await storage.generations()) } : {}),
   });
   let checkpoint: Checkpoint;
   try {
+    if (storage?.upkeep) {
+      // An unverified checkpoint is no evidence of what existed: no upkeep on its word.
+      if (report.problemCount === 0) await storage.upkeep(signed);
+      else logger.warn('storage upkeep skipped: the audit verification found problems');
+    }
     // Only chains that may still change: a chain past its notAfter drops out of later checkpoints.
     checkpoint = await checkpointer.write(report.heads.filter((h) => active.has(h.chain)));
   } catch (err) {

@@ -6,6 +6,7 @@ import {
   type ScanCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { IntegrityError } from '../errors.js';
 import type { ControlRecords } from './control-records.js';
 import { hasHeadMac } from './head-mac.js';
 import { headFromItem } from './item-codec.js';
@@ -18,9 +19,10 @@ import { mapStorageError } from './storage-errors.js';
  * every head without a valid MAC. Instead this one-time migration MACs every legacy head and then
  * records, in an authenticated control record, that all heads are MAC'd. It runs only where the
  * installation says so — the local server at start while its data dir has no migration marker
- * (the data dir, which holds the keys, is out of a table writer's reach), or the purge function in
- * AWS while the stack's `migrateLegacyHeads` flag is set (one deploy) — never on its own, so a
- * table writer who strips a MAC cannot wait for a migration to bless their edit.
+ * (the data dir, which holds the keys, is out of a table writer's reach), or the checkpoint
+ * function in AWS while no signed audit checkpoint has ever named the HEADS_STATE record
+ * (migrateLegacyHeadsUnlessSigned) — so a table writer who strips a MAC and deletes the record
+ * cannot wait for a migration to bless their edit.
  */
 
 /** The control record that says every head carries a MAC. */
@@ -61,6 +63,26 @@ export async function migrateLegacyHeads(
     state?.generation ?? 0,
   );
   return { migrated, alreadyDone: false };
+}
+
+/**
+ * The AWS trigger (the checkpoint function, every run): one verified control-record read once the
+ * migration is done. Before, it migrates only if the newest signed checkpoint (`signed`, verified
+ * by the caller) never named HEADS_STATE: once a checkpoint has signed it, the record existed, and
+ * its absence is a rollback by a table writer — IntegrityError, never a migration that would MAC
+ * heads the writer stripped or forged. Right after the upgrade no checkpoint has signed it yet,
+ * and every head without a MAC was written by the version before, under the trust it had then.
+ */
+export async function migrateLegacyHeadsUnlessSigned(
+  store: SecretsStore,
+  control: ControlRecords,
+  signed: Readonly<Record<string, number>>,
+  now: () => Date = () => new Date(),
+): Promise<MigrationResult> {
+  const state = await control.get<HeadsState>(HEADS_STATE.kind, HEADS_STATE.id);
+  if (state?.payload.allHeadsMaced) return { migrated: 0, alreadyDone: true };
+  if (signed[`${HEADS_STATE.kind}/${HEADS_STATE.id}`] !== undefined) throw new IntegrityError();
+  return migrateLegacyHeads(store, control, now);
 }
 
 /**

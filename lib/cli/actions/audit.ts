@@ -21,6 +21,7 @@ import { type DynamoDbLocal, startDynamoDbLocal } from '../../local/dynamodb-loc
 import { DYNAMODB_ENDPOINT_FILE } from '../../local/server.js';
 import { localDynamoClient } from '../../store/dynamo-client.js';
 import type { CliIo } from '../io.js';
+import type { StorageOptions, StorageResult } from './audit-storage.js';
 
 /** `coffer audit verify` found a problem: the log was altered, or is incomplete. */
 export class AuditVerificationFailed extends CofferError {
@@ -89,6 +90,8 @@ export interface TrustOptions {
 /** The audit table to read, and how to close whatever was opened for it. */
 interface TableSource {
   readonly reader: AuditReader;
+  /** The DynamoDB client the reader uses: `--storage` reads the secrets table through it. */
+  readonly client: DynamoDBClient;
   readonly describe: string;
   close(): Promise<void>;
 }
@@ -147,6 +150,7 @@ async function openTable(io: CliIo, opts: SourceOptions): Promise<TableSource> {
           });
     return {
       reader: new AuditReader(client, opts.table),
+      client,
       describe: `table ${opts.table}${endpoint ? ` at ${endpoint}` : ''}`,
       close: async () => client.destroy(),
     };
@@ -176,6 +180,7 @@ async function openTable(io: CliIo, opts: SourceOptions): Promise<TableSource> {
   const client = localDynamoClient(endpoint);
   return {
     reader: new AuditReader(client, DEFAULT_TABLES.audit),
+    client,
     describe: `local table ${DEFAULT_TABLES.audit} (${settings.dataDir})`,
     close: async () => {
       client.destroy();
@@ -442,13 +447,18 @@ const MAX_PROBLEMS = 100;
 /** `coffer audit verify`: the whole log against trust roots given out of band; fails on any problem. */
 export async function verifyAuditLog(
   io: CliIo,
-  opts: SourceOptions & TrustOptions & { file?: string; maxCheckpointAge?: number; againstLogs?: string },
+  opts: SourceOptions &
+    TrustOptions &
+    StorageOptions & { file?: string; maxCheckpointAge?: number; againstLogs?: string },
   flags: { json: boolean; quiet: boolean },
 ): Promise<void> {
   if (opts.file && opts.table) throw new InvalidArgumentError('give either --file or --table');
   if (opts.file && opts.againstLogs !== undefined) {
     throw new InvalidArgumentError('--against-logs compares a table with its logs: give --table, not --file');
   }
+  if (opts.file && opts.storage)
+    throw new InvalidArgumentError('--storage compares live heads with a table: give --table, not --file');
+  let storage: StorageResult | undefined;
   const trust = await trustedKeys(io, opts);
   const showProgress = !flags.json && !flags.quiet;
   let report: VerifyReport;
@@ -508,17 +518,31 @@ export async function verifyAuditLog(
         report = withLogProblems(report, found);
       }
       source = table.describe;
+      if (opts.storage) {
+        const { verifyLiveStorage } = await import('./audit-storage.js');
+        storage = await verifyLiveStorage(io, table.client, table.reader, opts).catch((err: unknown) => {
+          throw auditSourceError(err, 'the secrets table or the storage MAC key');
+        });
+      }
     } finally {
       await table.close();
     }
   }
   if (flags.json)
     io.stdout.write(
-      `${JSON.stringify({ source, trust: trust.from, ...report, heads: undefined, ...(logs ? { logs } : {}) }, null, 2)}\n`,
+      `${JSON.stringify({ source, trust: trust.from, ...report, heads: undefined, ...(logs ? { logs } : {}), storage }, null, 2)}\n`,
     );
-  else io.stdout.write(summary(report, source, trust.from, logs));
+  else {
+    io.stdout.write(summary(report, source, trust.from, logs));
+    if (storage) io.stdout.write((await import('./audit-storage.js')).storageSummary(storage));
+  }
   const first = report.problems[0];
   if (first) throw new AuditVerificationFailed(`audit verification failed: ${describeProblem(first)}`);
+  const firstStorage = storage?.problems[0];
+  if (firstStorage) {
+    const { describeStorageProblem } = await import('./audit-storage.js');
+    throw new AuditVerificationFailed(`storage verification failed: ${describeStorageProblem(firstStorage)}`);
+  }
 }
 
 /** `coffer audit export`: the records as stored, one JSON line each, to stdout or a new 0600 file. */

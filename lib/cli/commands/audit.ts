@@ -1,5 +1,6 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { SourceOptions, TrustOptions } from '../actions/audit.js';
+import type { StorageOptions } from '../actions/audit-storage.js';
 import type { CliIo } from '../io.js';
 
 const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400, w: 7 * 86_400 } as const;
@@ -85,10 +86,21 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
         return Number(m[1]) * UNIT_SECONDS[m[2] as keyof typeof UNIT_SECONDS] * 1000;
       }),
     )
+    .option('--storage', 'also compare the live heads and control records of the secrets table with the log')
+    .option('--secrets-table <name>', 'the secrets table for --storage (default: the local one)')
+    .option(
+      '--storage-mac-key-id <arn>',
+      "the AWS deployment's storage HMAC KMS key for --storage (default: the local data dir's key)",
+    )
+    .option(
+      '--installation-id <id>',
+      "the installation id heads are bound to (default: the data dir's, else the secrets table name)",
+    )
     .action(
       async (
         opts: SourceOptions &
-          TrustOptions & { file?: string; maxCheckpointAge?: number; againstLogs?: string },
+          TrustOptions &
+          StorageOptions & { file?: string; maxCheckpointAge?: number; againstLogs?: string },
       ) => {
         await (await actions()).verifyAuditLog(io, opts, { json: json(), quiet: quiet() });
       },

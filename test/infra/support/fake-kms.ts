@@ -206,13 +206,14 @@ export function kmsEngine(symmetricKeyArns: readonly string[] = [DATA_KEY_ARN]):
 
 /**
  * Makes `mock` (a mockClient(KMSClient)) behave like KMS for the given symmetric keys and one ECC
- * audit key. Call after `mock.reset()`.
+ * audit key. Call after `mock.reset()`. Pass `engine` to keep the same keys across resets (items
+ * MAC'd or signed in one test still verify in the next).
  */
 export function fakeKms(
   mock: AwsClientStub<KMSClient>,
   symmetricKeyArns: readonly string[] = [DATA_KEY_ARN],
+  engine: KmsEngine = kmsEngine(symmetricKeyArns),
 ): FakeKms {
-  const engine = kmsEngine(symmetricKeyArns);
   const op = engine.operations;
   mock
     .on(GenerateDataKeyCommand)
