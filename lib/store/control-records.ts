@@ -157,24 +157,11 @@ export class ControlRecords {
    */
   async generations(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
-    let start: QueryCommandInput['ExclusiveStartKey'];
-    do {
-      const page = await this.db.send<QueryCommandOutput>(
-        new QueryCommand({
-          TableName: this.options.table,
-          KeyConditionExpression: 'pk = :pk',
-          ExpressionAttributeValues: { ':pk': { S: CONTROL_PK } },
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
-      );
-      for (const item of page.Items ?? []) {
-        const record = this.open<unknown>(item);
-        this.note(record);
-        out[seenKey(record.kind, record.id)] = record.generation;
-      }
-      start = page.LastEvaluatedKey;
-    } while (start);
+    for await (const item of this.allItems()) {
+      const record = this.open<unknown>(item);
+      this.note(record);
+      out[seenKey(record.kind, record.id)] = record.generation;
+    }
     // A record seen before but missing now was deleted: a rollback to "never written".
     for (const [key, generation] of this.seen) {
       if (generation > 0 && out[key] === undefined) throw new IntegrityError();
@@ -188,6 +175,16 @@ export class ControlRecords {
    */
   async rawGenerations(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
+    for await (const item of this.allItems()) {
+      const sk = item.sk?.S ?? '';
+      const at = sk.indexOf('#');
+      out[`${sk.slice(0, at)}/${sk.slice(at + 1)}`] = Number(item.generation?.N);
+    }
+    return out;
+  }
+
+  /** Every control record item as stored, page by page (one partition: a Query, never a Scan). */
+  private async *allItems(): AsyncGenerator<NonNullable<QueryCommandOutput['Items']>[number]> {
     let start: QueryCommandInput['ExclusiveStartKey'];
     do {
       const page = await this.db.send<QueryCommandOutput>(
@@ -199,14 +196,9 @@ export class ControlRecords {
           ExclusiveStartKey: start,
         }),
       );
-      for (const item of page.Items ?? []) {
-        const sk = item.sk?.S ?? '';
-        const at = sk.indexOf('#');
-        out[`${sk.slice(0, at)}/${sk.slice(at + 1)}`] = Number(item.generation?.N);
-      }
+      yield* page.Items ?? [];
       start = page.LastEvaluatedKey;
     } while (start);
-    return out;
   }
 
   private open<T>(item: NonNullable<GetItemCommandOutput['Item']>): ControlRecord<T> {
