@@ -1,5 +1,5 @@
 import { readdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { loadPolicyDir, SCHEMA_FILE } from '../../authz/policy-set.js';
 import { formatPolicyTestReport, runPolicyTests } from '../../authz/policy-tests.js';
 import { CofferError } from '../../errors.js';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { type CofferClient, CofferClientError } from '../../../packages/client/src/index.js';
+import { CofferClientError } from '../../../packages/client/src/index.js';
 import { readAll } from '../bundle.js';
 import type { ClientFactory } from '../credentials.js';
 import { writeFileAtomic } from '../files.js';
