@@ -140,7 +140,12 @@ function vitest(files: readonly string[]): Promise<number> {
     const child = spawn(process.execPath, [bin, '--run', ...files], {
       cwd: root,
       stdio: 'inherit',
-      env: { ...env, COFFER_PROPERTY_RUNS: propertyRuns, COFFER_HISTORY_OPS: historyOps },
+      env: {
+        ...env,
+        COFFER_PROPERTY_RUNS: propertyRuns,
+        COFFER_PROPERTY_SEED: env.COFFER_PROPERTY_SEED ?? 'random',
+        COFFER_HISTORY_OPS: historyOps,
+      },
     });
     child.once('exit', (code) => resolve(code ?? 1));
   });
