@@ -43,6 +43,7 @@ export async function startFaultProxy(
     sockets.add(client);
     sockets.add(upstream);
     let blackholed = false;
+    let doomed = false;
     // Chunks keep their order: each waits for the one before it.
     let queue: Promise<void> = Promise.resolve();
     const later = (socket: Socket, chunk: Buffer, delay: number) => {
@@ -67,11 +68,14 @@ export async function startFaultProxy(
     };
 
     client.on('data', (chunk: Buffer) => {
-      if (blackholed) return;
+      if (blackholed || doomed) return;
       const roll = random();
       const resetRate = faults.resetRate ?? 0;
       if (roll < resetRate) {
         counts.resets++;
+        // From here the connection only dies: an answer that comes back before the reset below
+        // must not reach the client, or a "reset" connection could still succeed.
+        doomed = true;
         // Half of the resets let the request through first: the engine may commit, and only the
         // answer is lost. The other half never reach it.
         if (random() < 0.5) {
@@ -97,7 +101,7 @@ export async function startFaultProxy(
       later(upstream, chunk, delay());
     });
     upstream.on('data', (chunk: Buffer) => {
-      if (!blackholed) later(client, chunk, delay());
+      if (!blackholed && !doomed) later(client, chunk, delay());
     });
     client.on('error', teardown);
     upstream.on('error', teardown);
