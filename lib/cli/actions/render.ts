@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { CofferClientError } from '../../../packages/client/src/index.js';
+import { CofferClientError, type SecretValue } from '../../../packages/client/src/index.js';
+import { secretField, secretText } from '../../../packages/client/src/values.js';
 import { readAll } from '../bundle.js';
 import type { ClientFactory } from '../credentials.js';
 import { writeFileAtomic } from '../files.js';
@@ -43,23 +44,13 @@ export function parseTemplate(template: string): Part[] {
   return parts;
 }
 
-/** The text for one directive. Errors name the path and field, never the value. */
-function valueFor(path: string, field: string | undefined, value: string): string {
-  if (field === undefined) return value;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    parsed = undefined;
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new CofferClientError('not_json', 0, `${path}: not a JSON object, so it has no field "${field}"`);
-  }
-  if (!Object.hasOwn(parsed, field)) {
-    throw new CofferClientError('not_found', 0, `${path}: no field "${field}"`);
-  }
-  const v = (parsed as Record<string, unknown>)[field];
-  return typeof v === 'string' ? v : JSON.stringify(v);
+/**
+ * The text for one directive. A binary secret has no text to put in a file (`binary_value`).
+ * Errors name the path and field, never the value.
+ */
+function valueFor(secret: SecretValue, field: string | undefined): string {
+  const text = secretText(secret);
+  return field === undefined ? text : secretField(secret, field);
 }
 
 async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
@@ -90,7 +81,7 @@ export async function renderTemplate(
   const paths = [...new Set(parts.flatMap((p) => (typeof p === 'string' ? [] : [p.path])))];
   const values = await readAll(await client(), paths, progressBar(io, 'reading', paths.length, false));
   const rendered = parts
-    .map((p) => (typeof p === 'string' ? p : valueFor(p.path, p.field, values.get(p.path)?.value ?? '')))
+    .map((p) => (typeof p === 'string' ? p : valueFor(values.get(p.path) as SecretValue, p.field)))
     .join('');
   if (opts.output === undefined) {
     // --json asks for a JSON answer on stdout: the rendered text is its `content`.
