@@ -21,6 +21,21 @@ export function registerHistoryCommand(program: Command, io: CliIo, client: Clie
                 .join(' ')}`,
             ]
           : []),
+        // Text is the default type and says nothing; any other is shown with what it tells.
+        ...(meta.type !== undefined && meta.type !== 'text' ? [`type: ${meta.type}`] : []),
+        ...(meta.keypair
+          ? [`key type: ${meta.keypair.keyType}`, `public key:\n${meta.keypair.publicKey.trimEnd()}`]
+          : []),
+        ...(meta.certificate
+          ? [
+              `subject: ${meta.certificate.subject.replace(/\n/g, ', ')}`,
+              `issuer: ${meta.certificate.issuer.replace(/\n/g, ', ')}`,
+              `SANs: ${meta.certificate.sans.join(', ')}`,
+              `serial: ${meta.certificate.serial}`,
+              `fingerprint (SHA-256): ${meta.certificate.fingerprint}`,
+              `valid: ${meta.certificate.notBefore} to ${meta.certificate.notAfter}${meta.certificate.ca ? '  (CA)' : ''}`,
+            ]
+          : []),
         'VERSION  CREATED                   BY                    STATE',
         ...meta.versions.map(
           (v) =>
