@@ -159,9 +159,14 @@ describe('binary values: the CLI', () => {
     expect(missing.stderr).toContain('no field "nope"');
     const malformed = await cli(['run', '--map', 'X=cli/db#', '--', 'true']);
     expect(malformed.code).toBe(2);
-    await writeFile(join(h.dataDir, 'db.tmpl'), 'pw={{ secret "cli/db" "password" }}\n');
+    await writeFile(
+      join(h.dataDir, 'db.tmpl'),
+      'pw={{ secret "cli/db" "password" }} u={{ secret "cli/db#user" }}\n',
+    );
     const render = await cli(['render', 'db.tmpl']);
-    expect(render.stdout.toString()).toBe('pw=pw-1\n');
+    expect(render.stdout.toString()).toBe('pw=pw-1 u=app\n');
+    await writeFile(join(h.dataDir, 'bad.tmpl'), 'u={{ secret "cli/db#" }}\n');
+    expect((await cli(['render', 'bad.tmpl'])).code).toBe(2);
   });
 });
 

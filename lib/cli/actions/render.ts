@@ -9,7 +9,10 @@ import type { CliIo } from '../io.js';
 import type { Output } from '../output.js';
 import { progressBar } from '../progress.js';
 
-/** `{{ secret "path" }}` or `{{ secret "path" "field" }}`, spaces free inside the braces. */
+/**
+ * `{{ secret "path" }}`, `{{ secret "path" "field" }}` or `{{ secret "path#field" }}`, spaces free
+ * inside the braces.
+ */
 const DIRECTIVE = /\{\{\s*secret\s+"([^"\\{}]*)"(?:\s+"([^"\\{}]*)")?\s*\}\}/y;
 /** Anything that starts like a directive: a malformed one is an error, never left in the output. */
 const OPENING = /\{\{\s*secret\b/g;
@@ -34,10 +37,17 @@ export function parseTemplate(template: string): Part[] {
       );
     }
     parts.push(template.slice(at, start));
-    parts.push({
-      path: directive[1] as string,
-      ...(directive[2] !== undefined ? { field: directive[2] } : {}),
-    });
+    // `"path#field"` says the same as `"path" "field"` (as `run --map NAME=PATH#FIELD` does):
+    // `#` is never part of a path.
+    const named = directive[1] as string;
+    const hash = directive[2] === undefined ? named.indexOf('#') : -1;
+    const path = hash === -1 ? named : named.slice(0, hash);
+    const field = hash === -1 ? directive[2] : named.slice(hash + 1);
+    if (path === '' || field === '') {
+      const line = template.slice(0, start).split('\n').length;
+      throw new CofferClientError('invalid_template', 0, `line ${line}: expected {{ secret "path#field" }}`);
+    }
+    parts.push({ path, ...(field !== undefined ? { field } : {}) });
     at = start + directive[0].length;
   }
   parts.push(template.slice(at));
