@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { VERSION_MAX } from '../../../packages/client/src/contract.js';
-import { secretBytes, secretField } from '../../../packages/client/src/values.js';
 import { parseIntArg } from '../args.js';
 import type { ClientFactory } from '../credentials.js';
 import type { CliIo } from '../io.js';
@@ -19,6 +18,8 @@ export function registerGetCommand(program: Command, io: CliIo, client: ClientFa
         path,
         opts.version !== undefined ? { version: opts.version } : {},
       );
+      // Loaded here, not at start-up: `coffer --version` loads no SDK code.
+      const { secretBytes, secretField } = await import('../../../packages/client/src/values.js');
       const json = output(program, io).json;
       if (opts.field !== undefined) {
         const value = secretField(secret, opts.field);
