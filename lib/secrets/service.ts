@@ -628,6 +628,7 @@ export class SecretService {
       ...(head.deletedAt ? { deletedAt: head.deletedAt, purgeAt: head.purgeAt } : {}),
       versions: versions.map((v) => ({
         version: v.version,
+        type: v.valueType ?? 'text',
         createdAt: v.createdAt,
         ...(v.createdBy ? { createdBy: v.createdBy } : {}),
         destroyed: v.destroyed,

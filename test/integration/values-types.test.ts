@@ -94,7 +94,9 @@ describe('binary values: the API', () => {
     expect((await get('types/sticky')).body).toMatchObject({ type: 'binary', valueBase64: 'YWJj' });
     await put('types/sticky', { value: '{"a":"b"}', type: 'json' });
     expect((await get('types/sticky')).body).toMatchObject({ type: 'json', value: '{"a":"b"}' });
-    expect((await meta('types/sticky')).body.type).toBe('json');
+    const m = (await meta('types/sticky')).body;
+    expect(m.type).toBe('json');
+    expect(m.versions.map((v: { type: string }) => v.type)).toEqual(['binary', 'binary', 'json']);
     const v1 = await h.call('GET', '/v1/secrets/types/sticky?version=1');
     expect(v1.body).toMatchObject({ type: 'binary', valueBase64: 'AQID' });
     // Kept as json: a value that is not a JSON object is now refused.

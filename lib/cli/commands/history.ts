@@ -36,10 +36,10 @@ export function registerHistoryCommand(program: Command, io: CliIo, client: Clie
               `valid: ${meta.certificate.notBefore} to ${meta.certificate.notAfter}${meta.certificate.ca ? '  (CA)' : ''}`,
             ]
           : []),
-        'VERSION  CREATED                   BY                    STATE',
+        'VERSION  CREATED                   BY                    STATE      TYPE',
         ...meta.versions.map(
           (v) =>
-            `${String(v.version).padEnd(8)} ${v.createdAt.padEnd(25)} ${(v.createdBy ?? '').padEnd(21)} ${v.destroyed ? 'destroyed' : 'active'}`,
+            `${String(v.version).padEnd(8)} ${v.createdAt.padEnd(25)} ${(v.createdBy ?? '').padEnd(21)} ${(v.destroyed ? 'destroyed' : 'active').padEnd(10)} ${v.type ?? 'text'}`,
         ),
       ];
       output(program, io).show(`${lines.join('\n')}\n`, meta);

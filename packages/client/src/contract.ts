@@ -235,6 +235,8 @@ export interface DestroyResult {
 
 export interface VersionInfo {
   version: number;
+  /** The version's own type (a later write may have changed the secret's). */
+  type: SecretType;
   createdAt: string;
   createdBy?: string;
   destroyed: boolean;
