@@ -124,6 +124,11 @@ describe('binary values: the CLI', () => {
     });
     const ok = await cli(['put', 'cli/kp', '-', '--type', 'keypair'], Buffer.from(value));
     expect(ok.code, ok.stderr).toBe(0);
+    expect((await cli(['meta', 'cli/kp'])).stdout.toString()).toContain('type: keypair');
+    const history = (await cli(['history', 'cli/kp'])).stdout.toString();
+    expect(history).toContain('key type: ed25519');
+    expect(history).toContain(String(k.publicKey.export({ type: 'spki', format: 'pem' })).trim());
+    expect(history).not.toContain('PRIVATE KEY');
     const field = await cli(['get', 'cli/kp', '--field', 'public_key']);
     expect(field.stdout.toString()).toBe(k.publicKey.export({ type: 'spki', format: 'pem' }));
     const missing = await cli(['get', 'cli/kp', '--field', 'nope']);
