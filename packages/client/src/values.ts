@@ -30,7 +30,7 @@ export function secretText(secret: SecretValue): string {
     throw new CofferClientError(
       'binary_value',
       0,
-      `${secret.path} is a binary secret; read its bytes (secretBytes, coffer get) instead of text`,
+      `${secret.path} is a binary secret: it has no text to give (read its bytes with coffer get or getBytes)`,
     );
   }
   return secret.value;
