@@ -162,6 +162,27 @@ describe('binary values and types: stored authenticated', () => {
   });
 });
 
+describe('types: secrets written before types', () => {
+  it('when a head and its version carry no type (as before types), they read as text', async () => {
+    await put('legacy/old', { value: 'old value' });
+    const head = await h.store.getHead('legacy/old');
+    if (!head) throw new Error('no head');
+    const { type: _type, ...untyped } = head;
+    // The head as an older Coffer wrote it: authenticated, without `secretType` (revision 1 again).
+    const item = h.store.sealHead(untyped, undefined);
+    expect(item.secretType).toBeUndefined();
+    await h.client.send(new PutItemCommand({ TableName: h.tables.secrets, Item: item }));
+    const m = await meta('legacy/old');
+    expect(m.status).toBe(200);
+    expect(m.body.type).toBe('text');
+    expect(m.body.versions[0].type).toBe('text');
+    expect((await get('legacy/old')).body).toMatchObject({ type: 'text', value: 'old value' });
+    // A write without a type keeps it text.
+    await put('legacy/old', { value: 'new value' });
+    expect((await meta('legacy/old')).body.type).toBe('text');
+  });
+});
+
 const CANARY = 'CANARY-types-7f3a';
 
 describe('types: json', () => {
