@@ -146,3 +146,27 @@ export class ThrottledError extends CofferError {
 export class ConfigError extends CofferError {
   static override readonly code = 'config_error';
 }
+
+/** The `issuer` of a certificate is not a certificate secret whose certificate is a CA. */
+export class NotACaError extends InvalidRequestError {
+  static override readonly code = 'not_a_ca';
+  constructor() {
+    super('the issuer is not a certificate secret holding a CA certificate and its key');
+  }
+}
+
+/** A certificate asked of a CA for longer than the CA may issue. */
+export class ValidityTooLongError extends InvalidRequestError {
+  static override readonly code = 'validity_too_long';
+  constructor(maxValidityDays: number) {
+    super(`this CA issues certificates valid for at most ${maxValidityDays} days`, { maxValidityDays });
+  }
+}
+
+/** A certificate asked of a CA with a name none of the CA's allowed patterns match. */
+export class NameNotAllowedError extends CofferError {
+  static override readonly code = 'name_not_allowed';
+  constructor(name: string) {
+    super('this CA may not issue a certificate for this name', { name });
+  }
+}

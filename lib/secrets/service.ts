@@ -2,6 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   BATCH_GET_MAX_PATHS,
   type BatchGetItem,
+  type GenerateRequest,
+  type GenerateResult,
   type ListPage,
   MAX_VERSIONS,
   type MetadataPatch,
@@ -10,6 +12,7 @@ import {
   type PutResult,
   RECOVERY_DAYS,
   type SecretMetadata,
+  type SecretType,
   type SecretValue,
   VALUE_MAX_BYTES,
 } from '../../packages/client/src/contract.js';
@@ -33,8 +36,11 @@ import {
   ForbiddenError,
   IdempotencyKeyReusedError,
   InvalidRequestError,
+  NameNotAllowedError,
+  NotACaError,
   NotFoundError,
   SecretDeletedError,
+  ValidityTooLongError,
   ValueTooLargeError,
   WriteContentionError,
 } from '../errors.js';
@@ -42,6 +48,18 @@ import { validatePath, validatePrefix } from '../paths.js';
 import { type CursorBinding, CursorSealer } from '../store/cursor.js';
 import type { ListEntry, SecretHead, VersionMeta } from '../store/records.js';
 import { ChangeConditionFailed, type SecretsStore } from '../store/secrets-store.js';
+import {
+  checkIssuerConstraints,
+  type ResolvedCertificateRequest,
+} from '../values/generate/certificate-spec.js';
+import {
+  describeValue,
+  generateValue,
+  type IssuerMaterial,
+  issuerConstraints,
+  readIssuer,
+  resolveGenerator,
+} from '../values/generate/index.js';
 import { Purger } from './purger.js';
 
 // The limits of the wire contract (packages/client/src/contract.ts), under the service's names.
@@ -94,6 +112,31 @@ export type ListResult = ListPage;
 
 /** The body of a PUT (the wire contract's). */
 export type PutInput = Readonly<PutRequest>;
+
+/**
+ * One write of a new version, as PUT and generation share it. `value` is called only after the
+ * write was authorized, and at most once however many times a plain write is tried again (a
+ * generated value is made once). `sameValue` decides whether a replayed Idempotency-Key's first
+ * value is this request's (a PUT compares values; a generation asks for a new random value each
+ * time, so only its parameters, in `fingerprint`, can tell two requests apart).
+ */
+interface WriteSpec {
+  readonly cas?: number;
+  readonly description?: string;
+  readonly tags?: Readonly<Record<string, string>>;
+  readonly type?: SecretType;
+  readonly generator?: Readonly<Record<string, unknown>>;
+  readonly value: () => Promise<string>;
+  readonly fingerprint: string;
+  readonly sameValue?: (first: string) => boolean;
+}
+
+/** A committed write, with the value when this call wrote it (absent when it was a replay). */
+interface WriteOutcome {
+  readonly result: PutResult;
+  readonly value?: string;
+}
+
 export type { BatchGetItem, MetadataPatch, PutResult, SecretMetadata, SecretValue };
 
 export interface SecretServiceDeps {
@@ -167,12 +210,133 @@ export class SecretService {
     if (Buffer.byteLength(input.value, 'utf8') > MAX_VALUE_BYTES) {
       throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
     }
-    if (input.cas !== undefined) return this.putOnce(caller, path, input, idempotencyKey);
+    const spec: WriteSpec = {
+      ...(input.cas !== undefined ? { cas: input.cas } : {}),
+      ...(input.description !== undefined ? { description: input.description } : {}),
+      ...(input.tags !== undefined ? { tags: input.tags } : {}),
+      value: async () => input.value,
+      fingerprint: this.fingerprint(path, input),
+      sameValue: (first) => first === input.value,
+    };
+    return (await this.write(caller, path, spec, idempotencyKey)).result;
+  }
+
+  /**
+   * Generates a value on the server and writes it as a new version (`POST /v1/generate`), with the
+   * same `cas`, Idempotency-Key and authorization (`write`) as a PUT. The type and the generator's
+   * parameters go into the head. A certificate with an `issuer` also needs `issue` on that CA
+   * secret: its limits (allowed names, maximum validity) are checked, and only then, once the
+   * write is allowed too, is the CA's key decrypted, in this process, to sign. The answer holds
+   * what may be said about the value, never the value.
+   */
+  async generate(
+    caller: Caller,
+    rawPath: string,
+    input: GenerateRequest,
+    idempotencyKey?: string,
+  ): Promise<GenerateResult> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'write', path);
+    const { cas, description, tags, ...params } = input;
+    const generator = resolveGenerator(params);
+    // As plain JSON data: what the head keeps, the fingerprint hashes and the answer shows.
+    const parameters = JSON.parse(JSON.stringify(generator)) as Record<string, unknown>;
+    const issuer =
+      generator.type === 'certificate' && generator.issuer !== undefined
+        ? await this.issuerFor(caller, path, generator)
+        : undefined;
+    let made: Promise<string> | undefined;
+    const spec: WriteSpec = {
+      ...(cas !== undefined ? { cas } : {}),
+      ...(description !== undefined ? { description } : {}),
+      ...(tags !== undefined ? { tags } : {}),
+      type: generator.type,
+      generator: parameters,
+      value: () => {
+        made ??= (async () => generateValue(generator, issuer ? await issuer() : undefined, this.now()))();
+        return made;
+      },
+      fingerprint: this.generateFingerprint(path, input, parameters),
+    };
+    const { result, value } = await this.write(caller, path, spec, idempotencyKey);
+    // A replay describes the version the first request wrote.
+    const written = value ?? (await this.openVersion(path, result.version));
+    return {
+      ...result,
+      type: generator.type,
+      generator: parameters,
+      ...describeValue(generator.type, written),
+    };
+  }
+
+  /**
+   * The CA that is to sign a certificate: `issue` on it is required (a caller who may not even see
+   * it gets the answer of a missing issuer), its head must say it is a certificate, and its limits
+   * must allow the request. Returns how to read its key, called only once the write is allowed.
+   */
+  private async issuerFor(
+    caller: Caller,
+    path: string,
+    request: ResolvedCertificateRequest,
+  ): Promise<() => Promise<IssuerMaterial>> {
+    const issuerPath = validatePath(request.issuer as string);
+    if (issuerPath === path) throw new InvalidRequestError('a certificate cannot be issued by itself');
+    const head = await this.store.getHead(issuerPath);
+    const missing = () => new NotFoundError('issuer not found');
+    if (!head || head.deletedAt || this.expired(head)) throw missing();
+    if (!this.allowed(caller, 'issue', resourceOf(head))) {
+      if (this.allowed(caller, 'readMetadata', resourceOf(head))) throw new ForbiddenError();
+      throw missing();
+    }
+    if (head.type !== 'certificate' || head.generator?.ca === false) throw new NotACaError();
+    const limits = issuerConstraints(head.generator);
+    const now = this.now();
+    // The limits in the head first: a request they refuse never gets near the key.
+    this.enforce(checkIssuerConstraints(request, limits, now, new Date(8.64e15)));
+    return async () => {
+      let value: string;
+      try {
+        value = await this.openVersion(issuerPath, head.latest);
+      } catch (err) {
+        if (err instanceof NotFoundError) throw new NotACaError();
+        throw err;
+      }
+      const material = readIssuer(value);
+      // Nothing outlives the CA that signed it.
+      this.enforce(checkIssuerConstraints(request, limits, now, material.notAfter));
+      return material;
+    };
+  }
+
+  private enforce(violation: ReturnType<typeof checkIssuerConstraints>): void {
+    if (violation?.kind === 'name') throw new NameNotAllowedError(violation.name);
+    if (violation?.kind === 'validity') throw new ValidityTooLongError(violation.maxValidityDays);
+  }
+
+  /** A stored version's value, for the server's own use (never handed to a caller by this). */
+  private async openVersion(path: string, version: number): Promise<string> {
+    const stored = await this.store.getVersion(path, version);
+    if (!stored?.sealed) throw new NotFoundError('secret version not found');
+    return this.envelope.open(stored.sealed, { table: this.store.binding, path, version });
+  }
+
+  /**
+   * `cas: n` is tried once; without `cas` a lost race is tried again (bounded, full jitter), each
+   * attempt re-reading the head and deciding again, so that a concurrent retag that forbids the
+   * write does. Past the bound it is 503 `write_contention` (retryable), never 409.
+   */
+  private async write(
+    caller: Caller,
+    path: string,
+    spec: WriteSpec,
+    idempotencyKey: string | undefined,
+  ): Promise<WriteOutcome> {
+    if (spec.cas !== undefined) return this.putOnce(caller, path, spec, idempotencyKey);
     // Plain writes to one path from this process go one at a time: they would only make each
     // other lose. The retries are for writers elsewhere (other Lambda instances, cas writers).
     return this.plainWrites.run(path, async () => {
       try {
-        return await retry(() => this.putOnce(caller, path, input, idempotencyKey), {
+        return await retry(() => this.putOnce(caller, path, spec, idempotencyKey), {
           ...PLAIN_WRITE_RETRY,
           // Without cas the only conflict is a lost race (a head that changed since it was read).
           isRetryable: (err) => err instanceof CasConflictError,
@@ -188,9 +352,9 @@ export class SecretService {
   private async putOnce(
     caller: Caller,
     path: string,
-    input: PutInput,
+    input: WriteSpec,
     idempotencyKey: string | undefined,
-  ): Promise<PutResult> {
+  ): Promise<WriteOutcome> {
     let previous = await this.store.getHead(path);
     if (previous && (await this.purger.purgeIfExpired(previous))) {
       // Past its recovery window the secret is gone, whether or not the purge routine has run: the
@@ -210,7 +374,7 @@ export class SecretService {
     const scope = idempotencyKey ? this.idempotencyScope(caller.principal, path, idempotencyKey) : undefined;
     if (scope) {
       const replay = await this.replay(scope, path, input);
-      if (replay) return replay;
+      if (replay) return { result: replay };
     }
 
     if (previous?.deletedAt) throw new SecretDeletedError('the secret is deleted; restore it before writing');
@@ -238,8 +402,15 @@ export class SecretService {
         : previous?.description !== undefined
           ? { description: previous.description }
           : {}),
+      // A PUT writes a value by hand: it keeps no type or generator of an earlier generated one.
+      ...(input.type !== undefined ? { type: input.type } : {}),
+      ...(input.generator !== undefined ? { generator: input.generator } : {}),
     };
-    const sealed = await this.envelope.seal(input.value, { table: this.store.binding, path, version });
+    const value = await input.value();
+    if (Buffer.byteLength(value, 'utf8') > MAX_VALUE_BYTES) {
+      throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
+    }
+    const sealed = await this.envelope.seal(value, { table: this.store.binding, path, version });
     const result: PutResult = { path, version, createdAt };
     caller.audit.version = version;
     this.noteHead(caller, head, previous);
@@ -256,7 +427,7 @@ export class SecretService {
             ? {
                 idempotency: {
                   scope,
-                  fingerprint: this.fingerprint(path, input),
+                  fingerprint: input.fingerprint,
                   result: { ...result },
                   expiresAt: Math.floor(now.getTime() / 1000) + IDEMPOTENCY_WINDOW_SECONDS,
                 },
@@ -268,7 +439,7 @@ export class SecretService {
       if (err instanceof ChangeConditionFailed && scope) {
         // A concurrent retry with the same key may have won the race: answer as it did.
         const replay = await this.replay(scope, path, input);
-        if (replay) return replay;
+        if (replay) return { result: replay };
       }
       if (err instanceof ChangeConditionFailed) {
         throw new CasConflictError('the secret changed since it was read');
@@ -277,7 +448,7 @@ export class SecretService {
     }
     if (pruned.length > PRUNE_IN_TRANSACTION)
       await this.store.deleteVersions(path, pruned.slice(PRUNE_IN_TRANSACTION));
-    return result;
+    return { result, value };
   }
 
   /** Reads the latest version, or `version`. */
@@ -594,6 +765,8 @@ export class SecretService {
       maxVersions: head.maxVersions,
       ...(head.owner ? { owner: head.owner } : {}),
       ...(head.deletedAt ? { deletedAt: head.deletedAt, purgeAt: head.purgeAt } : {}),
+      ...(head.type !== undefined ? { type: head.type } : {}),
+      ...(head.generator !== undefined ? { generator: { ...head.generator } } : {}),
       versions: versions.map((v) => ({
         version: v.version,
         createdAt: v.createdAt,
@@ -690,22 +863,45 @@ export class SecretService {
       .digest('hex');
   }
 
-  private async replay(scope: string, path: string, input: PutInput): Promise<PutResult | undefined> {
+  /**
+   * Fingerprint of a generation request: its parameters, defaults filled in. Marked apart from a
+   * PUT's, so that an Idempotency-Key first used for a PUT is refused for a generation.
+   */
+  private generateFingerprint(
+    path: string,
+    input: GenerateRequest,
+    generator: Readonly<Record<string, unknown>>,
+  ): string {
+    return createHash('sha256')
+      .update(
+        canonicalJson({
+          kind: 'generate',
+          path,
+          cas: input.cas ?? null,
+          description: input.description ?? null,
+          tags: input.tags ?? null,
+          generator,
+        }),
+      )
+      .digest('hex');
+  }
+
+  private async replay(scope: string, path: string, input: WriteSpec): Promise<PutResult | undefined> {
     const nowSeconds = Math.floor(this.now().getTime() / 1000);
     const record = await this.store.getIdempotency(scope, nowSeconds);
     if (!record) return undefined;
     const result = record.result as unknown as PutResult;
-    if (record.fingerprint !== this.fingerprint(path, input)) {
+    if (record.fingerprint !== input.fingerprint) {
       throw new IdempotencyKeyReusedError('this Idempotency-Key was used with a different request');
     }
-    const stored = await this.store.getVersion(path, result.version);
-    if (stored?.sealed) {
+    const stored = input.sameValue ? await this.store.getVersion(path, result.version) : undefined;
+    if (stored?.sealed && input.sameValue) {
       const first = await this.envelope.open(stored.sealed, {
         table: this.store.binding,
         path,
         version: result.version,
       });
-      if (first !== input.value) {
+      if (!input.sameValue(first)) {
         throw new IdempotencyKeyReusedError('this Idempotency-Key was used with a different request');
       }
     }

@@ -1,4 +1,4 @@
-import { ownRecord } from '../../packages/client/src/contract.js';
+import { ownRecord, SECRET_TYPES, type SecretType } from '../../packages/client/src/contract.js';
 import { ENVELOPE_ALGORITHM, type SealedValue } from '../crypto/envelope.js';
 import { IntegrityError } from '../errors.js';
 import { deletionKey, headKey, idempotencyKey, versionKey } from './keys.js';
@@ -30,10 +30,31 @@ export function headFromItem(item: Record<string, unknown>): SecretHead {
     ...(typeof item.deletedAt === 'string' ? { deletedAt: item.deletedAt } : {}),
     ...(typeof item.purgeAt === 'string' ? { purgeAt: item.purgeAt } : {}),
     ...(item.rev !== undefined ? { rev: Number(item.rev) } : {}),
+    ...(item.secretType !== undefined ? { type: secretTypeFromItem(item.secretType) } : {}),
+    ...(item.generator !== undefined ? { generator: generatorFromItem(item.generator) } : {}),
   };
   if (head.rev !== undefined && !Number.isInteger(head.rev)) throw new IntegrityError();
   if (!Number.isInteger(head.latest) || !Number.isInteger(head.maxVersions)) throw new IntegrityError();
   return head;
+}
+
+function secretTypeFromItem(raw: unknown): SecretType {
+  if (typeof raw !== 'string' || !(SECRET_TYPES as readonly string[]).includes(raw))
+    throw new IntegrityError();
+  return raw as SecretType;
+}
+
+/** A generator's parameters, stored as JSON text (one string attribute, covered by the head MAC). */
+function generatorFromItem(raw: unknown): Record<string, unknown> {
+  if (typeof raw !== 'string') throw new IntegrityError();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new IntegrityError();
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new IntegrityError();
+  return parsed as Record<string, unknown>;
 }
 
 /**
@@ -73,6 +94,9 @@ export function headToItem(head: SecretHead): Record<string, unknown> {
     deletedAt: head.deletedAt,
     purgeAt: head.purgeAt,
     rev: head.rev,
+    // `type` is the item's kind ('head'): the value's type is stored as `secretType`.
+    secretType: head.type,
+    generator: head.generator === undefined ? undefined : JSON.stringify(head.generator),
   };
 }
 

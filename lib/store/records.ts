@@ -1,3 +1,4 @@
+import type { SecretType } from '../../packages/client/src/contract.js';
 import type { SealedValue } from '../crypto/envelope.js';
 
 /* The domain records the secrets store reads and writes (item-codec.ts maps them to items). */
@@ -21,6 +22,10 @@ export interface SecretHead {
    * under the head's MAC, so the audit log can name the exact head each change left behind.
    */
   readonly rev?: number;
+  /** The value's type; absent: `text`. */
+  readonly type?: SecretType;
+  /** A generated secret's generator parameters (no secret material): what rotation makes again. */
+  readonly generator?: Readonly<Record<string, unknown>>;
 }
 
 export interface VersionMeta {

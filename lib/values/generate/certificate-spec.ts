@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { CERTIFICATE_NAMES_MAX, VALIDITY_DAYS } from '../../../packages/client/src/contract.js';
 import { InvalidRequestError } from '../../errors.js';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from './keypair.js';
 
@@ -7,9 +8,9 @@ import { KEY_ALGORITHMS, type KeyAlgorithm } from './keypair.js';
  * metadata puts on what it issues. Pure functions: no X.509 library is needed to decide either.
  */
 
-export const VALIDITY_DAYS = { min: 1, max: 3650 } as const;
-/** SANs of each kind, and name patterns of a CA. */
-export const MAX_NAMES = 100;
+export { VALIDITY_DAYS };
+
+const MAX_NAMES = CERTIFICATE_NAMES_MAX;
 /** Subject attribute values: printable characters that need no escaping in any DN syntax. */
 const DN_VALUE = /^[A-Za-z0-9 ._*@:()'/-]{1,64}$/;
 /** A DNS name (RFC 1123 labels), optionally a wildcard in the left-most label. */

@@ -1,8 +1,9 @@
-import { createHash, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPair, type KeyObject } from 'node:crypto';
 
-/** The key algorithms Coffer generates (keypairs and certificate keys). */
-export const KEY_ALGORITHMS = ['ed25519', 'ecdsa-p256', 'rsa-3072', 'rsa-4096'] as const;
-export type KeyAlgorithm = (typeof KEY_ALGORITHMS)[number];
+import { KEY_ALGORITHMS, type KeyAlgorithm } from '../../../packages/client/src/contract.js';
+
+/** The key algorithms Coffer generates (keypairs and certificate keys): the wire contract's. */
+export { KEY_ALGORITHMS, type KeyAlgorithm };
 
 /** A generated key pair, PEM: PKCS#8 private key, SPKI public key. */
 export interface GeneratedKeyPair {
@@ -79,10 +80,11 @@ export function publicKeyFingerprint(publicKey: KeyObject): string {
     .digest('hex');
 }
 
-export function publicKeyInfo(pair: GeneratedKeyPair): PublicKeyInfo {
+/** The public half of a key pair, as metadata. */
+export function publicKeyInfo(algorithm: KeyAlgorithm, publicKey: KeyObject): PublicKeyInfo {
   return {
-    algorithm: pair.algorithm,
-    publicKey: pair.publicKey,
-    fingerprint: publicKeyFingerprint(createPublicKey(pair.publicKey)),
+    algorithm,
+    publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    fingerprint: publicKeyFingerprint(publicKey),
   };
 }

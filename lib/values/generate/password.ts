@@ -1,19 +1,20 @@
+import {
+  PASSWORD_CLASS_NAMES,
+  PASSWORD_LENGTH,
+  type PasswordClass,
+} from '../../../packages/client/src/contract.js';
 import { InvalidRequestError } from '../../errors.js';
 import { cryptoRandom, pooled, type RandomSource, uniformIndex } from './random.js';
 
 /** The character classes a password draws from (printable ASCII, no space). */
-export const PASSWORD_CLASSES = {
+export const PASSWORD_CLASSES: Readonly<Record<PasswordClass, string>> = {
   lower: 'abcdefghijklmnopqrstuvwxyz',
   upper: 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',
   digits: '0123456789',
   symbols: '!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~',
-} as const;
+};
 
-export type PasswordClass = keyof typeof PASSWORD_CLASSES;
-
-export const PASSWORD_CLASS_NAMES = Object.keys(PASSWORD_CLASSES) as PasswordClass[];
-
-export const PASSWORD_LENGTH = { min: 8, max: 1024, default: 32 } as const;
+export { PASSWORD_CLASS_NAMES, PASSWORD_LENGTH, type PasswordClass };
 
 /** A password policy as a caller gives it; every field has a default. */
 export interface PasswordPolicy {
