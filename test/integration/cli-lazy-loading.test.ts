@@ -168,7 +168,9 @@ describe('coffer start-up', () => {
         '--validity-days',
         '7',
       ]);
-      expect(gen.stdout).toMatch(/^lazy\/app\/cert: version 1 \(certificate\)\nsubject: CN=lazy\.example\.com\n/);
+      expect(gen.stdout).toMatch(
+        /^lazy\/app\/cert: version 1 \(certificate\)\nsubject: CN=lazy\.example\.com\n/,
+      );
       expect(gen.stdout).toMatch(/\nfingerprint: sha256:[0-9A-F:]{95}\n/);
       expect(gen.stdout).not.toMatch(/PRIVATE KEY/);
       expectLight(gen);
