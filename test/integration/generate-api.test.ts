@@ -7,6 +7,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CedarAuthorizer } from '../../lib/authz/cedar.js';
 import { loadPolicyDir } from '../../lib/authz/policy-set.js';
+import { LocalKeyProvider } from '../../lib/keys/local.js';
+import type { KeyProvider } from '../../lib/keys/provider.js';
 import { jsonLogger } from '../../lib/log.js';
 import { createHarness, type Harness } from '../support/harness.js';
 
@@ -31,6 +33,25 @@ if (!OPENSSL)
 
 let h: Harness;
 let dir: string;
+/** The path of every version whose data key was unwrapped: who opened the CA's key, and when. */
+const unwrapped: string[] = [];
+
+/** The local key provider, noting each data key it unwraps. */
+async function countingKeys(dataDir: string): Promise<KeyProvider> {
+  const inner = await LocalKeyProvider.open(dataDir);
+  return new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'decryptDataKey') {
+        return (...args: Parameters<KeyProvider['decryptDataKey']>) => {
+          unwrapped.push(String(args[1]['coffer:path']));
+          return target.decryptDataKey(...args);
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
 const tokens: Record<string, string> = {};
 const as = (who: string) => ({ token: tokens[who] as string });
 
@@ -65,6 +86,7 @@ beforeAll(async () => {
   const set = await loadPolicyDir(REPO_POLICIES, { extraFiles: ['examples/pki-issuers.cedar'] });
   h = await createHarness({
     label: 'generate',
+    keys: countingKeys,
     authorizer: new CedarAuthorizer(set, { logger: jsonLogger(() => {}) }),
   });
   for (const [name, groups] of Object.entries({
@@ -184,6 +206,25 @@ describe('POST /v1/generate', () => {
       const meta = await h.call('GET', `/v1/meta/web/certs/refused-${i}`, as('root'));
       expect(meta.status).toBe(404);
     }
+  });
+
+  it("opens the CA's key only for a request that may issue, within the CA's limits, and may write the certificate", async () => {
+    unwrapped.length = 0;
+    const refused: [string, string, Record<string, unknown>][] = [
+      ['paul', 'web/certs/p', leafBody()], // read on the CA, no issue
+      ['nobody', 'web/certs/n', leafBody()], // nothing at all
+      ['ivy', 'web/certs/i1', leafBody({ sans: { dns: ['db.evil.net'] } })], // a name outside the CA's
+      ['ivy', 'web/certs/i2', leafBody({ validityDays: 365 })], // longer than the CA's maximum
+      ['ivy', 'app/not-ivys', leafBody()], // may issue, but not write there
+    ];
+    for (const [who, path, body] of refused) {
+      const res = await h.call('POST', `/v1/generate/${path}`, { ...as(who), body });
+      expect(res.status, `${who} ${path}`).toBeGreaterThanOrEqual(400);
+    }
+    expect(unwrapped.filter((p) => p === CA)).toEqual([]);
+    const ok = await h.call('POST', '/v1/generate/web/certs/opened', { ...as('ivy'), body: leafBody() });
+    expect(ok.status).toBe(200);
+    expect(unwrapped.filter((p) => p === CA)).toEqual([CA]);
   });
 
   it('when the caller may read the CA but not issue from it, issuing is 403 and nothing is written', async () => {
