@@ -170,3 +170,14 @@ export class NameNotAllowedError extends CofferError {
     super('this CA may not issue a certificate for this name', { name });
   }
 }
+
+/**
+ * A CA certificate asked of a CA with limits (allowed names, maximum validity). Whoever holds the
+ * new CA's key, as its writer may read it, could sign outside those limits: such a CA issues leaves only.
+ */
+export class CaNotAllowedError extends CofferError {
+  static override readonly code = 'ca_not_allowed';
+  constructor() {
+    super('this CA has limits on what it issues and does not issue CA certificates');
+  }
+}

@@ -31,6 +31,7 @@ import type {
 import { canonicalJson } from '../crypto/canonical.js';
 import type { Envelope } from '../crypto/envelope.js';
 import {
+  CaNotAllowedError,
   CasConflictError,
   CofferError,
   ForbiddenError,
@@ -290,6 +291,9 @@ export class SecretService {
     }
     if (head.type !== 'certificate' || head.generator?.ca === false) throw new NotACaError();
     const limits = issuerConstraints(head.generator);
+    if (request.ca && (limits.allowedNames !== undefined || limits.maxValidityDays !== undefined)) {
+      throw new CaNotAllowedError();
+    }
     const now = this.now();
     // The limits in the head first: a request they refuse never gets near the key.
     this.enforce(checkIssuerConstraints(request, limits, now, new Date(8.64e15)));

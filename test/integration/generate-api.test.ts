@@ -208,6 +208,16 @@ describe('POST /v1/generate', () => {
     }
   });
 
+  it('when a CA with limits is asked for a CA certificate, it is 403 ca_not_allowed: the new CA could sign outside them', async () => {
+    const res = await h.call('POST', '/v1/generate/web/certs/sub-ca', {
+      ...as('ivy'),
+      body: leafBody({ commonName: 'sub.example.com', sans: {}, ca: true }),
+    });
+    expect(res.status, res.text).toBe(403);
+    expect(res.body.error.code).toBe('ca_not_allowed');
+    expect((await h.call('GET', '/v1/meta/web/certs/sub-ca', as('root'))).status).toBe(404);
+  });
+
   it("opens the CA's key only for a request that may issue, within the CA's limits, and may write the certificate", async () => {
     unwrapped.length = 0;
     const refused: [string, string, Record<string, unknown>][] = [

@@ -48,6 +48,7 @@ describe('the error registry', () => {
       not_a_ca: 400,
       validity_too_long: 400,
       name_not_allowed: 403,
+      ca_not_allowed: 403,
       unauthenticated: 401,
       forbidden: 403,
       not_found: 404,

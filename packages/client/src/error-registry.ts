@@ -81,6 +81,8 @@ export const ERRORS = {
   validity_too_long: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
   /** A certificate asked of a CA with a name (CN or SAN) that none of its allowed patterns match. */
   name_not_allowed: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
+  /** A CA certificate asked of a CA that has limits: its key would sign outside them. */
+  ca_not_allowed: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
   unauthenticated: { status: 401, client: 'unauthenticated', exit: 'unauthenticated', retry: false },
   forbidden: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
   not_found: { status: 404, client: 'notFound', exit: 'notFound', retry: false },
