@@ -163,3 +163,38 @@ export class ThrottledError extends CofferError {
 export class ConfigError extends CofferError {
   static override readonly code = 'config_error';
 }
+
+/** The `issuer` of a certificate is not a certificate secret whose certificate is a CA. */
+export class NotACaError extends InvalidRequestError {
+  static override readonly code = 'not_a_ca';
+  constructor() {
+    super('the issuer is not a certificate secret holding a CA certificate and its key');
+  }
+}
+
+/** A certificate asked of a CA for longer than the CA may issue. */
+export class ValidityTooLongError extends InvalidRequestError {
+  static override readonly code = 'validity_too_long';
+  constructor(maxValidityDays: number) {
+    super(`this CA issues certificates valid for at most ${maxValidityDays} days`, { maxValidityDays });
+  }
+}
+
+/** A certificate asked of a CA with a name none of the CA's allowed patterns match. */
+export class NameNotAllowedError extends CofferError {
+  static override readonly code = 'name_not_allowed';
+  constructor(name: string) {
+    super('this CA may not issue a certificate for this name', { name });
+  }
+}
+
+/**
+ * A CA certificate asked of a CA with limits (allowed names, maximum validity). Whoever holds the
+ * new CA's key, as its writer may read it, could sign outside those limits: such a CA issues leaves only.
+ */
+export class CaNotAllowedError extends CofferError {
+  static override readonly code = 'ca_not_allowed';
+  constructor() {
+    super('this CA has limits on what it issues and does not issue CA certificates');
+  }
+}

@@ -10,7 +10,9 @@ export type Action =
   | 'delete'
   | 'restore'
   | 'destroy'
-  | 'admin';
+  | 'admin'
+  /** Sign a certificate with a CA secret's key: never a read of that key (issue 16). */
+  | 'issue';
 
 export const ACTIONS: readonly Action[] = [
   'read',
@@ -22,6 +24,7 @@ export const ACTIONS: readonly Action[] = [
   'restore',
   'destroy',
   'admin',
+  'issue',
 ];
 
 /** The resource a decision is about: a secret (id = its path), as it is or as it would be. */

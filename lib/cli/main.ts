@@ -5,6 +5,7 @@ import { registerAuditCommands } from './commands/audit.js';
 import { registerBackupCommands } from './commands/backup.js';
 import { registerCompletionCommand } from './commands/completion.js';
 import { registerExportCommand } from './commands/export.js';
+import { registerGenerateCommand } from './commands/generate.js';
 import { registerGetCommand } from './commands/get.js';
 import { registerHistoryCommand } from './commands/history.js';
 import { registerImportCommand } from './commands/import.js';
@@ -49,6 +50,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
 
   registerServerCommand(program, io);
   registerPutCommand(program, io, client);
+  registerGenerateCommand(program, io, client);
   registerGetCommand(program, io, client);
   registerLsCommand(program, io, client);
   registerLifecycleCommands(program, io, client);

@@ -19,6 +19,7 @@ import { errorBody } from './errors.js';
 import {
   batchGetBody,
   destroyBody,
+  generateBody,
   idempotencyKeyHeader,
   listQuery,
   MAX_BODY_BYTES,
@@ -326,6 +327,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return c.json(await service.put(caller(c), path, body, key));
   });
 
+  // The generated value never leaves: the answer holds its version and public metadata only.
+  api.post('/generate/*', async (c) => {
+    const path = pathAfter(c, '/generate/');
+    const key = parse(idempotencyKeyHeader, c.req.header('idempotency-key'), 'Idempotency-Key header');
+    const body = parse(generateBody, await jsonBody(c), 'body');
+    return c.json(await service.generate(caller(c), path, body, key));
+  });
+
   api.get('/secrets/*', async (c) => {
     const path = pathAfter(c, '/secrets/');
     const { version } = parse(versionQuery, c.req.query(), 'query');
@@ -377,6 +386,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     '/whoami',
     '/ready',
     '/secrets/*',
+    '/generate/*',
     '/restore/*',
     '/purge/*',
     '/destroy/*',

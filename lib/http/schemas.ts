@@ -6,15 +6,20 @@ import {
   BATCH_PATH_MAX_CHARS,
   type BatchGetRequest,
   BODY_MAX_BYTES,
+  CERTIFICATE_NAMES_MAX,
   CURSOR_MAX_CHARS,
   DESCRIPTION_MAX_CHARS,
   DESTROY_MAX_VERSIONS,
   type DestroyRequest,
+  type GenerateRequest,
   IDEMPOTENCY_KEY,
+  KEY_ALGORITHMS,
   LIST_LIMIT,
   MAX_VERSIONS,
   type MetadataPatch,
   ownRecord,
+  PASSWORD_CLASS_NAMES,
+  PASSWORD_LENGTH,
   PREFIX_MAX_CHARS,
   type PutRequest,
   RECOVERY_DAYS,
@@ -22,6 +27,7 @@ import {
   TAG_KEY,
   TAG_VALUE_MAX_CHARS,
   TAGS_MAX,
+  VALIDITY_DAYS,
   VERSION_MAX,
 } from '../../packages/client/src/contract.js';
 
@@ -93,6 +99,57 @@ export const putBody = z
     message: 'give exactly one of value and valueBase64',
   });
 
+const writeFields = {
+  cas: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  description: description.optional(),
+  tags: tags.optional(),
+};
+
+const nameList = (max: number) => z.array(z.string().max(max)).max(CERTIFICATE_NAMES_MAX);
+const days = z.number().int().min(VALIDITY_DAYS.min).max(VALIDITY_DAYS.max);
+
+/**
+ * `POST /v1/generate/{path}`: what to generate (`type` and its parameters) and a PUT's `cas`,
+ * description and tags. The shapes are checked here; the rules across fields (a class left empty by
+ * the exclusions, a SAN that is no DNS name) by the generators, also with 400.
+ */
+export const generateBody = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('password'),
+      length: z.number().int().min(PASSWORD_LENGTH.min).max(PASSWORD_LENGTH.max).optional(),
+      classes: z.array(z.enum(PASSWORD_CLASS_NAMES)).min(1).max(PASSWORD_CLASS_NAMES.length).optional(),
+      exclude: z.string().max(256).optional(),
+      ...writeFields,
+    })
+    .strict(),
+  z.object({ type: z.literal('keypair'), algorithm: z.enum(KEY_ALGORITHMS), ...writeFields }).strict(),
+  z
+    .object({
+      type: z.literal('certificate'),
+      algorithm: z.enum(KEY_ALGORITHMS).optional(),
+      commonName: z.string().max(64),
+      organization: z.string().max(64).optional(),
+      organizationalUnit: z.string().max(64).optional(),
+      sans: z
+        .object({
+          dns: nameList(253).optional(),
+          ip: nameList(45).optional(),
+          uri: nameList(2048).optional(),
+          email: nameList(254).optional(),
+        })
+        .strict()
+        .optional(),
+      validityDays: days,
+      ca: z.boolean().optional(),
+      issuer: z.string().max(BATCH_PATH_MAX_CHARS).optional(),
+      allowedNames: nameList(253).optional(),
+      maxValidityDays: days.optional(),
+      ...writeFields,
+    })
+    .strict(),
+]);
+
 export const patchBody = z
   .object({
     description: description.optional(),
@@ -158,3 +215,6 @@ sameAs<Equal<z.infer<typeof putBody>, PutRequest>>(true);
 sameAs<Equal<z.infer<typeof patchBody>, MetadataPatch>>(true);
 sameAs<Equal<z.infer<typeof destroyBody>, DestroyRequest>>(true);
 sameAs<Equal<z.infer<typeof batchGetBody>, BatchGetRequest>>(true);
+/** Weaker than `sameAs` (a union of intersections is not `Equal` to its flattened form). */
+const assignable = <_A extends B, B>(): void => {};
+assignable<z.infer<typeof generateBody>, GenerateRequest>();

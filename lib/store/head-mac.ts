@@ -47,6 +47,10 @@ export const AUTHENTICATED_HEAD_ATTRIBUTES: readonly string[] = [
   'rev',
   /** The id of the storage MAC key the MAC was made with. */
   'mk',
+  /** The value's type (`password`, `keypair`, `certificate`…); absent: text. */
+  'secretType',
+  /** A generated secret's generator parameters, JSON text (no secret material). */
+  'generator',
 ];
 
 export type StoredItem = Record<string, AttributeValue>;

@@ -32,6 +32,7 @@ export function headFromItem(item: Record<string, unknown>): SecretHead {
     ...(item.rev !== undefined ? { rev: Number(item.rev) } : {}),
     ...(item.secretType !== undefined ? { type: secretTypeFromItem(item.secretType) } : {}),
     ...(item.typeInfo !== undefined ? { typeInfo: typeInfoFromItem(item.typeInfo) } : {}),
+    ...(item.generator !== undefined ? { generator: generatorFromItem(item.generator) } : {}),
   };
   if (head.rev !== undefined && !Number.isInteger(head.rev)) throw new IntegrityError();
   if (!Number.isInteger(head.latest) || !Number.isInteger(head.maxVersions)) throw new IntegrityError();
@@ -47,6 +48,19 @@ function secretTypeFromItem(raw: unknown): NonNullable<SecretHead['type']> {
 function typeInfoFromItem(raw: unknown): NonNullable<SecretHead['typeInfo']> {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new IntegrityError();
   return raw as NonNullable<SecretHead['typeInfo']>;
+}
+
+/** A generator's parameters, stored as JSON text (one string attribute, covered by the head MAC). */
+function generatorFromItem(raw: unknown): Record<string, unknown> {
+  if (typeof raw !== 'string') throw new IntegrityError();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new IntegrityError();
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new IntegrityError();
+  return parsed as Record<string, unknown>;
 }
 
 /**
@@ -89,6 +103,7 @@ export function headToItem(head: SecretHead): Record<string, unknown> {
     secretType: head.type,
     typeInfo: head.typeInfo,
     rev: head.rev,
+    generator: head.generator === undefined ? undefined : JSON.stringify(head.generator),
   };
 }
 

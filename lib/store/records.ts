@@ -35,6 +35,8 @@ export interface SecretHead {
    * under the head's MAC, so the audit log can name the exact head each change left behind.
    */
   readonly rev?: number;
+  /** A generated secret's generator parameters (no secret material): what rotation makes again. */
+  readonly generator?: Readonly<Record<string, unknown>>;
 }
 
 export interface VersionMeta {

@@ -240,6 +240,7 @@ const anyRequest: fc.Arbitrary<Req> = fc
       '/v1/restore/',
       '/v1/purge/',
       '/v1/destroy/',
+      '/v1/generate/',
       '/iam/v1/secrets/',
       '/v1/',
       '/',

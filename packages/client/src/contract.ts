@@ -261,6 +261,8 @@ export interface SecretMetadata {
   owner?: string;
   deletedAt?: string;
   purgeAt?: string;
+  /** How the value was generated (no secret material): what a rotation would generate again. */
+  generator?: Record<string, unknown>;
   versions: VersionInfo[];
 }
 
@@ -316,4 +318,98 @@ export interface WhoAmI {
 /** Every error answer. `code` is a row of the error registry; some codes add fields. */
 export interface ErrorBody {
   error: { code: string; message: string; requestId: string; [extra: string]: unknown };
+}
+
+// ---- Types and generation (issue 16) -------------------------------------------------------
+
+/** The types the server can generate (`POST /v1/generate/{path}`). */
+export const GENERATED_TYPES = ['password', 'keypair', 'certificate'] as const;
+export type GeneratedType = (typeof GENERATED_TYPES)[number];
+
+/** Key algorithms of generated key pairs and certificates. */
+export const KEY_ALGORITHMS = ['ed25519', 'ecdsa-p256', 'rsa-3072', 'rsa-4096'] as const;
+export type KeyAlgorithm = (typeof KEY_ALGORITHMS)[number];
+
+export const PASSWORD_CLASS_NAMES = ['lower', 'upper', 'digits', 'symbols'] as const;
+export type PasswordClass = (typeof PASSWORD_CLASS_NAMES)[number];
+/** A generated password's length (default 32). */
+export const PASSWORD_LENGTH = { min: 8, max: 1024, default: 32 } as const;
+/** A generated certificate's validity, and a CA's maximum for what it issues, in days. */
+export const VALIDITY_DAYS = { min: 1, max: 3650 } as const;
+/** SANs of each kind, and name patterns of a CA, per request. */
+export const CERTIFICATE_NAMES_MAX = 100;
+
+/** A password: `length` characters from `classes` (each at least once), none of `exclude`. */
+export interface PasswordParams {
+  type: 'password';
+  length?: number;
+  classes?: PasswordClass[];
+  exclude?: string;
+}
+
+/** A key pair, stored as `{"private_key": PEM, "public_key": PEM}`. */
+export interface KeypairParams {
+  type: 'keypair';
+  algorithm: KeyAlgorithm;
+}
+
+/**
+ * A certificate and its key, stored as `{"certificate", "private_key", "chain"}` (PEM). Self-signed
+ * unless `issuer` names a certificate secret whose certificate is a CA (Cedar `issue` on it).
+ * `allowedNames` and `maxValidityDays` are the limits of a CA (`ca: true`) on what it issues.
+ */
+export interface CertificateParams {
+  type: 'certificate';
+  algorithm?: KeyAlgorithm;
+  commonName: string;
+  organization?: string;
+  organizationalUnit?: string;
+  sans?: { dns?: string[]; ip?: string[]; uri?: string[]; email?: string[] };
+  validityDays: number;
+  ca?: boolean;
+  issuer?: string;
+  allowedNames?: string[];
+  maxValidityDays?: number;
+}
+
+export type GeneratorParams = PasswordParams | KeypairParams | CertificateParams;
+
+/** `POST /v1/generate/{path}`: what to generate, and the same `cas`, description and tags as a PUT. */
+export type GenerateRequest = GeneratorParams & {
+  cas?: number;
+  description?: string;
+  tags?: Record<string, string>;
+};
+
+/** A key pair's public half: never the private key. */
+export interface PublicKeyMetadata {
+  algorithm: KeyAlgorithm;
+  publicKey: string;
+  /** SHA-256 of the DER SubjectPublicKeyInfo, hex. */
+  fingerprint: string;
+}
+
+/** What may be said of a certificate: never its private key. */
+export interface CertificateMetadata {
+  subject: string;
+  issuer: string;
+  serial: string;
+  /** SHA-256 of the DER certificate, colon-separated hex. */
+  fingerprint: string;
+  notBefore: string;
+  notAfter: string;
+  sans: string[];
+  ca: boolean;
+  keyAlgorithm?: string;
+}
+
+/**
+ * The answer of a generation: the new version and what may be said about the value, never the
+ * value. `generator` is the request's parameters with defaults filled in (kept in the head).
+ */
+export interface GenerateResult extends PutResult {
+  type: GeneratedType;
+  generator: Record<string, unknown>;
+  publicKey?: PublicKeyMetadata;
+  certificate?: CertificateMetadata;
 }

@@ -81,6 +81,14 @@ export const ERRORS = {
   invalid_value: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
   /** A keypair's public key, or a certificate, does not belong to the value's private key. */
   key_mismatch: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
+  /** `POST /v1/generate` with an `issuer` that is not a certificate secret holding a CA. */
+  not_a_ca: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
+  /** A certificate asked of a CA for longer than the CA's metadata (or its own end) allows. */
+  validity_too_long: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
+  /** A certificate asked of a CA with a name (CN or SAN) that none of its allowed patterns match. */
+  name_not_allowed: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
+  /** A CA certificate asked of a CA that has limits: its key would sign outside them. */
+  ca_not_allowed: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
   unauthenticated: { status: 401, client: 'unauthenticated', exit: 'unauthenticated', retry: false },
   forbidden: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
   not_found: { status: 404, client: 'notFound', exit: 'notFound', retry: false },

@@ -5,6 +5,8 @@ import {
   type BatchGetResponse,
   type DeleteResult,
   type DestroyResult,
+  type GenerateRequest,
+  type GenerateResult,
   isDotSegment,
   type ListPage,
   type MetadataPatch,
@@ -36,12 +38,21 @@ export type { CacheOptions } from './cache.js';
 export { DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL_MS, DEFAULT_MAX_STALE_MS } from './cache.js';
 export type {
   CertificateInfo,
+  CertificateMetadata,
+  CertificateParams,
   DeleteResult,
   DestroyResult,
+  GenerateRequest,
+  GenerateResult,
+  KeyAlgorithm,
   KeypairInfo,
+  KeypairParams,
   ListItem,
   ListPage,
   MetadataPatch,
+  PasswordClass,
+  PasswordParams,
+  PublicKeyMetadata,
   PurgeResult,
   PutResult,
   RestoreResult,
@@ -54,14 +65,19 @@ export type {
 export {
   BATCH_GET_MAX_PATHS,
   BODY_MAX_BYTES,
+  GENERATED_TYPES,
+  KEY_ALGORITHMS,
   LIST_LIMIT,
   MAX_VERSIONS,
+  PASSWORD_CLASS_NAMES,
+  PASSWORD_LENGTH,
   PATH_MAX_BYTES,
   PATH_MAX_SEGMENTS,
   pathProblem,
   RECOVERY_DAYS,
   SECRET_TYPES,
   TAGS_MAX,
+  VALIDITY_DAYS,
   VALUE_MAX_BYTES,
 } from './contract.js';
 export type { ErrorCode } from './error-registry.js';
@@ -140,6 +156,11 @@ export type BatchGetResult =
  */
 export interface PutOptions extends Omit<PutRequest, 'value' | 'valueBase64'> {
   /** Default: a fresh random key per call, so that the client's own retries never write twice. */
+  idempotencyKey?: string;
+}
+
+export interface GenerateOptions {
+  /** Default: a fresh random key per call, so that the client's own retries never generate twice. */
   idempotencyKey?: string;
 }
 
@@ -334,6 +355,36 @@ export class CofferClient {
         route: `/secrets/${encodePath(path)}`,
         body,
         headers: { 'idempotency-key': idempotencyKey ?? randomUUID() },
+        idempotent: true,
+      });
+    } finally {
+      this.invalidate(path);
+    }
+  }
+
+  /**
+   * Generates a value on the server and stores it as a new version (`POST /v1/generate`): a
+   * password, a key pair or a certificate (self-signed, a CA, or issued by a CA secret named by
+   * `issuer`, which needs Cedar `issue` on it). The answer has the version and public metadata;
+   * the value itself never travels, read it with `get` where policy allows.
+   *
+   * @example
+   * await coffer.generate('web/certs/api', {
+   *   type: 'certificate', commonName: 'api.example.com', sans: { dns: ['api.example.com'] },
+   *   validityDays: 30, issuer: 'pki/web-ca',
+   * });
+   */
+  async generate(
+    path: string,
+    request: GenerateRequest,
+    options: GenerateOptions = {},
+  ): Promise<GenerateResult> {
+    try {
+      return await this.send({
+        method: 'POST',
+        route: `/generate/${encodePath(path)}`,
+        body: request,
+        headers: { 'idempotency-key': options.idempotencyKey ?? randomUUID() },
         idempotent: true,
       });
     } finally {
