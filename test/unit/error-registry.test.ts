@@ -47,6 +47,7 @@ describe('the error registry', () => {
       idempotency_key_reused: 400,
       unauthenticated: 401,
       forbidden: 403,
+      revoked: 403,
       not_found: 404,
       method_not_allowed: 405,
       cas_conflict: 409,
