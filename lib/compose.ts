@@ -15,6 +15,7 @@ import { CedarAuthorizer } from './authz/cedar.js';
 import type { CofferConfig } from './config-file.js';
 import { ControlAdmin } from './control/admin.js';
 import { ControlPlane } from './control/plane.js';
+import { signedGenerations } from './control/signed-generations.js';
 import { Envelope } from './crypto/envelope.js';
 import { ConfigError, ThrottledError } from './errors.js';
 import { type CofferApp, type ConnectionInfo, createApp } from './http/app.js';
@@ -450,10 +451,17 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
       logger.warn('legacy head migration postponed: storage unavailable', { code: err.code });
     }
   }
+  const signedBy = written?.root;
   const plane = new ControlPlane({
     control,
     base: baseAuthorizer,
     logger,
+    ...(signedBy
+      ? {
+          signedGenerations: () =>
+            signedGenerations(settings.dynamo, settings.tables.audit, signedBy, logger),
+        }
+      : {}),
     ...(settings.control?.policyFreshnessMs !== undefined
       ? { policyFreshnessMs: settings.control.policyFreshnessMs }
       : {}),

@@ -48,6 +48,12 @@ export interface ControlPlaneOptions {
   readonly revocationFreshnessMs?: number;
   /** Milliseconds since the epoch. Default: Date.now. */
   readonly now?: () => number;
+  /**
+   * The generations a verified audit checkpoint signed (signed-generations.ts), read once before
+   * the first refresh: the floor below which this process refuses a record even if it never saw
+   * it. Default: none (tests with a given audit trail).
+   */
+  readonly signedGenerations?: () => Promise<Readonly<Record<string, number>>>;
 }
 
 /** A pushed set in force: the pointer generation it came from and its compiled authorizer. */
@@ -89,6 +95,7 @@ export class ControlPlane implements Authorizer {
   private brokenRevocations = false;
   private checkedAt = Number.NEGATIVE_INFINITY;
   private refreshing: Promise<void> | undefined;
+  private seeded = false;
   private readonly now: () => number;
   private readonly boundMs: number;
   private readonly policyBoundMs: number;
@@ -202,6 +209,10 @@ export class ControlPlane implements Authorizer {
 
   private async refresh(): Promise<void> {
     const started = this.now();
+    if (!this.seeded && this.options.signedGenerations) {
+      this.options.control.noteSigned(await this.options.signedGenerations());
+    }
+    this.seeded = true;
     await Promise.all([this.refreshRevocations(), this.refreshPolicy()]);
     this.checkedAt = started;
   }

@@ -113,6 +113,22 @@ export class ControlRecords {
   }
 
   /**
+   * Raises this instance's memory of the generations seen to those a verified audit checkpoint
+   * signed (`<kind>/<id>` → generation), so that a process that never read a record still refuses
+   * it deleted or put back below what was signed. Unknown or malformed keys are ignored.
+   */
+  noteSigned(generations: Readonly<Record<string, number>>): void {
+    for (const [key, generation] of Object.entries(generations)) {
+      const at = key.indexOf('/');
+      if (at <= 0 || !Number.isSafeInteger(generation) || generation < 1) continue;
+      const kind = key.slice(0, at);
+      const id = key.slice(at + 1);
+      if (!NAME.test(kind) || !NAME.test(id)) continue;
+      this.note({ kind, id, generation, payload: undefined });
+    }
+  }
+
+  /**
    * Writes generation `expected + 1` of a record, if the stored one is still at `expected` (0:
    * absent). ControlRecordConflict when another writer got there first. `with` are more writes
    * (the change's audit record) committed in the same transaction, or not at all.

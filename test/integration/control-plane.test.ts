@@ -8,6 +8,7 @@ import {
   PutItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Checkpointer } from '../../lib/audit/checkpoint.js';
 import { AuditReader } from '../../lib/audit/reader.js';
 import { verifyTable } from '../../lib/audit/verify-sources.js';
 import { CofferAuthenticator } from '../../lib/authn/authenticator.js';
@@ -288,6 +289,31 @@ describe('revocation', () => {
     for (const r of [r1, r2]) {
       expect((await call(a, 'DELETE', `/v1/admin/revocations/${r.body.id}`, admin)).status).toBe(200);
     }
+  });
+
+  it('when the list is deleted after an audit checkpoint signed its generation, a process that never saw it refuses the absence too', async () => {
+    const a = await instance();
+    const r = await call(a, 'POST', '/v1/admin/revocations', admin, { principal: { id: 'dev:alice' } });
+    expect(r.status).toBe(200);
+    await new Checkpointer({
+      client: env.client,
+      table: env.tables.audit,
+      root: a.auditRoot,
+      generations: () => a.control.generations(),
+    }).write();
+    const stored = await rawItem('revocations#list');
+    if (!stored) throw new Error('no revocation list stored');
+    await deleteRaw('revocations#list');
+
+    // A cold start: it has read nothing yet, but the signed checkpoint says a list existed.
+    const cold = await instance();
+    const res = await call(cold, 'GET', '/v1/secrets/team/db', alice);
+    expect(res.status).toBe(500);
+    expect(res.body.error.code).toBe('integrity_error');
+
+    await putRaw(stored);
+    expect((await call(cold, 'GET', '/v1/secrets/team/db', alice)).body.error.code).toBe('revoked');
+    expect((await call(cold, 'DELETE', `/v1/admin/revocations/${r.body.id}`, admin)).status).toBe(200);
   });
 });
 
