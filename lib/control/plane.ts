@@ -221,8 +221,11 @@ export class ControlPlane implements Authorizer {
     try {
       const record = await this.options.control.get<unknown>(REVOCATION_KIND, REVOCATION_ID);
       const list = record ? checkRevocationList(record.payload) : EMPTY_REVOCATIONS;
-      this.revocations = list;
-      this.revocationGeneration = record?.generation ?? 0;
+      // A write of this instance (adoptRevocations) may have landed while this read was in flight.
+      if ((record?.generation ?? 0) >= this.revocationGeneration) {
+        this.revocations = list;
+        this.revocationGeneration = record?.generation ?? 0;
+      }
       if (this.brokenRevocations) this.options.logger.info('revocation list verified again');
       this.brokenRevocations = false;
     } catch (err) {
@@ -240,8 +243,11 @@ export class ControlPlane implements Authorizer {
 
   private async refreshPolicy(): Promise<void> {
     try {
+      const before = this.pushed;
       const record = await this.options.control.get<unknown>(POLICY_POINTER_KIND, POLICY_POINTER_ID);
-      if (!record) {
+      if (this.pushed !== before) {
+        // This instance's own push (adoptPolicy) landed while the read was in flight: it is newer.
+      } else if (!record) {
         this.pushed = undefined;
       } else if (record.generation !== this.pushed?.generation) {
         const pointer = checkPointer(record.payload);
@@ -252,12 +258,9 @@ export class ControlPlane implements Authorizer {
         if (!stored) throw new IntegrityError();
         const version = checkVersion(stored.payload, pointer.version);
         if (version.hash !== pointer.hash) throw new IntegrityError();
-        this.pushed = {
-          generation: record.generation,
-          pointer,
-          files: version.files,
-          authorizer: this.compile(version.files),
-        };
+        const authorizer = this.compile(version.files);
+        if (this.pushed !== before) return;
+        this.pushed = { generation: record.generation, pointer, files: version.files, authorizer };
         this.options.logger.info('policy set applied', {
           version: pointer.version,
           generation: record.generation,
