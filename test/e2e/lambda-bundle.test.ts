@@ -237,10 +237,11 @@ describe('the bundled API function', () => {
     expect(readdirSync(join(assetDir, 'policies')).sort()).toEqual(['admins.cedar', 'schema.cedarschema']);
   });
 
-  it('keeps index.mjs at most 700 KB: no zod locales and no YAML parser, which the function never uses', () => {
+  it('keeps index.mjs at most 720 KB: no zod locales and no YAML parser, which the function never uses', () => {
     const code = readFileSync(join(assetDir, 'index.mjs'), 'utf8');
-    // Every byte is read and compiled at each cold start.
-    expect(statSync(join(assetDir, 'index.mjs')).size).toBeLessThanOrEqual(700 * 1024);
+    // Every byte is read and compiled at each cold start. 700 KB until the control plane (pushed
+    // policies and revocations, issue 17: about 18 KB minified) joined the function.
+    expect(statSync(join(assetDir, 'index.mjs')).size).toBeLessThanOrEqual(720 * 1024);
     expect(code).not.toContain('Ungültige Eingabe');
     expect(code).not.toContain('Implicit keys of flow sequence pairs');
   });
