@@ -1,4 +1,6 @@
+import type { ControlSettings } from '../lib/compose.js';
 import { type CofferConfig, parseConfig } from '../lib/config-file.js';
+import { controlSettings } from '../lib/control/settings.js';
 import { ConfigError } from '../lib/errors.js';
 import type { TableNames } from '../lib/store/tables.js';
 
@@ -52,6 +54,8 @@ export interface LambdaSettings {
   readonly config: CofferConfig;
   /** COFFER_MTLS_API_ID: the API whose events are authenticated by their client certificate. */
   readonly mtlsApiId?: string;
+  /** Freshness bounds and approvals of pushed policies and revocations (lib/control/settings.ts). */
+  readonly control?: ControlSettings;
 }
 
 function required(env: NodeJS.ProcessEnv, name: string): string {
@@ -77,5 +81,6 @@ export function lambdaSettings(env: NodeJS.ProcessEnv): LambdaSettings {
     ...(env[ENV.installationId] ? { installationId: env[ENV.installationId] } : {}),
     config,
     ...(mtlsApiId ? { mtlsApiId } : {}),
+    control: controlSettings(env),
   };
 }

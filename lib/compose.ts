@@ -13,6 +13,9 @@ import type { Authenticator } from './authn/principal.js';
 import type { Authorizer } from './authz/authorizer.js';
 import { CedarAuthorizer } from './authz/cedar.js';
 import type { CofferConfig } from './config-file.js';
+import { ControlAdmin } from './control/admin.js';
+import { ControlPlane } from './control/plane.js';
+import { signedGenerations } from './control/signed-generations.js';
 import { Envelope } from './crypto/envelope.js';
 import { ConfigError, ThrottledError } from './errors.js';
 import { type CofferApp, type ConnectionInfo, createApp } from './http/app.js';
@@ -146,6 +149,19 @@ export type AuthnSettings =
       readonly fetch?: never;
     };
 
+/**
+ * Policies that change without a deploy and revocations (docs/operations.md). Every default is
+ * the issue's bound; tests shorten them.
+ */
+export interface ControlSettings {
+  /** How stale the policy set may be on an instance. Default 30 s. */
+  readonly policyFreshnessMs?: number;
+  /** How stale the revocation list may be on an instance. Default 10 s. */
+  readonly revocationFreshnessMs?: number;
+  /** A policy push or rollback needs a second admin's approval. Default false. */
+  readonly requireApproval?: boolean;
+}
+
 /** Everything a Coffer is built from. */
 export interface CofferSettings {
   /** The DynamoDB client (real DynamoDB, or DynamoDB Local); the store and the audit trail share it. */
@@ -156,6 +172,8 @@ export interface CofferSettings {
   readonly keys: KeySettings;
   readonly audit: AuditSettings;
   readonly policy: PolicySettings;
+  /** Freshness bounds and approvals of pushed policy sets and revocations. Default: the bounds of issue 17. */
+  readonly control?: ControlSettings;
   readonly authn: AuthnSettings;
   /** Reads the connection facts (source IP, raw path, IAM caller) the adapter put in the request's env. */
   readonly connection: (c: Context) => ConnectionInfo;
@@ -178,8 +196,17 @@ export interface Coffer {
   readonly store: SecretsStore;
   /** Authenticated control records (one instance per process: it remembers generations seen). */
   readonly control: ControlRecords;
+  /**
+   * The policy set and revocation list in force, kept fresh from the control records; also the
+   * `authorizer` below. The local server hands it a reloaded policy directory (`replaceBase`).
+   */
+  readonly plane: ControlPlane;
   /** The purger the service uses; the host runs `purgeExpired` on its schedule. */
   readonly purger: Purger;
+  /**
+   * The authorizer the policy setting named: the bundled (or local) set, the base of `plane`.
+   * Requests are decided by `plane`, which puts a pushed set in its place when there is one.
+   */
   readonly authorizer: Authorizer;
   readonly authenticator: Authenticator;
   readonly keys: KeyProvider;
@@ -381,7 +408,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
   if (settings.audit.kind === 'dynamo' && settings.keys.kind === 'ports' && !settings.keys.auditRoot) {
     throw new ConfigError('a DynamoDB audit trail needs an audit root signer');
   }
-  const authorizer = await loadAuthorizer(settings.policy, logger);
+  const baseAuthorizer = await loadAuthorizer(settings.policy, logger);
   const keys = await openKeyProvider(settings.keys, logger);
   const macs = await openMacKeys(settings.keys, logger);
 
@@ -424,12 +451,37 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
       logger.warn('legacy head migration postponed: storage unavailable', { code: err.code });
     }
   }
+  const signedBy = written?.root;
+  const plane = new ControlPlane({
+    control,
+    base: baseAuthorizer,
+    logger,
+    ...(signedBy
+      ? {
+          signedGenerations: () =>
+            signedGenerations(settings.dynamo, settings.tables.audit, signedBy, logger),
+        }
+      : {}),
+    ...(settings.control?.policyFreshnessMs !== undefined
+      ? { policyFreshnessMs: settings.control.policyFreshnessMs }
+      : {}),
+    ...(settings.control?.revocationFreshnessMs !== undefined
+      ? { revocationFreshnessMs: settings.control.revocationFreshnessMs }
+      : {}),
+  });
   const now = settings.now ? { now: settings.now } : {};
+  const controlAdmin = new ControlAdmin({
+    plane,
+    control,
+    audit,
+    requireApproval: settings.control?.requireApproval === true,
+    ...now,
+  });
   const purger = new Purger({ store, ...now });
   const service = new SecretService({
     store,
     envelope: new Envelope(keys),
-    authorizer,
+    authorizer: plane,
     audit,
     purger,
     cursors: macs.cursors,
@@ -443,7 +495,25 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
       ...(settings.authn.devIssuerKey ? { devIssuerKey: settings.authn.devIssuerKey } : {}),
       ...(settings.authn.fetch ? { fetch: settings.authn.fetch } : {}),
     });
-  const app = createApp({ service, authenticator, audit, logger, connection: settings.connection });
-  const coffer: Coffer = { app, service, store, control, purger, authorizer, authenticator, keys, audit };
+  const app = createApp({
+    service,
+    authenticator,
+    audit,
+    logger,
+    connection: settings.connection,
+    control: { plane, admin: controlAdmin },
+  });
+  const coffer: Coffer = {
+    app,
+    service,
+    store,
+    control,
+    plane,
+    purger,
+    authorizer: baseAuthorizer,
+    authenticator,
+    keys,
+    audit,
+  };
   return written ? { ...coffer, audit: written.trail, auditRoot: written.root } : coffer;
 }

@@ -1,4 +1,6 @@
 import { join, resolve } from 'node:path';
+import type { ControlSettings } from './compose.js';
+import { controlSettings } from './control/settings.js';
 import { ConfigError } from './errors.js';
 import { PACKAGE_ROOT } from './package-root.js';
 
@@ -22,6 +24,12 @@ export interface LocalSettings {
    * Default: DEFAULT_TABLES.
    */
   readonly tables?: { readonly secrets: string; readonly audit: string };
+  /**
+   * Freshness bounds of pushed policy sets and revocations, and whether a push needs a second
+   * admin (`COFFER_POLICY_FRESHNESS_SECONDS`, `COFFER_REVOCATION_FRESHNESS_SECONDS`,
+   * `COFFER_POLICY_APPROVAL`). Default: 30 s, 10 s, no approval.
+   */
+  readonly control?: ControlSettings;
 }
 
 /** Files (absolute paths) of the local server's TLS listener; read at start. */
@@ -68,6 +76,7 @@ export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Loca
   if (!/^[A-Za-z0-9_.-]{3,255}$/.test(secrets))
     throw new ConfigError('COFFER_SECRETS_TABLE must be a DynamoDB table name');
   const tables = { ...DEFAULT_TABLES, secrets };
+  const control = controlSettings(env);
   return {
     dataDir,
     port,
@@ -75,6 +84,7 @@ export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Loca
     policyDir,
     tables,
     ...(tls ? { tls } : {}),
+    ...(Object.keys(control).length > 0 ? { control } : {}),
   };
 }
 

@@ -95,6 +95,17 @@ export class ForbiddenError extends CofferError {
   }
 }
 
+/**
+ * The principal is revoked (by id, by group or for tokens issued before a cutoff). Decided before
+ * Cedar: no permit overrides it.
+ */
+export class RevokedError extends CofferError {
+  static override readonly code = 'revoked';
+  constructor() {
+    super('access revoked');
+  }
+}
+
 /** No such secret or version (also the answer for secrets the caller may not see). */
 export class NotFoundError extends CofferError {
   static override readonly code = 'not_found';

@@ -114,7 +114,8 @@ export class OidcTokenVerifier implements TokenVerifier {
     checkProtectedHeader(token, this.config.algorithms);
     const keys = await this.keySet();
     const { payload } = await jwtVerify(token, keys, this.verifyOptions);
-    return principalFromToken(this.config, payload);
+    const principal = principalFromToken(this.config, payload);
+    return typeof payload.iat === 'number' ? { ...principal, issuedAt: payload.iat } : principal;
   }
 
   keyEpoch(): number {

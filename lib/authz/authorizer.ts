@@ -57,6 +57,11 @@ export interface Decision {
   readonly policyIds: readonly string[];
   /** Evaluation errors, without secret data; an erroring forbid denies. */
   readonly errors: readonly string[];
+  /**
+   * The hash of the policy set that made this decision, when the authorizer can change its set
+   * while running (lib/control/plane.ts): the audit record names this one.
+   */
+  readonly policySetHash?: string;
 }
 
 export interface AuthorizationRequest {

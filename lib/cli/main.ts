@@ -17,6 +17,7 @@ import { registerMetaCommand } from './commands/meta.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerPutCommand } from './commands/put.js';
 import { registerRenderCommand } from './commands/render.js';
+import { registerRevokeCommands } from './commands/revoke.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerTokenCommand } from './commands/token.js';
@@ -60,7 +61,8 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   registerTokenCommand(program, io);
   registerLoginCommands(program, io);
   registerAuditCommands(program, io);
-  registerPolicyCommands(program, io);
+  registerPolicyCommands(program, io, client);
+  registerRevokeCommands(program, io, client);
   registerRunCommand(program, io, client);
   registerRenderCommand(program, io, client);
   registerExportCommand(program, io, client);

@@ -5,6 +5,8 @@ import type * as z from 'zod';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import { isIamPath } from '../authn/iam.js';
 import type { Authenticator, ClientCertificateInput, IamCaller, Principal } from '../authn/principal.js';
+import type { ControlAdmin } from '../control/admin.js';
+import type { ControlPlane } from '../control/plane.js';
 import {
   AuditUnavailableError,
   CofferError,
@@ -12,9 +14,11 @@ import {
   InvalidRequestError,
   NotFoundError,
   PayloadTooLargeError,
+  RevokedError,
 } from '../errors.js';
 import { describeError, type Logger } from '../log.js';
 import type { Caller, SecretService } from '../secrets/service.js';
+import { mountControlRoutes } from './control-routes.js';
 import { errorBody } from './errors.js';
 import {
   batchGetBody,
@@ -60,9 +64,14 @@ export interface AppDeps {
   readonly logger: Logger;
   /** Reads the connection facts the adapter put in the request's env. */
   readonly connection: (c: Context) => ConnectionInfo;
+  /**
+   * The policy set and revocation list kept fresh from control records, and their admin
+   * operations. Default: none (the policy set is fixed and nothing is revoked; unit tests).
+   */
+  readonly control?: { readonly plane: ControlPlane; readonly admin: ControlAdmin };
 }
 
-type Env = {
+export type AppEnv = {
   Variables: {
     requestId: string;
     audit: AuditContext;
@@ -105,7 +114,7 @@ function decodePath(raw: string): string {
   }
 }
 
-function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+export function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
@@ -129,7 +138,7 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true });
  * The request body as JSON. A body must be `application/json` (a `charset` parameter, if any, must
  * be UTF-8); no content type at all is taken as JSON, for hand-written clients.
  */
-async function jsonBody(c: Context): Promise<unknown> {
+export async function jsonBody(c: Context): Promise<unknown> {
   const type = c.req.header('content-type');
   if (type !== undefined) {
     const [media = '', ...params] = type.split(';').map((p) => p.trim().toLowerCase());
@@ -165,9 +174,9 @@ async function jsonBody(c: Context): Promise<unknown> {
  * The Coffer HTTP API v1 (brief §8), served by the local node server and the Lambda handler
  * alike. Routes are mounted under `/v1` and, for SigV4 callers behind API Gateway, `/iam/v1`.
  */
-export function createApp(deps: AppDeps): Hono<Env> {
+export function createApp(deps: AppDeps): Hono<AppEnv> {
   const { service, authenticator, audit, logger } = deps;
-  const app = new Hono<Env>();
+  const app = new Hono<AppEnv>();
 
   // Liveness, answered from memory before any middleware: no storage call and no audit record, so
   // that a load balancer's or orchestrator's probe every few seconds neither fills the audit
@@ -256,7 +265,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     );
   });
 
-  const api = new Hono<Env>();
+  const api = new Hono<AppEnv>();
 
   api.use(
     '*',
@@ -284,10 +293,22 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.set('principal', principal);
     ctx.principal = principal;
     ctx.authMethod = principal.authMethod;
+    if (deps.control) {
+      // Before any decision: the set and the list within their bounds, then revocation, which
+      // no Cedar permit can override.
+      const { plane } = deps.control;
+      await plane.ensureFresh();
+      const revoked = plane.revocationFor(principal);
+      if (revoked) {
+        ctx.decision = { allowed: false, policyIds: [`revocation:${revoked.id}`], errors: [] };
+        ctx.policySetHash = plane.policySetHash;
+        throw new RevokedError();
+      }
+    }
     await next();
   });
 
-  const caller = (c: Context<Env>): Caller => ({
+  const caller = (c: Context<AppEnv>): Caller => ({
     principal: c.get('principal'),
     context: {
       authMethod: c.get('principal').authMethod,
@@ -297,7 +318,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     audit: c.get('audit'),
   });
 
-  const pathAfter = (c: Context<Env>, marker: string): string => {
+  const pathAfter = (c: Context<AppEnv>, marker: string): string => {
     const pathname = new URL(c.req.url).pathname;
     const at = pathname.indexOf(marker);
     if (at === -1) throw new NotFoundError('no such route');
@@ -381,6 +402,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       }),
     );
   });
+
+  if (deps.control) mountControlRoutes(api, deps.control, caller);
 
   for (const route of [
     '/whoami',

@@ -21,6 +21,7 @@ import { localDynamoClient } from '../store/dynamo-client.js';
 import { ensureTables } from '../store/tables.js';
 import { startDynamoDbLocal } from './dynamodb-local.js';
 import { lockDataDir } from './lock.js';
+import { type PolicyWatch, watchPolicyDir } from './policy-watch.js';
 import { DynamoDbSupervisor, type SupervisorOptions } from './supervisor.js';
 
 /** Header limit of the node server: large enough for 8 KiB tokens to reach the app's own check. */
@@ -253,6 +254,7 @@ export async function startLocalServer(
   let server: ServerType | undefined;
   let timer: NodeJS.Timeout | undefined;
   let checkpointTimer: NodeJS.Timeout | undefined;
+  let policyWatch: PolicyWatch | undefined;
   const aborted = () => {
     if (hooks.signal?.aborted) throw new Error('start aborted');
   };
@@ -285,11 +287,19 @@ export async function startLocalServer(
         ...sink,
       },
       policy: { authorizer },
+      ...(settings.control ? { control: settings.control } : {}),
       authn: { config, devIssuerKey: issuer.publicKey },
       connection: (c: Context) => connectionFromIncoming(c.env as HttpBindings | undefined),
       logger,
     });
     const { app, audit, purger } = coffer;
+    // Policy files edited while the server runs apply within 2 s; an invalid edit is refused.
+    policyWatch = watchPolicyDir({
+      dir: settings.policyDir,
+      logger,
+      initialHash: authorizer.policySetHash,
+      apply: (next) => coffer.plane.replaceBase(next),
+    });
     const checkpointer = new Checkpointer({
       client,
       table: (settings.tables ?? DEFAULT_TABLES).audit,
@@ -359,6 +369,7 @@ export async function startLocalServer(
       dynamodbPid: () => ddb?.pid,
       failed,
       stop: async () => {
+        policyWatch?.close();
         if (timer) clearInterval(timer);
         if (checkpointTimer) clearInterval(checkpointTimer);
         await new Promise<void>((resolve) => listening.close(() => resolve()));
@@ -372,6 +383,7 @@ export async function startLocalServer(
       },
     };
   } catch (err) {
+    policyWatch?.close();
     if (timer) clearInterval(timer);
     if (checkpointTimer) clearInterval(checkpointTimer);
     server?.close();

@@ -854,6 +854,8 @@ export class SecretService {
       resource,
       context: caller.context,
     });
+    // A policy set reloaded since `note` decided this: the record names the set that decided.
+    if (decision.policySetHash !== undefined) caller.audit.policySetHash = decision.policySetHash;
     // The record keeps the decision for the request's own action (the last one taken for it).
     if (action === caller.audit.action || !decision.allowed) caller.audit.decision = decision;
     return decision.allowed;

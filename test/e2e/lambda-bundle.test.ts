@@ -237,14 +237,15 @@ describe('the bundled API function', () => {
     expect(readdirSync(join(assetDir, 'policies')).sort()).toEqual(['admins.cedar', 'schema.cedarschema']);
   });
 
-  it('keeps index.mjs at most 960 KB: no zod locales and no YAML parser, which the function never uses', () => {
+  it('keeps index.mjs at most 1000 KB: no zod locales and no YAML parser, which the function never uses', () => {
     const code = readFileSync(join(assetDir, 'index.mjs'), 'utf8');
     // Every byte is read and compiled at each cold start. The bound was 700 KiB until certificate
     // generation (issue 16) brought @peculiar/x509 and its ASN.1 libraries: +270 KiB (935 KiB in
     // all), imported dynamically so that esbuild wraps them in lazy initializers that run on the
     // first certificate request only (the test below checks they have not run before it). Import
     // time with and without them is the same within noise; docs/benchmarks.md has the numbers.
-    expect(statSync(join(assetDir, 'index.mjs')).size).toBeLessThanOrEqual(960 * 1024);
+    // The control plane (pushed policies and revocations, issue 17) adds about 18 KB minified.
+    expect(statSync(join(assetDir, 'index.mjs')).size).toBeLessThanOrEqual(1000 * 1024);
     expect(code).not.toContain('Ungültige Eingabe');
     expect(code).not.toContain('Implicit keys of flow sequence pairs');
   });

@@ -7,7 +7,7 @@ import { DevAuthenticator } from '../../lib/authn/dev-authenticator.js';
 import { DevIssuer } from '../../lib/authn/dev-issuer.js';
 import type { Authenticator } from '../../lib/authn/principal.js';
 import { AllowAllAuthorizer, type Authorizer } from '../../lib/authz/authorizer.js';
-import { composeCoffer } from '../../lib/compose.js';
+import { type ControlSettings, composeCoffer } from '../../lib/compose.js';
 import type { AppDeps, CofferApp } from '../../lib/http/app.js';
 import type { KeyProvider } from '../../lib/keys/provider.js';
 import { openLocalStorageMacKey } from '../../lib/keys/storage-mac.js';
@@ -54,7 +54,15 @@ export interface HarnessOptions {
   readonly clientWrapper?: (client: DynamoDBClient) => DynamoDBClient;
   /** Replaces the connection facts (e.g. an IAM caller from a Lambda event in c.env). */
   readonly connection?: AppDeps['connection'];
+  /**
+   * Freshness bounds of the policy set and revocation list. Default: an hour each, so that the
+   * control records are read on the first request only and per-request call counts stay exact;
+   * the revocation and policy tests set their own.
+   */
+  readonly control?: ControlSettings;
 }
+
+const QUIET_CONTROL: ControlSettings = { policyFreshnessMs: 3_600_000, revocationFreshnessMs: 3_600_000 };
 
 /**
  * The real app over DynamoDB Local and the local key provider, in a temp data dir, built by the
@@ -82,6 +90,7 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
         ? { kind: 'dynamo', writer: 'test', chains: 1 }
         : { kind: 'trail', trail: options.audit ?? new NoAuditTrail() },
     policy: { authorizer: options.authorizer ?? new AllowAllAuthorizer() },
+    control: options.control ?? QUIET_CONTROL,
     authn: {
       authenticator: options.authenticator
         ? options.authenticator(issuer)

@@ -54,6 +54,7 @@ describe('the error registry', () => {
       ca_not_allowed: 403,
       unauthenticated: 401,
       forbidden: 403,
+      revoked: 403,
       not_found: 404,
       method_not_allowed: 405,
       cas_conflict: 409,

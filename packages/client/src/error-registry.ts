@@ -91,6 +91,8 @@ export const ERRORS = {
   ca_not_allowed: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
   unauthenticated: { status: 401, client: 'unauthenticated', exit: 'unauthenticated', retry: false },
   forbidden: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
+  /** The principal (or one of its groups, or its token's age) is on the revocation list. */
+  revoked: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
   not_found: { status: 404, client: 'notFound', exit: 'notFound', retry: false },
   method_not_allowed: { status: 405, client: 'base', exit: 'error', retry: false },
   cas_conflict: { status: 409, client: 'conflict', exit: 'conflict', retry: false },

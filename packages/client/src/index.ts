@@ -186,6 +186,78 @@ function encodePath(path: string): string {
 }
 const cacheKey = (path: string, version?: number) => `${path}#${version ?? 'latest'}`;
 
+/** One `.cedar` file of a policy set to push. */
+export interface PolicyFileInput {
+  readonly name: string;
+  readonly text: string;
+}
+
+export interface PolicyPushResult {
+  readonly version: number;
+  readonly hash: string;
+  readonly status: 'active' | 'pending';
+  readonly generation?: number;
+}
+
+export interface PolicyVersionInfo {
+  readonly version: number;
+  readonly hash: string;
+  readonly files: readonly string[];
+  readonly by: string;
+  readonly at: string;
+  readonly comment?: string;
+}
+
+export interface PolicyHistoryResult {
+  readonly bundledHash: string;
+  readonly activeHash: string;
+  readonly active: {
+    readonly version: number;
+    readonly generation: number;
+    readonly hash: string;
+    readonly action: 'push' | 'rollback';
+    readonly from?: number;
+    readonly by: string;
+    readonly at: string;
+    readonly approvedBy?: string;
+  } | null;
+  readonly pending: {
+    readonly version: number;
+    readonly hash: string;
+    readonly action: 'push' | 'rollback';
+    readonly from?: number;
+    readonly by: string;
+    readonly at: string;
+  } | null;
+  readonly versions: readonly PolicyVersionInfo[];
+}
+
+/** A principal (any type when `type` is left out) or a group; times are ISO 8601. */
+export type RevokeInput = (
+  | {
+      readonly principal: { readonly type?: 'User' | 'Role' | 'Workload'; readonly id: string };
+      readonly group?: never;
+    }
+  | { readonly group: string; readonly principal?: never }
+) & {
+  readonly reason?: string;
+  readonly until?: string;
+  readonly tokensIssuedBefore?: string;
+};
+
+export interface RevocationInfo {
+  readonly id: string;
+  readonly principal?: { readonly type?: string; readonly id: string };
+  readonly group?: string;
+  readonly reason?: string;
+  readonly until?: string;
+  readonly tokensIssuedBefore?: string;
+  readonly by: string;
+  readonly at: string;
+  /** In `revocations()`: whether it still applies (`until` not passed). */
+  readonly live?: boolean;
+}
+
 interface RequestSpec {
   readonly method: string;
   /** After the API prefix, e.g. `/secrets/a/b`; or absolute (`/v1/health`) with `absolute`. */
@@ -474,6 +546,68 @@ export class CofferClient {
       yield page;
       cursor = page.cursor;
     } while (cursor);
+  }
+
+  /**
+   * Admin (Cedar `admin` on the root folder): sends a policy set; the server validates it against
+   * its schema and activates it (or holds it for a second admin's approval).
+   */
+  policyPush(files: readonly PolicyFileInput[], comment?: string): Promise<PolicyPushResult> {
+    return this.send({
+      method: 'POST',
+      route: '/admin/policies',
+      body: { files, ...(comment !== undefined ? { comment } : {}) },
+      idempotent: false,
+    });
+  }
+
+  /** Admin: the pushed versions (who, when, hash), the active one and any pending change. */
+  policyHistory(): Promise<PolicyHistoryResult> {
+    return this.send({ method: 'GET', route: '/admin/policies', idempotent: true });
+  }
+
+  /** Admin: reactivates version `version`'s files as a new version. */
+  policyRollback(version: number): Promise<PolicyPushResult> {
+    return this.send({
+      method: 'POST',
+      route: '/admin/policies/rollback',
+      body: { version },
+      idempotent: false,
+    });
+  }
+
+  /** Admin (a second one): activates the pending push or rollback `version`. */
+  policyApprove(version: number): Promise<PolicyPushResult> {
+    return this.send({
+      method: 'POST',
+      route: '/admin/policies/approve',
+      body: { version },
+      idempotent: false,
+    });
+  }
+
+  /** Admin: revokes a principal or a group on every instance within the revocation bound. */
+  revoke(input: RevokeInput): Promise<RevocationInfo> {
+    return this.send({ method: 'POST', route: '/admin/revocations', body: input, idempotent: false });
+  }
+
+  /** Admin: the revocation list. */
+  async revocations(): Promise<RevocationInfo[]> {
+    const out = await this.send<{ revocations: RevocationInfo[] }>({
+      method: 'GET',
+      route: '/admin/revocations',
+      idempotent: true,
+    });
+    return out.revocations;
+  }
+
+  /** Admin: removes a revocation by its id (`r-…`). */
+  unrevoke(id: string): Promise<{ id: string; removed: true }> {
+    return this.send({
+      method: 'DELETE',
+      route: `/admin/revocations/${encodeURIComponent(id)}`,
+      idempotent: true,
+    });
   }
 
   /** Forgets every cached value (and stops the cache's timers). */
