@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type * as z from 'zod';
+import type { AccessReports } from '../access/reports.js';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import { isIamPath } from '../authn/iam.js';
 import type { Authenticator, ClientCertificateInput, IamCaller, Principal } from '../authn/principal.js';
@@ -17,6 +18,8 @@ import { describeError, type Logger } from '../log.js';
 import type { Caller, SecretService } from '../secrets/service.js';
 import { errorBody } from './errors.js';
 import {
+  accessWhatQuery,
+  accessWhoQuery,
   batchGetBody,
   destroyBody,
   idempotencyKeyHeader,
@@ -59,6 +62,13 @@ export interface AppDeps {
   readonly logger: Logger;
   /** Reads the connection facts the adapter put in the request's env. */
   readonly connection: (c: Context) => ConnectionInfo;
+  /**
+   * Told of every authenticated principal (the principal directory). It must return at once and
+   * never throw: the request neither waits for nor fails with it. Default: none.
+   */
+  readonly directory?: { seen(principal: Principal): void };
+  /** The access reports (`/access/what`, `/access/who`). Default: the routes are absent. */
+  readonly reports?: AccessReports;
 }
 
 type Env = {
@@ -283,6 +293,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.set('principal', principal);
     ctx.principal = principal;
     ctx.authMethod = principal.authMethod;
+    deps.directory?.seen(principal);
     await next();
   });
 
@@ -373,6 +384,26 @@ export function createApp(deps: AppDeps): Hono<Env> {
     );
   });
 
+  const reports = deps.reports;
+  if (reports) {
+    api.get('/access/what', async (c) => {
+      const q = parse(accessWhatQuery, c.req.query(), 'query');
+      return c.json(
+        await reports.what(caller(c), {
+          principal: q.principal,
+          prefix: q.prefix,
+          ...(q.groups !== undefined ? { groups: q.groups } : {}),
+          ...(q.limit !== undefined ? { limit: q.limit } : {}),
+          ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
+        }),
+      );
+    });
+    api.get('/access/who', async (c) => {
+      const q = parse(accessWhoQuery, c.req.query(), 'query');
+      return c.json(await reports.who(caller(c), q));
+    });
+  }
+
   for (const route of [
     '/whoami',
     '/ready',
@@ -383,6 +414,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     '/meta/*',
     '/list',
     '/batch-get',
+    ...(reports ? ['/access/what', '/access/who'] : []),
   ]) {
     api.all(route, () => {
       throw new MethodNotAllowedError('method not allowed on this route');
