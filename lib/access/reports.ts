@@ -96,6 +96,13 @@ const PRINCIPAL_TYPE_OF: Readonly<Record<string, PrincipalType>> = {
   [TYPES.workload]: 'Workload',
 };
 
+/** The principal types a group's member is tried as, in `who`. */
+const MEMBER_KINDS: readonly Pick<Principal, 'type' | 'authMethod' | 'kind'>[] = [
+  { type: 'User', authMethod: 'oidc' },
+  { type: 'Role', authMethod: 'iam' },
+  { type: 'Workload', authMethod: 'oidc', kind: 'oidc' },
+];
+
 const entityName = (type: PrincipalType, id: string) => `Coffer::${type}::${JSON.stringify(id)}`;
 
 /** A principal named on the command line: `User::"dev:alice"`, `Coffer::Role::"arn:…"`, or an id. */
@@ -294,17 +301,14 @@ export class AccessReports {
         ...(c.lastSeen ? { lastSeen: c.lastSeen } : {}),
       });
     }
-    const allowedGroups = [...groups].filter((g) => {
-      // A member with no other identity: no tags, no other group, an id no policy names.
-      const member: Principal = {
-        type: 'User',
-        id: `(member of ${g})`,
-        groups: [g],
-        attributes: {},
-        authMethod: 'oidc',
-      };
-      return this.may(member, action, resource, this.context(member));
-    });
+    // A member with no other identity: no tags, no other group, an id no policy names; of any
+    // principal type (a group of CI workloads is granted to `principal is Coffer::Workload`).
+    const allowedGroups = [...groups].filter((g) =>
+      MEMBER_KINDS.some((kind) => {
+        const member: Principal = { ...kind, id: `(member of ${g})`, groups: [g], attributes: {} };
+        return this.may(member, action, resource, this.context(member));
+      }),
+    );
     return {
       path,
       action,

@@ -23,6 +23,7 @@ const SCHEMA = fileURLToPath(new URL(`../../policies/${SCHEMA_FILE}`, import.met
 const POLICIES = `
 @id("admins") permit (principal in Coffer::Group::"admins", action, resource);
 @id("team-a-admins") permit (principal in Coffer::Group::"team-a-admins", action == Coffer::Action::"admin", resource in Coffer::Folder::"team-a/");
+@id("ci") permit (principal is Coffer::Workload in Coffer::Group::"ci", action in [Coffer::Action::"read", Coffer::Action::"readMetadata"], resource in Coffer::Folder::"team-a/db/");
 @id("team-a") permit (principal in Coffer::Group::"team-a", action in [Coffer::Action::"read", Coffer::Action::"readMetadata", Coffer::Action::"list"], resource in Coffer::Folder::"team-a/");
 `;
 
@@ -321,7 +322,8 @@ describe('access report routes', () => {
       expect(res.code, res.stderr).toBe(0);
       const report = JSON.parse(res.stdout);
       expect(report.action).toBe('read');
-      expect(report.groups).toEqual(['admins', 'team-a']);
+      // ci is granted to workloads only: its members are tried as every kind of principal.
+      expect(report.groups).toEqual(['admins', 'ci', 'team-a']);
       expect(report.principals.map((p: { entity: string }) => p.entity)).toEqual([
         'Coffer::User::"dev:alice"',
         'Coffer::User::"dev:dev-admin"',
