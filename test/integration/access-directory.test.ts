@@ -9,6 +9,12 @@ import { type DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk
 import { type ServerType, serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { directorySortKey, PrincipalDirectory } from '../../lib/access/directory.js';
+import {
+  type AuditContext,
+  type AuditOutcome,
+  type AuditTrail,
+  NoAuditTrail,
+} from '../../lib/audit/trail.js';
 import type { Principal } from '../../lib/authn/principal.js';
 import { CedarAuthorizer } from '../../lib/authz/cedar.js';
 import { compilePolicySet, SCHEMA_FILE } from '../../lib/authz/policy-set.js';
@@ -113,8 +119,19 @@ describe('the principal directory', () => {
   });
 });
 
+/** Keeps what each request's audit record would say. */
+class RecordingTrail implements AuditTrail {
+  readonly records: { ctx: AuditContext; outcome: AuditOutcome }[] = [];
+  private readonly none = new NoAuditTrail();
+  withChange: AuditTrail['withChange'] = (ctx, run) => this.none.withChange(ctx, run);
+  async finish(ctx: AuditContext, outcome: AuditOutcome): Promise<void> {
+    this.records.push({ ctx: structuredClone(ctx), outcome });
+  }
+}
+
 describe('access report routes', () => {
   let h: Harness;
+  const trail = new RecordingTrail();
   const tokens: Record<string, string> = {};
 
   beforeAll(async () => {
@@ -124,6 +141,7 @@ describe('access report routes', () => {
     h = await createHarness({
       label: 'accroutes',
       authorizer: new CedarAuthorizer(set, { logger: silentLogger }),
+      audit: trail,
     });
     for (const [name, groups] of Object.entries({
       alice: ['team-a'],
@@ -153,6 +171,19 @@ describe('access report routes', () => {
       expect((await who({ path: 'team-a/no/such' }, token)).status).toBe(403);
     }
     expect((await what({ principal: 'dev:alice' }, tokens.bob)).body.error.code).toBe('forbidden');
+    // Audited as `admin`, with the deciding policies (none: denied by default); the query that
+    // names the prefix and principal only as a keyed hash.
+    const last = trail.records.at(-1);
+    expect(last?.ctx.action).toBe('admin');
+    expect(last?.ctx.decision).toMatchObject({ allowed: false, policyIds: [] });
+    expect(last?.ctx.path).toBeUndefined();
+    expect(last?.outcome.status).toBe(403);
+    await who({ path: 'team-a/db/one' });
+    expect(trail.records.at(-1)?.ctx).toMatchObject({
+      action: 'admin',
+      path: 'team-a/db/one',
+      decision: { allowed: true, policyIds: ['admins'] },
+    });
   });
 
   it('when an admin of one folder asks, reports on that folder are answered and others are 403', async () => {
