@@ -129,6 +129,41 @@ class RecordingTrail implements AuditTrail {
   }
 }
 
+describe('the principal directory on the request path', () => {
+  it('when the directory write hangs, the request does not wait for it', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let pending = 0;
+    const h = await createHarness({
+      label: 'dirslow',
+      clientWrapper: (client) =>
+        new Proxy(client, {
+          get(target, prop, receiver) {
+            if (prop !== 'send') return Reflect.get(target, prop, receiver);
+            return async (command: { input?: { Item?: { pk?: { S?: string } } } }) => {
+              if (command instanceof PutItemCommand && command.input.Item?.pk?.S === 'DIR') {
+                pending++;
+                await gate;
+                pending--;
+              }
+              return target.send(command as never);
+            };
+          },
+        }),
+    });
+    const res = await h.call('GET', '/v1/whoami');
+    expect(res.status).toBe(200);
+    // Answered while its directory write is still held.
+    expect(pending).toBe(1);
+    release();
+    await h.directory.flush();
+    expect(pending).toBe(0);
+    expect((await h.directory.get('User', 'dev:dev-admin'))?.groups).toEqual(['admins']);
+  });
+});
+
 describe('access report routes', () => {
   let h: Harness;
   const trail = new RecordingTrail();
