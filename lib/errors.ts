@@ -37,6 +37,23 @@ export class IdempotencyKeyReusedError extends InvalidRequestError {
   static override readonly code = 'idempotency_key_reused';
 }
 
+/** A text type was given bytes that are not UTF-8. */
+export class ValueNotTextError extends InvalidRequestError {
+  static override readonly code = 'value_not_text';
+}
+
+/**
+ * The value does not fit its type. The message names the field and the rule, never the value.
+ */
+export class InvalidValueError extends InvalidRequestError {
+  static override readonly code = 'invalid_value';
+}
+
+/** The public key or certificate of a value is not its private key's. */
+export class KeyMismatchError extends InvalidRequestError {
+  static override readonly code = 'key_mismatch';
+}
+
 /** The request body is larger than the server accepts. */
 export class PayloadTooLargeError extends CofferError {
   static override readonly code: ErrorCode = 'payload_too_large';

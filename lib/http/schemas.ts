@@ -20,6 +20,7 @@ import {
   PREFIX_MAX_CHARS,
   type PutRequest,
   RECOVERY_DAYS,
+  SECRET_TYPES,
   TAG_KEY,
   TAG_VALUE_MAX_CHARS,
   TAGS_MAX,
@@ -68,14 +69,31 @@ const tags = z
 
 const description = text(DESCRIPTION_MAX_CHARS);
 
+/** Standard base64 with padding (RFC 4648 §4), the one spelling Buffer writes. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Bytes as base64. Only the canonical spelling is taken (unused bits zero), so that one value has
+ * one spelling. The size limit applies to the decoded bytes (the service checks it).
+ */
+const base64 = z
+  .string()
+  .regex(BASE64, 'must be standard base64 with padding')
+  .refine((s) => Buffer.from(s, 'base64').toString('base64') === s, 'must be canonical base64');
+
 export const putBody = z
   .object({
-    value: text(),
+    value: text().optional(),
+    valueBase64: base64.optional(),
+    type: z.enum(SECRET_TYPES).optional(),
     cas: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
     description: description.optional(),
     tags: tags.optional(),
   })
-  .strict();
+  .strict()
+  .refine((b) => (b.value === undefined) !== (b.valueBase64 === undefined), {
+    message: 'give exactly one of value and valueBase64',
+  });
 
 export const patchBody = z
   .object({

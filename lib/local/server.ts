@@ -247,7 +247,9 @@ export async function startLocalServer(
     throw err;
   }
   const endpoint = settings.dynamodbEndpoint ?? (ddb as DynamoDbSupervisor).endpoint;
-  const client = localDynamoClient(endpoint);
+  // Its own engine gets the commit barrier (dynamo-client.ts): an acknowledged write survives a
+  // killed Java. An engine given by COFFER_DYNAMODB_ENDPOINT may be DynamoDB Local too.
+  const client = localDynamoClient(endpoint, { commitBarrier: true });
   let server: ServerType | undefined;
   let timer: NodeJS.Timeout | undefined;
   let checkpointTimer: NodeJS.Timeout | undefined;

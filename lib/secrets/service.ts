@@ -10,6 +10,7 @@ import {
   type PutResult,
   RECOVERY_DAYS,
   type SecretMetadata,
+  type SecretType,
   type SecretValue,
   VALUE_MAX_BYTES,
 } from '../../packages/client/src/contract.js';
@@ -43,6 +44,7 @@ import { type CursorBinding, CursorSealer } from '../store/cursor.js';
 import type { ListEntry, SecretHead, VersionMeta } from '../store/records.js';
 import { ChangeConditionFailed, type SecretsStore } from '../store/secrets-store.js';
 import { Purger } from './purger.js';
+import { checkValue } from './value-types.js';
 
 // The limits of the wire contract (packages/client/src/contract.ts), under the service's names.
 export const MAX_VALUE_BYTES: number = VALUE_MAX_BYTES;
@@ -164,9 +166,7 @@ export class SecretService {
   async put(caller: Caller, rawPath: string, input: PutInput, idempotencyKey?: string): Promise<PutResult> {
     const path = validatePath(rawPath);
     this.note(caller, 'write', path);
-    if (Buffer.byteLength(input.value, 'utf8') > MAX_VALUE_BYTES) {
-      throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
-    }
+    valueBytes(input);
     if (input.cas !== undefined) return this.putOnce(caller, path, input, idempotencyKey);
     // Plain writes to one path from this process go one at a time: they would only make each
     // other lose. The retries are for writers elsewhere (other Lambda instances, cas writers).
@@ -217,6 +217,12 @@ export class SecretService {
     if (input.cas !== undefined && input.cas !== (previous?.latest ?? 0)) {
       throw new CasConflictError('the secret changed since it was read', { latest: previous?.latest ?? 0 });
     }
+    // Left out, the type stays the secret's; a new secret is binary when written as bytes.
+    const type: SecretType =
+      input.type ??
+      (previous ? (previous.type ?? 'text') : input.valueBase64 !== undefined ? 'binary' : 'text');
+    const bytes = valueBytes(input);
+    const typeInfo = checkValue(type, bytes);
 
     const now = this.now();
     const createdAt = now.toISOString();
@@ -233,13 +239,20 @@ export class SecretService {
       tags: nextTags,
       maxVersions,
       owner: previous?.owner ?? caller.principal.id,
+      type,
+      ...(typeInfo.keypair || typeInfo.certificate ? { typeInfo } : {}),
       ...(input.description !== undefined
         ? { description: input.description }
         : previous?.description !== undefined
           ? { description: previous.description }
           : {}),
     };
-    const sealed = await this.envelope.seal(input.value, { table: this.store.binding, path, version });
+    const sealed = await this.envelope.seal(bytes, {
+      table: this.store.binding,
+      path,
+      version,
+      valueType: type,
+    });
     const result: PutResult = { path, version, createdAt };
     caller.audit.version = version;
     this.noteHead(caller, head, previous);
@@ -249,7 +262,15 @@ export class SecretService {
           path,
           previous,
           head,
-          version: { path, version, createdAt, createdBy: caller.principal.id, destroyed: false, sealed },
+          version: {
+            path,
+            version,
+            createdAt,
+            createdBy: caller.principal.id,
+            destroyed: false,
+            valueType: type,
+            sealed,
+          },
           prune: pruned.slice(0, PRUNE_IN_TRANSACTION),
           extra,
           ...(scope
@@ -294,12 +315,20 @@ export class SecretService {
     const stored = await this.store.getVersion(path, wanted);
     if (!stored) throw new NotFoundError('secret version not found');
     if (!stored.sealed) throw new NotFoundError('secret version was destroyed');
-    const value = await this.envelope.open(stored.sealed, {
+    const type = stored.valueType ?? 'text';
+    const bytes = await this.envelope.openBytes(stored.sealed, {
       table: this.store.binding,
       path,
       version: wanted,
+      valueType: type,
     });
-    return { path, version: wanted, value, createdAt: stored.createdAt };
+    return {
+      path,
+      version: wanted,
+      type,
+      ...(type === 'binary' ? { valueBase64: bytes.toString('base64') } : { value: bytes.toString('utf8') }),
+      createdAt: stored.createdAt,
+    };
   }
 
   /**
@@ -587,6 +616,9 @@ export class SecretService {
     return {
       path: head.path,
       currentVersion: head.latest,
+      type: head.type ?? 'text',
+      ...(head.typeInfo?.keypair ? { keypair: head.typeInfo.keypair } : {}),
+      ...(head.typeInfo?.certificate ? { certificate: head.typeInfo.certificate } : {}),
       createdAt: head.createdAt,
       updatedAt: head.updatedAt,
       ...(head.description !== undefined ? { description: head.description } : {}),
@@ -596,6 +628,7 @@ export class SecretService {
       ...(head.deletedAt ? { deletedAt: head.deletedAt, purgeAt: head.purgeAt } : {}),
       versions: versions.map((v) => ({
         version: v.version,
+        type: v.valueType ?? 'text',
         createdAt: v.createdAt,
         ...(v.createdBy ? { createdBy: v.createdBy } : {}),
         destroyed: v.destroyed,
@@ -685,6 +718,8 @@ export class SecretService {
           cas: input.cas ?? null,
           description: input.description ?? null,
           tags: input.tags ?? null,
+          // Only when given, so that fingerprints of requests without a type stay as they were.
+          ...(input.type !== undefined ? { type: input.type } : {}),
         }),
       )
       .digest('hex');
@@ -700,12 +735,13 @@ export class SecretService {
     }
     const stored = await this.store.getVersion(path, result.version);
     if (stored?.sealed) {
-      const first = await this.envelope.open(stored.sealed, {
+      const first = await this.envelope.openBytes(stored.sealed, {
         table: this.store.binding,
         path,
         version: result.version,
+        valueType: stored.valueType ?? 'text',
       });
-      if (first !== input.value) {
+      if (!first.equals(valueBytes(input))) {
         throw new IdempotencyKeyReusedError('this Idempotency-Key was used with a different request');
       }
     }
@@ -732,6 +768,24 @@ class PathQueue {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     }
   }
+}
+
+/**
+ * The bytes a write stores: `valueBase64` decoded, or `value` as UTF-8. The limit is on these
+ * bytes, whichever way they came.
+ */
+function valueBytes(input: PutInput): Buffer {
+  if ((input.value === undefined) === (input.valueBase64 === undefined)) {
+    throw new InvalidRequestError('give exactly one of value and valueBase64');
+  }
+  const bytes =
+    input.valueBase64 !== undefined
+      ? Buffer.from(input.valueBase64, 'base64')
+      : Buffer.from(input.value as string, 'utf8');
+  if (bytes.length > MAX_VALUE_BYTES) {
+    throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
+  }
+  return bytes;
 }
 
 function range(from: number, to: number): number[] {

@@ -19,7 +19,10 @@ export const PREFIX_CHARS = /^[A-Za-z0-9._\-/]+$/;
 /** A list prefix in characters, checked before the path rules (which count bytes). */
 export const PREFIX_MAX_CHARS = PATH_MAX_BYTES;
 
-/** A secret value, in UTF-8 bytes (64 KiB). Larger: 413 `value_too_large`. */
+/**
+ * A secret value, in bytes (64 KiB): the UTF-8 bytes of `value`, or the decoded bytes of
+ * `valueBase64`. Larger: 413 `value_too_large`.
+ */
 export const VALUE_MAX_BYTES = 64 * 1024;
 /** A request body, in bytes (128 KiB). Larger: 413 `payload_too_large`, before it is parsed. */
 export const BODY_MAX_BYTES = 128 * 1024;
@@ -113,11 +116,70 @@ export function ownRecord(entries: Iterable<readonly [string, string]>): Record<
   return out;
 }
 
+// ---- Secret types -------------------------------------------------------------------------
+
+/**
+ * What a secret's value is (docs/api.md, "Types"). `text` is the default, and a secret written
+ * before types existed is `text`. `binary` values are any bytes; every other type is UTF-8 text.
+ * `json`, `keypair` and `certificate` values are JSON objects of string fields, checked on write.
+ */
+export const SECRET_TYPES = ['text', 'binary', 'json', 'password', 'keypair', 'certificate'] as const;
+export type SecretType = (typeof SECRET_TYPES)[number];
+
+/** The fields a `keypair` value must have (PEM): the public key must be the private key's. */
+export const KEYPAIR_FIELDS = ['private_key', 'public_key'] as const;
+/**
+ * The fields a `certificate` value must have (PEM): the private key must be the certificate's.
+ * `chain` holds the issuing certificates (PEM, concatenated), or is empty for a self-signed one.
+ */
+export const CERTIFICATE_FIELDS = ['certificate', 'private_key', 'chain'] as const;
+
+/** The type a secret's value is read as when it has none (written before types existed). */
+export const DEFAULT_SECRET_TYPE: SecretType = 'text';
+
+export function isSecretType(value: unknown): value is SecretType {
+  return typeof value === 'string' && (SECRET_TYPES as readonly string[]).includes(value);
+}
+
+/** What the metadata of a `keypair` says about its value (derived at write time). */
+export interface KeypairInfo {
+  /** The public key, PEM (SPKI). */
+  publicKey: string;
+  /** `rsa`, `ec`, `ed25519`, … (node's `asymmetricKeyType`). */
+  keyType: string;
+}
+
+/** What the metadata of a `certificate` says about its value (derived at write time). */
+export interface CertificateInfo {
+  /** The subject's distinguished name, one `KEY=value` per line as node prints it. */
+  subject: string;
+  issuer: string;
+  /** Subject alternative names, e.g. `DNS:example.com`, `IP Address:127.0.0.1`. */
+  sans: string[];
+  /** The serial number, upper-case hex. */
+  serial: string;
+  /** SHA-256 of the DER certificate, upper-case hex pairs joined by `:`. */
+  fingerprint: string;
+  /** ISO 8601. */
+  notBefore: string;
+  notAfter: string;
+  /** The certificate is a CA (basic constraints). */
+  ca: boolean;
+  /** The certificate's public key, PEM (SPKI). */
+  publicKey: string;
+}
+
 // ---- Bodies -------------------------------------------------------------------------------
 
-/** `PUT /v1/secrets/{path}`. `cas: 0` means "only if absent". */
+/**
+ * `PUT /v1/secrets/{path}`: exactly one of `value` (text) and `valueBase64` (bytes, standard
+ * base64 with padding). `cas: 0` means "only if absent". `type` left out keeps the secret's type
+ * (`binary` for a new secret written with `valueBase64`, else `text`).
+ */
 export interface PutRequest {
-  value: string;
+  value?: string;
+  valueBase64?: string;
+  type?: SecretType;
   cas?: number;
   description?: string;
   tags?: Record<string, string>;
@@ -129,11 +191,16 @@ export interface PutResult {
   createdAt: string;
 }
 
-/** `GET /v1/secrets/{path}[?version=N]`. */
+/**
+ * `GET /v1/secrets/{path}[?version=N]`: `valueBase64` for a `binary` value, `value` for every
+ * other type. `type` is the version's own type.
+ */
 export interface SecretValue {
   path: string;
   version: number;
-  value: string;
+  type: SecretType;
+  value?: string;
+  valueBase64?: string;
   createdAt: string;
 }
 
@@ -168,6 +235,8 @@ export interface DestroyResult {
 
 export interface VersionInfo {
   version: number;
+  /** The version's own type (a later write may have changed the secret's). */
+  type: SecretType;
   createdAt: string;
   createdBy?: string;
   destroyed: boolean;
@@ -178,6 +247,12 @@ export interface VersionInfo {
 export interface SecretMetadata {
   path: string;
   currentVersion: number;
+  /** The type of the current version. */
+  type: SecretType;
+  /** For a `keypair`: its public key (never the private key). */
+  keypair?: KeypairInfo;
+  /** For a `certificate`: what it says (never the private key). */
+  certificate?: CertificateInfo;
   createdAt: string;
   updatedAt: string;
   description?: string;

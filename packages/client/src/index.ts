@@ -33,6 +33,7 @@ import { neverSent } from './failures.js';
 import { type RetryOptions, type RetryPolicy, retry, retryAfterMs, retryPolicy } from './retry.js';
 import { type IamAuthOptions, SigV4RequestSigner } from './sigv4.js';
 import type { ClientTlsOptions } from './tls.js';
+import { secretBytes, secretField, secretText } from './values.js';
 
 export type { CacheOptions } from './cache.js';
 export { DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL_MS, DEFAULT_MAX_STALE_MS } from './cache.js';
@@ -43,8 +44,10 @@ export type {
   AccessWhoAction,
   AccessWhoPrincipal,
   AccessWhoReport,
+  CertificateInfo,
   DeleteResult,
   DestroyResult,
+  KeypairInfo,
   ListItem,
   ListPage,
   MetadataPatch,
@@ -52,6 +55,7 @@ export type {
   PutResult,
   RestoreResult,
   SecretMetadata,
+  SecretType,
   SecretValue,
   VersionInfo,
   WhoAmI,
@@ -67,6 +71,7 @@ export {
   PATH_MAX_SEGMENTS,
   pathProblem,
   RECOVERY_DAYS,
+  SECRET_TYPES,
   TAGS_MAX,
   VALUE_MAX_BYTES,
 } from './contract.js';
@@ -88,6 +93,7 @@ export {
 export type { RetryOptions } from './retry.js';
 export type { AwsCredentials, AwsCredentialsProvider, IamAuthOptions } from './sigv4.js';
 export type { ClientTlsOptions } from './tls.js';
+export { secretBytes, secretField, secretText } from './values.js';
 
 /**
  * A token provider is called before each request (so it should cache its token itself), and once
@@ -139,7 +145,11 @@ export type BatchGetResult =
   | { readonly path: string; readonly ok: true; readonly secret: SecretValue }
   | { readonly path: string; readonly ok: false; readonly error: CofferClientError };
 
-export interface PutOptions extends Omit<PutRequest, 'value'> {
+/**
+ * `type` left out keeps the secret's type; a new secret is `binary` when written as bytes, else
+ * `text`.
+ */
+export interface PutOptions extends Omit<PutRequest, 'value' | 'valueBase64'> {
   /** Default: a fresh random key per call, so that the client's own retries never write twice. */
   idempotencyKey?: string;
 }
@@ -267,6 +277,38 @@ export class CofferClient {
   }
 
   /**
+   * A secret's value as bytes, exactly as stored (any type; text as its UTF-8). Cached like `get`.
+   *
+   * @example const der = await coffer.getBytes('tls/der-key');
+   */
+  async getBytes(path: string, options: { version?: number; noCache?: boolean } = {}): Promise<Uint8Array> {
+    return secretBytes(await this.get(path, options));
+  }
+
+  /**
+   * A secret's value as text. A `binary` secret has none: CofferClientError `binary_value`.
+   *
+   * @example const password = await coffer.getText('team-a/db/password');
+   */
+  async getText(path: string, options: { version?: number; noCache?: boolean } = {}): Promise<string> {
+    return secretText(await this.get(path, options));
+  }
+
+  /**
+   * One field of a secret whose value is a JSON object (`json`, `keypair`, `certificate`):
+   * `no_such_field` when it has no such field, `not_json` when the value is no JSON object.
+   *
+   * @example const key = await coffer.getField('tls/api', 'private_key');
+   */
+  async getField(
+    path: string,
+    field: string,
+    options: { version?: number; noCache?: boolean } = {},
+  ): Promise<string> {
+    return secretField(await this.get(path, options), field);
+  }
+
+  /**
    * Latest values of many secrets in one request per 20 paths (`POST /v1/batch-get`), each path
    * authorized on its own: the answer holds a value or an error per path, in the order asked.
    * Fresh cached values are used without asking; fetched ones are cached.
@@ -291,14 +333,26 @@ export class CofferClient {
     return paths.map((path) => out.get(path) as BatchGetResult);
   }
 
-  /** Writes a new version. Retried safely: the request carries an Idempotency-Key. */
-  async put(path: string, value: string, options: PutOptions = {}): Promise<PutResult> {
+  /**
+   * Writes a new version: text (a string) or bytes (a Uint8Array, sent as `valueBase64` and
+   * stored exactly). Retried safely: the request carries an Idempotency-Key.
+   *
+   * @example await coffer.put('bin/raw', new Uint8Array([0xff, 0xfe]));
+   */
+  async put(path: string, value: string | Uint8Array, options: PutOptions = {}): Promise<PutResult> {
     const { idempotencyKey, ...rest } = options;
+    const body =
+      typeof value === 'string'
+        ? { value, ...rest }
+        : {
+            valueBase64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64'),
+            ...rest,
+          };
     try {
       return await this.send({
         method: 'PUT',
         route: `/secrets/${encodePath(path)}`,
-        body: { value, ...rest },
+        body,
         headers: { 'idempotency-key': idempotencyKey ?? randomUUID() },
         idempotent: true,
       });
@@ -471,7 +525,10 @@ export class CofferClient {
         const secret: SecretValue = {
           path: item.path,
           version: item.version,
-          value: item.value,
+          type: item.type,
+          ...(item.valueBase64 !== undefined
+            ? { valueBase64: item.valueBase64 }
+            : { value: item.value ?? '' }),
           createdAt: item.createdAt,
         };
         this.cache?.set(cacheKey(path), secret, () => this.fetchSecret(path));
