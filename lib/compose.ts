@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Context } from 'hono';
+import { PrincipalDirectory } from './access/directory.js';
+import { AccessReports } from './access/reports.js';
 import { DynamoAuditTrail } from './audit/dynamo-trail.js';
 import { openAuditHmacKey } from './audit/hmac-key.js';
 import { type FieldHasher, hmacFieldHasher } from './audit/record.js';
@@ -211,6 +213,8 @@ export interface Coffer {
   readonly authenticator: Authenticator;
   readonly keys: KeyProvider;
   readonly audit: AuditTrail;
+  /** What the server last saw of each principal (docs/access.md); `flush()` at shutdown. */
+  readonly directory: PrincipalDirectory;
 }
 
 /** A Coffer that writes its own audit records: the host checkpoints them with the same root key. */
@@ -380,6 +384,16 @@ export function composePurger(settings: Pick<CofferSettings, 'dynamo' | 'tables'
   });
 }
 
+/** Every Coffer group the authentication config can give: issuers' group and workload mappings. */
+function configuredGroups(config: CofferConfig): string[] {
+  const groups = new Set<string>();
+  for (const issuer of config.issuers) {
+    for (const mapped of Object.values(issuer.groupMapping)) for (const g of mapped) groups.add(g);
+    for (const w of issuer.workloads ?? []) for (const g of w.groups) groups.add(g);
+  }
+  return [...groups].sort();
+}
+
 /**
  * Builds a Coffer from its settings, in an order that fails early and cheaply: the policies first
  * (nothing else is touched when they are invalid), then the keys (a KMS call at most: the field
@@ -495,6 +509,25 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
       ...(settings.authn.devIssuerKey ? { devIssuerKey: settings.authn.devIssuerKey } : {}),
       ...(settings.authn.fetch ? { fetch: settings.authn.fetch } : {}),
     });
+  const directory = new PrincipalDirectory({
+    client: settings.dynamo,
+    table: settings.tables.secrets,
+    key: storageMac,
+    binding: store.binding,
+    logger,
+    ...now,
+  });
+  const reports = new AccessReports({
+    store,
+    // The one authorizer the service decides requests with (the live policy set): a report
+    // decides as a request would, revocations included.
+    authorizer: plane,
+    revocationFor: (principal) => plane.revocationFor(principal) !== undefined,
+    directory,
+    cursors: macs.cursors,
+    configuredGroups: settings.authn.config ? configuredGroups(settings.authn.config) : [],
+    ...now,
+  });
   const app = createApp({
     service,
     authenticator,
@@ -502,6 +535,8 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     logger,
     connection: settings.connection,
     control: { plane, admin: controlAdmin },
+    directory,
+    reports,
   });
   const coffer: Coffer = {
     app,
@@ -514,6 +549,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     authenticator,
     keys,
     audit,
+    directory,
   };
   return written ? { ...coffer, audit: written.trail, auditRoot: written.root } : coffer;
 }

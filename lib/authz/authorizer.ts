@@ -1,4 +1,5 @@
 import type { AuthMethod, Principal } from '../authn/principal.js';
+import type { Uid } from './entity-uid.js';
 
 /** The Cedar actions (namespace `Coffer`). */
 export type Action =
@@ -76,6 +77,11 @@ export interface Authorizer {
   authorize(request: AuthorizationRequest): Decision;
   /** SHA-256 (hex) of the policy set in force, for the audit record. */
   readonly policySetHash: string;
+  /**
+   * Every entity the policies in force name (principals and groups among them), for access
+   * reports. Optional: an authorizer without policies names none.
+   */
+  namedEntities?(): readonly Uid[];
 }
 
 /**

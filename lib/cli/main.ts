@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { PACKAGE_JSON } from '../package-root.js';
+import { registerAccessCommands } from './commands/access.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerBackupCommands } from './commands/backup.js';
 import { registerCompletionCommand } from './commands/completion.js';
@@ -63,6 +64,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   registerAuditCommands(program, io);
   registerPolicyCommands(program, io, client);
   registerRevokeCommands(program, io, client);
+  registerAccessCommands(program, io, client);
   registerRunCommand(program, io, client);
   registerRenderCommand(program, io, client);
   registerExportCommand(program, io, client);

@@ -1,6 +1,7 @@
 import type { Principal } from '../authn/principal.js';
 import type { AuthorizationRequest, Authorizer, Decision } from '../authz/authorizer.js';
 import { CedarAuthorizer } from '../authz/cedar.js';
+import type { Uid } from '../authz/entity-uid.js';
 import { type PolicySet, PolicySetError } from '../authz/policy-set.js';
 import { CofferError, IntegrityError, ThrottledError } from '../errors.js';
 import { describeError, type Logger } from '../log.js';
@@ -133,6 +134,11 @@ export class ControlPlane implements Authorizer {
   }
 
   /** The live entry that revokes this principal, or undefined. Call after `ensureFresh`. */
+  /** The entities the policy set in force names (for access reports). */
+  namedEntities(): readonly Uid[] {
+    return (this.pushed?.authorizer ?? this.base).namedEntities?.() ?? [];
+  }
+
   revocationFor(principal: Principal): RevocationEntry | undefined {
     return revocationFor(this.revocations, principal, this.now());
   }

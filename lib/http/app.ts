@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type * as z from 'zod';
+import type { AccessReports } from '../access/reports.js';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import { isIamPath } from '../authn/iam.js';
 import type { Authenticator, ClientCertificateInput, IamCaller, Principal } from '../authn/principal.js';
@@ -21,6 +22,8 @@ import type { Caller, SecretService } from '../secrets/service.js';
 import { mountControlRoutes } from './control-routes.js';
 import { errorBody } from './errors.js';
 import {
+  accessWhatQuery,
+  accessWhoQuery,
   batchGetBody,
   destroyBody,
   generateBody,
@@ -69,6 +72,13 @@ export interface AppDeps {
    * operations. Default: none (the policy set is fixed and nothing is revoked; unit tests).
    */
   readonly control?: { readonly plane: ControlPlane; readonly admin: ControlAdmin };
+  /**
+   * Told of every authenticated principal (the principal directory). It must return at once and
+   * never throw: the request neither waits for nor fails with it. Default: none.
+   */
+  readonly directory?: { seen(principal: Principal): void };
+  /** The access reports (`/access/what`, `/access/who`). Default: the routes are absent. */
+  readonly reports?: AccessReports;
 }
 
 export type AppEnv = {
@@ -293,6 +303,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.set('principal', principal);
     ctx.principal = principal;
     ctx.authMethod = principal.authMethod;
+    deps.directory?.seen(principal);
     if (deps.control) {
       // Before any decision: the set and the list within their bounds, then revocation, which
       // no Cedar permit can override.
@@ -404,6 +415,25 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   });
 
   if (deps.control) mountControlRoutes(api, deps.control, caller);
+  const reports = deps.reports;
+  if (reports) {
+    api.get('/access/what', async (c) => {
+      const q = parse(accessWhatQuery, c.req.query(), 'query');
+      return c.json(
+        await reports.what(caller(c), {
+          principal: q.principal,
+          prefix: q.prefix,
+          ...(q.groups !== undefined ? { groups: q.groups } : {}),
+          ...(q.limit !== undefined ? { limit: q.limit } : {}),
+          ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
+        }),
+      );
+    });
+    api.get('/access/who', async (c) => {
+      const q = parse(accessWhoQuery, c.req.query(), 'query');
+      return c.json(await reports.who(caller(c), q));
+    });
+  }
 
   for (const route of [
     '/whoami',
@@ -416,6 +446,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     '/meta/*',
     '/list',
     '/batch-get',
+    ...(reports ? ['/access/what', '/access/who'] : []),
   ]) {
     api.all(route, () => {
       throw new MethodNotAllowedError('method not allowed on this route');

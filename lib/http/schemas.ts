@@ -2,6 +2,8 @@
 // locales (~270 KB of the API Lambda's bundle; test/e2e/lambda-bundle.test.ts checks).
 import * as z from 'zod';
 import {
+  ACCESS_WHAT_LIMIT,
+  ACCESS_WHO_ACTIONS,
   BATCH_GET_MAX_PATHS,
   BATCH_PATH_MAX_CHARS,
   type BatchGetRequest,
@@ -193,6 +195,27 @@ export const listQuery = z.object({
   delimiter: z.literal('/').optional(),
   limit: positiveInt(LIST_LIMIT.max).default(LIST_LIMIT.default),
   cursor: z.string().max(CURSOR_MAX_CHARS).optional(),
+});
+
+/** `GET /v1/access/what`: `groups` is comma-separated; `limit` counts secrets scanned per page. */
+export const accessWhatQuery = z.object({
+  principal: z.string().min(1).max(2048),
+  groups: z
+    .string()
+    .max(4096)
+    .transform((g) => g.split(','))
+    .optional(),
+  prefix: z.string().max(PREFIX_MAX_CHARS).default(''),
+  limit: positiveInt(ACCESS_WHAT_LIMIT.max).optional(),
+  cursor: z.string().max(CURSOR_MAX_CHARS).optional(),
+});
+
+/** `GET /v1/access/who`. */
+export const accessWhoQuery = z.object({
+  path: z.string().max(PREFIX_MAX_CHARS),
+  action: z
+    .enum(['read', 'write', 'list', 'readMetadata', 'writeMetadata', 'delete', 'destroy'])
+    .default('read'),
 });
 
 /** `POST /v1/batch-get`: 1 to 20 paths; each is checked by the path rules on its own. */

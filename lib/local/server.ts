@@ -373,6 +373,8 @@ export async function startLocalServer(
         if (timer) clearInterval(timer);
         if (checkpointTimer) clearInterval(checkpointTimer);
         await new Promise<void>((resolve) => listening.close(() => resolve()));
+        // Directory writes still on their way land before DynamoDB Local stops.
+        await coffer.directory.flush();
         // The last checkpoint seals every record this server wrote.
         await checkpoint();
         await rm(endpointFile, { force: true });

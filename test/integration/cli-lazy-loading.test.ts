@@ -183,4 +183,15 @@ describe('coffer start-up', () => {
     },
     CHILD_TIMEOUT_MS,
   );
+
+  it(
+    'when it runs an access report, it loads the SDK but not Cedar or the server: the server decides',
+    async () => {
+      const who = await coffer('access-who', ['--json', 'access', 'who', 'lazy/app/db']);
+      expect(JSON.parse(who.stdout).path).toBe('lazy/app/db');
+      expectLight(who);
+      expect(who.source).toContain('lib/cli/actions/access.ts');
+    },
+    CHILD_TIMEOUT_MS,
+  );
 });

@@ -2,6 +2,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { PrincipalDirectory } from '../../lib/access/directory.js';
 import { type AuditTrail, NoAuditTrail } from '../../lib/audit/trail.js';
 import { DevAuthenticator } from '../../lib/authn/dev-authenticator.js';
 import { DevIssuer } from '../../lib/authn/dev-issuer.js';
@@ -26,6 +27,8 @@ export interface Harness {
   readonly dataDir: string;
   readonly issuer: DevIssuer;
   readonly keys: KeyProvider;
+  /** The principal directory the app writes to. */
+  readonly directory: PrincipalDirectory;
   /** Every line the app logged. */
   readonly logs: string[];
   /** An admin token of the dev issuer. */
@@ -74,7 +77,7 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
   const issuer = await DevIssuer.open(dataDir);
   const logs: string[] = [];
   const logger: Logger = jsonLogger((l) => logs.push(l));
-  const { app, service, store, keys } = await composeCoffer({
+  const { app, service, store, keys, directory } = await composeCoffer({
     dynamo: options.clientWrapper ? options.clientWrapper(client) : client,
     tables,
     ...(options.store ? { store: options.store } : {}),
@@ -110,6 +113,7 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
     dataDir,
     issuer,
     keys,
+    directory,
     logs,
     token,
     async call(method, route, opts = {}) {

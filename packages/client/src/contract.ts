@@ -315,6 +315,79 @@ export interface WhoAmI {
   issuer?: string;
 }
 
+/** `GET /v1/access/who?action=`: the actions a `who` report answers for (default `read`). */
+export const ACCESS_WHO_ACTIONS = [
+  'read',
+  'write',
+  'list',
+  'readMetadata',
+  'writeMetadata',
+  'delete',
+  'destroy',
+] as const;
+export type AccessWhoAction = (typeof ACCESS_WHO_ACTIONS)[number];
+
+/** `GET /v1/access/what?limit=`: secrets examined per page. */
+export const ACCESS_WHAT_LIMIT = { min: 1, max: 1000, default: 500 } as const;
+
+/** The principal an access report evaluated, and where its groups and tags came from. */
+export interface AccessPrincipal {
+  type: 'User' | 'Role' | 'Workload';
+  id: string;
+  entity: string;
+  groups: readonly string[];
+  tags: Readonly<Record<string, string>>;
+  authMethod: string;
+  issuer?: string;
+  kind?: string;
+  /** `directory`: as the server last saw it; `given`: groups from the request. */
+  source: 'directory' | 'given';
+  lastSeen?: string;
+}
+
+/** One secret of an `access what` page: what the principal may do with it (at least one is true). */
+export interface AccessWhatItem {
+  path: string;
+  read: boolean;
+  write: boolean;
+  list: boolean;
+}
+
+/** `GET /v1/access/what`: one page. */
+export interface AccessWhatPage {
+  principal: AccessPrincipal;
+  prefix: string;
+  policySetHash: string;
+  /** Secrets examined on this page (for progress); `items` holds those with any right. */
+  scanned: number;
+  items: AccessWhatItem[];
+  /** Folders the principal would see listed; a folder may be repeated on a later page. */
+  folders: string[];
+  cursor?: string;
+}
+
+/** A principal named by an `access who` report. */
+export interface AccessWhoPrincipal {
+  type: 'User' | 'Role' | 'Workload';
+  id: string;
+  entity: string;
+  /** `directory`: seen by the server; `policy`: named by a policy. */
+  sources: ('directory' | 'policy')[];
+  lastSeen?: string;
+}
+
+/** `GET /v1/access/who`. */
+export interface AccessWhoReport {
+  path: string;
+  action: AccessWhoAction;
+  policySetHash: string;
+  /** Groups whose members may, by membership alone. */
+  groups: string[];
+  principals: AccessWhoPrincipal[];
+  /** Such as directory entries that failed verification and were left out. */
+  warnings: string[];
+}
+
 /** Every error answer. `code` is a row of the error registry; some codes add fields. */
 export interface ErrorBody {
   error: { code: string; message: string; requestId: string; [extra: string]: unknown };

@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { type CacheOptions, SecretCache } from './cache.js';
 import {
+  type AccessWhatPage,
+  type AccessWhoAction,
+  type AccessWhoReport,
   BATCH_GET_MAX_PATHS,
   type BatchGetResponse,
   type DeleteResult,
@@ -37,6 +40,12 @@ import { secretBytes, secretField, secretText } from './values.js';
 export type { CacheOptions } from './cache.js';
 export { DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL_MS, DEFAULT_MAX_STALE_MS } from './cache.js';
 export type {
+  AccessPrincipal,
+  AccessWhatItem,
+  AccessWhatPage,
+  AccessWhoAction,
+  AccessWhoPrincipal,
+  AccessWhoReport,
   CertificateInfo,
   CertificateMetadata,
   CertificateParams,
@@ -63,6 +72,8 @@ export type {
   WhoAmI,
 } from './contract.js';
 export {
+  ACCESS_WHAT_LIMIT,
+  ACCESS_WHO_ACTIONS,
   BATCH_GET_MAX_PATHS,
   BODY_MAX_BYTES,
   GENERATED_TYPES,
@@ -162,6 +173,15 @@ export interface PutOptions extends Omit<PutRequest, 'value' | 'valueBase64'> {
 export interface GenerateOptions {
   /** Default: a fresh random key per call, so that the client's own retries never generate twice. */
   idempotencyKey?: string;
+}
+
+/** Options of `accessWhat`. */
+export interface AccessWhatOptions {
+  /** Groups to evaluate with instead of the principal's last-seen groups. */
+  readonly groups?: readonly string[];
+  readonly prefix?: string;
+  /** Secrets examined per page (1-1000; default 500). */
+  readonly limit?: number;
 }
 
 export interface ListOptions {
@@ -608,6 +628,45 @@ export class CofferClient {
       route: `/admin/revocations/${encodeURIComponent(id)}`,
       idempotent: true,
     });
+  }
+
+  /**
+   * One page of `access what`: what a principal may read, write or list (Cedar `admin` on the
+   * prefix's folder). `principal` is `Type::"id"` or an id the server has seen; `groups` evaluates
+   * with those groups instead of the last-seen ones; `limit` counts secrets examined per page.
+   */
+  accessWhatPage(
+    principal: string,
+    options: AccessWhatOptions & { cursor?: string } = {},
+  ): Promise<AccessWhatPage> {
+    const query: Record<string, string> = { principal };
+    if (options.groups) query.groups = options.groups.join(',');
+    if (options.prefix) query.prefix = options.prefix;
+    if (options.limit) query.limit = String(options.limit);
+    if (options.cursor) query.cursor = options.cursor;
+    return this.send({ method: 'GET', route: '/access/what', query, idempotent: true });
+  }
+
+  /**
+   * Every page of `access what`, following cursors. A page may hold no item while more follow.
+   *
+   * @example
+   * for await (const page of coffer.accessWhat('User::"corp:alice"')) console.log(page.items);
+   */
+  async *accessWhat(principal: string, options: AccessWhatOptions = {}): AsyncGenerator<AccessWhatPage> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.accessWhatPage(principal, { ...options, ...(cursor ? { cursor } : {}) });
+      yield page;
+      cursor = page.cursor;
+    } while (cursor);
+  }
+
+  /** `access who`: the groups and known principals that may take `action` (default read) on a secret. */
+  accessWho(path: string, options: { action?: AccessWhoAction } = {}): Promise<AccessWhoReport> {
+    const query: Record<string, string> = { path };
+    if (options.action) query.action = options.action;
+    return this.send({ method: 'GET', route: '/access/who', query, idempotent: true });
   }
 
   /** Forgets every cached value (and stops the cache's timers). */
