@@ -283,6 +283,30 @@ describe('access report routes', () => {
     expect(never.body.items.length).toBe(4);
   });
 
+  it('when a principal is revoked, the reports show it may do nothing, and again what it may once the revocation is removed', async () => {
+    const before = await what({ principal: 'dev:alice', prefix: 'team-a/db/' });
+    expect(before.body.items.length).toBe(2);
+    const revoked = await h.call('POST', '/v1/admin/revocations', {
+      body: { principal: { type: 'User', id: 'dev:alice' }, reason: 'left' },
+    });
+    expect(revoked.status).toBe(200);
+    try {
+      const during = await what({ principal: 'dev:alice', prefix: 'team-a/db/' });
+      expect(during.status).toBe(200);
+      expect(during.body.items).toEqual([]);
+      const readers = await who({ path: 'team-a/db/one' });
+      expect(readers.body.principals.map((p: { id: string }) => p.id)).not.toContain('dev:alice');
+      // As a real request would be: refused before any policy.
+      expect(
+        (await h.call('GET', '/v1/secrets/team-a/db/one', { token: tokens.alice as string })).status,
+      ).toBe(403);
+    } finally {
+      expect((await h.call('DELETE', `/v1/admin/revocations/${revoked.body.id}`)).status).toBe(200);
+    }
+    const after = await what({ principal: 'dev:alice', prefix: 'team-a/db/' });
+    expect(after.body.items.length).toBe(2);
+  });
+
   it('when the input is bad, the answer is a 4xx with a stable code', async () => {
     expect((await what({ principal: 'corp:never-seen' })).body.error.code).toBe('not_found');
     expect((await what({ principal: 'Group::"admins"' })).body.error.code).toBe('invalid_request');
