@@ -33,6 +33,7 @@ import {
   patchBody,
   putBody,
   recoveryQuery,
+  rotationBody,
   versionQuery,
 } from './schemas.js';
 
@@ -369,8 +370,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   api.get('/secrets/*', async (c) => {
     const path = pathAfter(c, '/secrets/');
-    const { version } = parse(versionQuery, c.req.query(), 'query');
-    return c.json(await service.get(caller(c), path, version));
+    const { version, stage } = parse(versionQuery, c.req.query(), 'query');
+    return c.json(await service.get(caller(c), path, version, stage));
   });
 
   api.delete('/secrets/*', async (c) => {
@@ -396,6 +397,26 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     const body = parse(patchBody, await jsonBody(c), 'body');
     return c.json(await service.patchMetadata(caller(c), path, body));
   });
+
+  // Setting or clearing a built-in-generator rotation policy is `writeMetadata`.
+  api.put('/rotation/*', async (c) => {
+    const path = pathAfter(c, '/rotation/');
+    const body = parse(rotationBody, await jsonBody(c), 'body');
+    return c.json(
+      await service.setRotation(caller(c), path, {
+        every: body.every,
+        ...(body.rotateImmediately !== undefined ? { rotateImmediately: body.rotateImmediately } : {}),
+      }),
+    );
+  });
+
+  api.delete('/rotation/*', async (c) =>
+    c.json(await service.clearRotation(caller(c), pathAfter(c, '/rotation/'))),
+  );
+
+  // Rotating now is `write`. 202: the answer is the rotation's state (a built-in generator's
+  // rotation has finished by then).
+  api.post('/rotate/*', async (c) => c.json(await service.rotate(caller(c), pathAfter(c, '/rotate/')), 202));
 
   api.post('/batch-get', async (c) => {
     const body = parse(batchGetBody, await jsonBody(c), 'body');
@@ -444,6 +465,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     '/purge/*',
     '/destroy/*',
     '/meta/*',
+    '/rotation/*',
+    '/rotate/*',
     '/list',
     '/batch-get',
     ...(reports ? ['/access/what', '/access/who'] : []),

@@ -176,7 +176,18 @@ const positiveInt = (max: number) =>
     .transform(Number)
     .refine((n) => n >= 1 && n <= max, `must be from 1 to ${max}`);
 
-export const versionQuery = z.object({ version: positiveInt(VERSION_MAX).optional() });
+export const versionQuery = z.object({
+  version: positiveInt(VERSION_MAX).optional(),
+  stage: z.enum(['current', 'previous', 'pending']).optional(),
+});
+
+/** `PUT /v1/rotation/{path}`: a duration such as `30d` (checked again by the service). */
+export const rotationBody = z
+  .object({
+    every: z.string().regex(/^[1-9][0-9]{0,6}[smhd]$/, 'must be a duration such as 30d, 12h or 90m'),
+    rotateImmediately: z.boolean().optional(),
+  })
+  .strict();
 
 export const recoveryQuery = z.object({
   recoveryDays: z

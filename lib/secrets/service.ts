@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import {
   BATCH_GET_MAX_PATHS,
   type BatchGetItem,
@@ -11,6 +11,9 @@ import {
   type PutRequest,
   type PutResult,
   RECOVERY_DAYS,
+  type RotationInfo,
+  type RotationPolicyRequest,
+  type RotationResult,
   type SecretMetadata,
   type SecretType,
   type SecretValue,
@@ -47,7 +50,7 @@ import {
 } from '../errors.js';
 import { validatePath, validatePrefix } from '../paths.js';
 import { type CursorBinding, CursorSealer } from '../store/cursor.js';
-import type { ListEntry, SecretHead, VersionMeta } from '../store/records.js';
+import type { ListEntry, RotationState, SecretHead, Stage, VersionMeta } from '../store/records.js';
 import { ChangeConditionFailed, type SecretsStore } from '../store/secrets-store.js';
 import {
   checkIssuerConstraints,
@@ -62,6 +65,18 @@ import {
   resolveGenerator,
 } from '../values/generate/index.js';
 import { Purger } from './purger.js';
+import {
+  currentOf,
+  formatDuration,
+  keptFrom,
+  labelsAfterRotation,
+  labelsAfterWrite,
+  labelsOf,
+  MAX_ROTATION_SECONDS,
+  MIN_ROTATION_SECONDS,
+  parseDuration,
+  versionOfStage,
+} from './stages.js';
 import { checkValue } from './value-types.js';
 
 // The limits of the wire contract (packages/client/src/contract.ts), under the service's names.
@@ -413,9 +428,15 @@ export class SecretService {
     const createdAt = now.toISOString();
     const version = (previous?.latest ?? 0) + 1;
     const maxVersions = previous?.maxVersions ?? DEFAULT_MAX_VERSIONS;
-    const minVersion = Math.max(previous?.minVersion ?? 1, version - maxVersions + 1);
-    const pruned = range(previous?.minVersion ?? 1, minVersion);
+    // A plain write is current at once; the old current becomes previous (see stages.ts).
+    const labels = labelsAfterWrite(previous, version);
+    const floor = previous?.minVersion ?? 1;
+    const minVersion = keptFrom(version - maxVersions + 1, labels, floor);
+    const pruned = range(floor, minVersion);
     const head: SecretHead = {
+      labels,
+      // The rotation policy stays; the next rotation is due when it was.
+      ...(previous?.rotation ? { rotation: previous.rotation } : {}),
       path,
       latest: version,
       minVersion,
@@ -488,13 +509,18 @@ export class SecretService {
     return { result, value: bytes };
   }
 
-  /** Reads the latest version, or `version`. */
-  async get(caller: Caller, rawPath: string, version?: number): Promise<SecretValue> {
+  /** Reads the `current` version, or `version`, or the version with staging label `stage`. */
+  async get(caller: Caller, rawPath: string, version?: number, stage?: Stage): Promise<SecretValue> {
     const path = validatePath(rawPath);
     this.note(caller, 'read', path);
+    if (version !== undefined && stage !== undefined) {
+      throw new InvalidRequestError('give at most one of version and stage');
+    }
     const head = await this.visibleHead(caller, path);
     this.require(caller, 'read', resourceOf(head));
-    const wanted = version ?? head.latest;
+    const staged = stage === undefined ? currentOf(head) : versionOfStage(head, stage);
+    if (staged === undefined) throw new NotFoundError(`no version has stage ${stage}`);
+    const wanted = version ?? staged;
     caller.audit.version = wanted;
     if (!Number.isInteger(wanted) || wanted < head.minVersion || wanted > head.latest) {
       throw new NotFoundError('secret version not found');
@@ -683,7 +709,7 @@ export class SecretService {
     };
     this.require(caller, 'writeMetadata', resourceOf(head));
     this.require(caller, 'writeMetadata', resourceOf(next));
-    const minVersion = Math.max(head.minVersion, head.latest - next.maxVersions + 1);
+    const minVersion = keptFrom(head.latest - next.maxVersions + 1, labelsOf(head), head.minVersion);
     const pruned = range(head.minVersion, minVersion);
     const updated = { ...next, minVersion };
     this.noteHead(caller, updated, head);
@@ -794,6 +820,261 @@ export class SecretService {
     return { status: 'ready' };
   }
 
+  /**
+   * Sets a rotation policy with the built-in generator (Cedar `writeMetadata`): the secret is
+   * rotated every `every` with its own generator, so it must have one (written by `generate`).
+   * The policy lives in the authenticated head; the due index follows it in the same transaction.
+   */
+  async setRotation(caller: Caller, rawPath: string, input: RotationPolicyRequest): Promise<SecretMetadata> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'writeMetadata', path);
+    const everySeconds = parseDuration(input.every);
+    if (
+      everySeconds === undefined ||
+      everySeconds < MIN_ROTATION_SECONDS ||
+      everySeconds > MAX_ROTATION_SECONDS
+    ) {
+      throw new InvalidRequestError('every must be a duration from 1m to 3650d, such as 30d, 12h or 90m');
+    }
+    const head = await this.visibleHead(caller, path);
+    this.require(caller, 'writeMetadata', resourceOf(head));
+    rotationGenerator(head);
+    const now = this.now();
+    const nextAt = input.rotateImmediately
+      ? now.toISOString()
+      : new Date(now.getTime() + everySeconds * 1000).toISOString();
+    const rotation: RotationState = {
+      everySeconds,
+      nextAt,
+      ...(head.rotation?.lastRotatedAt ? { lastRotatedAt: head.rotation.lastRotatedAt } : {}),
+    };
+    const next: SecretHead = { ...head, rotation, updatedAt: now.toISOString() };
+    this.noteHead(caller, next, head);
+    await this.change(caller, () =>
+      this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, next, { extra })),
+    );
+    return this.getMetadataOf(next);
+  }
+
+  /** Removes the rotation policy (Cedar `writeMetadata`); labels and versions stay. */
+  async clearRotation(caller: Caller, rawPath: string): Promise<SecretMetadata> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'writeMetadata', path);
+    const head = await this.visibleHead(caller, path);
+    this.require(caller, 'writeMetadata', resourceOf(head));
+    if (!head.rotation) return this.getMetadataOf(head);
+    const { rotation: _r, ...rest } = head;
+    const next: SecretHead = { ...rest, updatedAt: this.now().toISOString() };
+    this.noteHead(caller, next, head);
+    await this.change(caller, () =>
+      this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, next, { extra })),
+    );
+    return this.getMetadataOf(next);
+  }
+
+  /**
+   * Rotates a secret now with its own generator (Cedar `write`): a pending version is generated
+   * and written, then promoted (pending → current, current → previous) in one head write. A
+   * pending version left by an interrupted rotation is finished rather than made again, and a
+   * rotation that loses the race to a concurrent one answers with the version that one made, so
+   * concurrent rotations of a secret make one new version.
+   */
+  async rotate(caller: Caller, rawPath: string): Promise<RotationResult> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'write', path);
+    const head = await this.visibleHead(caller, path);
+    this.require(caller, 'write', resourceOf(head));
+    rotationGenerator(head);
+    return this.rotateHead(caller.audit, head);
+  }
+
+  /**
+   * Rotates every secret whose rotation is due (the scheduled job: an interval in the local
+   * server, an EventBridge-scheduled function in AWS). It reads the due index (one Query), and
+   * acts only on a head whose verified rotation policy says it is due: an index entry written by
+   * someone else rotates nothing. Each rotation writes its audit record in its own transactions,
+   * decided by the schedule (policy id `rotation-schedule`). A rotation that fails records a fixed
+   * message and the time in the head (`lastRotationError`) and is tried again on the next run.
+   */
+  async rotateDue(limit = 100): Promise<{ rotated: number; failed: number }> {
+    const now = this.now();
+    const due = await this.store.dueRotations(now.toISOString(), limit);
+    let rotated = 0;
+    let failed = 0;
+    for (const entry of due) {
+      const head = await this.store.getHead(entry.path);
+      if (!head?.rotation || head.deletedAt || head.rotation.nextAt !== entry.nextAt) {
+        // No head behind the entry (a table writer's, or one a crash left): drop it.
+        if (!head || head.rotation?.nextAt !== entry.nextAt || head.deletedAt)
+          await this.store.deleteDueEntry(entry);
+        continue;
+      }
+      if (Date.parse(head.rotation.nextAt) > now.getTime()) continue;
+      const audit = this.jobAudit(head.path, now);
+      try {
+        await this.rotateHead(audit, head);
+        rotated++;
+      } catch (err) {
+        failed++;
+        await this.recordRotationError(this.jobAudit(head.path, now), head.path, err).catch(() => undefined);
+      }
+    }
+    return { rotated, failed };
+  }
+
+  /** The audit record of a scheduled rotation: no caller, decided by the schedule. */
+  private jobAudit(path: string, now: Date): AuditContext {
+    return {
+      requestId: `rotation-${randomUUID()}`,
+      time: now.toISOString(),
+      method: 'POST',
+      route: '/jobs/rotation',
+      sourceIp: 'internal',
+      userAgent: 'coffer-rotation-job',
+      action: 'write',
+      path,
+      decision: { allowed: true, policyIds: ['rotation-schedule'], errors: [] },
+      policySetHash: this.authorizer.policySetHash,
+      written: false,
+    };
+  }
+
+  /** Keeps a failed rotation's fixed message and time in the head; `current` is not touched. */
+  private async recordRotationError(audit: AuditContext, path: string, err: unknown): Promise<void> {
+    const head = await this.store.getHead(path);
+    if (!head?.rotation) return;
+    // A fixed message per error code: never a value, never an unknown error's text.
+    const message = err instanceof CofferError ? `rotation failed: ${err.code}` : 'rotation failed: internal';
+    const at = this.now().toISOString();
+    const next: SecretHead = {
+      ...head,
+      rotation: { ...head.rotation, lastError: { message, at } },
+      updatedAt: at,
+    };
+    audit.head = headNote(this.store.sealHead(next, head));
+    await this.audit.withChange(audit, (extra) => this.store.replaceHead(head, next, { extra }));
+  }
+
+  /** Creates the pending version unless there is one, then finishes; see `rotate`. */
+  private async rotateHead(audit: AuditContext, start: SecretHead): Promise<RotationResult> {
+    const startCurrent = currentOf(start);
+    let head = start;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (labelsOf(head).pending === undefined) head = await this.createPending(audit, head);
+        return await this.finishRotation(audit, head);
+      } catch (err) {
+        if (!(err instanceof CasConflictError) || attempt >= 5) throw err;
+        const reread = await this.store.getHead(head.path);
+        if (!reread || reread.deletedAt) throw new NotFoundError();
+        const labels = labelsOf(reread);
+        // Another rotation (or a write) moved current since this one began: it made the version.
+        if (labels.pending === undefined && labels.current !== startCurrent) {
+          return { path: reread.path, state: 'finished', stages: { ...labels }, version: labels.current };
+        }
+        head = reread;
+      }
+    }
+  }
+
+  /** Generates a value with the head's generator and writes it as the `pending` version. */
+  private async createPending(audit: AuditContext, head: SecretHead): Promise<SecretHead> {
+    const generator = rotationGenerator(head);
+    const now = this.now();
+    const bytes = Buffer.from(await generateValue(generator, undefined, now), 'utf8');
+    checkValue(generator.type, bytes);
+    const version = head.latest + 1;
+    const labels = { ...labelsOf(head), pending: version };
+    const minVersion = keptFrom(version - head.maxVersions + 1, labels, head.minVersion);
+    const pruned = range(head.minVersion, minVersion);
+    const createdAt = now.toISOString();
+    const next: SecretHead = { ...head, latest: version, minVersion, labels, updatedAt: createdAt };
+    const sealed = await this.envelope.seal(bytes, {
+      table: this.store.binding,
+      path: head.path,
+      version,
+      valueType: generator.type,
+    });
+    audit.version = version;
+    const item = this.store.sealHead(next, head);
+    audit.head = headNote(item);
+    try {
+      await this.audit.withChange(audit, (extra) =>
+        this.store.putVersion({
+          path: head.path,
+          previous: head,
+          head: next,
+          version: {
+            path: head.path,
+            version,
+            createdAt,
+            createdBy: audit.principal?.id ?? 'coffer-rotation',
+            destroyed: false,
+            valueType: generator.type,
+            sealed,
+          },
+          prune: pruned.slice(0, PRUNE_IN_TRANSACTION),
+          extra,
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ChangeConditionFailed)
+        throw new CasConflictError('the secret changed since it was read');
+      throw err;
+    }
+    return { ...next, rev: (head.rev ?? 0) + 1 };
+  }
+
+  /** Moves the labels (pending → current, current → previous) in one conditional head write. */
+  private async finishRotation(audit: AuditContext, head: SecretHead): Promise<RotationResult> {
+    const pending = labelsOf(head).pending as number;
+    const type = head.type ?? 'text';
+    const typeInfo = checkValue(type, Buffer.from(await this.openVersion(head.path, pending), 'utf8'));
+    const labels = labelsAfterRotation(head, pending);
+    const minVersion = keptFrom(head.latest - head.maxVersions + 1, labels, head.minVersion);
+    const pruned = range(head.minVersion, minVersion);
+    const now = this.now();
+    const { typeInfo: _old, ...rest } = head;
+    const next: SecretHead = {
+      ...rest,
+      labels,
+      minVersion,
+      ...(typeInfo.keypair || typeInfo.certificate ? { typeInfo } : {}),
+      ...(head.rotation
+        ? {
+            rotation: {
+              everySeconds: head.rotation.everySeconds,
+              nextAt: new Date(now.getTime() + head.rotation.everySeconds * 1000).toISOString(),
+              lastRotatedAt: now.toISOString(),
+            },
+          }
+        : {}),
+      updatedAt: now.toISOString(),
+    };
+    audit.version = pending;
+    audit.head = headNote(this.store.sealHead(next, head));
+    try {
+      await this.audit.withChange(audit, (extra) =>
+        this.store.replaceHead(head, next, { prune: pruned.slice(0, PRUNE_IN_TRANSACTION), extra }),
+      );
+    } catch (err) {
+      if (err instanceof ChangeConditionFailed)
+        throw new CasConflictError('the secret changed since it was read');
+      throw err;
+    }
+    if (pruned.length > PRUNE_IN_TRANSACTION)
+      await this.store.deleteVersions(head.path, pruned.slice(PRUNE_IN_TRANSACTION));
+    return { path: head.path, state: 'finished', stages: { ...labels }, version: pending };
+  }
+
+  /** Metadata of a head just written (its versions read again). */
+  private async getMetadataOf(head: SecretHead): Promise<SecretMetadata> {
+    const versions = (await this.store.listVersions(head.path)).filter(
+      (v) => v.version >= head.minVersion && v.version <= head.latest,
+    );
+    return this.metadataOf(head, versions);
+  }
+
   /** Removes soft-deleted secrets whose recovery window has ended. Returns how many. */
   purgeExpired(): Promise<number> {
     return this.purger.purgeExpired();
@@ -802,7 +1083,7 @@ export class SecretService {
   private metadataOf(head: SecretHead, versions: readonly VersionMeta[]): SecretMetadata {
     return {
       path: head.path,
-      currentVersion: head.latest,
+      currentVersion: currentOf(head),
       type: head.type ?? 'text',
       ...(head.typeInfo?.keypair ? { keypair: head.typeInfo.keypair } : {}),
       ...(head.typeInfo?.certificate ? { certificate: head.typeInfo.certificate } : {}),
@@ -814,6 +1095,8 @@ export class SecretService {
       ...(head.owner ? { owner: head.owner } : {}),
       ...(head.deletedAt ? { deletedAt: head.deletedAt, purgeAt: head.purgeAt } : {}),
       ...(head.generator !== undefined ? { generator: { ...head.generator } } : {}),
+      stages: { ...labelsOf(head) },
+      ...(head.rotation ? { rotation: rotationInfo(head.rotation) } : {}),
       versions: versions.map((v) => ({
         version: v.version,
         type: v.valueType ?? 'text',
@@ -870,11 +1153,7 @@ export class SecretService {
    * store seals the same head the same way (HMAC is deterministic), so the two always agree.
    */
   private noteHead(caller: Caller, next: SecretHead, previous: SecretHead | undefined): void {
-    const item = this.store.sealHead(next, previous);
-    caller.audit.head = {
-      rev: Number(item.rev?.N),
-      mac: Buffer.from(item.mac?.B as Uint8Array).toString('base64'),
-    };
+    caller.audit.head = headNote(this.store.sealHead(next, previous));
   }
 
   /** Runs a head change; a lost race is a CAS conflict for the caller to retry. */
@@ -1005,4 +1284,34 @@ function range(from: number, to: number): number[] {
   const out: number[] = [];
   for (let v = from; v < to; v++) out.push(v);
   return out;
+}
+
+/** The revision and MAC of a sealed head, as its change's audit record names them. */
+function headNote(item: ReturnType<SecretsStore['sealHead']>): { rev: number; mac: string } {
+  return { rev: Number(item.rev?.N), mac: Buffer.from(item.mac?.B as Uint8Array).toString('base64') };
+}
+
+/**
+ * The generator a rotation makes the next value with: the head's own. A secret written by hand
+ * has none, and a certificate issued by a CA would need the CA's key (not rotated here yet).
+ */
+function rotationGenerator(head: SecretHead): ReturnType<typeof resolveGenerator> {
+  if (!head.generator) {
+    throw new InvalidRequestError('the secret has no generator to rotate with; write it with generate first');
+  }
+  const generator = resolveGenerator(head.generator as unknown as Parameters<typeof resolveGenerator>[0]);
+  if (generator.type === 'certificate' && generator.issuer !== undefined) {
+    throw new InvalidRequestError('certificates issued by a CA are not rotated with the built-in generator');
+  }
+  return generator;
+}
+
+function rotationInfo(rotation: RotationState): RotationInfo {
+  return {
+    every: formatDuration(rotation.everySeconds),
+    everySeconds: rotation.everySeconds,
+    nextAt: rotation.nextAt,
+    ...(rotation.lastRotatedAt ? { lastRotatedAt: rotation.lastRotatedAt } : {}),
+    ...(rotation.lastError ? { lastRotationError: { ...rotation.lastError } } : {}),
+  };
 }

@@ -51,6 +51,10 @@ export const AUTHENTICATED_HEAD_ATTRIBUTES: readonly string[] = [
   'secretType',
   /** A generated secret's generator parameters, JSON text (no secret material). */
   'generator',
+  /** Staging labels (current, previous, pending versions), JSON text. */
+  'labels',
+  /** The rotation policy and last rotation's state, JSON text (no secret material). */
+  'rotation',
 ];
 
 export type StoredItem = Record<string, AttributeValue>;

@@ -1,11 +1,13 @@
 import { isSecretType, ownRecord } from '../../packages/client/src/contract.js';
 import { ENVELOPE_ALGORITHM, type SealedValue } from '../crypto/envelope.js';
 import { IntegrityError } from '../errors.js';
-import { deletionKey, headKey, idempotencyKey, versionKey } from './keys.js';
+import { deletionKey, headKey, idempotencyKey, rotationDueKey, versionKey } from './keys.js';
 import type {
   IdempotencyClaim,
   IdempotencyRecord,
+  RotationState,
   SecretHead,
+  StageLabels,
   StoredVersion,
   VersionMeta,
 } from './records.js';
@@ -33,6 +35,8 @@ export function headFromItem(item: Record<string, unknown>): SecretHead {
     ...(item.secretType !== undefined ? { type: secretTypeFromItem(item.secretType) } : {}),
     ...(item.typeInfo !== undefined ? { typeInfo: typeInfoFromItem(item.typeInfo) } : {}),
     ...(item.generator !== undefined ? { generator: generatorFromItem(item.generator) } : {}),
+    ...(item.labels !== undefined ? { labels: labelsFromItem(item.labels) } : {}),
+    ...(item.rotation !== undefined ? { rotation: rotationFromItem(item.rotation) } : {}),
   };
   if (head.rev !== undefined && !Number.isInteger(head.rev)) throw new IntegrityError();
   if (!Number.isInteger(head.latest) || !Number.isInteger(head.maxVersions)) throw new IntegrityError();
@@ -52,6 +56,10 @@ function typeInfoFromItem(raw: unknown): NonNullable<SecretHead['typeInfo']> {
 
 /** A generator's parameters, stored as JSON text (one string attribute, covered by the head MAC). */
 function generatorFromItem(raw: unknown): Record<string, unknown> {
+  return jsonObjectFromItem(raw);
+}
+
+function jsonObjectFromItem(raw: unknown): Record<string, unknown> {
   if (typeof raw !== 'string') throw new IntegrityError();
   let parsed: unknown;
   try {
@@ -61,6 +69,38 @@ function generatorFromItem(raw: unknown): Record<string, unknown> {
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new IntegrityError();
   return parsed as Record<string, unknown>;
+}
+
+const isVersionNumber = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1;
+
+/** Staging labels, JSON text: each a version number; `current` always present. */
+function labelsFromItem(raw: unknown): StageLabels {
+  const o = jsonObjectFromItem(raw);
+  if (!isVersionNumber(o.current)) throw new IntegrityError();
+  for (const k of ['previous', 'pending'] as const) {
+    if (o[k] !== undefined && !isVersionNumber(o[k])) throw new IntegrityError();
+  }
+  return {
+    current: o.current,
+    ...(o.previous !== undefined ? { previous: o.previous as number } : {}),
+    ...(o.pending !== undefined ? { pending: o.pending as number } : {}),
+  };
+}
+
+/** The rotation policy, JSON text: its shape is checked (the head's MAC vouches for the content). */
+function rotationFromItem(raw: unknown): RotationState {
+  const o = jsonObjectFromItem(raw);
+  if (
+    typeof o.everySeconds !== 'number' ||
+    !Number.isInteger(o.everySeconds) ||
+    o.everySeconds < 1 ||
+    typeof o.nextAt !== 'string' ||
+    Number.isNaN(Date.parse(o.nextAt)) ||
+    (o.lastRotatedAt !== undefined && typeof o.lastRotatedAt !== 'string')
+  ) {
+    throw new IntegrityError();
+  }
+  return o as unknown as RotationState;
 }
 
 /**
@@ -104,6 +144,8 @@ export function headToItem(head: SecretHead): Record<string, unknown> {
     typeInfo: head.typeInfo,
     rev: head.rev,
     generator: head.generator === undefined ? undefined : JSON.stringify(head.generator),
+    labels: head.labels === undefined ? undefined : JSON.stringify(head.labels),
+    rotation: head.rotation === undefined ? undefined : JSON.stringify(head.rotation),
   };
 }
 
@@ -190,4 +232,18 @@ export function deletionFromItem(item: Record<string, unknown>): DeletionEntry {
 
 export function deletionToItem(entry: DeletionEntry): Record<string, unknown> {
   return { ...deletionKey(entry.path, entry.purgeAt), path: entry.path, purgeAt: entry.purgeAt };
+}
+
+/** A rotation due index entry: which secret, and when its rotation is due. */
+export interface RotationDueEntry {
+  path: string;
+  nextAt: string;
+}
+
+export function rotationDueFromItem(item: Record<string, unknown>): RotationDueEntry {
+  return { path: String(item.path), nextAt: String(item.nextAt) };
+}
+
+export function rotationDueToItem(entry: RotationDueEntry): Record<string, unknown> {
+  return { ...rotationDueKey(entry.path, entry.nextAt), path: entry.path, nextAt: entry.nextAt };
 }

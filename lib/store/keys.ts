@@ -6,6 +6,7 @@
  *   root      pk = ROOTS               sk = R#<first segment>  one per first segment, for prefix lists
  *   deletion  pk = DEL                 sk = <purgeAt>#<path>   soft-deleted secrets, by purge time
  *   idem      pk = I#<scope>           sk = I                  remembered Idempotency-Key results
+ *   rotation  pk = ROT                 sk = <nextAt>#<path>    secrets with a rotation policy, by due time
  *
  * A list of a prefix that contains `/` is one Query on one head partition (begins_with). A prefix
  * inside the first segment (or empty) first Queries ROOTS for the matching first segments, then
@@ -14,6 +15,7 @@
 
 export const ROOTS_PK = 'ROOTS';
 export const DELETION_PK = 'DEL';
+export const ROTATION_PK = 'ROT';
 /** Sorts after every character a path may contain, so `prefix + HIGH` bounds a begins_with range. */
 export const HIGH = '~';
 
@@ -61,3 +63,12 @@ export const deletionKey = (path: string, purgeAt: string): ItemKey => ({
 });
 
 export const idempotencyKey = (scope: string): ItemKey => ({ pk: `I#${scope}`, sk: 'I' });
+
+/**
+ * Rotation due index entries sort by due time, so what is due is one range query. An entry is a
+ * hint only: the job acts on the secret's verified head, never on the entry.
+ */
+export const rotationDueKey = (path: string, nextAt: string): ItemKey => ({
+  pk: ROTATION_PK,
+  sk: `${nextAt}#${path}`,
+});

@@ -37,6 +37,36 @@ export interface SecretHead {
   readonly rev?: number;
   /** A generated secret's generator parameters (no secret material): what rotation makes again. */
   readonly generator?: Readonly<Record<string, unknown>>;
+  /**
+   * Staging labels: which version is `current` (what a plain read returns), `previous` and
+   * `pending` (a rotation's new version, not yet current). Absent (a head written before labels):
+   * `current` is `latest` and there is no other label. Under the head's MAC.
+   */
+  readonly labels?: StageLabels;
+  /** The rotation policy and the state of the last rotation (no secret material). */
+  readonly rotation?: RotationState;
+}
+
+export const STAGES = ['current', 'previous', 'pending'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface StageLabels {
+  readonly current: number;
+  readonly previous?: number;
+  readonly pending?: number;
+}
+
+/** A rotation policy with the built-in generator, and what the last rotation left behind. */
+export interface RotationState {
+  /** How often the secret is rotated, in seconds. */
+  readonly everySeconds: number;
+  /** When the next rotation is due (ISO 8601); the due index holds an entry for this time. */
+  readonly nextAt: string;
+  readonly lastRotatedAt?: string;
+  /** The last failed rotation step: a fixed message (never a value) and its time. */
+  readonly lastError?: { readonly message: string; readonly at: string };
+  /** What the pending version's type says of it, moved to `typeInfo` when it becomes current. */
+  readonly pendingTypeInfo?: TypeInfo;
 }
 
 export interface VersionMeta {

@@ -1,6 +1,7 @@
 import {
   BatchWriteItemCommand,
   type BatchWriteItemCommandOutput,
+  DeleteItemCommand,
   type DynamoDBClient,
   GetItemCommand,
   type GetItemCommandOutput,
@@ -26,6 +27,9 @@ import {
   headToItem,
   idempotencyFromItem,
   idempotencyToItem,
+  type RotationDueEntry,
+  rotationDueFromItem,
+  rotationDueToItem,
   versionFromItem,
   versionToItem,
 } from './item-codec.js';
@@ -33,7 +37,9 @@ import {
   deletionKey,
   headKey,
   idempotencyKey,
+  ROTATION_PK,
   rootKey,
+  rotationDueKey,
   VERSION_SK_PREFIX,
   versionKey,
   versionPartition,
@@ -306,6 +312,10 @@ export class SecretsStore {
       items.push({ Delete: { TableName: this.table, Key: marshall(versionKey(path, v)) } });
       index.push('head');
     }
+    for (const due of this.dueIndexChanges(previous, head)) {
+      items.push(due);
+      index.push('head');
+    }
     for (const extra of input.extra ?? []) {
       items.push(extra);
       index.push('head');
@@ -358,6 +368,7 @@ export class SecretsStore {
     for (const v of options.prune ?? []) {
       items.push({ Delete: { TableName: this.table, Key: marshall(versionKey(next.path, v)) } });
     }
+    items.push(...this.dueIndexChanges(previous, next));
     items.push(...(options.extra ?? []));
     await this.transact(
       items,
@@ -430,6 +441,59 @@ export class SecretsStore {
    */
   cursorAfter(prefix: string, entry: ListEntry): string {
     return cursorAfter(prefix, entry);
+  }
+
+  /**
+   * The due index follows the head in the head's own transaction: an entry exists exactly while a
+   * live (not soft-deleted) head has a rotation policy, at its `nextAt`.
+   */
+  private dueIndexChanges(previous: SecretHead | undefined, next: SecretHead): TransactWriteItem[] {
+    const dueAt = (h: SecretHead | undefined) =>
+      h?.rotation && !h.deletedAt ? h.rotation.nextAt : undefined;
+    const before = dueAt(previous);
+    const after = dueAt(next);
+    if (before === after) return [];
+    const items: TransactWriteItem[] = [];
+    if (before !== undefined) {
+      items.push({ Delete: { TableName: this.table, Key: marshall(rotationDueKey(next.path, before)) } });
+    }
+    if (after !== undefined) {
+      items.push({
+        Put: {
+          TableName: this.table,
+          Item: marshall(rotationDueToItem({ path: next.path, nextAt: after })),
+        },
+      });
+    }
+    return items;
+  }
+
+  /**
+   * Secrets whose rotation is due at `nowIso` or before, oldest first: one Query of the due index
+   * (never a Scan). Entries are hints; the caller acts only on the verified head.
+   */
+  async dueRotations(nowIso: string, limit = 100): Promise<RotationDueEntry[]> {
+    const out = await this.db.send<QueryCommandOutput>(
+      new QueryCommand({
+        TableName: this.table,
+        // `#` then a path sorts below `#~`: an entry due exactly now is included.
+        KeyConditionExpression: 'pk = :pk AND sk <= :bound',
+        ExpressionAttributeValues: marshall({ ':pk': ROTATION_PK, ':bound': `${nowIso}#~` }),
+        Limit: limit,
+        ConsistentRead: true,
+      }),
+    );
+    return (out.Items ?? []).map((raw) => rotationDueFromItem(unmarshall(raw)));
+  }
+
+  /** Removes a due index entry that no head stands behind any more (left by a table writer). */
+  async deleteDueEntry(entry: RotationDueEntry): Promise<void> {
+    await this.db.send(
+      new DeleteItemCommand({
+        TableName: this.table,
+        Key: marshall(rotationDueKey(entry.path, entry.nextAt)),
+      }),
+    );
   }
 
   /** Soft-deleted secrets whose recovery window ended before `now`, oldest first. */

@@ -263,7 +263,49 @@ export interface SecretMetadata {
   purgeAt?: string;
   /** How the value was generated (no secret material): what a rotation would generate again. */
   generator?: Record<string, unknown>;
+  /** Which version has each staging label (`current` is what a plain read returns). */
+  stages?: StageLabels;
+  /** The rotation policy and the last rotation's outcome, when the secret has one. */
+  rotation?: RotationInfo;
   versions: VersionInfo[];
+}
+
+/** Staging labels: `current` (what a plain read returns), `previous`, and a rotation's `pending`. */
+export const STAGE_NAMES = ['current', 'previous', 'pending'] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+
+export interface StageLabels {
+  current: number;
+  previous?: number;
+  pending?: number;
+}
+
+/** A rotation policy as metadata shows it. */
+export interface RotationInfo {
+  /** How often, as a duration (`30d`). */
+  every: string;
+  everySeconds: number;
+  /** When the next rotation is due. */
+  nextAt: string;
+  lastRotatedAt?: string;
+  lastRotationError?: { message: string; at: string };
+}
+
+/** `PUT /v1/rotation/{path}`: rotate with the secret's own generator every `every` (`30d`). */
+export interface RotationPolicyRequest {
+  every: string;
+  /** Make the first rotation due now rather than `every` from now. */
+  rotateImmediately?: boolean;
+}
+
+/** `POST /v1/rotate/{path}` (202): where the rotation stands. */
+export interface RotationResult {
+  path: string;
+  /** `finished`: pending became current; `pending`: a pending version waits to be finished. */
+  state: 'finished' | 'pending';
+  stages: StageLabels;
+  /** The version this rotation made current (or left pending). */
+  version: number;
 }
 
 /** `PATCH /v1/meta/{path}`: at least one field. */
