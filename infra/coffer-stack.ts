@@ -82,6 +82,7 @@ export class CofferStack extends Stack {
   readonly apiFunction: CofferFunction;
   readonly checkpoint: ScheduledJob;
   readonly purge: ScheduledJob;
+  readonly rotation: ScheduledJob;
   readonly monitoring: CofferMonitoring;
   /** With `mtlsDomainName` and no `mtlsTruststore`: the bucket the CA bundle is uploaded to. */
   readonly truststore?: TruststoreBucket;
@@ -229,6 +230,23 @@ export class CofferStack extends Stack {
       'dynamodb:DeleteItem',
       'dynamodb:BatchWriteItem',
     ]);
+
+    // Rotates what is due (a Query of the due index, never a Scan): it writes new versions, so it
+    // holds what a writer of the API holds, but serves no request and decides nothing by Cedar.
+    this.rotation = new ScheduledJob(this, 'Rotation', {
+      entry: 'functions/rotation.ts',
+      description: 'Coffer: rotates secrets whose rotation policy is due, with their own generator',
+      every: Duration.minutes(15),
+      environment: { ...common, [ENV.fieldHmacKeyArn]: this.keys.fieldHmacKey.keyArn },
+      logRetention: s.logRetention,
+    });
+    const rotationRole = this.rotation.handler.role;
+    allowTable(rotationRole, this.tables.secrets, SECRETS_TABLE_ACTIONS);
+    appendOnly(rotationRole, this.tables.audit);
+    this.keys.grantDataKeys(rotationRole, installationId);
+    this.keys.grantPreviousDataKeys(rotationRole, s.previousSecretsKeyArns, installationId);
+    this.keys.grantAuditSigning(rotationRole);
+    this.keys.grantFieldHmac(rotationRole);
 
     if (s.codeSigning) {
       this.codeSigning = new CofferCodeSigning(

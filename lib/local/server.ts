@@ -28,6 +28,8 @@ import { DynamoDbSupervisor, type SupervisorOptions } from './supervisor.js';
 export const MAX_HEADER_BYTES = 64 * 1024;
 const DEV_TOKEN_TTL_SECONDS = 30 * 86_400;
 const PURGE_INTERVAL_MS = 10 * 60_000;
+/** Due rotations: at start and on this interval. */
+const ROTATION_INTERVAL_MS = 60_000;
 /** Audit checkpoints: at start, on this interval, and at shutdown. */
 const CHECKPOINT_INTERVAL_MS = 5 * 60_000;
 /** Audit chains written in parallel: requests wait only when more than this many write at once. */
@@ -40,6 +42,8 @@ export interface LocalServerHooks {
   /** One JSON line per audit record and checkpoint. */
   readonly auditSink?: (line: string) => void;
   readonly checkpointIntervalMs?: number;
+  /** How often due rotations run. Default one minute. */
+  readonly rotationIntervalMs?: number;
   /** Aborts the start: what was started is stopped and the start rejects. */
   readonly signal?: AbortSignal;
   /** How often a DynamoDB Local that exits is restarted (defaults in supervisor.ts). */
@@ -254,6 +258,7 @@ export async function startLocalServer(
   let server: ServerType | undefined;
   let timer: NodeJS.Timeout | undefined;
   let checkpointTimer: NodeJS.Timeout | undefined;
+  let rotationTimer: NodeJS.Timeout | undefined;
   let policyWatch: PolicyWatch | undefined;
   const aborted = () => {
     if (hooks.signal?.aborted) throw new Error('start aborted');
@@ -329,6 +334,23 @@ export async function startLocalServer(
     await purge();
     timer = setInterval(purge, PURGE_INTERVAL_MS);
     timer.unref();
+    // Rotations that are due, one run at a time (a slow run is not overlapped by the next tick).
+    let rotating = false;
+    const rotate = async () => {
+      if (rotating) return;
+      rotating = true;
+      try {
+        const result = await coffer.service.rotateDue();
+        if (result.rotated > 0 || result.failed > 0) logger.info('rotated due secrets', result);
+      } catch (err) {
+        logger.warn('rotation failed', describeError(err));
+      } finally {
+        rotating = false;
+      }
+    };
+    await rotate();
+    rotationTimer = setInterval(rotate, hooks.rotationIntervalMs ?? ROTATION_INTERVAL_MS);
+    rotationTimer.unref();
     const checkpoint = async () => {
       try {
         audit.sealed((await checkpointer.write()).heads);
@@ -372,6 +394,7 @@ export async function startLocalServer(
         policyWatch?.close();
         if (timer) clearInterval(timer);
         if (checkpointTimer) clearInterval(checkpointTimer);
+        if (rotationTimer) clearInterval(rotationTimer);
         await new Promise<void>((resolve) => listening.close(() => resolve()));
         // Directory writes still on their way land before DynamoDB Local stops.
         await coffer.directory.flush();
@@ -388,6 +411,7 @@ export async function startLocalServer(
     policyWatch?.close();
     if (timer) clearInterval(timer);
     if (checkpointTimer) clearInterval(checkpointTimer);
+    if (rotationTimer) clearInterval(rotationTimer);
     server?.close();
     client.destroy();
     await ddb?.stop();

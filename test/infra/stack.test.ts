@@ -128,7 +128,7 @@ describe('the Coffer stack (keyStore=kms)', () => {
 
   it('runs every Coffer function on Node.js 22 / arm64, with a retained log group of the configured retention', () => {
     const functions = kms.template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(3);
+    expect(Object.keys(functions)).toHaveLength(4);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties.Runtime).toBe('nodejs22.x');
       expect(fn.Properties.Architectures).toEqual(['arm64']);
@@ -411,18 +411,32 @@ describe('the Coffer stack (keyStore=kms)', () => {
     kms.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
-  it('schedules the audit checkpoint every 5 minutes (the unsealed tail docs/audit.md states) and the purge hourly', () => {
+  it('schedules the audit checkpoint every 5 minutes (the unsealed tail docs/audit.md states), the purge hourly and due rotations every 15 minutes', () => {
     const rules = Object.values(kms.template.findResources('AWS::Events::Rule')).map((r) => r.Properties);
     const scheduled = rules.filter((r) => r.ScheduleExpression);
-    expect(scheduled.map((r) => r.ScheduleExpression)).toEqual(['rate(5 minutes)', 'rate(1 hour)']);
+    expect(scheduled.map((r) => r.ScheduleExpression)).toEqual([
+      'rate(5 minutes)',
+      'rate(1 hour)',
+      'rate(15 minutes)',
+    ]);
     const stack = kms.coffer.stack;
     const targets = scheduled.map((r) => JSON.stringify(r.Targets[0].Arn));
     expect(targets.sort()).toEqual(
       [
         JSON.stringify(resolve(stack, stack.checkpoint.handler.function.functionArn)),
         JSON.stringify(resolve(stack, stack.purge.handler.function.functionArn)),
+        JSON.stringify(resolve(stack, stack.rotation.handler.function.functionArn)),
       ].sort(),
     );
+  });
+
+  it('lets the rotation job write secrets and append audit records, never Scan the secrets table', () => {
+    const stack = kms.coffer.stack;
+    const rotation = statementsOf(kms, resolve(stack, stack.rotation.handler.role.roleName));
+    const allowed = rotation.filter((st) => st.Effect === 'Allow').flatMap(actionsOf);
+    expect(allowed).toContain('dynamodb:Query');
+    expect(allowed).not.toContain('dynamodb:Scan');
+    expect(allowed).toContain('kms:GenerateDataKey');
   });
 
   it("names the API function's log group in an output, for coffer audit verify --against-logs", () => {
@@ -494,6 +508,7 @@ describe('the cdk-nag acknowledgments', () => {
         'Coffer/ApiFunction/Function',
         'Coffer/Checkpoint/Handler/Function',
         'Coffer/Purge/Handler/Function',
+        'Coffer/Rotation/Handler/Function',
       ].sort(),
     );
   });

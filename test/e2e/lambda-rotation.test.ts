@@ -1,0 +1,120 @@
+import { KMSClient } from '@aws-sdk/client-kms';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { kmsKeys } from '../../functions/aws.js';
+import type { LambdaSettings } from '../../functions/env.js';
+import { rotationHandler } from '../../functions/rotation-handler.js';
+import type { AuditContext } from '../../lib/audit/trail.js';
+import { AllowAllAuthorizer } from '../../lib/authz/authorizer.js';
+import { composeCoffer } from '../../lib/compose.js';
+import { silentLogger } from '../../lib/log.js';
+import type { Caller } from '../../lib/secrets/service.js';
+import {
+  AUDIT_KEY_ARN,
+  DATA_KEY_ARN,
+  fakeKms,
+  HMAC_KEY_ARN,
+  kmsEngine,
+  REGION,
+} from '../infra/support/fake-kms.js';
+import { freshTables, scanAll } from '../support/dynamo.js';
+
+/*
+ * The scheduled rotation function (functions/rotation-handler.ts), driven by its EventBridge
+ * event, over DynamoDB Local with KMS mocked: it rotates what is due, with the KMS keys the API
+ * writes with, and writes signed audit records.
+ */
+
+const kms = mockClient(KMSClient);
+const kmsClient = new KMSClient({ region: REGION });
+let settings: LambdaSettings;
+let client: Awaited<ReturnType<typeof freshTables>>['client'];
+let clock = Date.parse('2026-03-01T00:00:00Z');
+
+const context = (n: number): AuditContext => ({
+  requestId: `req-${n}`,
+  time: new Date(clock).toISOString(),
+  method: 'POST',
+  route: '/v1/generate/apps/db',
+  sourceIp: '198.51.100.1',
+  userAgent: 'test',
+  written: false,
+});
+
+beforeAll(async () => {
+  const fresh = await freshTables('rotjob');
+  client = fresh.client;
+  settings = {
+    tables: fresh.tables,
+    secretsKeyArn: DATA_KEY_ARN,
+    previousSecretsKeyArns: [],
+    auditKeyArn: AUDIT_KEY_ARN,
+    fieldHmacKeyArn: HMAC_KEY_ARN,
+    config: { issuers: [] },
+  };
+  fakeKms(kms, [DATA_KEY_ARN], kmsEngine());
+});
+afterAll(() => kms.reset());
+
+/** An EventBridge scheduled event, as the rule delivers it (the handler reads nothing of it). */
+const scheduledEvent = {
+  version: '0',
+  id: '53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa',
+  'detail-type': 'Scheduled Event',
+  source: 'aws.events',
+  account: '111122223333',
+  time: '2026-03-03T00:00:00Z',
+  region: REGION,
+  resources: ['arn:aws:events:eu-west-1:111122223333:rule/Coffer-RotationSchedule'],
+  detail: {},
+};
+
+describe('the rotation function', () => {
+  it('when its scheduled event arrives, it rotates the secrets that are due with their generator', async () => {
+    // Written as the API would write it: the same KMS keys and installation.
+    const api = await composeCoffer({
+      dynamo: client,
+      tables: settings.tables,
+      keys: kmsKeys(settings, kmsClient),
+      audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: () => {} },
+      policy: { authorizer: new AllowAllAuthorizer() },
+      authn: { config: { issuers: [] } },
+      connection: () => ({ sourceIp: '198.51.100.1' }),
+      logger: silentLogger,
+      now: () => new Date(clock),
+    });
+    const caller = (n: number): Caller => ({
+      principal: { type: 'User', id: 'corp:alice', groups: ['admins'], attributes: {}, authMethod: 'oidc' },
+      context: { authMethod: 'oidc', sourceIp: '198.51.100.1', time: Math.floor(clock / 1000) },
+      audit: context(n),
+    });
+    await api.service.generate(caller(1), 'apps/db', { type: 'password', length: 24 });
+    await api.service.generate(caller(2), 'apps/later', { type: 'password', length: 24 });
+    await api.service.setRotation(caller(3), 'apps/db', { every: '1d' });
+    await api.service.setRotation(caller(4), 'apps/later', { every: '30d' });
+    const old = await api.service.get(caller(5), 'apps/db');
+
+    const handler = rotationHandler(settings, {
+      dynamo: client,
+      kms: kmsClient,
+      logger: silentLogger,
+      now: () => new Date(clock),
+      auditSink: () => {},
+    }) as (event: unknown) => Promise<{ rotated: number; failed: number }>;
+    expect(await handler(scheduledEvent)).toEqual({ rotated: 0, failed: 0 });
+    clock += 2 * 86_400_000;
+    expect(await handler(scheduledEvent)).toEqual({ rotated: 1, failed: 0 });
+
+    const current = await api.service.get(caller(6), 'apps/db');
+    expect(current.version).toBe(2);
+    expect(current.value).not.toBe(old.value);
+    expect((await api.service.get(caller(7), 'apps/db', undefined, 'previous')).value).toBe(old.value);
+    expect((await api.service.get(caller(8), 'apps/later')).version).toBe(1);
+    // Each step wrote its signed record in its own transaction, by the rotation job's writer.
+    const records = (await scanAll(client, settings.tables.audit)).filter(
+      (r) => r.route === '/jobs/rotation',
+    );
+    expect(records.length).toBe(2);
+    expect(records.every((r) => r.path === 'apps/db' && r.decision === 'allow')).toBe(true);
+  });
+});

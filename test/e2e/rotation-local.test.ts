@@ -1,0 +1,56 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { localSettings } from '../../lib/config.js';
+import { type LocalServer, startLocalServer } from '../../lib/local/server.js';
+import { silentLogger } from '../../lib/log.js';
+
+/** The fields of the answers this test reads. */
+interface Answer {
+  currentVersion?: number;
+  stages?: unknown;
+  rotation: { nextAt: string };
+  value?: string;
+}
+
+let server: LocalServer | undefined;
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('the local server rotates what is due', () => {
+  it('when a rotation policy is due, its interval rotates the secret with its generator', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'coffer-rotation-e2e-'));
+    server = await startLocalServer(
+      { ...localSettings({ COFFER_DATA_DIR: dataDir }), port: 0 },
+      silentLogger,
+      undefined,
+      { auditSink: () => {}, rotationIntervalMs: 200 },
+    );
+    const token = (await readFile(server.tokenFile, 'utf8')).trim();
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${server?.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+      return { status: res.status, body: (await res.json()) as Answer };
+    };
+    expect((await call('POST', '/v1/generate/e2e/rotated', { type: 'password', length: 24 })).status).toBe(
+      200,
+    );
+    const first = (await call('GET', '/v1/secrets/e2e/rotated')).body;
+    const set = await call('PUT', '/v1/rotation/e2e/rotated', { every: '1d', rotateImmediately: true });
+    expect(set.status).toBe(200);
+    let meta = set.body;
+    for (let i = 0; i < 50 && meta.currentVersion !== 2; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      meta = (await call('GET', '/v1/meta/e2e/rotated')).body;
+    }
+    expect(meta.stages).toEqual({ current: 2, previous: 1 });
+    expect(Date.parse(meta.rotation.nextAt)).toBeGreaterThan(Date.now() + 86_000_000);
+    expect((await call('GET', '/v1/secrets/e2e/rotated?stage=previous')).body.value).toBe(first.value);
+    expect((await call('GET', '/v1/secrets/e2e/rotated')).body.value).not.toBe(first.value);
+  });
+});
