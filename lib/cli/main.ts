@@ -19,6 +19,7 @@ import { registerPolicyCommands } from './commands/policy.js';
 import { registerPutCommand } from './commands/put.js';
 import { registerRenderCommand } from './commands/render.js';
 import { registerRevokeCommands } from './commands/revoke.js';
+import { registerRotationCommands } from './commands/rotation.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerTokenCommand } from './commands/token.js';
@@ -58,6 +59,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   registerLifecycleCommands(program, io, client);
   registerHistoryCommand(program, io, client);
   registerMetaCommand(program, io, client);
+  registerRotationCommands(program, io, client);
   registerWhoamiCommand(program, io, client);
   registerTokenCommand(program, io);
   registerLoginCommands(program, io);

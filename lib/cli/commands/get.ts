@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { VERSION_MAX } from '../../../packages/client/src/contract.js';
+import { InvalidArgumentError } from 'commander';
+import { STAGE_NAMES, type StageName, VERSION_MAX } from '../../../packages/client/src/contract.js';
 import { parseIntArg } from '../args.js';
 import type { ClientFactory } from '../credentials.js';
 import type { CliIo } from '../io.js';
@@ -12,12 +13,13 @@ export function registerGetCommand(program: Command, io: CliIo, client: ClientFa
     .description('print a secret value')
     .argument('<path>', 'secret path')
     .option('--version <n>', 'a specific version', parseIntArg('version', 1, VERSION_MAX))
+    .option('--stage <stage>', 'the version with a staging label: current, previous or pending', parseStage)
     .option('--field <name>', 'one field of a JSON value (json, keypair, certificate)')
-    .action(async (path: string, opts: { version?: number; field?: string }) => {
-      const secret = await (await client()).get(
-        path,
-        opts.version !== undefined ? { version: opts.version } : {},
-      );
+    .action(async (path: string, opts: { version?: number; stage?: StageName; field?: string }) => {
+      const secret = await (await client()).get(path, {
+        ...(opts.version !== undefined ? { version: opts.version } : {}),
+        ...(opts.stage !== undefined ? { stage: opts.stage } : {}),
+      });
       // Loaded here, not at start-up: `coffer --version` loads no SDK code.
       const { secretBytes, secretField } = await import('../../../packages/client/src/values.js');
       const json = output(program, io).json;
@@ -34,4 +36,11 @@ export function registerGetCommand(program: Command, io: CliIo, client: ClientFa
       // A pipe gets the value's bytes exactly; a terminal gets a newline after it.
       else io.stdout.write(io.stdout.isTTY ? `${secret.value}\n` : secret.value);
     });
+}
+
+function parseStage(value: string): StageName {
+  if (!(STAGE_NAMES as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`must be one of ${STAGE_NAMES.join(', ')}`);
+  }
+  return value as StageName;
 }

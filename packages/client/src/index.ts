@@ -17,8 +17,11 @@ import {
   type PutRequest,
   type PutResult,
   type RestoreResult,
+  type RotationPolicyRequest,
+  type RotationResult,
   type SecretMetadata,
   type SecretValue,
+  type StageName,
   type WhoAmI,
 } from './contract.js';
 import { parseEndpoint } from './endpoint.js';
@@ -65,9 +68,14 @@ export type {
   PurgeResult,
   PutResult,
   RestoreResult,
+  RotationInfo,
+  RotationPolicyRequest,
+  RotationResult,
   SecretMetadata,
   SecretType,
   SecretValue,
+  StageLabels,
+  StageName,
   VersionInfo,
   WhoAmI,
 } from './contract.js';
@@ -361,7 +369,12 @@ export class CofferClient {
    * A secret's latest value (or `version`). Served from the cache while fresh: no request at all.
    * `noCache` reads through to the server (and refreshes the cache).
    */
-  async get(path: string, options: { version?: number; noCache?: boolean } = {}): Promise<SecretValue> {
+  async get(
+    path: string,
+    options: { version?: number; stage?: StageName; noCache?: boolean } = {},
+  ): Promise<SecretValue> {
+    // A stage moves with every rotation: read through, never from the cache.
+    if (options.stage !== undefined) return this.fetchSecret(path, options.version, options.stage);
     const load = () => this.fetchSecret(path, options.version);
     if (!this.cache) return load();
     const key = cacheKey(path, options.version);
@@ -534,6 +547,40 @@ export class CofferClient {
     }
   }
 
+  /**
+   * Rotates a secret now with its own generator (`POST /v1/rotate`, Cedar `write`): a pending
+   * version is generated, then made current (the old current becomes `previous`).
+   *
+   * @example const { version } = await coffer.rotate('team-a/db/password');
+   */
+  async rotate(path: string): Promise<RotationResult> {
+    try {
+      return await this.send({ method: 'POST', route: `/rotate/${encodePath(path)}`, idempotent: false });
+    } finally {
+      this.invalidate(path);
+    }
+  }
+
+  /**
+   * Sets a rotation policy with the secret's own generator (`PUT /v1/rotation`, Cedar
+   * `writeMetadata`).
+   *
+   * @example await coffer.setRotation('team-a/db/password', { every: '30d' });
+   */
+  async setRotation(path: string, policy: RotationPolicyRequest): Promise<SecretMetadata> {
+    return this.send({
+      method: 'PUT',
+      route: `/rotation/${encodePath(path)}`,
+      body: policy,
+      idempotent: true,
+    });
+  }
+
+  /** Removes a secret's rotation policy (`DELETE /v1/rotation`, Cedar `writeMetadata`). */
+  async clearRotation(path: string): Promise<SecretMetadata> {
+    return this.send({ method: 'DELETE', route: `/rotation/${encodePath(path)}`, idempotent: true });
+  }
+
   /** Metadata and the version list of a secret (no values). */
   async history(path: string): Promise<SecretMetadata> {
     return this.send({ method: 'GET', route: `/meta/${encodePath(path)}`, idempotent: true });
@@ -674,11 +721,14 @@ export class CofferClient {
     this.cache?.clear();
   }
 
-  private async fetchSecret(path: string, version?: number): Promise<SecretValue> {
+  private async fetchSecret(path: string, version?: number, stage?: StageName): Promise<SecretValue> {
+    const query: Record<string, string> = {};
+    if (version !== undefined) query.version = String(version);
+    if (stage !== undefined) query.stage = stage;
     return this.send({
       method: 'GET',
       route: `/secrets/${encodePath(path)}`,
-      ...(version !== undefined ? { query: { version: String(version) } } : {}),
+      ...(Object.keys(query).length > 0 ? { query } : {}),
       idempotent: true,
     });
   }

@@ -1,0 +1,99 @@
+import { type Command, InvalidArgumentError } from 'commander';
+import type { SecretMetadata } from '../../../packages/client/src/contract.js';
+import type { ClientFactory } from '../credentials.js';
+import type { CliIo } from '../io.js';
+import { output } from '../output.js';
+
+/** How long `coffer rotate --wait` waits for a pending version to be finished. */
+const WAIT_MS = 60_000;
+const POLL_MS = 500;
+
+function parseEvery(value: string): string {
+  if (!/^[1-9][0-9]{0,6}[smhd]$/.test(value)) {
+    throw new InvalidArgumentError('must be a duration such as 30d, 12h or 90m');
+  }
+  return value;
+}
+
+function describeRotation(meta: SecretMetadata): string {
+  const stages = meta.stages ?? { current: meta.currentVersion };
+  const labels = `current ${stages.current}${stages.previous !== undefined ? `, previous ${stages.previous}` : ''}${
+    stages.pending !== undefined ? `, pending ${stages.pending}` : ''
+  }`;
+  const r = meta.rotation;
+  if (!r) return `${meta.path}  no rotation policy  (${labels})\n`;
+  return (
+    `${meta.path}  every ${r.every}  next ${r.nextAt}  (${labels})\n` +
+    (r.lastRotatedAt ? `last rotated: ${r.lastRotatedAt}\n` : '') +
+    (r.lastRotationError ? `last error: ${r.lastRotationError.message} at ${r.lastRotationError.at}\n` : '')
+  );
+}
+
+/**
+ * `coffer rotate PATH [--wait]` rotates now with the secret's own generator (Cedar `write`);
+ * `coffer rotation set|show|clear PATH` manages its rotation policy (`writeMetadata`).
+ */
+export function registerRotationCommands(program: Command, io: CliIo, client: ClientFactory): void {
+  program
+    .command('rotate')
+    .description("rotate a secret now with its own generator (the old value stays readable as 'previous')")
+    .argument('<path>', 'secret path')
+    .option('--wait', 'wait until no rotation of the secret is pending')
+    .action(async (path: string, opts: { wait?: boolean }) => {
+      const coffer = await client();
+      const out = output(program, io);
+      let result = await coffer.rotate(path);
+      if (opts.wait && result.state === 'pending') {
+        const until = Date.now() + WAIT_MS;
+        while (Date.now() < until) {
+          await new Promise((r) => setTimeout(r, POLL_MS));
+          const meta = await coffer.history(path);
+          if (meta.stages?.pending === undefined) {
+            result = {
+              path,
+              state: 'finished',
+              stages: meta.stages ?? { current: meta.currentVersion },
+              version: meta.currentVersion,
+            };
+            break;
+          }
+        }
+      }
+      out.result(`${result.path}  ${result.state}  version ${result.version}\n`, result);
+    });
+
+  const rotation = program.command('rotation').description("show or change a secret's rotation policy");
+  rotation
+    .command('set')
+    .description("rotate with the secret's own generator every DURATION")
+    .argument('<path>', 'secret path')
+    .requiredOption('--every <duration>', 'how often: 30d, 12h, 90m (at least 1m)', parseEvery)
+    .option('--now', 'make the first rotation due at once')
+    .action(async (path: string, opts: { every: string; now?: boolean }) => {
+      const meta = await (await client()).setRotation(path, {
+        every: opts.every,
+        ...(opts.now ? { rotateImmediately: true } : {}),
+      });
+      output(program, io).result(describeRotation(meta), meta);
+    });
+  rotation
+    .command('show')
+    .description('show the rotation policy, the staging labels and the last rotation')
+    .argument('<path>', 'secret path')
+    .action(async (path: string) => {
+      const meta = await (await client()).history(path);
+      output(program, io).show(describeRotation(meta), {
+        path: meta.path,
+        stages: meta.stages,
+        ...(meta.rotation ? { rotation: meta.rotation } : {}),
+      });
+    });
+  rotation
+    .command('clear')
+    .description('remove the rotation policy (versions and labels stay)')
+    .argument('<path>', 'secret path')
+    .action(async (path: string) => {
+      const meta = await (await client()).clearRotation(path);
+      output(program, io).result(describeRotation(meta), meta);
+    });
+}
