@@ -19,6 +19,7 @@ import {
 } from '../errors.js';
 import { describeError, type Logger } from '../log.js';
 import type { Caller, SecretService } from '../secrets/service.js';
+import { parseDuration } from '../secrets/stages.js';
 import { mountControlRoutes } from './control-routes.js';
 import { errorBody } from './errors.js';
 import {
@@ -28,6 +29,7 @@ import {
   destroyBody,
   generateBody,
   idempotencyKeyHeader,
+  lifecycleQuery,
   listQuery,
   MAX_BODY_BYTES,
   patchBody,
@@ -418,6 +420,17 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // rotation has finished by then).
   api.post('/rotate/*', async (c) => c.json(await service.rotate(caller(c), pathAfter(c, '/rotate/')), 202));
 
+  // Listings by lifecycle (Cedar `list` per secret), each one Query of its index.
+  api.get('/lifecycle/rotation-overdue', async (c) => {
+    const q = parse(lifecycleQuery, c.req.query(), 'query');
+    return c.json(await service.lifecycle(caller(c), { kind: 'rotation-overdue' }, q.prefix));
+  });
+  api.get('/lifecycle/expiring', async (c) => {
+    const q = parse(lifecycleQuery, c.req.query(), 'query');
+    const withinSeconds = parseDuration(q.within) as number;
+    return c.json(await service.lifecycle(caller(c), { kind: 'expiring', withinSeconds }, q.prefix));
+  });
+
   api.post('/batch-get', async (c) => {
     const body = parse(batchGetBody, await jsonBody(c), 'body');
     return c.json({ results: await service.batchGet(caller(c), body.paths) });
@@ -467,6 +480,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     '/meta/*',
     '/rotation/*',
     '/rotate/*',
+    '/lifecycle/rotation-overdue',
+    '/lifecycle/expiring',
     '/list',
     '/batch-get',
     ...(reports ? ['/access/what', '/access/who'] : []),

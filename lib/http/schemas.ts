@@ -181,6 +181,15 @@ export const versionQuery = z.object({
   stage: z.enum(['current', 'previous', 'pending']).optional(),
 });
 
+/** `GET /v1/lifecycle/expiring?within=30d&prefix=` and `/v1/lifecycle/rotation-overdue?prefix=`. */
+export const lifecycleQuery = z.object({
+  prefix: z.string().max(PREFIX_MAX_CHARS).default(''),
+  within: z
+    .string()
+    .regex(/^[1-9][0-9]{0,4}[smhd]$/, 'must be a duration such as 30d')
+    .default('30d'),
+});
+
 /** `PUT /v1/rotation/{path}`: a duration such as `30d` (checked again by the service). */
 export const rotationBody = z
   .object({

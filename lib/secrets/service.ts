@@ -100,6 +100,19 @@ const FOLDER_FIRST_SCAN = 10;
  * concurrent writers to one secret to all land.
  */
 const PLAIN_WRITE_RETRY = { attempts: 12, baseDelayMs: 10, maxDelayMs: 400 } as const;
+/** Index entries a lifecycle listing reads at most (one Query); past it the answer says `truncated`. */
+const LIFECYCLE_SCAN = 1000;
+
+/** One secret of a lifecycle listing (overdue rotation, expiring certificate). */
+export interface LifecycleItem {
+  readonly path: string;
+  readonly version: number;
+  readonly updatedAt: string;
+  readonly nextAt?: string;
+  readonly lastRotationError?: { readonly message: string; readonly at: string };
+  readonly notAfter?: string;
+}
+
 /** Pruned versions deleted inside the write's own transaction; more are deleted right after. */
 const PRUNE_IN_TRANSACTION = 50;
 
@@ -1065,6 +1078,52 @@ export class SecretService {
     if (pruned.length > PRUNE_IN_TRANSACTION)
       await this.store.deleteVersions(head.path, pruned.slice(PRUNE_IN_TRANSACTION));
     return { path: head.path, state: 'finished', stages: { ...labels }, version: pending };
+  }
+
+  /**
+   * Secrets under `prefix` that the caller may `list` and whose rotation is overdue (`nextAt`
+   * passed) or whose certificate expires within `withinSeconds` (or has expired). Each answers
+   * with one Query of its index (never a Scan), up to LIFECYCLE_SCAN entries, soonest first; every
+   * entry is checked against the secret's verified head, so an index entry alone shows nothing.
+   */
+  async lifecycle(
+    caller: Caller,
+    query: { kind: 'rotation-overdue' } | { kind: 'expiring'; withinSeconds: number },
+    rawPrefix = '',
+  ): Promise<{ items: LifecycleItem[]; truncated?: true }> {
+    const prefix = validatePrefix(rawPrefix);
+    this.note(caller, 'list', undefined);
+    caller.audit.sensitive = { ...caller.audit.sensitive, prefix };
+    const now = this.now();
+    const entries =
+      query.kind === 'rotation-overdue'
+        ? (await this.store.dueRotations(now.toISOString(), LIFECYCLE_SCAN)).map((e) => e.path)
+        : (
+            await this.store.expiringBefore(
+              new Date(now.getTime() + query.withinSeconds * 1000).toISOString(),
+              LIFECYCLE_SCAN,
+            )
+          ).map((e) => e.path);
+    const items: LifecycleItem[] = [];
+    for (const path of new Set(entries)) {
+      if (!path.startsWith(prefix)) continue;
+      const head = await this.store.getHead(path);
+      if (!head || head.deletedAt || !this.allowed(caller, 'list', resourceOf(head))) continue;
+      const item: LifecycleItem = { path, version: currentOf(head), updatedAt: head.updatedAt };
+      if (query.kind === 'rotation-overdue') {
+        if (!head.rotation || Date.parse(head.rotation.nextAt) > now.getTime()) continue;
+        items.push({
+          ...item,
+          nextAt: head.rotation.nextAt,
+          ...(head.rotation.lastError ? { lastRotationError: { ...head.rotation.lastError } } : {}),
+        });
+      } else {
+        const notAfter = head.typeInfo?.certificate?.notAfter;
+        if (!notAfter || Date.parse(notAfter) > now.getTime() + query.withinSeconds * 1000) continue;
+        items.push({ ...item, notAfter });
+      }
+    }
+    return { items, ...(entries.length >= LIFECYCLE_SCAN ? { truncated: true as const } : {}) };
   }
 
   /** Metadata of a head just written (its versions read again). */

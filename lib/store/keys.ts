@@ -7,6 +7,7 @@
  *   deletion  pk = DEL                 sk = <purgeAt>#<path>   soft-deleted secrets, by purge time
  *   idem      pk = I#<scope>           sk = I                  remembered Idempotency-Key results
  *   rotation  pk = ROT                 sk = <nextAt>#<path>    secrets with a rotation policy, by due time
+ *   expiry    pk = EXP                 sk = <notAfter>#<path>  certificates, by the end of their validity
  *
  * A list of a prefix that contains `/` is one Query on one head partition (begins_with). A prefix
  * inside the first segment (or empty) first Queries ROOTS for the matching first segments, then
@@ -16,6 +17,7 @@
 export const ROOTS_PK = 'ROOTS';
 export const DELETION_PK = 'DEL';
 export const ROTATION_PK = 'ROT';
+export const EXPIRY_PK = 'EXP';
 /** Sorts after every character a path may contain, so `prefix + HIGH` bounds a begins_with range. */
 export const HIGH = '~';
 
@@ -71,4 +73,10 @@ export const idempotencyKey = (scope: string): ItemKey => ({ pk: `I#${scope}`, s
 export const rotationDueKey = (path: string, nextAt: string): ItemKey => ({
   pk: ROTATION_PK,
   sk: `${nextAt}#${path}`,
+});
+
+/** Expiry index entries sort by a certificate's notAfter: what expires before a time is one range. */
+export const expiryKey = (path: string, notAfter: string): ItemKey => ({
+  pk: EXPIRY_PK,
+  sk: `${notAfter}#${path}`,
 });

@@ -35,6 +35,8 @@ import {
 } from './item-codec.js';
 import {
   deletionKey,
+  EXPIRY_PK,
+  expiryKey,
   headKey,
   idempotencyKey,
   ROTATION_PK,
@@ -444,28 +446,59 @@ export class SecretsStore {
   }
 
   /**
-   * The due index follows the head in the head's own transaction: an entry exists exactly while a
-   * live (not soft-deleted) head has a rotation policy, at its `nextAt`.
+   * The due and expiry indexes follow the head in the head's own transaction: a due entry exists
+   * exactly while a live (not soft-deleted) head has a rotation policy, at its `nextAt`; an expiry
+   * entry while a live head's current value is a certificate, at its `notAfter`.
    */
   private dueIndexChanges(previous: SecretHead | undefined, next: SecretHead): TransactWriteItem[] {
-    const dueAt = (h: SecretHead | undefined) =>
-      h?.rotation && !h.deletedAt ? h.rotation.nextAt : undefined;
-    const before = dueAt(previous);
-    const after = dueAt(next);
+    const live = (h: SecretHead | undefined) => (h && !h.deletedAt ? h : undefined);
+    return [
+      ...this.indexChange(
+        live(previous)?.rotation?.nextAt,
+        live(next)?.rotation?.nextAt,
+        (at) => rotationDueKey(next.path, at),
+        (at) => rotationDueToItem({ path: next.path, nextAt: at }),
+      ),
+      ...this.indexChange(
+        live(previous)?.typeInfo?.certificate?.notAfter,
+        live(next)?.typeInfo?.certificate?.notAfter,
+        (at) => expiryKey(next.path, at),
+        (at) => ({ ...expiryKey(next.path, at), path: next.path, notAfter: at }),
+      ),
+    ];
+  }
+
+  private indexChange(
+    before: string | undefined,
+    after: string | undefined,
+    key: (at: string) => { pk: string; sk: string },
+    item: (at: string) => Record<string, unknown>,
+  ): TransactWriteItem[] {
     if (before === after) return [];
     const items: TransactWriteItem[] = [];
-    if (before !== undefined) {
-      items.push({ Delete: { TableName: this.table, Key: marshall(rotationDueKey(next.path, before)) } });
-    }
-    if (after !== undefined) {
-      items.push({
-        Put: {
-          TableName: this.table,
-          Item: marshall(rotationDueToItem({ path: next.path, nextAt: after })),
-        },
-      });
-    }
+    if (before !== undefined) items.push({ Delete: { TableName: this.table, Key: marshall(key(before)) } });
+    if (after !== undefined) items.push({ Put: { TableName: this.table, Item: marshall(item(after)) } });
     return items;
+  }
+
+  /**
+   * Certificates whose notAfter is at or before `beforeIso`, soonest first: one Query of the
+   * expiry index. Entries are hints; the caller reports only what the verified head says.
+   */
+  async expiringBefore(beforeIso: string, limit = 1000): Promise<{ path: string; notAfter: string }[]> {
+    const out = await this.db.send<QueryCommandOutput>(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk AND sk <= :bound',
+        ExpressionAttributeValues: marshall({ ':pk': EXPIRY_PK, ':bound': `${beforeIso}#~` }),
+        Limit: limit,
+        ConsistentRead: true,
+      }),
+    );
+    return (out.Items ?? []).map((raw) => {
+      const item = unmarshall(raw);
+      return { path: String(item.path), notAfter: String(item.notAfter) };
+    });
   }
 
   /**

@@ -67,4 +67,25 @@ describe('coffer rotate and coffer rotation', () => {
     expect((await cli(['rotation', 'clear', 'c/api'])).code).toBe(0);
     expect((await cli(['rotation', 'show', 'c/api'])).stdout).toContain('no rotation policy');
   });
+
+  it('when asked for expiring certificates or overdue rotations, ls lists them from the server', async () => {
+    const gen = await cli([
+      'generate',
+      'c/cert',
+      '--type',
+      'certificate',
+      '--cn',
+      'c.example',
+      '--validity-days',
+      '10',
+    ]);
+    expect(gen.code, gen.stderr).toBe(0);
+    const expiring = await cli(['--json', 'ls', 'c/', '--expiring', '30d']);
+    expect(expiring.code, expiring.stderr).toBe(0);
+    expect(JSON.parse(expiring.stdout).items.map((i: { path: string }) => i.path)).toEqual(['c/cert']);
+    expect((await cli(['ls', 'c/', '--expiring', '5d'])).stdout).toBe('');
+    const overdue = await cli(['--json', 'ls', '--rotation-overdue']);
+    expect(overdue.code, overdue.stderr).toBe(0);
+    expect(JSON.parse(overdue.stdout).items).toEqual([]);
+  });
 });

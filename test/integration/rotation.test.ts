@@ -198,6 +198,40 @@ describe('staging labels and rotation with the built-in generator', () => {
   });
 });
 
+describe('lifecycle listings', () => {
+  it('when a rotation is past due and not yet run, it is listed as overdue until the job rotates it', async () => {
+    const path = await generated();
+    await h.call('PUT', `/v1/rotation/${path}`, { body: { every: '1d' } });
+    const prefix = path.slice(0, path.indexOf('/') + 1);
+    const overdue = async () =>
+      (await h.call('GET', `/v1/lifecycle/rotation-overdue?prefix=${prefix}`)).body.items.map(
+        (i: { path: string }) => i.path,
+      );
+    expect(await overdue()).toEqual([]);
+    clock += 2 * 86_400_000;
+    expect(await overdue()).toEqual([path]);
+    await h.service.rotateDue();
+    expect(await overdue()).toEqual([]);
+  });
+
+  it('when a certificate expires within the window, it is listed as expiring, and not otherwise', async () => {
+    const res = await h.call('POST', '/v1/generate/exp/certs/api', {
+      body: { type: 'certificate', commonName: 'api.example.com', validityDays: 10 },
+    });
+    expect(res.status, res.text).toBe(200);
+    const expiring = async (within: string) =>
+      (await h.call('GET', `/v1/lifecycle/expiring?prefix=exp/&within=${within}`)).body.items.map(
+        (i: { path: string }) => i.path,
+      );
+    expect(await expiring('30d')).toEqual(['exp/certs/api']);
+    expect(await expiring('5d')).toEqual([]);
+    expect((await h.call('GET', '/v1/lifecycle/expiring?within=soon')).status).toBe(400);
+    // Soft-deleted, it is no longer listed.
+    await h.call('DELETE', '/v1/secrets/exp/certs/api');
+    expect(await expiring('30d')).toEqual([]);
+  });
+});
+
 describe('rotation is decided by Cedar', () => {
   let c: Harness;
   const tokens: Record<string, string> = {};

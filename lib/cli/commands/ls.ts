@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { ClientFactory } from '../credentials.js';
 import type { CliIo } from '../io.js';
 import { output } from '../output.js';
@@ -10,15 +10,39 @@ export function registerLsCommand(program: Command, io: CliIo, client: ClientFac
     .description('list secrets under a prefix (one level; -r for all)')
     .argument('[prefix]', 'path prefix, e.g. team-a/', '')
     .option('-r, --recursive', 'list every secret under the prefix')
-    .action(async (prefix: string, opts: { recursive?: boolean }) => {
-      const c = await client();
-      const items: { path: string; version: number; updatedAt: string }[] = [];
-      const folders: string[] = [];
-      for await (const page of c.list(prefix, opts.recursive ? {} : { delimiter: '/' })) {
-        items.push(...page.items);
-        folders.push(...(page.folders ?? []));
-      }
-      const human = [...folders.map((f) => `${f}\n`), ...items.map((i) => `${i.path}\n`)].join('');
-      output(program, io).show(human, { items, ...(opts.recursive ? {} : { folders }) });
-    });
+    .option('--rotation-overdue', 'only secrets whose rotation is overdue')
+    .option('--expiring <duration>', 'only certificates that expire within a duration (30d)', parseWithin)
+    .action(
+      async (prefix: string, opts: { recursive?: boolean; rotationOverdue?: boolean; expiring?: string }) => {
+        const c = await client();
+        if (opts.rotationOverdue || opts.expiring !== undefined) {
+          const page = opts.rotationOverdue
+            ? await c.lifecycle('rotation-overdue', { prefix })
+            : await c.lifecycle('expiring', { prefix, within: opts.expiring as string });
+          const human = page.items
+            .map((i) =>
+              opts.rotationOverdue
+                ? `${i.path}  due ${i.nextAt}${i.lastRotationError ? `  last error: ${i.lastRotationError.message}` : ''}\n`
+                : `${i.path}  expires ${i.notAfter}\n`,
+            )
+            .join('');
+          output(program, io).show(human, page);
+          return;
+        }
+        const items: { path: string; version: number; updatedAt: string }[] = [];
+        const folders: string[] = [];
+        for await (const page of c.list(prefix, opts.recursive ? {} : { delimiter: '/' })) {
+          items.push(...page.items);
+          folders.push(...(page.folders ?? []));
+        }
+        const human = [...folders.map((f) => `${f}\n`), ...items.map((i) => `${i.path}\n`)].join('');
+        output(program, io).show(human, { items, ...(opts.recursive ? {} : { folders }) });
+      },
+    );
+}
+
+function parseWithin(value: string): string {
+  if (!/^[1-9][0-9]{0,4}[smhd]$/.test(value))
+    throw new InvalidArgumentError('must be a duration such as 30d');
+  return value;
 }

@@ -298,6 +298,24 @@ export interface RotationPolicyRequest {
   rotateImmediately?: boolean;
 }
 
+/** One secret of `GET /v1/lifecycle/rotation-overdue` or `/v1/lifecycle/expiring`. */
+export interface LifecycleItem {
+  path: string;
+  version: number;
+  updatedAt: string;
+  /** An overdue rotation: when it was due. */
+  nextAt?: string;
+  lastRotationError?: { message: string; at: string };
+  /** An expiring certificate: the end of its validity. */
+  notAfter?: string;
+}
+
+/** A lifecycle listing: at most what one index Query reads (`truncated` when there was more). */
+export interface LifecyclePage {
+  items: LifecycleItem[];
+  truncated?: true;
+}
+
 /** `POST /v1/rotate/{path}` (202): where the rotation stands. */
 export interface RotationResult {
   path: string;

@@ -11,6 +11,7 @@ import {
   type GenerateRequest,
   type GenerateResult,
   isDotSegment,
+  type LifecyclePage,
   type ListPage,
   type MetadataPatch,
   type PurgeResult,
@@ -59,6 +60,8 @@ export type {
   KeyAlgorithm,
   KeypairInfo,
   KeypairParams,
+  LifecycleItem,
+  LifecyclePage,
   ListItem,
   ListPage,
   MetadataPatch,
@@ -574,6 +577,22 @@ export class CofferClient {
       body: policy,
       idempotent: true,
     });
+  }
+
+  /**
+   * Secrets under `prefix` whose rotation is overdue, or whose certificate expires within `within`
+   * (a duration, `30d`), that the caller may list.
+   *
+   * @example const { items } = await coffer.lifecycle('expiring', { within: '30d' });
+   */
+  async lifecycle(
+    kind: 'rotation-overdue' | 'expiring',
+    options: { prefix?: string; within?: string } = {},
+  ): Promise<LifecyclePage> {
+    const query: Record<string, string> = {};
+    if (options.prefix) query.prefix = options.prefix;
+    if (kind === 'expiring' && options.within) query.within = options.within;
+    return this.send({ method: 'GET', route: `/lifecycle/${kind}`, query, idempotent: true });
   }
 
   /** Removes a secret's rotation policy (`DELETE /v1/rotation`, Cedar `writeMetadata`). */
