@@ -141,6 +141,27 @@ describe('staging labels and rotation with the built-in generator', () => {
     expect(await h.service.rotateDue()).toEqual({ rotated: 0, failed: 0 });
   });
 
+  it('when a scheduled rotation fails, current is untouched and the head records a fixed error, tried again next run', async () => {
+    const path = await generated();
+    await h.call('PUT', `/v1/rotation/${path}`, { body: { every: '1d' } });
+    // A value written by hand drops the generator but keeps the policy: rotation cannot generate.
+    await h.call('PUT', `/v1/secrets/${path}`, { body: { value: 'hand-written-value' } });
+    clock += 2 * 86_400_000;
+    const run = await h.service.rotateDue();
+    expect(run.failed).toBeGreaterThanOrEqual(1);
+    expect((await read(path)).body).toMatchObject({ version: 2, value: 'hand-written-value' });
+    const m = await meta(path);
+    expect(m.rotation.lastRotationError).toEqual({
+      message: 'rotation failed: invalid_request',
+      at: new Date(clock).toISOString(),
+    });
+    expect(JSON.stringify(m)).not.toContain('hand-written-value');
+    // Still due: the next run tries again (and fails the same way).
+    const overdue = await h.call('GET', '/v1/lifecycle/rotation-overdue');
+    expect(overdue.body.items.map((i: { path: string }) => i.path)).toContain(path);
+    await h.call('DELETE', `/v1/rotation/${path}`);
+  });
+
   it('when a due-index entry has no head behind it, the job rotates nothing and drops it', async () => {
     const path = await generated();
     await h.call('PUT', `/v1/rotation/${path}`, { body: { every: '1d' } });
