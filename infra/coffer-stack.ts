@@ -273,6 +273,7 @@ export class CofferStack extends Stack {
       checkpointFunction: this.checkpoint.handler.function,
       checkpointInterval: Duration.minutes(s.checkpointMinutes),
       purgeFunction: this.purge.handler.function,
+      rotationFunction: this.rotation.handler.function,
       keyEvents,
       topic: alarms.topic,
     });

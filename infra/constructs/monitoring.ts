@@ -41,6 +41,8 @@ export interface CofferMonitoringProps {
   /** How often the checkpoint job runs (the period of its metrics). */
   readonly checkpointInterval: Duration;
   readonly purgeFunction: lambda.IFunction;
+  /** The scheduled rotation function (its run fails when a due rotation failed). @default none */
+  readonly rotationFunction?: lambda.IFunction;
   /** The rule that reports KMS key disable/deletion events. */
   readonly keyEvents: KmsKeyEvents;
   /** Where alarms go. */
@@ -184,6 +186,14 @@ export class CofferMonitoring extends Construct {
       1,
       'The purge of expired soft-deleted secrets failed.',
     );
+    if (props.rotationFunction) {
+      alarm(
+        'RotationFailures',
+        props.rotationFunction.metricErrors({ statistic: 'Sum', period: Duration.hours(1) }),
+        1,
+        'A scheduled rotation failed: current is unchanged; see lastRotationError (coffer ls --rotation-overdue).',
+      );
+    }
 
     const auditRequests = 'audit = "coffer.v1" and type = "request"';
     const queries: Record<string, { logGroups: logs.ILogGroup[]; query: logs.QueryString }> = {

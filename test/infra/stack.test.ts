@@ -437,6 +437,13 @@ describe('the Coffer stack (keyStore=kms)', () => {
     expect(allowed).toContain('dynamodb:Query');
     expect(allowed).not.toContain('dynamodb:Scan');
     expect(allowed).toContain('kms:GenerateDataKey');
+    const alarms = Object.values(kms.template.findResources('AWS::CloudWatch::Alarm')).map(
+      (a) => a.Properties,
+    );
+    const failures = alarms.find((a) =>
+      String(a.AlarmDescription ?? '').includes('scheduled rotation failed'),
+    );
+    expect(failures?.MetricName).toBe('Errors');
   });
 
   it("names the API function's log group in an output, for coffer audit verify --against-logs", () => {
