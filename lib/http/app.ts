@@ -418,6 +418,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   // Rotating now is `write`. 202: the answer is the rotation's state (a built-in generator's
   // rotation has finished by then).
+  // Moving current back to previous is `write` too; it writes no version.
+  api.post('/revert/*', async (c) => c.json(await service.revert(caller(c), pathAfter(c, '/revert/'))));
+
   api.post('/rotate/*', async (c) => c.json(await service.rotate(caller(c), pathAfter(c, '/rotate/')), 202));
 
   // Listings by lifecycle (Cedar `list` per secret), each one Query of its index.
@@ -480,6 +483,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     '/meta/*',
     '/rotation/*',
     '/rotate/*',
+    '/revert/*',
     '/lifecycle/rotation-overdue',
     '/lifecycle/expiring',
     '/list',

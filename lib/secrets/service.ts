@@ -902,6 +902,51 @@ export class SecretService {
   }
 
   /**
+   * Undoes the last change of `current` (Cedar `write`): `previous` becomes `current` again and
+   * the old current `previous`, in one conditional head write; a pending rotation is abandoned.
+   * No version is written. A secret without a readable `previous` version is 404.
+   */
+  async revert(caller: Caller, rawPath: string): Promise<RotationResult> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'write', path);
+    const head = await this.visibleHead(caller, path);
+    this.require(caller, 'write', resourceOf(head));
+    const labels = labelsOf(head);
+    const back = labels.previous;
+    if (back === undefined || back < head.minVersion)
+      throw new NotFoundError('no version has stage previous');
+    const stored = await this.store.getVersion(path, back);
+    if (!stored?.sealed) throw new NotFoundError('the previous version was destroyed');
+    const type = stored.valueType ?? 'text';
+    const bytes = await this.envelope.openBytes(stored.sealed, {
+      table: this.store.binding,
+      path,
+      version: back,
+      valueType: type,
+    });
+    const typeInfo = checkValue(type, bytes);
+    const { typeInfo: _old, ...rest } = head;
+    const next: SecretHead = {
+      ...rest,
+      type,
+      labels: { current: back, previous: labels.current },
+      ...(typeInfo.keypair || typeInfo.certificate ? { typeInfo } : {}),
+      updatedAt: this.now().toISOString(),
+    };
+    caller.audit.version = back;
+    this.noteHead(caller, next, head);
+    await this.change(caller, () =>
+      this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, next, { extra })),
+    );
+    return {
+      path,
+      state: 'finished',
+      stages: { ...(next.labels as NonNullable<SecretHead['labels']>) },
+      version: back,
+    };
+  }
+
+  /**
    * Rotates every secret whose rotation is due (the scheduled job: an interval in the local
    * server, an EventBridge-scheduled function in AWS). It reads the due index (one Query), and
    * acts only on a head whose verified rotation policy says it is due: an index entry written by

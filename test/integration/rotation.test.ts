@@ -58,6 +58,21 @@ describe('staging labels and rotation with the built-in generator', () => {
     expect((await meta(path)).currentVersion).toBe(2);
   });
 
+  it('when a rotation is reverted, previous is current again and no version is written', async () => {
+    const path = await generated();
+    const first = (await read(path)).body.value;
+    await h.call('POST', `/v1/rotate/${path}`);
+    const second = (await read(path)).body.value;
+    const res = await h.call('POST', `/v1/revert/${path}`);
+    expect(res.status, res.text).toBe(200);
+    expect(res.body).toMatchObject({ version: 1, stages: { current: 1, previous: 2 } });
+    expect((await read(path)).body).toMatchObject({ version: 1, value: first });
+    expect((await read(path, '?stage=previous')).body).toMatchObject({ version: 2, value: second });
+    expect((await meta(path)).versions).toHaveLength(2);
+    const fresh = await generated();
+    expect((await h.call('POST', `/v1/revert/${fresh}`)).status).toBe(404);
+  });
+
   it('when a stage and a version are both asked for, or an unknown stage, it is 400', async () => {
     const path = await generated();
     expect((await read(path, '?stage=previous&version=1')).status).toBe(400);
@@ -286,6 +301,8 @@ describe('rotation is decided by Cedar', () => {
     expect((await c.call('DELETE', '/v1/rotation/team-a/db/password', { token: tokens.alice })).status).toBe(
       403,
     );
+    const revert = await c.call('POST', '/v1/revert/team-a/db/password', { token: tokens.alice });
+    expect(revert.status).toBe(403);
     const previous = await c.call('GET', '/v1/secrets/team-a/db/password?stage=previous', {
       token: tokens.alice,
     });

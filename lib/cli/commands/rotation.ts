@@ -39,9 +39,15 @@ export function registerRotationCommands(program: Command, io: CliIo, client: Cl
     .description("rotate a secret now with its own generator (the old value stays readable as 'previous')")
     .argument('<path>', 'secret path')
     .option('--wait', 'wait until no rotation of the secret is pending')
-    .action(async (path: string, opts: { wait?: boolean }) => {
+    .option('--revert', "make the 'previous' version current again (writes no version)")
+    .action(async (path: string, opts: { wait?: boolean; revert?: boolean }) => {
       const coffer = await client();
       const out = output(program, io);
+      if (opts.revert) {
+        const reverted = await coffer.revert(path);
+        out.result(`${reverted.path}  reverted  current version ${reverted.version}\n`, reverted);
+        return;
+      }
       let result = await coffer.rotate(path);
       if (opts.wait && result.state === 'pending') {
         const until = Date.now() + WAIT_MS;

@@ -565,6 +565,18 @@ export class CofferClient {
   }
 
   /**
+   * Moves `current` back to the `previous` version (`POST /v1/revert`, Cedar `write`); no version
+   * is written, and the version that was current becomes `previous`.
+   */
+  async revert(path: string): Promise<RotationResult> {
+    try {
+      return await this.send({ method: 'POST', route: `/revert/${encodePath(path)}`, idempotent: false });
+    } finally {
+      this.invalidate(path);
+    }
+  }
+
+  /**
    * Sets a rotation policy with the secret's own generator (`PUT /v1/rotation`, Cedar
    * `writeMetadata`).
    *
