@@ -960,7 +960,15 @@ export class SecretService {
     let rotated = 0;
     let failed = 0;
     for (const entry of due) {
-      const head = await this.store.getHead(entry.path);
+      let head: SecretHead | undefined;
+      try {
+        head = await this.store.getHead(entry.path);
+      } catch {
+        // A head that fails its MAC (or cannot be read) rotates nothing, and holds up no other
+        // secret's rotation; the failure counts, so the run fails and its alarm fires.
+        failed++;
+        continue;
+      }
       if (!head?.rotation || head.deletedAt || head.rotation.nextAt !== entry.nextAt) {
         // No head behind the entry (a table writer's, or one a crash left): drop it.
         if (!head || head.rotation?.nextAt !== entry.nextAt || head.deletedAt)

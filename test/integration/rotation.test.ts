@@ -230,6 +230,10 @@ describe('staging labels and rotation with the built-in generator', () => {
       expect(res.status, attr).toBe(500);
       expect(res.body.error.code).toBe('integrity_error');
       expect((await h.call('POST', `/v1/rotate/${path}`)).status).toBe(500);
+      // The job rotates nothing of a head that fails its MAC, and says so.
+      clock += 31 * 86_400_000;
+      const run = await h.service.rotateDue();
+      expect(run.failed).toBeGreaterThanOrEqual(1);
     }
   });
 });
