@@ -3,7 +3,6 @@
 import * as z from 'zod';
 import {
   ACCESS_WHAT_LIMIT,
-  ACCESS_WHO_ACTIONS,
   BATCH_GET_MAX_PATHS,
   BATCH_PATH_MAX_CHARS,
   type BatchGetRequest,
