@@ -13,9 +13,11 @@ import {
   NotFoundError,
   PayloadTooLargeError,
 } from '../errors.js';
+import type { KeyAdmin } from '../keys/key-admin.js';
 import { describeError, type Logger } from '../log.js';
 import type { Caller, SecretService } from '../secrets/service.js';
 import { errorBody } from './errors.js';
+import { mountKeyRoutes } from './key-routes.js';
 import {
   batchGetBody,
   destroyBody,
@@ -59,6 +61,8 @@ export interface AppDeps {
   readonly logger: Logger;
   /** Reads the connection facts the adapter put in the request's env. */
   readonly connection: (c: Context) => ConnectionInfo;
+  /** Key administration (`/keys/…` routes). Default: none, the routes answer 404. */
+  readonly keyAdmin?: KeyAdmin;
 }
 
 type Env = {
@@ -372,6 +376,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       }),
     );
   });
+
+  if (deps.keyAdmin) mountKeyRoutes(api, deps.keyAdmin, caller, jsonBody);
 
   for (const route of [
     '/whoami',
