@@ -223,6 +223,8 @@ export async function loadAuthorizer(policy: PolicySettings, logger: Logger): Pr
   return policy.authorizer ?? CedarAuthorizer.fromDir(policy.dir, { logger });
 }
 
+const clockMs = (now: () => Date) => () => now().getTime();
+
 /** The root of the key hierarchy the keys setting names; undefined for ports without it. */
 async function openRootKeys(keys: KeySettings, logger: Logger): Promise<RootKeys | undefined> {
   switch (keys.kind) {
@@ -456,6 +458,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
         control,
         binding: store.binding,
         ...(settings.keyCache ? { cache: settings.keyCache } : {}),
+        ...(settings.now ? { now: clockMs(settings.now) } : {}),
       })
     : undefined;
   const keys: KeyProvider = branchKeys ?? (settings.keys as KeyPorts).provider;
