@@ -71,6 +71,7 @@ async function coffer(options: { rootKeyArns?: string[]; keyCache?: KeyCacheSett
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
+    // biome-ignore lint/suspicious/noExplicitAny: response bodies are checked field by field
     return { status: res.status, body: (await res.json()) as any };
   };
   return { c, call, tables };
@@ -92,7 +93,7 @@ afterEach(() => kms.reset());
 
 describe('key hierarchy in KMS mode', () => {
   it('when a folder gets its first branch key and it is unwrapped, KMS is called with the root ARN and the branch context', async () => {
-    const { c, call, tables } = await coffer();
+    const { call, tables } = await coffer();
     expect((await call('PUT', '/v1/secrets/team-a/db', { value: 'v1' })).status).toBe(200);
     const ctx = branchContext(tables.secrets, 'team-a', 1);
     expect(kms.commandCalls(GenerateDataKeyCommand).map((x) => x.args[0].input)).toEqual([
