@@ -9,6 +9,7 @@ import { registerGetCommand } from './commands/get.js';
 import { registerHistoryCommand } from './commands/history.js';
 import { registerImportCommand } from './commands/import.js';
 import { registerKeygenCommand } from './commands/keygen.js';
+import { registerKeysCommands } from './commands/keys.js';
 import { registerLifecycleCommands } from './commands/lifecycle.js';
 import { registerLoginCommands } from './commands/login.js';
 import { registerLsCommand } from './commands/ls.js';
@@ -64,6 +65,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   registerExportCommand(program, io, client);
   registerImportCommand(program, io, client);
   registerKeygenCommand(program, io);
+  registerKeysCommands(program, io, client);
   registerBackupCommands(program, io, client);
   registerCompletionCommand(program, io);
 
