@@ -1,5 +1,7 @@
+import { keySettings } from '../lib/config.js';
 import { type CofferConfig, parseConfig } from '../lib/config-file.js';
 import { ConfigError } from '../lib/errors.js';
+import type { KeyCacheSettings } from '../lib/keys/key-cache.js';
 import type { TableNames } from '../lib/store/tables.js';
 
 /**
@@ -29,6 +31,13 @@ export const ENV = {
    * of that API carry API Gateway's verified client certificate, the caller's only credential.
    */
   mtlsApiId: 'COFFER_MTLS_API_ID',
+  /** Comma-separated ARNs the root may move to (`coffer keys rotate --root --kms-key`). */
+  rootKeyArns: 'COFFER_ROOT_KEY_ARNS',
+  /** The branch key cache bounds (docs/keys.md): seconds and uses; `0` disables. */
+  keyCacheSeconds: 'COFFER_KEY_CACHE_SECONDS',
+  keyCacheUses: 'COFFER_KEY_CACHE_USES',
+  /** Seconds between re-wrap passes (the scheduled re-wrap function). */
+  rewrapEverySeconds: 'COFFER_REWRAP_EVERY_SECONDS',
 } as const;
 
 /**
@@ -52,6 +61,11 @@ export interface LambdaSettings {
   readonly config: CofferConfig;
   /** COFFER_MTLS_API_ID: the API whose events are authenticated by their client certificate. */
   readonly mtlsApiId?: string;
+  /** COFFER_ROOT_KEY_ARNS: the allow-list of root keys. */
+  readonly rootKeyArns?: readonly string[];
+  /** COFFER_KEY_CACHE_SECONDS / COFFER_KEY_CACHE_USES and COFFER_REWRAP_EVERY_SECONDS. */
+  readonly keyCache?: KeyCacheSettings;
+  readonly rewrapEverySeconds?: number;
 }
 
 function required(env: NodeJS.ProcessEnv, name: string): string {
@@ -77,5 +91,10 @@ export function lambdaSettings(env: NodeJS.ProcessEnv): LambdaSettings {
     ...(env[ENV.installationId] ? { installationId: env[ENV.installationId] } : {}),
     config,
     ...(mtlsApiId ? { mtlsApiId } : {}),
+    rootKeyArns: (env[ENV.rootKeyArns] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+    ...keySettings(env),
   };
 }

@@ -81,6 +81,7 @@ export class CofferStack extends Stack {
   readonly apiFunction: CofferFunction;
   readonly checkpoint: ScheduledJob;
   readonly purge: ScheduledJob;
+  readonly rewrap: ScheduledJob;
   readonly monitoring: CofferMonitoring;
   /** With `mtlsDomainName` and no `mtlsTruststore`: the bucket the CA bundle is uploaded to. */
   readonly truststore?: TruststoreBucket;
@@ -117,6 +118,9 @@ export class CofferStack extends Stack {
       ...(s.previousSecretsKeyArns.length > 0
         ? { [ENV.previousSecretsKeyArns]: s.previousSecretsKeyArns.join(',') }
         : {}),
+      ...(s.rootKeyArns.length > 0 ? { [ENV.rootKeyArns]: s.rootKeyArns.join(',') } : {}),
+      [ENV.keyCacheSeconds]: String(s.keyCacheSeconds),
+      [ENV.keyCacheUses]: String(s.keyCacheUses),
     };
 
     this.apiFunction = new CofferFunction(this, 'ApiFunction', {
@@ -136,6 +140,12 @@ export class CofferStack extends Stack {
     appendOnly(apiRole, this.tables.audit);
     this.keys.grantDataKeys(apiRole, installationId);
     this.keys.grantPreviousDataKeys(apiRole, s.previousSecretsKeyArns, installationId);
+    this.keys.grantBranchKeys(apiRole, s.rootKeyArns, installationId);
+    // Key administration only: `coffer keys rewrap` slices and `coffer keys retire`'s rescan of
+    // the versions that still use a key. No request path scans (list is a Query).
+    apiRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['dynamodb:Scan'], resources: [this.tables.secrets.tableArn] }),
+    );
     this.keys.grantAuditSigning(apiRole);
     this.keys.grantFieldHmac(apiRole);
 
@@ -227,6 +237,32 @@ export class CofferStack extends Stack {
       'dynamodb:DeleteItem',
       'dynamodb:BatchWriteItem',
     ]);
+
+    // Re-wrap: hourly ticks, each continuing an unfinished pass or starting one every
+    // `rewrapSchedule` days, stopping a minute before the time limit with its cursor saved.
+    this.rewrap = new ScheduledJob(this, 'Rewrap', {
+      entry: 'functions/rewrap.ts',
+      description: 'Coffer: re-wraps data keys under the active branch keys (resumable)',
+      every: Duration.hours(1),
+      timeout: Duration.minutes(15),
+      environment: {
+        ...common,
+        [ENV.fieldHmacKeyArn]: this.keys.fieldHmacKey.keyArn,
+        [ENV.rewrapEverySeconds]: String(s.rewrapScheduleDays * 86_400),
+      },
+      logRetention: s.logRetention,
+    });
+    allowTable(this.rewrap.handler.role, this.tables.secrets, [
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+      'dynamodb:Scan',
+      'dynamodb:PutItem',
+      'dynamodb:UpdateItem',
+    ]);
+    this.keys.grantDataKeys(this.rewrap.handler.role, installationId);
+    this.keys.grantPreviousDataKeys(this.rewrap.handler.role, s.previousSecretsKeyArns, installationId);
+    this.keys.grantBranchKeys(this.rewrap.handler.role, s.rootKeyArns, installationId);
+    this.keys.grantFieldHmac(this.rewrap.handler.role);
 
     if (s.codeSigning) {
       this.codeSigning = new CofferCodeSigning(

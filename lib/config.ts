@@ -1,5 +1,7 @@
 import { join, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
+import { DEFAULT_KEY_CACHE, type KeyCacheSettings } from './keys/key-cache.js';
+import { DEFAULT_REWRAP_EVERY_SECONDS } from './keys/rewrap-schedule.js';
 import { PACKAGE_ROOT } from './package-root.js';
 
 export const DEFAULT_PORT = 8270;
@@ -22,6 +24,42 @@ export interface LocalSettings {
    * Default: DEFAULT_TABLES.
    */
   readonly tables?: { readonly secrets: string; readonly audit: string };
+  /**
+   * The branch key cache: `COFFER_KEY_CACHE_SECONDS` (default 300) and `COFFER_KEY_CACHE_USES`
+   * (default 100000); `0` in either disables it (docs/keys.md).
+   */
+  readonly keyCache?: KeyCacheSettings;
+  /** Seconds between re-wrap passes: `COFFER_REWRAP_EVERY_SECONDS` (default a week; `0`: never). */
+  readonly rewrapEverySeconds?: number;
+}
+
+/** A whole number from an environment variable, or the default when it is unset. */
+function envInteger(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d{1,10}$/.test(raw) || Number(raw) > max) {
+    throw new ConfigError(`${name} must be a whole number from 0 to ${max}, got "${raw.slice(0, 20)}"`);
+  }
+  return Number(raw);
+}
+
+/** The key cache and re-wrap settings of the local server (COFFER_KEY_CACHE_*, COFFER_REWRAP_EVERY_SECONDS). */
+export function keySettings(env: NodeJS.ProcessEnv): {
+  keyCache: KeyCacheSettings;
+  rewrapEverySeconds: number;
+} {
+  return {
+    keyCache: {
+      maxAgeSeconds: envInteger(env, 'COFFER_KEY_CACHE_SECONDS', DEFAULT_KEY_CACHE.maxAgeSeconds, 86_400),
+      maxUses: envInteger(env, 'COFFER_KEY_CACHE_USES', DEFAULT_KEY_CACHE.maxUses, 1_000_000_000),
+    },
+    rewrapEverySeconds: envInteger(
+      env,
+      'COFFER_REWRAP_EVERY_SECONDS',
+      DEFAULT_REWRAP_EVERY_SECONDS,
+      366 * 86_400,
+    ),
+  };
 }
 
 /** Files (absolute paths) of the local server's TLS listener; read at start. */
@@ -75,6 +113,7 @@ export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Loca
     policyDir,
     tables,
     ...(tls ? { tls } : {}),
+    ...keySettings(env),
   };
 }
 

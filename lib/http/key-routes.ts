@@ -22,7 +22,7 @@ export const revertBody = z
 export const rewrapBody = z.strictObject({
   folder: folder.optional(),
   /** How long this call may work before it answers with the cursor (the CLI calls again). */
-  budgetMs: z.number().int().min(100).max(25_000).optional(),
+  budgetMs: z.number().int().min(100).max(10_000).optional(),
 });
 export const retireBody = z.strictObject({ id: z.string().min(1).max(2048) });
 
