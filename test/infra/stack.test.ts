@@ -12,7 +12,7 @@ import { type CofferApp, createCofferApp } from '../../infra/coffer-app.js';
 import { AUDIT_TABLE_DENIED, type CofferStack, SECRETS_TABLE_ACTIONS } from '../../infra/coffer-stack.js';
 import { CloudHsmKeyStore } from '../../infra/constructs/cloudhsm-key-store.js';
 import type { CofferFunction } from '../../infra/constructs/coffer-function.js';
-import { ENCRYPTION_CONTEXT_KEYS } from '../../infra/constructs/keys.js';
+import { BRANCH_CONTEXT_KEYS, ENCRYPTION_CONTEXT_KEYS } from '../../infra/constructs/keys.js';
 import { FILTER_PATTERNS } from '../../infra/constructs/monitoring.js';
 import { encryptionContextFor } from '../../lib/crypto/envelope.js';
 
@@ -128,7 +128,7 @@ describe('the Coffer stack (keyStore=kms)', () => {
 
   it('runs every Coffer function on Node.js 22 / arm64, with a retained log group of the configured retention', () => {
     const functions = kms.template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(3);
+    expect(Object.keys(functions)).toHaveLength(4);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties.Runtime).toBe('nodejs22.x');
       expect(fn.Properties.Architectures).toEqual(['arm64']);
@@ -277,6 +277,29 @@ describe('the Coffer stack (keyStore=kms)', () => {
       .filter((st) => actionsOf(st).some((a) => a.startsWith('dynamodb:')))
       .map((st) => JSON.stringify(st.Resource));
     expect(new Set(tables)).toEqual(new Set([JSON.stringify(audit), JSON.stringify(secrets)]));
+  });
+
+  it('re-wraps hourly with a 15-minute limit, and grants branch keys only with their own encryption context', () => {
+    const stack = kms.coffer.stack;
+    const fn = kms.template.findResources('AWS::Lambda::Function', {
+      Properties: Match.objectLike({ Description: Match.stringLikeRegexp('re-wraps data keys') }),
+    });
+    const props = Object.values(fn)[0]?.Properties;
+    expect(props.Timeout).toBe(900);
+    expect(props.Environment.Variables.COFFER_REWRAP_EVERY_SECONDS).toBe(String(7 * 86_400));
+    for (const role of [stack.apiFunction.role, stack.rewrap.handler.role]) {
+      const statements = statementsOf(kms, resolve(stack, role.roleName));
+      const branch = statements.find((st) =>
+        JSON.stringify(st.Condition ?? {}).includes('kms:EncryptionContext:coffer:purpose'),
+      );
+      expect(branch?.Condition).toEqual({
+        StringEquals: {
+          'kms:EncryptionContext:coffer:table': resolve(stack, stack.tables.secrets.tableName),
+          'kms:EncryptionContext:coffer:purpose': ['branch-key', 'root-key-test'],
+        },
+        'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...BRANCH_CONTEXT_KEYS] },
+      });
+    }
   });
 
   it("lets the API use the secrets key only with Coffer's encryption context for its own table", () => {
@@ -497,6 +520,7 @@ describe('the cdk-nag acknowledgments', () => {
         'Coffer/ApiFunction/Function',
         'Coffer/Checkpoint/Handler/Function',
         'Coffer/Purge/Handler/Function',
+        'Coffer/Rewrap/Handler/Function',
       ].sort(),
     );
   });
