@@ -145,7 +145,6 @@ export class RewrapJob {
     const targets = new Map<string, { kid: string; key: Buffer }>();
     try {
       while (!cursor.done) {
-        if (options.budgetMs !== undefined && this.now() - started >= options.budgetMs) break;
         const page = await this.scanPage(options.folder, cursor.start);
         const counts = cloneCounts(cursor.counts);
         let rewrapped = 0;
@@ -175,6 +174,8 @@ export class RewrapJob {
         };
         generation = (await control.put(REWRAP_KIND, id, cursor, generation)).generation;
         options.onProgress?.(cursor);
+        // After a page, not before: every run makes progress, however small its budget.
+        if (options.budgetMs !== undefined && this.now() - started >= options.budgetMs) break;
       }
     } finally {
       for (const t of targets.values()) t.key.fill(0);
