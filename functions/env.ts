@@ -1,7 +1,7 @@
-import { keySettings } from '../lib/config.js';
 import { type CofferConfig, parseConfig } from '../lib/config-file.js';
 import { ConfigError } from '../lib/errors.js';
 import type { KeyCacheSettings } from '../lib/keys/key-cache.js';
+import { keySettings } from '../lib/keys/key-settings.js';
 import type { TableNames } from '../lib/store/tables.js';
 
 /**

@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
-import { DEFAULT_KEY_CACHE, type KeyCacheSettings } from './keys/key-cache.js';
-import { DEFAULT_REWRAP_EVERY_SECONDS } from './keys/rewrap-schedule.js';
+import type { KeyCacheSettings } from './keys/key-cache.js';
+import { keySettings } from './keys/key-settings.js';
 import { PACKAGE_ROOT } from './package-root.js';
 
 export const DEFAULT_PORT = 8270;
@@ -31,35 +31,6 @@ export interface LocalSettings {
   readonly keyCache?: KeyCacheSettings;
   /** Seconds between re-wrap passes: `COFFER_REWRAP_EVERY_SECONDS` (default a week; `0`: never). */
   readonly rewrapEverySeconds?: number;
-}
-
-/** A whole number from an environment variable, or the default when it is unset. */
-function envInteger(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d{1,10}$/.test(raw) || Number(raw) > max) {
-    throw new ConfigError(`${name} must be a whole number from 0 to ${max}, got "${raw.slice(0, 20)}"`);
-  }
-  return Number(raw);
-}
-
-/** The key cache and re-wrap settings of the local server (COFFER_KEY_CACHE_*, COFFER_REWRAP_EVERY_SECONDS). */
-export function keySettings(env: NodeJS.ProcessEnv): {
-  keyCache: KeyCacheSettings;
-  rewrapEverySeconds: number;
-} {
-  return {
-    keyCache: {
-      maxAgeSeconds: envInteger(env, 'COFFER_KEY_CACHE_SECONDS', DEFAULT_KEY_CACHE.maxAgeSeconds, 86_400),
-      maxUses: envInteger(env, 'COFFER_KEY_CACHE_USES', DEFAULT_KEY_CACHE.maxUses, 1_000_000_000),
-    },
-    rewrapEverySeconds: envInteger(
-      env,
-      'COFFER_REWRAP_EVERY_SECONDS',
-      DEFAULT_REWRAP_EVERY_SECONDS,
-      366 * 86_400,
-    ),
-  };
 }
 
 /** Files (absolute paths) of the local server's TLS listener; read at start. */

@@ -1,10 +1,10 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditContext, AuditTrail } from '../../lib/audit/trail.js';
-import { keySettings } from '../../lib/config.js';
 import { Envelope } from '../../lib/crypto/envelope.js';
 import { BranchKeyProvider } from '../../lib/keys/branch-keys.js';
 import { KeyAdmin } from '../../lib/keys/key-admin.js';
+import { keySettings } from '../../lib/keys/key-settings.js';
 import { rewrapTick } from '../../lib/keys/rewrap-schedule.js';
 import { LocalRootKeys } from '../../lib/keys/root-keys.js';
 import { openLocalStorageMacKey } from '../../lib/keys/storage-mac.js';
