@@ -126,6 +126,28 @@ describe('key operations', () => {
     expect(v1?.wrapped).toBeUndefined();
   });
 
+  it('when the root is rotated and then reverted, the previous root is active again and wraps the branch keys', async () => {
+    const before = (await h.call('GET', '/v1/keys/status')).body.root.active;
+    const rotated = await h.call('POST', '/v1/keys/rotate', { body: { root: true } });
+    expect(rotated.body.from).toBe(before);
+    const reverted = await h.call('POST', '/v1/keys/revert', { body: { root: true } });
+    expect(reverted.status).toBe(200);
+    expect(reverted.body.root).toMatchObject({ from: rotated.body.to, to: before });
+    const status = (await h.call('GET', '/v1/keys/status')).body;
+    expect(status.root.active).toBe(before);
+    expect(
+      status.folders[0].versions.every(
+        (v: { root: string; state: string }) => v.state === 'destroyed' || v.root === before,
+      ),
+    ).toBe(true);
+    await h.call('POST', '/v1/keys/flush');
+    expect((await h.call('GET', '/v1/secrets/ops/s1')).body.value).toBe('v1');
+    // Nothing left to go back to.
+    expect((await h.call('POST', '/v1/keys/revert', { body: { root: true } })).body.error.code).toBe(
+      'key_state_conflict',
+    );
+  });
+
   it('reads the cache and re-wrap settings from the environment, and refuses nonsense', () => {
     expect(keySettings({})).toEqual({
       keyCache: { maxAgeSeconds: 300, maxUses: 100_000 },
