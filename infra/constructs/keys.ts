@@ -140,6 +140,8 @@ export class CofferKeys extends Construct {
             'kms:EncryptionContext:coffer:purpose': ['branch-key', 'root-key-test'],
           },
           'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...BRANCH_CONTEXT_KEYS] },
+          // Exactly the four keys: a context with fewer is refused too.
+          Null: Object.fromEntries(BRANCH_CONTEXT_KEYS.map((k) => [`kms:EncryptionContext:${k}`, 'false'])),
         },
       }),
     );

@@ -450,7 +450,13 @@ export class KeyAdmin {
 
   private async testRoot(keyId: string): Promise<void> {
     const { keys } = this.options;
-    const ctx = { 'coffer:table': this.options.binding, 'coffer:purpose': 'root-key-test' };
+    // The branch-key context's four keys (the IAM grant requires exactly those), naming no folder.
+    const ctx = {
+      'coffer:table': this.options.binding,
+      'coffer:purpose': 'root-key-test',
+      'coffer:folder': '/',
+      'coffer:branch-version': '0',
+    };
     keys.rootOps.generate += 1;
     const made = await keys.root.generate(keyId, ctx);
     keys.rootOps.decrypt += 1;

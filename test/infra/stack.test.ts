@@ -295,6 +295,12 @@ describe('the Coffer stack (keyStore=kms)', () => {
           'kms:EncryptionContext:coffer:purpose': ['branch-key', 'root-key-test'],
         },
         'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...BRANCH_CONTEXT_KEYS] },
+        Null: {
+          'kms:EncryptionContext:coffer:table': 'false',
+          'kms:EncryptionContext:coffer:purpose': 'false',
+          'kms:EncryptionContext:coffer:folder': 'false',
+          'kms:EncryptionContext:coffer:branch-version': 'false',
+        },
       });
     }
   });
