@@ -5,6 +5,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import { AUDIT_METRIC_NAMESPACE, ENV } from '../functions/env.js';
 import { AlarmTopic } from './constructs/alarm-topic.js';
+import { BranchKeyEvents } from './constructs/branch-key-events.js';
 import { CofferCodeSigning } from './constructs/code-signing.js';
 import { CofferFunction } from './constructs/coffer-function.js';
 import { CofferHttpApi } from './constructs/http-api.js';
@@ -278,6 +279,13 @@ export class CofferStack extends Stack {
       ...(this.keys.cloudHsmKeyStore
         ? { customKeyStoreId: this.keys.cloudHsmKeyStore.customKeyStoreId }
         : {}),
+      topic: alarms.topic,
+    });
+
+    // With branch keys cached, CloudTrail shows few Decrypts: any by someone else is a signal.
+    new BranchKeyEvents(this, 'BranchKeyEvents', {
+      installationId,
+      roleArns: [apiRole.roleArn, this.rewrap.handler.role.roleArn],
       topic: alarms.topic,
     });
 

@@ -305,6 +305,25 @@ describe('the Coffer stack (keyStore=kms)', () => {
     }
   });
 
+  it('sends a branch-key Decrypt by any principal but the Coffer function roles to the alarm topic', () => {
+    const stack = kms.coffer.stack;
+    const rules = Object.values(kms.template.findResources('AWS::Events::Rule'))
+      .map((r) => r.Properties)
+      .filter((p) => /branch key was unwrapped/.test(p.Description ?? ''));
+    expect(rules).toHaveLength(1);
+    const detail = rules[0].EventPattern.detail;
+    expect(detail.eventName).toEqual(['Decrypt', 'ReEncrypt']);
+    expect(detail.requestParameters.encryptionContext['coffer:purpose']).toEqual(['branch-key']);
+    expect(detail.userIdentity.sessionContext.sessionIssuer.arn).toEqual([
+      {
+        'anything-but': [
+          resolve(stack, stack.apiFunction.role.roleArn),
+          resolve(stack, stack.rewrap.handler.role.roleArn),
+        ],
+      },
+    ]);
+  });
+
   it("lets the API use the secrets key only with Coffer's encryption context for its own table", () => {
     const stack = kms.coffer.stack;
     const statements = statementsOf(kms, resolve(stack, stack.apiFunction.role.roleName));
