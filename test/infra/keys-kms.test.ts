@@ -7,6 +7,7 @@ import {
   KMSClient,
   KMSInvalidStateException,
   ReEncryptCommand,
+  RotateKeyOnDemandCommand,
 } from '@aws-sdk/client-kms';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -138,6 +139,20 @@ describe('key hierarchy in KMS mode', () => {
     kms.resetHistory();
     expect((await call('GET', '/v1/secrets/team-a/db')).body.value).toBe('v1');
     expect(kms.commandCalls(DecryptCommand).map((x) => x.args[0].input.KeyId)).toEqual([OTHER_KEY_ARN]);
+  });
+
+  it('when the root is rotated without a new key, KMS rotates the current key on demand and nothing else moves', async () => {
+    const { call } = await coffer();
+    await call('PUT', '/v1/secrets/team-a/db', { value: 'v1' });
+    kms.on(RotateKeyOnDemandCommand).resolves({ KeyId: DATA_KEY_ARN });
+    kms.resetHistory();
+    const res = await call('POST', '/v1/keys/rotate', { root: true });
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ from: DATA_KEY_ARN, to: DATA_KEY_ARN, branchKeys: 0, onDemand: true });
+    expect(kms.commandCalls(RotateKeyOnDemandCommand).map((x) => x.args[0].input)).toEqual([
+      { KeyId: DATA_KEY_ARN },
+    ]);
+    expect(kms.commandCalls(ReEncryptCommand)).toHaveLength(0);
   });
 
   it('when an allow-listed root key is in another account, the installation refuses to start', async () => {
