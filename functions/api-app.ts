@@ -103,6 +103,7 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
     ...(settings.keyCache ? { keyCache: settings.keyCache } : {}),
     audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: options.auditSink ?? stdoutSink },
     policy: options.authorizer ? { authorizer: options.authorizer } : { dir: options.policyDir },
+    ...(settings.control ? { control: settings.control } : {}),
     authn: { config: settings.config, ...(options.fetch ? { fetch: options.fetch } : {}) },
     connection: (c: Context) =>
       connectionFromEvent((c.env as { event?: unknown } | undefined)?.event, settings.mtlsApiId),

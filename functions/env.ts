@@ -1,4 +1,6 @@
+import type { ControlSettings } from '../lib/compose.js';
 import { type CofferConfig, parseConfig } from '../lib/config-file.js';
+import { controlSettings } from '../lib/control/settings.js';
 import { ConfigError } from '../lib/errors.js';
 import type { KeyCacheSettings } from '../lib/keys/key-cache.js';
 import { keySettings } from '../lib/keys/key-settings.js';
@@ -66,6 +68,8 @@ export interface LambdaSettings {
   /** COFFER_KEY_CACHE_SECONDS / COFFER_KEY_CACHE_USES and COFFER_REWRAP_EVERY_SECONDS. */
   readonly keyCache?: KeyCacheSettings;
   readonly rewrapEverySeconds?: number;
+  /** Freshness bounds and approvals of pushed policies and revocations (lib/control/settings.ts). */
+  readonly control?: ControlSettings;
 }
 
 function required(env: NodeJS.ProcessEnv, name: string): string {
@@ -96,5 +100,6 @@ export function lambdaSettings(env: NodeJS.ProcessEnv): LambdaSettings {
       .map((s) => s.trim())
       .filter((s) => s !== ''),
     ...keySettings(env),
+    control: controlSettings(env),
   };
 }

@@ -4,6 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import { AUDIT_METRIC_NAMESPACE, ENV } from '../functions/env.js';
+import { CONTROL_ENV } from '../lib/control/settings.js';
 import { AlarmTopic } from './constructs/alarm-topic.js';
 import { BranchKeyEvents } from './constructs/branch-key-events.js';
 import { CofferCodeSigning } from './constructs/code-signing.js';
@@ -131,6 +132,7 @@ export class CofferStack extends Stack {
         ...common,
         [ENV.fieldHmacKeyArn]: this.keys.fieldHmacKey.keyArn,
         ...(s.cofferConfigJson ? { [ENV.config]: s.cofferConfigJson } : {}),
+        ...(s.policyApproval ? { [CONTROL_ENV.approval]: 'required' } : {}),
       },
       timeout: Duration.seconds(15),
       logRetention: s.logRetention,

@@ -98,6 +98,11 @@ export interface CofferSettings {
    * `cofferConfig` (JSON or YAML). Absent: no OIDC issuer, so only IAM callers get in.
    */
   readonly cofferConfigJson?: string;
+  /**
+   * A `coffer policy push` or `rollback` applies only once a second admin approves it
+   * (`policyApproval=required`; default `none`). Sets COFFER_POLICY_APPROVAL on the API function.
+   */
+  readonly policyApproval: boolean;
   /** The mutual TLS domain, when `mtlsDomainName` is set. @default - none */
   readonly mtls?: MtlsSettings;
   /** Enforced signed code, when `codeSigning` is `true`. @default - off */
@@ -214,6 +219,7 @@ export const SETTING_KEYS = [
   'keyCacheSeconds',
   'keyCacheUses',
   'rewrapSchedule',
+  'policyApproval',
 ] as const;
 
 /**
@@ -442,9 +448,15 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     );
   }
 
+  const approval = text(ctx, 'policyApproval') ?? 'none';
+  if (approval !== 'required' && approval !== 'none') {
+    throw new SettingsError('context policyApproval must be "required" or "none"');
+  }
+
   return {
     stackName,
     keyStore,
+    policyApproval: approval === 'required',
     ...(cloudHsm ? { cloudHsm } : {}),
     logRetention: retention as RetentionDays,
     pitrRecoveryDays: integer(ctx, 'pitrRecoveryDays', 35, 1, 35),

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Context } from 'hono';
+import { PrincipalDirectory } from './access/directory.js';
+import { AccessReports } from './access/reports.js';
 import { DynamoAuditTrail } from './audit/dynamo-trail.js';
 import { openAuditHmacKey } from './audit/hmac-key.js';
 import { type FieldHasher, hmacFieldHasher } from './audit/record.js';
@@ -13,6 +15,9 @@ import type { Authenticator } from './authn/principal.js';
 import type { Authorizer } from './authz/authorizer.js';
 import { CedarAuthorizer } from './authz/cedar.js';
 import type { CofferConfig } from './config-file.js';
+import { ControlAdmin } from './control/admin.js';
+import { ControlPlane } from './control/plane.js';
+import { signedGenerations } from './control/signed-generations.js';
 import { Envelope } from './crypto/envelope.js';
 import { ConfigError, ThrottledError } from './errors.js';
 import { type CofferApp, type ConnectionInfo, createApp } from './http/app.js';
@@ -163,6 +168,19 @@ export type AuthnSettings =
       readonly fetch?: never;
     };
 
+/**
+ * Policies that change without a deploy and revocations (docs/operations.md). Every default is
+ * the issue's bound; tests shorten them.
+ */
+export interface ControlSettings {
+  /** How stale the policy set may be on an instance. Default 30 s. */
+  readonly policyFreshnessMs?: number;
+  /** How stale the revocation list may be on an instance. Default 10 s. */
+  readonly revocationFreshnessMs?: number;
+  /** A policy push or rollback needs a second admin's approval. Default false. */
+  readonly requireApproval?: boolean;
+}
+
 /** Everything a Coffer is built from. */
 export interface CofferSettings {
   /** The DynamoDB client (real DynamoDB, or DynamoDB Local); the store and the audit trail share it. */
@@ -173,6 +191,8 @@ export interface CofferSettings {
   readonly keys: KeySettings;
   readonly audit: AuditSettings;
   readonly policy: PolicySettings;
+  /** Freshness bounds and approvals of pushed policy sets and revocations. Default: the bounds of issue 17. */
+  readonly control?: ControlSettings;
   readonly authn: AuthnSettings;
   /** Reads the connection facts (source IP, raw path, IAM caller) the adapter put in the request's env. */
   readonly connection: (c: Context) => ConnectionInfo;
@@ -199,14 +219,25 @@ export interface Coffer {
   readonly store: SecretsStore;
   /** Authenticated control records (one instance per process: it remembers generations seen). */
   readonly control: ControlRecords;
+  /**
+   * The policy set and revocation list in force, kept fresh from the control records; also the
+   * `authorizer` below. The local server hands it a reloaded policy directory (`replaceBase`).
+   */
+  readonly plane: ControlPlane;
   /** The purger the service uses; the host runs `purgeExpired` on its schedule. */
   readonly purger: Purger;
+  /**
+   * The authorizer the policy setting named: the bundled (or local) set, the base of `plane`.
+   * Requests are decided by `plane`, which puts a pushed set in its place when there is one.
+   */
   readonly authorizer: Authorizer;
   readonly authenticator: Authenticator;
   readonly keys: KeyProvider;
   readonly audit: AuditTrail;
   /** Key administration (`coffer keys …`); absent for ports without the hierarchy. */
   readonly keyAdmin?: KeyAdmin;
+  /** What the server last saw of each principal (docs/access.md); `flush()` at shutdown. */
+  readonly directory: PrincipalDirectory;
 }
 
 /** A Coffer that writes its own audit records: the host checkpoints them with the same root key. */
@@ -381,6 +412,16 @@ export function composePurger(settings: Pick<CofferSettings, 'dynamo' | 'tables'
   });
 }
 
+/** Every Coffer group the authentication config can give: issuers' group and workload mappings. */
+function configuredGroups(config: CofferConfig): string[] {
+  const groups = new Set<string>();
+  for (const issuer of config.issuers) {
+    for (const mapped of Object.values(issuer.groupMapping)) for (const g of mapped) groups.add(g);
+    for (const w of issuer.workloads ?? []) for (const g of w.groups) groups.add(g);
+  }
+  return [...groups].sort();
+}
+
 /**
  * Builds a Coffer from its settings, in an order that fails early and cheaply: the policies first
  * (nothing else is touched when they are invalid), then the keys (a KMS call at most: the field
@@ -409,7 +450,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
   if (settings.audit.kind === 'dynamo' && settings.keys.kind === 'ports' && !settings.keys.auditRoot) {
     throw new ConfigError('a DynamoDB audit trail needs an audit root signer');
   }
-  const authorizer = await loadAuthorizer(settings.policy, logger);
+  const baseAuthorizer = await loadAuthorizer(settings.policy, logger);
   const root = await openRootKeys(settings.keys, logger);
   const macs = await openMacKeys(settings.keys, logger);
 
@@ -452,6 +493,24 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
       logger.warn('legacy head migration postponed: storage unavailable', { code: err.code });
     }
   }
+  const signedBy = written?.root;
+  const plane = new ControlPlane({
+    control,
+    base: baseAuthorizer,
+    logger,
+    ...(signedBy
+      ? {
+          signedGenerations: () =>
+            signedGenerations(settings.dynamo, settings.tables.audit, signedBy, logger),
+        }
+      : {}),
+    ...(settings.control?.policyFreshnessMs !== undefined
+      ? { policyFreshnessMs: settings.control.policyFreshnessMs }
+      : {}),
+    ...(settings.control?.revocationFreshnessMs !== undefined
+      ? { revocationFreshnessMs: settings.control.revocationFreshnessMs }
+      : {}),
+  });
   const branchKeys = root
     ? new BranchKeyProvider({
         root,
@@ -466,7 +525,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     ? new KeyAdmin({
         keys: branchKeys,
         control,
-        authorizer,
+        authorizer: plane,
         client: settings.dynamo,
         table: settings.tables.secrets,
         binding: store.binding,
@@ -476,11 +535,18 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
       })
     : undefined;
   const now = settings.now ? { now: settings.now } : {};
+  const controlAdmin = new ControlAdmin({
+    plane,
+    control,
+    audit,
+    requireApproval: settings.control?.requireApproval === true,
+    ...now,
+  });
   const purger = new Purger({ store, ...now });
   const service = new SecretService({
     store,
     envelope: new Envelope(keys),
-    authorizer,
+    authorizer: plane,
     audit,
     purger,
     cursors: macs.cursors,
@@ -494,12 +560,34 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
       ...(settings.authn.devIssuerKey ? { devIssuerKey: settings.authn.devIssuerKey } : {}),
       ...(settings.authn.fetch ? { fetch: settings.authn.fetch } : {}),
     });
+  const directory = new PrincipalDirectory({
+    client: settings.dynamo,
+    table: settings.tables.secrets,
+    key: storageMac,
+    binding: store.binding,
+    logger,
+    ...now,
+  });
+  const reports = new AccessReports({
+    store,
+    // The one authorizer the service decides requests with (the live policy set): a report
+    // decides as a request would, revocations included.
+    authorizer: plane,
+    revocationFor: (principal) => plane.revocationFor(principal) !== undefined,
+    directory,
+    cursors: macs.cursors,
+    configuredGroups: settings.authn.config ? configuredGroups(settings.authn.config) : [],
+    ...now,
+  });
   const app = createApp({
     service,
     authenticator,
     audit,
     logger,
     connection: settings.connection,
+    control: { plane, admin: controlAdmin },
+    directory,
+    reports,
     ...(keyAdmin ? { keyAdmin } : {}),
   });
   const coffer: Coffer = {
@@ -507,11 +595,13 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     service,
     store,
     control,
+    plane,
     purger,
-    authorizer,
+    authorizer: baseAuthorizer,
     authenticator,
     keys,
     audit,
+    directory,
     ...(keyAdmin ? { keyAdmin } : {}),
   };
   return written ? { ...coffer, audit: written.trail, auditRoot: written.root } : coffer;

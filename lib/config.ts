@@ -1,4 +1,6 @@
 import { join, resolve } from 'node:path';
+import type { ControlSettings } from './compose.js';
+import { controlSettings } from './control/settings.js';
 import { ConfigError } from './errors.js';
 import type { KeyCacheSettings } from './keys/key-cache.js';
 import { keySettings } from './keys/key-settings.js';
@@ -31,6 +33,12 @@ export interface LocalSettings {
   readonly keyCache?: KeyCacheSettings;
   /** Seconds between re-wrap passes: `COFFER_REWRAP_EVERY_SECONDS` (default a week; `0`: never). */
   readonly rewrapEverySeconds?: number;
+  /**
+   * Freshness bounds of pushed policy sets and revocations, and whether a push needs a second
+   * admin (`COFFER_POLICY_FRESHNESS_SECONDS`, `COFFER_REVOCATION_FRESHNESS_SECONDS`,
+   * `COFFER_POLICY_APPROVAL`). Default: 30 s, 10 s, no approval.
+   */
+  readonly control?: ControlSettings;
 }
 
 /** Files (absolute paths) of the local server's TLS listener; read at start. */
@@ -77,6 +85,7 @@ export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Loca
   if (!/^[A-Za-z0-9_.-]{3,255}$/.test(secrets))
     throw new ConfigError('COFFER_SECRETS_TABLE must be a DynamoDB table name');
   const tables = { ...DEFAULT_TABLES, secrets };
+  const control = controlSettings(env);
   return {
     dataDir,
     port,
@@ -85,6 +94,7 @@ export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Loca
     tables,
     ...(tls ? { tls } : {}),
     ...keySettings(env),
+    ...(Object.keys(control).length > 0 ? { control } : {}),
   };
 }
 

@@ -37,6 +37,23 @@ export class IdempotencyKeyReusedError extends InvalidRequestError {
   static override readonly code = 'idempotency_key_reused';
 }
 
+/** A text type was given bytes that are not UTF-8. */
+export class ValueNotTextError extends InvalidRequestError {
+  static override readonly code = 'value_not_text';
+}
+
+/**
+ * The value does not fit its type. The message names the field and the rule, never the value.
+ */
+export class InvalidValueError extends InvalidRequestError {
+  static override readonly code = 'invalid_value';
+}
+
+/** The public key or certificate of a value is not its private key's. */
+export class KeyMismatchError extends InvalidRequestError {
+  static override readonly code = 'key_mismatch';
+}
+
 /** The request body is larger than the server accepts. */
 export class PayloadTooLargeError extends CofferError {
   static override readonly code: ErrorCode = 'payload_too_large';
@@ -75,6 +92,17 @@ export class ForbiddenError extends CofferError {
   static override readonly code = 'forbidden';
   constructor() {
     super('access denied');
+  }
+}
+
+/**
+ * The principal is revoked (by id, by group or for tokens issued before a cutoff). Decided before
+ * Cedar: no permit overrides it.
+ */
+export class RevokedError extends CofferError {
+  static override readonly code = 'revoked';
+  constructor() {
+    super('access revoked');
   }
 }
 
@@ -145,4 +173,39 @@ export class ThrottledError extends CofferError {
 /** Configuration is invalid; raised at start, never per request. */
 export class ConfigError extends CofferError {
   static override readonly code = 'config_error';
+}
+
+/** The `issuer` of a certificate is not a certificate secret whose certificate is a CA. */
+export class NotACaError extends InvalidRequestError {
+  static override readonly code = 'not_a_ca';
+  constructor() {
+    super('the issuer is not a certificate secret holding a CA certificate and its key');
+  }
+}
+
+/** A certificate asked of a CA for longer than the CA may issue. */
+export class ValidityTooLongError extends InvalidRequestError {
+  static override readonly code = 'validity_too_long';
+  constructor(maxValidityDays: number) {
+    super(`this CA issues certificates valid for at most ${maxValidityDays} days`, { maxValidityDays });
+  }
+}
+
+/** A certificate asked of a CA with a name none of the CA's allowed patterns match. */
+export class NameNotAllowedError extends CofferError {
+  static override readonly code = 'name_not_allowed';
+  constructor(name: string) {
+    super('this CA may not issue a certificate for this name', { name });
+  }
+}
+
+/**
+ * A CA certificate asked of a CA with limits (allowed names, maximum validity). Whoever holds the
+ * new CA's key, as its writer may read it, could sign outside those limits: such a CA issues leaves only.
+ */
+export class CaNotAllowedError extends CofferError {
+  static override readonly code = 'ca_not_allowed';
+  constructor() {
+    super('this CA has limits on what it issues and does not issue CA certificates');
+  }
 }

@@ -1,7 +1,7 @@
 import { createHash, createHmac, type KeyObject, sign, verify } from 'node:crypto';
 import type { Principal } from '../authn/principal.js';
 import { canonicalJson, encodeFields } from '../crypto/canonical.js';
-import type { AuditContext, AuditOutcome } from './trail.js';
+import type { AuditContext, AuditControlChange, AuditOutcome } from './trail.js';
 
 /**
  * The audit record format, version 1.
@@ -62,6 +62,12 @@ export interface RequestRecord {
   readonly head: { readonly rev: number; readonly mac: string } | null;
   /** The key ids a key operation involved (`coffer keys …`); absent for every other request. */
   readonly keyIds?: readonly string[];
+  /**
+   * The control record an admin change wrote (policy push or rollback, revocation), with the
+   * hashes of what was in force before and after; null for other requests and absent in records
+   * written before control changes were recorded.
+   */
+  readonly control: AuditControlChange | null;
   readonly hmacKeyId: string | null;
   readonly hash: string;
   readonly sig: string;
@@ -301,6 +307,18 @@ export function requestFields(
     ...(ctx.keyIds && ctx.keyIds.length > 0
       ? { keyIds: ctx.keyIds.slice(0, 64).map((k) => clip(k, 256)) }
       : {}),
+    control: ctx.control && outcome.status === 200 ? controlFields(ctx.control) : null,
+  };
+}
+
+function controlFields(c: AuditControlChange): AuditControlChange {
+  return {
+    kind: clip(c.kind, 64),
+    id: clip(c.id, 64),
+    generation: c.generation,
+    change: clip(c.change),
+    previousHash: c.previousHash === null ? null : clip(c.previousHash, 128),
+    hash: c.hash === null ? null : clip(c.hash, 128),
   };
 }
 
@@ -352,6 +370,7 @@ export function logLine(record: AuditRecord | Checkpoint): Record<string, unknow
     decision: record.decision,
     policyIds: record.policyIds,
     policySetHash: record.policySetHash,
+    control: record.control ?? null,
     status: record.status,
     error: record.error,
     sourceIp: record.sourceIp,

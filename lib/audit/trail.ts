@@ -34,8 +34,24 @@ export interface AuditContext {
   head?: { readonly rev: number; readonly mac: string };
   /** The key ids a key operation involved (never key material). */
   keyIds?: readonly string[];
+  /** The control record an admin change wrote (policy set, revocation list). */
+  control?: AuditControlChange;
   /** Set once the record was written inside a change's transaction. */
   written: boolean;
+}
+
+/**
+ * What an admin change did to a control record: which one, the generation it wrote, and a hash of
+ * what was in force before and after (for the policy set, the policy-set hashes decisions name).
+ */
+export interface AuditControlChange {
+  readonly kind: string;
+  readonly id: string;
+  readonly generation: number;
+  /** e.g. `push v3`, `rollback v1 as v4`, `revoke User::"corp:alice"`; never a secret or a token. */
+  readonly change: string;
+  readonly previousHash: string | null;
+  readonly hash: string | null;
 }
 
 export interface AuditOutcome {

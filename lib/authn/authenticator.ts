@@ -6,6 +6,7 @@ import type { CertificateIdentity } from './certificate.js';
 import { UnusableClaimsError } from './claims.js';
 import { isIamPath, principalFromIamCaller } from './iam.js';
 import type { Authenticator, AuthRequest, Principal } from './principal.js';
+import { VerifiedTokenCache } from './token-cache.js';
 import type { TokenVerifier } from './verifier.js';
 
 export interface CofferAuthenticatorOptions {
@@ -15,6 +16,8 @@ export interface CofferAuthenticatorOptions {
   readonly logger?: Logger;
   /** Maps client certificates to workloads; without it, a certificate authenticates nothing. */
   readonly certificates?: CertificateIdentity;
+  /** Verified tokens are remembered this long (token-cache.ts); 0 checks every signature. */
+  readonly tokenCacheSeconds?: number;
 }
 
 /**
@@ -56,6 +59,7 @@ export class CofferAuthenticator implements Authenticator {
   private readonly byIssuer = new Map<string, TokenVerifier>();
   private readonly logger: Logger;
   private readonly certificates: CertificateIdentity | undefined;
+  private readonly verified: VerifiedTokenCache;
 
   constructor(options: CofferAuthenticatorOptions) {
     for (const verifier of options.verifiers) {
@@ -64,6 +68,9 @@ export class CofferAuthenticator implements Authenticator {
     }
     this.logger = options.logger ?? silentLogger;
     this.certificates = options.certificates;
+    this.verified = new VerifiedTokenCache(
+      options.tokenCacheSeconds !== undefined ? { ttlSeconds: options.tokenCacheSeconds } : {},
+    );
   }
 
   /** The aliases of the trusted issuers, in configuration order. */
@@ -98,16 +105,17 @@ export class CofferAuthenticator implements Authenticator {
       }
     }
     let token: string;
-    let iss: unknown;
+    let claims: ReturnType<typeof decodeJwt>;
     try {
       token = bearerToken(request.authorization);
-      iss = decodeJwt(token).iss;
+      claims = decodeJwt(token);
     } catch (err) {
       return refuse({
         method: 'bearer',
         reason: err instanceof AuthRefusal ? err.reason : 'malformed_token',
       });
     }
+    const iss = claims.iss;
     const verifier = typeof iss === 'string' ? this.byIssuer.get(iss) : undefined;
     if (!verifier) {
       // The unverified iss is logged so that an operator can see a near miss (a trailing slash).
@@ -117,8 +125,14 @@ export class CofferAuthenticator implements Authenticator {
         ...(typeof iss === 'string' ? { tokenIssuer: loggable(iss) } : {}),
       });
     }
+    const key = VerifiedTokenCache.keyOf(token);
+    const epoch = verifier.keyEpoch?.() ?? 0;
+    const known = this.verified.get(key, verifier, epoch);
+    if (known) return known;
     try {
-      return await verifier.verify(token);
+      const principal = await verifier.verify(token);
+      this.verified.set(key, principal, verifier, epoch, claims.exp);
+      return principal;
     } catch (err) {
       // Only a trusted issuer's outage, with no key set young enough, is told apart (503): the
       // caller learns that its IdP is down, never which check a token failed.

@@ -344,6 +344,7 @@ export class CertificateIdentity {
       kind: 'certificate',
       issuer: facts.issuer,
       fingerprint: facts.fingerprint,
+      issuedAt: Math.floor(facts.notBefore.getTime() / 1000),
     };
   }
 }

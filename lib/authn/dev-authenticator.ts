@@ -42,6 +42,7 @@ export class DevTokenVerifier implements TokenVerifier {
       attributes: {},
       authMethod: 'dev',
       issuer: DEV_ISSUER_ALIAS,
+      ...(typeof payload.iat === 'number' ? { issuedAt: payload.iat } : {}),
     };
   }
 }

@@ -84,6 +84,7 @@ export class OidcTokenVerifier implements TokenVerifier {
   private retryAt = 0;
   private jwksRetryAt = 0;
   private lastGood: KnownKeys | undefined;
+  private epoch = 0;
   /** Why discovery last failed: the IdP could not be reached (503), or answered wrongly (401). */
   private discoveryUnreachable = false;
   private readonly logger: Logger;
@@ -113,7 +114,12 @@ export class OidcTokenVerifier implements TokenVerifier {
     checkProtectedHeader(token, this.config.algorithms);
     const keys = await this.keySet();
     const { payload } = await jwtVerify(token, keys, this.verifyOptions);
-    return principalFromToken(this.config, payload);
+    const principal = principalFromToken(this.config, payload);
+    return typeof payload.iat === 'number' ? { ...principal, issuedAt: payload.iat } : principal;
+  }
+
+  keyEpoch(): number {
+    return this.epoch;
   }
 
   /** Resolves the JWKS now (optional: the first token does it otherwise). */
@@ -201,6 +207,7 @@ export class OidcTokenVerifier implements TokenVerifier {
   private remember(jwks: RemoteJWKSet): void {
     const served = jwks.jwks();
     if (!served || served === this.lastGood?.served) return;
+    if (this.lastGood) this.epoch++;
     this.lastGood = { served, keys: createLocalJWKSet(served), at: this.now() };
   }
 

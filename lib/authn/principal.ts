@@ -44,6 +44,11 @@ export interface Principal {
   readonly kind?: WorkloadKind;
   /** Certificate workloads only: the SHA-256 fingerprint (`AB:CD:…`), for the audit record. */
   readonly fingerprint?: string;
+  /**
+   * When the credential was issued, in seconds since the epoch: a token's `iat`, a certificate's
+   * notBefore. Absent for IAM callers. Read by `--tokens-issued-before` revocations only.
+   */
+  readonly issuedAt?: number;
 }
 
 /** What an Authenticator needs from a request; adapters fill it, the authenticator decides. */

@@ -11,4 +11,9 @@ export interface TokenVerifier {
   readonly alias: string;
   /** Returns the principal, or throws (any error) when the token does not verify. */
   verify(token: string): Promise<Principal>;
+  /**
+   * Changes whenever the key set that verifies tokens changes (the IdP served another JWKS), so
+   * that tokens verified under the old set are checked again. Absent: the keys never change.
+   */
+  keyEpoch?(): number;
 }

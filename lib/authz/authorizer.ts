@@ -1,4 +1,5 @@
 import type { AuthMethod, Principal } from '../authn/principal.js';
+import type { Uid } from './entity-uid.js';
 
 /** The Cedar actions (namespace `Coffer`). */
 export type Action =
@@ -10,7 +11,9 @@ export type Action =
   | 'delete'
   | 'restore'
   | 'destroy'
-  | 'admin';
+  | 'admin'
+  /** Sign a certificate with a CA secret's key: never a read of that key (issue 16). */
+  | 'issue';
 
 export const ACTIONS: readonly Action[] = [
   'read',
@@ -22,6 +25,7 @@ export const ACTIONS: readonly Action[] = [
   'restore',
   'destroy',
   'admin',
+  'issue',
 ];
 
 /** The resource a decision is about: a secret (id = its path), as it is or as it would be. */
@@ -54,6 +58,11 @@ export interface Decision {
   readonly policyIds: readonly string[];
   /** Evaluation errors, without secret data; an erroring forbid denies. */
   readonly errors: readonly string[];
+  /**
+   * The hash of the policy set that made this decision, when the authorizer can change its set
+   * while running (lib/control/plane.ts): the audit record names this one.
+   */
+  readonly policySetHash?: string;
 }
 
 export interface AuthorizationRequest {
@@ -68,6 +77,11 @@ export interface Authorizer {
   authorize(request: AuthorizationRequest): Decision;
   /** SHA-256 (hex) of the policy set in force, for the audit record. */
   readonly policySetHash: string;
+  /**
+   * Every entity the policies in force name (principals and groups among them), for access
+   * reports. Optional: an authorizer without policies names none.
+   */
+  namedEntities?(): readonly Uid[];
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   resourceUid,
 } from './entities.js';
 import { type Uid, uidKey } from './entity-uid.js';
+import { namedEntities } from './named-entities.js';
 import { loadPolicyDir, type PolicySet } from './policy-set.js';
 import {
   mergeNeeds,
@@ -90,6 +91,7 @@ export class CedarAuthorizer implements Authorizer {
   private nextSlot = 0;
   private prepared = 0;
   private engineCalls = 0;
+  private named: readonly Uid[] | undefined;
 
   constructor(policySet: PolicySet, options: CedarAuthorizerOptions) {
     this.policySet = policySet;
@@ -122,6 +124,12 @@ export class CedarAuthorizer implements Authorizer {
    */
   get stats(): { readonly parsedSets: number; readonly cachedSlices: number; readonly engineCalls: number } {
     return { parsedSets: this.prepared, cachedSlices: this.slices.size, engineCalls: this.engineCalls };
+  }
+
+  /** Every entity the policies name (computed once). */
+  namedEntities(): readonly Uid[] {
+    this.named ??= namedEntities(this.policySet.policies.map((p) => p.json));
+    return this.named;
   }
 
   /** Loads and validates the policy directory (throws PolicySetError naming file and line). */

@@ -1,7 +1,12 @@
 import { readFile, stat } from 'node:fs/promises';
 import { armor, Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { z } from 'zod';
-import { BATCH_GET_MAX_PATHS, DESCRIPTION_MAX_CHARS } from '../../packages/client/src/contract.js';
+import {
+  BATCH_GET_MAX_PATHS,
+  DESCRIPTION_MAX_CHARS,
+  SECRET_TYPES,
+  type SecretValue,
+} from '../../packages/client/src/contract.js';
 import {
   type BatchGetResult,
   type CofferClient,
@@ -32,11 +37,16 @@ const bundleSecret = z
     /** The path below the folder it was exported from: `import --prefix P` writes to P + name. */
     name: z.string().min(1).max(1024),
     version: z.number().int().positive(),
-    value: z.string(),
+    /** The value: `value` for text, `valueBase64` for a binary secret (exactly one). */
+    value: z.string().optional(),
+    valueBase64: z.string().optional(),
+    /** The secret's type; left out (bundles made before types): the target's type is kept. */
+    type: z.enum(SECRET_TYPES).optional(),
     description: z.string().max(DESCRIPTION_MAX_CHARS).optional(),
     tags: z.record(z.string(), z.string()).optional(),
   })
-  .strict();
+  .strict()
+  .refine((s) => (s.value === undefined) !== (s.valueBase64 === undefined), 'a secret has one value');
 
 const bundleSchema = z
   .object({
@@ -234,14 +244,14 @@ export async function readAll(
   client: CofferClient,
   paths: readonly string[],
   progress: Progress,
-): Promise<Map<string, { version: number; value: string }>> {
-  const values = new Map<string, { version: number; value: string }>();
+): Promise<Map<string, SecretValue>> {
+  const values = new Map<string, SecretValue>();
   for (let i = 0; i < paths.length; i += BATCH_GET_MAX_PATHS) {
     const chunk = paths.slice(i, i + BATCH_GET_MAX_PATHS);
     const results: BatchGetResult[] = await client.batchGet(chunk);
     for (const r of results) {
       if (!r.ok) throw clientError(r.error.code, r.error.status, `${r.path}: ${r.error.message}`);
-      values.set(r.path, { version: r.secret.version, value: r.secret.value });
+      values.set(r.path, r.secret);
     }
     progress.tick(chunk.length);
   }

@@ -4,7 +4,19 @@ import type { CliIo } from './io.js';
 
 const MAX_INPUT_BYTES = VALUE_MAX_BYTES + 1;
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+/** Strict, and a leading byte-order mark is kept: it is one of the value's bytes. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Bytes as text when they are UTF-8, else the bytes themselves. */
+export function textOrBytes(bytes: Uint8Array): string | Uint8Array {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    return bytes;
+  }
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string | Uint8Array> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream) {
@@ -14,7 +26,7 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
     if (size > MAX_INPUT_BYTES * 2) throw new InvalidArgumentError('value on stdin is larger than 64 KiB');
     chunks.push(buf);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return textOrBytes(new Uint8Array(Buffer.concat(chunks)));
 }
 
 /** Reads a value without echoing it, from a terminal. */
@@ -48,9 +60,10 @@ async function prompt(io: CliIo): Promise<string> {
 
 /**
  * The value for `put`: the argument, stdin for `-` (bytes kept exactly, trailing newline
- * included), stdin when it is piped and no value is given, else a hidden prompt.
+ * included), stdin when it is piped and no value is given, else a hidden prompt. Stdin that is
+ * valid UTF-8 is text; anything else comes back as the bytes read.
  */
-export async function readSecretInput(value: string | undefined, io: CliIo): Promise<string> {
+export async function readSecretInput(value: string | undefined, io: CliIo): Promise<string | Uint8Array> {
   if (value !== undefined && value !== '-') return value;
   if (value === '-' || !io.stdin.isTTY) return readAll(io.stdin);
   return prompt(io);

@@ -5,7 +5,8 @@
 export interface CliIo {
   readonly env: NodeJS.ProcessEnv;
   readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
-  readonly stdout: { write(s: string): unknown; isTTY?: boolean };
+  /** Text, or bytes written exactly as they are (`coffer get` of a binary secret). */
+  readonly stdout: { write(s: string | Uint8Array): unknown; isTTY?: boolean };
   readonly stderr: { write(s: string): unknown; isTTY?: boolean };
   readonly cwd: string;
 }

@@ -1,10 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { PACKAGE_JSON } from '../package-root.js';
+import { registerAccessCommands } from './commands/access.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerBackupCommands } from './commands/backup.js';
 import { registerCompletionCommand } from './commands/completion.js';
 import { registerExportCommand } from './commands/export.js';
+import { registerGenerateCommand } from './commands/generate.js';
 import { registerGetCommand } from './commands/get.js';
 import { registerHistoryCommand } from './commands/history.js';
 import { registerImportCommand } from './commands/import.js';
@@ -17,6 +19,7 @@ import { registerMetaCommand } from './commands/meta.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerPutCommand } from './commands/put.js';
 import { registerRenderCommand } from './commands/render.js';
+import { registerRevokeCommands } from './commands/revoke.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerTokenCommand } from './commands/token.js';
@@ -50,6 +53,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
 
   registerServerCommand(program, io);
   registerPutCommand(program, io, client);
+  registerGenerateCommand(program, io, client);
   registerGetCommand(program, io, client);
   registerLsCommand(program, io, client);
   registerLifecycleCommands(program, io, client);
@@ -59,7 +63,9 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   registerTokenCommand(program, io);
   registerLoginCommands(program, io);
   registerAuditCommands(program, io);
-  registerPolicyCommands(program, io);
+  registerPolicyCommands(program, io, client);
+  registerRevokeCommands(program, io, client);
+  registerAccessCommands(program, io, client);
   registerRunCommand(program, io, client);
   registerRenderCommand(program, io, client);
   registerExportCommand(program, io, client);

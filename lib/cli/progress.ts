@@ -40,3 +40,26 @@ export function progressBar(io: CliIo, label: string, total: number, enabled: bo
     },
   };
 }
+
+/**
+ * A running count on stderr for work whose total is unknown (`label: 1200 examined`), under the
+ * same conditions as the bar: a terminal, neither --quiet nor --json.
+ */
+export function progressCounter(io: CliIo, label: string, enabled: boolean): Progress {
+  if (!enabled || !io.stderr.isTTY) return silent;
+  let current = 0;
+  let last = 0;
+  return {
+    tick(n = 1) {
+      current += n;
+      const now = Date.now();
+      if (now - last >= REDRAW_MS) {
+        last = now;
+        io.stderr.write(`\r${label}: ${current} examined`);
+      }
+    },
+    done() {
+      io.stderr.write('\r\u001b[2K');
+    },
+  };
+}

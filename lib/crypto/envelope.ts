@@ -12,6 +12,11 @@ export interface SecretIdentity {
   readonly table: string;
   readonly path: string;
   readonly version: number;
+  /**
+   * The version's secret type. Any type but `text` is bound into the AAD, so that a stored
+   * version cannot be relabelled (binary read as text, text as a keypair) without failing to open.
+   */
+  readonly valueType?: string;
 }
 
 /** What is stored for one version: nothing here reveals the value or the data key. */
@@ -30,9 +35,15 @@ export function encryptionContextFor(id: SecretIdentity): EncryptionContext {
   return { 'coffer:table': id.table, 'coffer:path': id.path, 'coffer:version': String(id.version) };
 }
 
-/** AAD for the value: a canonical encoding of table, path and version. */
+/**
+ * AAD for the value: a canonical encoding of table, path and version, and of the type when it is
+ * not `text` (text values, and every value written before types, keep the v1 encoding).
+ */
 export function valueAad(id: SecretIdentity): Buffer {
-  return encodeFields('coffer/value/v1', [id.table, id.path, String(id.version)]);
+  if (id.valueType === undefined || id.valueType === 'text') {
+    return encodeFields('coffer/value/v1', [id.table, id.path, String(id.version)]);
+  }
+  return encodeFields('coffer/value/v2', [id.table, id.path, String(id.version), id.valueType]);
 }
 
 /**
@@ -43,14 +54,16 @@ export function valueAad(id: SecretIdentity): Buffer {
 export class Envelope {
   constructor(private readonly keys: KeyProvider) {}
 
-  async seal(plaintext: string, id: SecretIdentity): Promise<SealedValue> {
+  /** Seals a value: text is sealed as its UTF-8 bytes, bytes exactly as they are. */
+  async seal(plaintext: string | Uint8Array, id: SecretIdentity): Promise<SealedValue> {
     const dataKey = await this.keys.generateDataKey(encryptionContextFor(id));
     const key = Buffer.from(dataKey.plaintext);
     try {
       const iv = randomBytes(IV_BYTES);
       const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
       cipher.setAAD(valueAad(id));
-      const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+      const bytes = typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext;
+      const body = Buffer.concat([cipher.update(bytes), cipher.final(), cipher.getAuthTag()]);
       return {
         algorithm: ENVELOPE_ALGORITHM,
         iv,
@@ -65,8 +78,13 @@ export class Envelope {
     }
   }
 
-  /** Opens a sealed value. Any altered, moved or swapped byte gives IntegrityError, nothing else. */
+  /** Opens a sealed text value (see openBytes). */
   async open(sealed: SealedValue, id: SecretIdentity): Promise<string> {
+    return (await this.openBytes(sealed, id)).toString('utf8');
+  }
+
+  /** Opens a sealed value. Any altered, moved or swapped byte gives IntegrityError, nothing else. */
+  async openBytes(sealed: SealedValue, id: SecretIdentity): Promise<Buffer> {
     if (
       sealed.algorithm !== ENVELOPE_ALGORITHM ||
       sealed.iv.length !== IV_BYTES ||
@@ -87,10 +105,7 @@ export class Envelope {
       decipher.setAAD(valueAad(id));
       decipher.setAuthTag(tag);
       try {
-        return Buffer.concat([
-          decipher.update(body.subarray(0, body.length - TAG_BYTES)),
-          decipher.final(),
-        ]).toString('utf8');
+        return Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]);
       } catch {
         throw new IntegrityError();
       }

@@ -2,9 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type * as z from 'zod';
+import type { AccessReports } from '../access/reports.js';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import { isIamPath } from '../authn/iam.js';
 import type { Authenticator, ClientCertificateInput, IamCaller, Principal } from '../authn/principal.js';
+import type { ControlAdmin } from '../control/admin.js';
+import type { ControlPlane } from '../control/plane.js';
 import {
   AuditUnavailableError,
   CofferError,
@@ -12,15 +15,20 @@ import {
   InvalidRequestError,
   NotFoundError,
   PayloadTooLargeError,
+  RevokedError,
 } from '../errors.js';
 import type { KeyAdmin } from '../keys/key-admin.js';
 import { describeError, type Logger } from '../log.js';
 import type { Caller, SecretService } from '../secrets/service.js';
+import { mountControlRoutes } from './control-routes.js';
 import { errorBody } from './errors.js';
 import { mountKeyRoutes } from './key-routes.js';
 import {
+  accessWhatQuery,
+  accessWhoQuery,
   batchGetBody,
   destroyBody,
+  generateBody,
   idempotencyKeyHeader,
   listQuery,
   MAX_BODY_BYTES,
@@ -63,9 +71,21 @@ export interface AppDeps {
   readonly connection: (c: Context) => ConnectionInfo;
   /** Key administration (`/keys/…` routes). Default: none, the routes answer 404. */
   readonly keyAdmin?: KeyAdmin;
+  /**
+   * The policy set and revocation list kept fresh from control records, and their admin
+   * operations. Default: none (the policy set is fixed and nothing is revoked; unit tests).
+   */
+  readonly control?: { readonly plane: ControlPlane; readonly admin: ControlAdmin };
+  /**
+   * Told of every authenticated principal (the principal directory). It must return at once and
+   * never throw: the request neither waits for nor fails with it. Default: none.
+   */
+  readonly directory?: { seen(principal: Principal): void };
+  /** The access reports (`/access/what`, `/access/who`). Default: the routes are absent. */
+  readonly reports?: AccessReports;
 }
 
-type Env = {
+export type AppEnv = {
   Variables: {
     requestId: string;
     audit: AuditContext;
@@ -108,7 +128,7 @@ function decodePath(raw: string): string {
   }
 }
 
-function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+export function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
@@ -132,7 +152,7 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true });
  * The request body as JSON. A body must be `application/json` (a `charset` parameter, if any, must
  * be UTF-8); no content type at all is taken as JSON, for hand-written clients.
  */
-async function jsonBody(c: Context): Promise<unknown> {
+export async function jsonBody(c: Context): Promise<unknown> {
   const type = c.req.header('content-type');
   if (type !== undefined) {
     const [media = '', ...params] = type.split(';').map((p) => p.trim().toLowerCase());
@@ -168,9 +188,9 @@ async function jsonBody(c: Context): Promise<unknown> {
  * The Coffer HTTP API v1 (brief §8), served by the local node server and the Lambda handler
  * alike. Routes are mounted under `/v1` and, for SigV4 callers behind API Gateway, `/iam/v1`.
  */
-export function createApp(deps: AppDeps): Hono<Env> {
+export function createApp(deps: AppDeps): Hono<AppEnv> {
   const { service, authenticator, audit, logger } = deps;
-  const app = new Hono<Env>();
+  const app = new Hono<AppEnv>();
 
   // Liveness, answered from memory before any middleware: no storage call and no audit record, so
   // that a load balancer's or orchestrator's probe every few seconds neither fills the audit
@@ -259,7 +279,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     );
   });
 
-  const api = new Hono<Env>();
+  const api = new Hono<AppEnv>();
 
   api.use(
     '*',
@@ -287,10 +307,23 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.set('principal', principal);
     ctx.principal = principal;
     ctx.authMethod = principal.authMethod;
+    deps.directory?.seen(principal);
+    if (deps.control) {
+      // Before any decision: the set and the list within their bounds, then revocation, which
+      // no Cedar permit can override.
+      const { plane } = deps.control;
+      await plane.ensureFresh();
+      const revoked = plane.revocationFor(principal);
+      if (revoked) {
+        ctx.decision = { allowed: false, policyIds: [`revocation:${revoked.id}`], errors: [] };
+        ctx.policySetHash = plane.policySetHash;
+        throw new RevokedError();
+      }
+    }
     await next();
   });
 
-  const caller = (c: Context<Env>): Caller => ({
+  const caller = (c: Context<AppEnv>): Caller => ({
     principal: c.get('principal'),
     context: {
       authMethod: c.get('principal').authMethod,
@@ -300,7 +333,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     audit: c.get('audit'),
   });
 
-  const pathAfter = (c: Context<Env>, marker: string): string => {
+  const pathAfter = (c: Context<AppEnv>, marker: string): string => {
     const pathname = new URL(c.req.url).pathname;
     const at = pathname.indexOf(marker);
     if (at === -1) throw new NotFoundError('no such route');
@@ -328,6 +361,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const key = parse(idempotencyKeyHeader, c.req.header('idempotency-key'), 'Idempotency-Key header');
     const body = parse(putBody, await jsonBody(c), 'body');
     return c.json(await service.put(caller(c), path, body, key));
+  });
+
+  // The generated value never leaves: the answer holds its version and public metadata only.
+  api.post('/generate/*', async (c) => {
+    const path = pathAfter(c, '/generate/');
+    const key = parse(idempotencyKeyHeader, c.req.header('idempotency-key'), 'Idempotency-Key header');
+    const body = parse(generateBody, await jsonBody(c), 'body');
+    return c.json(await service.generate(caller(c), path, body, key));
   });
 
   api.get('/secrets/*', async (c) => {
@@ -378,17 +419,39 @@ export function createApp(deps: AppDeps): Hono<Env> {
   });
 
   if (deps.keyAdmin) mountKeyRoutes(api, deps.keyAdmin, caller, jsonBody);
+  if (deps.control) mountControlRoutes(api, deps.control, caller);
+  const reports = deps.reports;
+  if (reports) {
+    api.get('/access/what', async (c) => {
+      const q = parse(accessWhatQuery, c.req.query(), 'query');
+      return c.json(
+        await reports.what(caller(c), {
+          principal: q.principal,
+          prefix: q.prefix,
+          ...(q.groups !== undefined ? { groups: q.groups } : {}),
+          ...(q.limit !== undefined ? { limit: q.limit } : {}),
+          ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
+        }),
+      );
+    });
+    api.get('/access/who', async (c) => {
+      const q = parse(accessWhoQuery, c.req.query(), 'query');
+      return c.json(await reports.who(caller(c), q));
+    });
+  }
 
   for (const route of [
     '/whoami',
     '/ready',
     '/secrets/*',
+    '/generate/*',
     '/restore/*',
     '/purge/*',
     '/destroy/*',
     '/meta/*',
     '/list',
     '/batch-get',
+    ...(reports ? ['/access/what', '/access/who'] : []),
   ]) {
     api.all(route, () => {
       throw new MethodNotAllowedError('method not allowed on this route');

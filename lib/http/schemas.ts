@@ -2,25 +2,34 @@
 // locales (~270 KB of the API Lambda's bundle; test/e2e/lambda-bundle.test.ts checks).
 import * as z from 'zod';
 import {
+  ACCESS_WHAT_LIMIT,
+  ACCESS_WHO_ACTIONS,
   BATCH_GET_MAX_PATHS,
   BATCH_PATH_MAX_CHARS,
   type BatchGetRequest,
   BODY_MAX_BYTES,
+  CERTIFICATE_NAMES_MAX,
   CURSOR_MAX_CHARS,
   DESCRIPTION_MAX_CHARS,
   DESTROY_MAX_VERSIONS,
   type DestroyRequest,
+  type GenerateRequest,
   IDEMPOTENCY_KEY,
+  KEY_ALGORITHMS,
   LIST_LIMIT,
   MAX_VERSIONS,
   type MetadataPatch,
   ownRecord,
+  PASSWORD_CLASS_NAMES,
+  PASSWORD_LENGTH,
   PREFIX_MAX_CHARS,
   type PutRequest,
   RECOVERY_DAYS,
+  SECRET_TYPES,
   TAG_KEY,
   TAG_VALUE_MAX_CHARS,
   TAGS_MAX,
+  VALIDITY_DAYS,
   VERSION_MAX,
 } from '../../packages/client/src/contract.js';
 
@@ -66,14 +75,82 @@ const tags = z
 
 const description = text(DESCRIPTION_MAX_CHARS);
 
+/** Standard base64 with padding (RFC 4648 §4), the one spelling Buffer writes. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Bytes as base64. Only the canonical spelling is taken (unused bits zero), so that one value has
+ * one spelling. The size limit applies to the decoded bytes (the service checks it).
+ */
+const base64 = z
+  .string()
+  .regex(BASE64, 'must be standard base64 with padding')
+  .refine((s) => Buffer.from(s, 'base64').toString('base64') === s, 'must be canonical base64');
+
 export const putBody = z
   .object({
-    value: text(),
+    value: text().optional(),
+    valueBase64: base64.optional(),
+    type: z.enum(SECRET_TYPES).optional(),
     cas: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
     description: description.optional(),
     tags: tags.optional(),
   })
-  .strict();
+  .strict()
+  .refine((b) => (b.value === undefined) !== (b.valueBase64 === undefined), {
+    message: 'give exactly one of value and valueBase64',
+  });
+
+const writeFields = {
+  cas: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  description: description.optional(),
+  tags: tags.optional(),
+};
+
+const nameList = (max: number) => z.array(z.string().max(max)).max(CERTIFICATE_NAMES_MAX);
+const days = z.number().int().min(VALIDITY_DAYS.min).max(VALIDITY_DAYS.max);
+
+/**
+ * `POST /v1/generate/{path}`: what to generate (`type` and its parameters) and a PUT's `cas`,
+ * description and tags. The shapes are checked here; the rules across fields (a class left empty by
+ * the exclusions, a SAN that is no DNS name) by the generators, also with 400.
+ */
+export const generateBody = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('password'),
+      length: z.number().int().min(PASSWORD_LENGTH.min).max(PASSWORD_LENGTH.max).optional(),
+      classes: z.array(z.enum(PASSWORD_CLASS_NAMES)).min(1).max(PASSWORD_CLASS_NAMES.length).optional(),
+      exclude: z.string().max(256).optional(),
+      ...writeFields,
+    })
+    .strict(),
+  z.object({ type: z.literal('keypair'), algorithm: z.enum(KEY_ALGORITHMS), ...writeFields }).strict(),
+  z
+    .object({
+      type: z.literal('certificate'),
+      algorithm: z.enum(KEY_ALGORITHMS).optional(),
+      commonName: z.string().max(64),
+      organization: z.string().max(64).optional(),
+      organizationalUnit: z.string().max(64).optional(),
+      sans: z
+        .object({
+          dns: nameList(253).optional(),
+          ip: nameList(45).optional(),
+          uri: nameList(2048).optional(),
+          email: nameList(254).optional(),
+        })
+        .strict()
+        .optional(),
+      validityDays: days,
+      ca: z.boolean().optional(),
+      issuer: z.string().max(BATCH_PATH_MAX_CHARS).optional(),
+      allowedNames: nameList(253).optional(),
+      maxValidityDays: days.optional(),
+      ...writeFields,
+    })
+    .strict(),
+]);
 
 export const patchBody = z
   .object({
@@ -120,6 +197,27 @@ export const listQuery = z.object({
   cursor: z.string().max(CURSOR_MAX_CHARS).optional(),
 });
 
+/** `GET /v1/access/what`: `groups` is comma-separated; `limit` counts secrets scanned per page. */
+export const accessWhatQuery = z.object({
+  principal: z.string().min(1).max(2048),
+  groups: z
+    .string()
+    .max(4096)
+    .transform((g) => g.split(','))
+    .optional(),
+  prefix: z.string().max(PREFIX_MAX_CHARS).default(''),
+  limit: positiveInt(ACCESS_WHAT_LIMIT.max).optional(),
+  cursor: z.string().max(CURSOR_MAX_CHARS).optional(),
+});
+
+/** `GET /v1/access/who`. */
+export const accessWhoQuery = z.object({
+  path: z.string().max(PREFIX_MAX_CHARS),
+  action: z
+    .enum(['read', 'write', 'list', 'readMetadata', 'writeMetadata', 'delete', 'destroy'])
+    .default('read'),
+});
+
 /** `POST /v1/batch-get`: 1 to 20 paths; each is checked by the path rules on its own. */
 export const batchGetBody = z
   .object({
@@ -140,3 +238,6 @@ sameAs<Equal<z.infer<typeof putBody>, PutRequest>>(true);
 sameAs<Equal<z.infer<typeof patchBody>, MetadataPatch>>(true);
 sameAs<Equal<z.infer<typeof destroyBody>, DestroyRequest>>(true);
 sameAs<Equal<z.infer<typeof batchGetBody>, BatchGetRequest>>(true);
+/** Weaker than `sameAs` (a union of intersections is not `Equal` to its flattened form). */
+const assignable = <_A extends B, B>(): void => {};
+assignable<z.infer<typeof generateBody>, GenerateRequest>();

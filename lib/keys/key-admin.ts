@@ -47,8 +47,8 @@ export class RootKeyNotAllowedError extends CofferError {
 /** How long retired key material is kept: point-in-time recovery may restore items that need it. */
 export const RETAIN_RETIRED_DAYS = 35;
 
-/** The root folder: installation-wide key operations are Cedar `admin` on it. */
-export const ROOT_FOLDER: FolderResource = { kind: 'Folder', path: '/' };
+/** The root folder (as lib/control/admin.ts names it): installation-wide key operations are Cedar `admin` on it. */
+export const ROOT_FOLDER: FolderResource = { kind: 'Folder', path: '' };
 
 export interface KeyAdminOptions {
   readonly keys: BranchKeyProvider;
@@ -104,7 +104,7 @@ export interface KeyStatus {
 
 /**
  * Key administration: status, rotate, revert, flush, re-wrap and retire. Every operation is Cedar
- * `admin` on the folder it touches (the root folder `/` for root and all-folder operations),
+ * `admin` on the folder it touches (the root folder `Folder::""` for root and all-folder operations),
  * decided before anything is read, and its audit record names the key ids involved — never key
  * material.
  */

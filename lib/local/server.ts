@@ -23,6 +23,7 @@ import { localDynamoClient } from '../store/dynamo-client.js';
 import { ensureTables } from '../store/tables.js';
 import { startDynamoDbLocal } from './dynamodb-local.js';
 import { lockDataDir } from './lock.js';
+import { type PolicyWatch, watchPolicyDir } from './policy-watch.js';
 import { DynamoDbSupervisor, type SupervisorOptions } from './supervisor.js';
 
 /** Header limit of the node server: large enough for 8 KiB tokens to reach the app's own check. */
@@ -274,10 +275,13 @@ export async function startLocalServer(
     throw err;
   }
   const endpoint = settings.dynamodbEndpoint ?? (ddb as DynamoDbSupervisor).endpoint;
-  const client = localDynamoClient(endpoint);
+  // Its own engine gets the commit barrier (dynamo-client.ts): an acknowledged write survives a
+  // killed Java. An engine given by COFFER_DYNAMODB_ENDPOINT may be DynamoDB Local too.
+  const client = localDynamoClient(endpoint, { commitBarrier: true });
   let server: ServerType | undefined;
   let timer: NodeJS.Timeout | undefined;
   let checkpointTimer: NodeJS.Timeout | undefined;
+  let policyWatch: PolicyWatch | undefined;
   const aborted = () => {
     if (hooks.signal?.aborted) throw new Error('start aborted');
   };
@@ -310,12 +314,20 @@ export async function startLocalServer(
         ...sink,
       },
       policy: { authorizer },
+      ...(settings.control ? { control: settings.control } : {}),
       authn: { config, devIssuerKey: issuer.publicKey },
       connection: (c: Context) => connectionFromIncoming(c.env as HttpBindings | undefined),
       logger,
       ...(settings.keyCache ? { keyCache: settings.keyCache } : {}),
     });
     const { app, audit, purger } = coffer;
+    // Policy files edited while the server runs apply within 2 s; an invalid edit is refused.
+    policyWatch = watchPolicyDir({
+      dir: settings.policyDir,
+      logger,
+      initialHash: authorizer.policySetHash,
+      apply: (next) => coffer.plane.replaceBase(next),
+    });
     const checkpointer = new Checkpointer({
       client,
       table: (settings.tables ?? DEFAULT_TABLES).audit,
@@ -392,9 +404,12 @@ export async function startLocalServer(
       dynamodbPid: () => ddb?.pid,
       failed,
       stop: async () => {
+        policyWatch?.close();
         if (timer) clearInterval(timer);
         if (checkpointTimer) clearInterval(checkpointTimer);
         await new Promise<void>((resolve) => listening.close(() => resolve()));
+        // Directory writes still on their way land before DynamoDB Local stops.
+        await coffer.directory.flush();
         // The last checkpoint seals every record this server wrote.
         await checkpoint();
         await rm(endpointFile, { force: true });
@@ -405,6 +420,7 @@ export async function startLocalServer(
       },
     };
   } catch (err) {
+    policyWatch?.close();
     if (timer) clearInterval(timer);
     if (checkpointTimer) clearInterval(checkpointTimer);
     server?.close();

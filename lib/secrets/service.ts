@@ -2,6 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   BATCH_GET_MAX_PATHS,
   type BatchGetItem,
+  type GenerateRequest,
+  type GenerateResult,
   type ListPage,
   MAX_VERSIONS,
   type MetadataPatch,
@@ -10,6 +12,7 @@ import {
   type PutResult,
   RECOVERY_DAYS,
   type SecretMetadata,
+  type SecretType,
   type SecretValue,
   VALUE_MAX_BYTES,
 } from '../../packages/client/src/contract.js';
@@ -28,13 +31,17 @@ import type {
 import { canonicalJson } from '../crypto/canonical.js';
 import type { Envelope } from '../crypto/envelope.js';
 import {
+  CaNotAllowedError,
   CasConflictError,
   CofferError,
   ForbiddenError,
   IdempotencyKeyReusedError,
   InvalidRequestError,
+  NameNotAllowedError,
+  NotACaError,
   NotFoundError,
   SecretDeletedError,
+  ValidityTooLongError,
   ValueTooLargeError,
   WriteContentionError,
 } from '../errors.js';
@@ -42,7 +49,20 @@ import { validatePath, validatePrefix } from '../paths.js';
 import { type CursorBinding, CursorSealer } from '../store/cursor.js';
 import type { ListEntry, SecretHead, VersionMeta } from '../store/records.js';
 import { ChangeConditionFailed, type SecretsStore } from '../store/secrets-store.js';
+import {
+  checkIssuerConstraints,
+  type ResolvedCertificateRequest,
+} from '../values/generate/certificate-spec.js';
+import {
+  describeValue,
+  generateValue,
+  type IssuerMaterial,
+  issuerConstraints,
+  readIssuer,
+  resolveGenerator,
+} from '../values/generate/index.js';
 import { Purger } from './purger.js';
+import { checkValue } from './value-types.js';
 
 // The limits of the wire contract (packages/client/src/contract.ts), under the service's names.
 export const MAX_VALUE_BYTES: number = VALUE_MAX_BYTES;
@@ -94,6 +114,34 @@ export type ListResult = ListPage;
 
 /** The body of a PUT (the wire contract's). */
 export type PutInput = Readonly<PutRequest>;
+
+/**
+ * One write of a new version, as PUT and generation share it. `value` is called only after the
+ * write was authorized, and at most once however many times a plain write is tried again (a
+ * generated value is made once). `sameValue` decides whether a replayed Idempotency-Key's first
+ * value is this request's (a PUT compares values; a generation asks for a new random value each
+ * time, so only its parameters, in `fingerprint`, can tell two requests apart).
+ */
+interface WriteSpec {
+  readonly cas?: number;
+  readonly description?: string;
+  readonly tags?: Readonly<Record<string, string>>;
+  readonly type?: SecretType;
+  readonly generator?: Readonly<Record<string, unknown>>;
+  /** Written as bytes (`valueBase64`): a new secret without a type is then `binary`. */
+  readonly asBytes?: boolean;
+  readonly value: () => Promise<Buffer>;
+  readonly fingerprint: string;
+  /** Whether a replayed request sent the bytes the first one stored (absent: not checked). */
+  readonly sameValue?: (first: Buffer) => boolean;
+}
+
+/** A committed write, with the value when this call wrote it (absent when it was a replay). */
+interface WriteOutcome {
+  readonly result: PutResult;
+  readonly value?: Buffer;
+}
+
 export type { BatchGetItem, MetadataPatch, PutResult, SecretMetadata, SecretValue };
 
 export interface SecretServiceDeps {
@@ -164,15 +212,149 @@ export class SecretService {
   async put(caller: Caller, rawPath: string, input: PutInput, idempotencyKey?: string): Promise<PutResult> {
     const path = validatePath(rawPath);
     this.note(caller, 'write', path);
-    if (Buffer.byteLength(input.value, 'utf8') > MAX_VALUE_BYTES) {
-      throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
+    const bytes = valueBytes(input);
+    const spec: WriteSpec = {
+      ...(input.cas !== undefined ? { cas: input.cas } : {}),
+      ...(input.description !== undefined ? { description: input.description } : {}),
+      ...(input.tags !== undefined ? { tags: input.tags } : {}),
+      ...(input.type !== undefined ? { type: input.type } : {}),
+      asBytes: input.valueBase64 !== undefined,
+      value: async () => bytes,
+      fingerprint: this.fingerprint(path, input),
+      sameValue: (first) => first.equals(bytes),
+    };
+    return (await this.write(caller, path, spec, idempotencyKey)).result;
+  }
+
+  /**
+   * Generates a value on the server and writes it as a new version (`POST /v1/generate`), with the
+   * same `cas`, Idempotency-Key and authorization (`write`) as a PUT. The type and the generator's
+   * parameters go into the head. A certificate with an `issuer` also needs `issue` on that CA
+   * secret: its limits (allowed names, maximum validity) are checked, and only then, once the
+   * write is allowed too, is the CA's key decrypted, in this process, to sign. The answer holds
+   * what may be said about the value, never the value.
+   */
+  async generate(
+    caller: Caller,
+    rawPath: string,
+    input: GenerateRequest,
+    idempotencyKey?: string,
+  ): Promise<GenerateResult> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'write', path);
+    const { cas, description, tags, ...params } = input;
+    const generator = resolveGenerator(params);
+    // As plain JSON data: what the head keeps, the fingerprint hashes and the answer shows.
+    const parameters = JSON.parse(JSON.stringify(generator)) as Record<string, unknown>;
+    const issuer =
+      generator.type === 'certificate' && generator.issuer !== undefined
+        ? await this.issuerFor(caller, path, generator)
+        : undefined;
+    let made: Promise<Buffer> | undefined;
+    const spec: WriteSpec = {
+      ...(cas !== undefined ? { cas } : {}),
+      ...(description !== undefined ? { description } : {}),
+      ...(tags !== undefined ? { tags } : {}),
+      type: generator.type,
+      generator: parameters,
+      value: () => {
+        made ??= (async () =>
+          Buffer.from(
+            await generateValue(generator, issuer ? await issuer() : undefined, this.now()),
+            'utf8',
+          ))();
+        return made;
+      },
+      fingerprint: this.generateFingerprint(path, input, parameters),
+    };
+    const { result, value } = await this.write(caller, path, spec, idempotencyKey);
+    // A replay describes the version the first request wrote.
+    const written = value ? value.toString('utf8') : await this.openVersion(path, result.version);
+    return {
+      ...result,
+      type: generator.type,
+      generator: parameters,
+      ...describeValue(generator.type, written),
+    };
+  }
+
+  /**
+   * The CA that is to sign a certificate: `issue` on it is required (a caller who may not even see
+   * it gets the answer of a missing issuer), its head must say it is a certificate, and its limits
+   * must allow the request. Returns how to read its key, called only once the write is allowed.
+   */
+  private async issuerFor(
+    caller: Caller,
+    path: string,
+    request: ResolvedCertificateRequest,
+  ): Promise<() => Promise<IssuerMaterial>> {
+    const issuerPath = validatePath(request.issuer as string);
+    if (issuerPath === path) throw new InvalidRequestError('a certificate cannot be issued by itself');
+    const head = await this.store.getHead(issuerPath);
+    const missing = () => new NotFoundError('issuer not found');
+    if (!head || head.deletedAt || this.expired(head)) throw missing();
+    if (!this.allowed(caller, 'issue', resourceOf(head))) {
+      if (this.allowed(caller, 'readMetadata', resourceOf(head))) throw new ForbiddenError();
+      throw missing();
     }
-    if (input.cas !== undefined) return this.putOnce(caller, path, input, idempotencyKey);
+    if (head.type !== 'certificate' || head.generator?.ca === false) throw new NotACaError();
+    const limits = issuerConstraints(head.generator);
+    if (request.ca && (limits.allowedNames !== undefined || limits.maxValidityDays !== undefined)) {
+      throw new CaNotAllowedError();
+    }
+    const now = this.now();
+    // The limits in the head first: a request they refuse never gets near the key.
+    this.enforce(checkIssuerConstraints(request, limits, now, new Date(8.64e15)));
+    return async () => {
+      let value: string;
+      try {
+        value = await this.openVersion(issuerPath, head.latest);
+      } catch (err) {
+        if (err instanceof NotFoundError) throw new NotACaError();
+        throw err;
+      }
+      const material = readIssuer(value);
+      // Nothing outlives the CA that signed it.
+      this.enforce(checkIssuerConstraints(request, limits, now, material.notAfter));
+      return material;
+    };
+  }
+
+  private enforce(violation: ReturnType<typeof checkIssuerConstraints>): void {
+    if (violation?.kind === 'name') throw new NameNotAllowedError(violation.name);
+    if (violation?.kind === 'validity') throw new ValidityTooLongError(violation.maxValidityDays);
+  }
+
+  /** A stored version's value, for the server's own use (never handed to a caller by this). */
+  private async openVersion(path: string, version: number): Promise<string> {
+    const stored = await this.store.getVersion(path, version);
+    if (!stored?.sealed) throw new NotFoundError('secret version not found');
+    const bytes = await this.envelope.openBytes(stored.sealed, {
+      table: this.store.binding,
+      path,
+      version,
+      valueType: stored.valueType ?? 'text',
+    });
+    return bytes.toString('utf8');
+  }
+
+  /**
+   * `cas: n` is tried once; without `cas` a lost race is tried again (bounded, full jitter), each
+   * attempt re-reading the head and deciding again, so that a concurrent retag that forbids the
+   * write does. Past the bound it is 503 `write_contention` (retryable), never 409.
+   */
+  private async write(
+    caller: Caller,
+    path: string,
+    spec: WriteSpec,
+    idempotencyKey: string | undefined,
+  ): Promise<WriteOutcome> {
+    if (spec.cas !== undefined) return this.putOnce(caller, path, spec, idempotencyKey);
     // Plain writes to one path from this process go one at a time: they would only make each
     // other lose. The retries are for writers elsewhere (other Lambda instances, cas writers).
     return this.plainWrites.run(path, async () => {
       try {
-        return await retry(() => this.putOnce(caller, path, input, idempotencyKey), {
+        return await retry(() => this.putOnce(caller, path, spec, idempotencyKey), {
           ...PLAIN_WRITE_RETRY,
           // Without cas the only conflict is a lost race (a head that changed since it was read).
           isRetryable: (err) => err instanceof CasConflictError,
@@ -188,9 +370,9 @@ export class SecretService {
   private async putOnce(
     caller: Caller,
     path: string,
-    input: PutInput,
+    input: WriteSpec,
     idempotencyKey: string | undefined,
-  ): Promise<PutResult> {
+  ): Promise<WriteOutcome> {
     let previous = await this.store.getHead(path);
     if (previous && (await this.purger.purgeIfExpired(previous))) {
       // Past its recovery window the secret is gone, whether or not the purge routine has run: the
@@ -210,13 +392,22 @@ export class SecretService {
     const scope = idempotencyKey ? this.idempotencyScope(caller.principal, path, idempotencyKey) : undefined;
     if (scope) {
       const replay = await this.replay(scope, path, input);
-      if (replay) return replay;
+      if (replay) return { result: replay };
     }
 
     if (previous?.deletedAt) throw new SecretDeletedError('the secret is deleted; restore it before writing');
     if (input.cas !== undefined && input.cas !== (previous?.latest ?? 0)) {
       throw new CasConflictError('the secret changed since it was read', { latest: previous?.latest ?? 0 });
     }
+    // Left out, the type stays the secret's; a new secret is binary when written as bytes.
+    const type: SecretType =
+      input.type ?? (previous ? (previous.type ?? 'text') : input.asBytes ? 'binary' : 'text');
+    // Made only now, once the write is allowed (a generated value, a certificate signed by a CA).
+    const bytes = await input.value();
+    if (bytes.length > MAX_VALUE_BYTES) {
+      throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
+    }
+    const typeInfo = checkValue(type, bytes);
 
     const now = this.now();
     const createdAt = now.toISOString();
@@ -233,13 +424,22 @@ export class SecretService {
       tags: nextTags,
       maxVersions,
       owner: previous?.owner ?? caller.principal.id,
+      type,
+      ...(typeInfo.keypair || typeInfo.certificate ? { typeInfo } : {}),
       ...(input.description !== undefined
         ? { description: input.description }
         : previous?.description !== undefined
           ? { description: previous.description }
           : {}),
+      // A value written by hand keeps the secret's type but no generator of an earlier generated one.
+      ...(input.generator !== undefined ? { generator: input.generator } : {}),
     };
-    const sealed = await this.envelope.seal(input.value, { table: this.store.binding, path, version });
+    const sealed = await this.envelope.seal(bytes, {
+      table: this.store.binding,
+      path,
+      version,
+      valueType: type,
+    });
     const result: PutResult = { path, version, createdAt };
     caller.audit.version = version;
     this.noteHead(caller, head, previous);
@@ -249,14 +449,22 @@ export class SecretService {
           path,
           previous,
           head,
-          version: { path, version, createdAt, createdBy: caller.principal.id, destroyed: false, sealed },
+          version: {
+            path,
+            version,
+            createdAt,
+            createdBy: caller.principal.id,
+            destroyed: false,
+            valueType: type,
+            sealed,
+          },
           prune: pruned.slice(0, PRUNE_IN_TRANSACTION),
           extra,
           ...(scope
             ? {
                 idempotency: {
                   scope,
-                  fingerprint: this.fingerprint(path, input),
+                  fingerprint: input.fingerprint,
                   result: { ...result },
                   expiresAt: Math.floor(now.getTime() / 1000) + IDEMPOTENCY_WINDOW_SECONDS,
                 },
@@ -268,7 +476,7 @@ export class SecretService {
       if (err instanceof ChangeConditionFailed && scope) {
         // A concurrent retry with the same key may have won the race: answer as it did.
         const replay = await this.replay(scope, path, input);
-        if (replay) return replay;
+        if (replay) return { result: replay };
       }
       if (err instanceof ChangeConditionFailed) {
         throw new CasConflictError('the secret changed since it was read');
@@ -277,7 +485,7 @@ export class SecretService {
     }
     if (pruned.length > PRUNE_IN_TRANSACTION)
       await this.store.deleteVersions(path, pruned.slice(PRUNE_IN_TRANSACTION));
-    return result;
+    return { result, value: bytes };
   }
 
   /** Reads the latest version, or `version`. */
@@ -294,12 +502,20 @@ export class SecretService {
     const stored = await this.store.getVersion(path, wanted);
     if (!stored) throw new NotFoundError('secret version not found');
     if (!stored.sealed) throw new NotFoundError('secret version was destroyed');
-    const value = await this.envelope.open(stored.sealed, {
+    const type = stored.valueType ?? 'text';
+    const bytes = await this.envelope.openBytes(stored.sealed, {
       table: this.store.binding,
       path,
       version: wanted,
+      valueType: type,
     });
-    return { path, version: wanted, value, createdAt: stored.createdAt };
+    return {
+      path,
+      version: wanted,
+      type,
+      ...(type === 'binary' ? { valueBase64: bytes.toString('base64') } : { value: bytes.toString('utf8') }),
+      createdAt: stored.createdAt,
+    };
   }
 
   /**
@@ -587,6 +803,9 @@ export class SecretService {
     return {
       path: head.path,
       currentVersion: head.latest,
+      type: head.type ?? 'text',
+      ...(head.typeInfo?.keypair ? { keypair: head.typeInfo.keypair } : {}),
+      ...(head.typeInfo?.certificate ? { certificate: head.typeInfo.certificate } : {}),
       createdAt: head.createdAt,
       updatedAt: head.updatedAt,
       ...(head.description !== undefined ? { description: head.description } : {}),
@@ -594,8 +813,10 @@ export class SecretService {
       maxVersions: head.maxVersions,
       ...(head.owner ? { owner: head.owner } : {}),
       ...(head.deletedAt ? { deletedAt: head.deletedAt, purgeAt: head.purgeAt } : {}),
+      ...(head.generator !== undefined ? { generator: { ...head.generator } } : {}),
       versions: versions.map((v) => ({
         version: v.version,
+        type: v.valueType ?? 'text',
         createdAt: v.createdAt,
         ...(v.createdBy ? { createdBy: v.createdBy } : {}),
         destroyed: v.destroyed,
@@ -633,6 +854,8 @@ export class SecretService {
       resource,
       context: caller.context,
     });
+    // A policy set reloaded since `note` decided this: the record names the set that decided.
+    if (decision.policySetHash !== undefined) caller.audit.policySetHash = decision.policySetHash;
     // The record keeps the decision for the request's own action (the last one taken for it).
     if (action === caller.audit.action || !decision.allowed) caller.audit.decision = decision;
     return decision.allowed;
@@ -685,27 +908,53 @@ export class SecretService {
           cas: input.cas ?? null,
           description: input.description ?? null,
           tags: input.tags ?? null,
+          // Only when given, so that fingerprints of requests without a type stay as they were.
+          ...(input.type !== undefined ? { type: input.type } : {}),
         }),
       )
       .digest('hex');
   }
 
-  private async replay(scope: string, path: string, input: PutInput): Promise<PutResult | undefined> {
+  /**
+   * Fingerprint of a generation request: its parameters, defaults filled in. Marked apart from a
+   * PUT's, so that an Idempotency-Key first used for a PUT is refused for a generation.
+   */
+  private generateFingerprint(
+    path: string,
+    input: GenerateRequest,
+    generator: Readonly<Record<string, unknown>>,
+  ): string {
+    return createHash('sha256')
+      .update(
+        canonicalJson({
+          kind: 'generate',
+          path,
+          cas: input.cas ?? null,
+          description: input.description ?? null,
+          tags: input.tags ?? null,
+          generator,
+        }),
+      )
+      .digest('hex');
+  }
+
+  private async replay(scope: string, path: string, input: WriteSpec): Promise<PutResult | undefined> {
     const nowSeconds = Math.floor(this.now().getTime() / 1000);
     const record = await this.store.getIdempotency(scope, nowSeconds);
     if (!record) return undefined;
     const result = record.result as unknown as PutResult;
-    if (record.fingerprint !== this.fingerprint(path, input)) {
+    if (record.fingerprint !== input.fingerprint) {
       throw new IdempotencyKeyReusedError('this Idempotency-Key was used with a different request');
     }
-    const stored = await this.store.getVersion(path, result.version);
-    if (stored?.sealed) {
-      const first = await this.envelope.open(stored.sealed, {
+    const stored = input.sameValue ? await this.store.getVersion(path, result.version) : undefined;
+    if (stored?.sealed && input.sameValue) {
+      const first = await this.envelope.openBytes(stored.sealed, {
         table: this.store.binding,
         path,
         version: result.version,
+        valueType: stored.valueType ?? 'text',
       });
-      if (first !== input.value) {
+      if (!input.sameValue(first)) {
         throw new IdempotencyKeyReusedError('this Idempotency-Key was used with a different request');
       }
     }
@@ -732,6 +981,24 @@ class PathQueue {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     }
   }
+}
+
+/**
+ * The bytes a write stores: `valueBase64` decoded, or `value` as UTF-8. The limit is on these
+ * bytes, whichever way they came.
+ */
+function valueBytes(input: PutInput): Buffer {
+  if ((input.value === undefined) === (input.valueBase64 === undefined)) {
+    throw new InvalidRequestError('give exactly one of value and valueBase64');
+  }
+  const bytes =
+    input.valueBase64 !== undefined
+      ? Buffer.from(input.valueBase64, 'base64')
+      : Buffer.from(input.value as string, 'utf8');
+  if (bytes.length > MAX_VALUE_BYTES) {
+    throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
+  }
+  return bytes;
 }
 
 function range(from: number, to: number): number[] {

@@ -7,6 +7,9 @@ import {
   QueryCommand,
   type QueryCommandInput,
   type QueryCommandOutput,
+  TransactionCanceledException,
+  type TransactWriteItem,
+  TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb';
 import { canonicalJson, encodeFields } from '../crypto/canonical.js';
 import { CasConflictError, IntegrityError } from '../errors.js';
@@ -110,45 +113,114 @@ export class ControlRecords {
   }
 
   /**
-   * Writes generation `expected + 1` of a record, if the stored one is still at `expected` (0:
-   * absent). ControlRecordConflict when another writer got there first.
+   * Raises this instance's memory of the generations seen to those a verified audit checkpoint
+   * signed (`<kind>/<id>` → generation), so that a process that never read a record still refuses
+   * it deleted or put back below what was signed. Unknown or malformed keys are ignored.
    */
-  async put<T>(kind: string, id: string, payload: T, expected: number): Promise<ControlRecord<T>> {
+  noteSigned(generations: Readonly<Record<string, number>>): void {
+    for (const [key, generation] of Object.entries(generations)) {
+      const at = key.indexOf('/');
+      if (at <= 0 || !Number.isSafeInteger(generation) || generation < 1) continue;
+      const kind = key.slice(0, at);
+      const id = key.slice(at + 1);
+      if (!NAME.test(kind) || !NAME.test(id)) continue;
+      this.note({ kind, id, generation, payload: undefined });
+    }
+  }
+
+  /**
+   * Writes generation `expected + 1` of a record, if the stored one is still at `expected` (0:
+   * absent). ControlRecordConflict when another writer got there first. `with` are more writes
+   * (the change's audit record) committed in the same transaction, or not at all.
+   */
+  async put<T>(
+    kind: string,
+    id: string,
+    payload: T,
+    expected: number,
+    with_: readonly TransactWriteItem[] = [],
+  ): Promise<ControlRecord<T>> {
     checkName(kind, id);
     if (!Number.isInteger(expected) || expected < 0) throw new RangeError('expected generation');
     const record: ControlRecord<T> = { kind, id, generation: expected + 1, payload };
     const payloadJson = canonicalJson(payload);
     const mac = this.options.key.mac(this.bytes(kind, id, record.generation, payloadJson));
+    const put = {
+      TableName: this.options.table,
+      Item: {
+        ...marshallKey(controlKey(kind, id)),
+        type: { S: 'control' },
+        kind: { S: kind },
+        id: { S: id },
+        generation: { N: String(record.generation) },
+        payload: { S: payloadJson },
+        mk: { S: this.options.key.keyId },
+        mac: { B: mac },
+      },
+      // Generations only rise: the first write needs an empty slot, every later one the
+      // generation it read.
+      ...(expected === 0
+        ? { ConditionExpression: 'attribute_not_exists(pk)' }
+        : {
+            ConditionExpression: 'generation = :expected',
+            ExpressionAttributeValues: { ':expected': { N: String(expected) } },
+          }),
+    };
     try {
-      await this.options.client.send(
-        new PutItemCommand({
-          TableName: this.options.table,
-          Item: {
-            ...marshallKey(controlKey(kind, id)),
-            type: { S: 'control' },
-            kind: { S: kind },
-            id: { S: id },
-            generation: { N: String(record.generation) },
-            payload: { S: payloadJson },
-            mk: { S: this.options.key.keyId },
-            mac: { B: mac },
-          },
-          // Generations only rise: the first write needs an empty slot, every later one the
-          // generation it read.
-          ...(expected === 0
-            ? { ConditionExpression: 'attribute_not_exists(pk)' }
-            : {
-                ConditionExpression: 'generation = :expected',
-                ExpressionAttributeValues: { ':expected': { N: String(expected) } },
-              }),
-        }),
-      );
+      if (with_.length === 0) {
+        await this.options.client.send(new PutItemCommand(put));
+      } else {
+        await this.options.client.send(
+          new TransactWriteItemsCommand({ TransactItems: [{ Put: put }, ...with_] }),
+        );
+      }
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) throw new ControlRecordConflict(kind, id);
+      // The record's own condition is the first item: its failure is a lost race.
+      if (
+        err instanceof TransactionCanceledException &&
+        err.CancellationReasons?.[0]?.Code === 'ConditionalCheckFailed'
+      ) {
+        throw new ControlRecordConflict(kind, id);
+      }
       throw mapStorageError(err);
     }
     this.note(record);
     return record;
+  }
+
+  /**
+   * Every record of one kind, verified (one Query on the control partition). IntegrityError when
+   * any fails its MAC or went back, or one seen before is missing.
+   */
+  async list<T>(kind: string): Promise<ControlRecord<T>[]> {
+    checkName(kind, 'x');
+    const out: ControlRecord<T>[] = [];
+    const found = new Set<string>();
+    let start: QueryCommandInput['ExclusiveStartKey'];
+    do {
+      const page = await this.db.send<QueryCommandOutput>(
+        new QueryCommand({
+          TableName: this.options.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :kind)',
+          ExpressionAttributeValues: { ':pk': { S: CONTROL_PK }, ':kind': { S: `${kind}#` } },
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of page.Items ?? []) {
+        const record = this.open<T>(item);
+        if (record.kind !== kind) throw new IntegrityError();
+        this.note(record);
+        found.add(seenKey(record.kind, record.id));
+        out.push(record);
+      }
+      start = page.LastEvaluatedKey;
+    } while (start);
+    for (const [key, generation] of this.seen) {
+      if (generation > 0 && key.startsWith(`${kind}/`) && !found.has(key)) throw new IntegrityError();
+    }
+    return out;
   }
 
   /**

@@ -39,10 +39,18 @@ export const AUTHENTICATED_HEAD_ATTRIBUTES: readonly string[] = [
   'owner',
   'deletedAt',
   'purgeAt',
+  /** The latest version's secret type (`type` is the item's kind, `head`). Absent: `text`. */
+  'secretType',
+  /** What the type says of the latest value (public key, certificate names and validity). */
+  'typeInfo',
   /** The head's revision: rises by one with every write of the head, never falls. */
   'rev',
   /** The id of the storage MAC key the MAC was made with. */
   'mk',
+  /** The value's type (`password`, `keypair`, `certificate`…); absent: text. */
+  'secretType',
+  /** A generated secret's generator parameters, JSON text (no secret material). */
+  'generator',
 ];
 
 export type StoredItem = Record<string, AttributeValue>;

@@ -1,4 +1,4 @@
-import { ownRecord } from '../../packages/client/src/contract.js';
+import { isSecretType, ownRecord } from '../../packages/client/src/contract.js';
 import { ENVELOPE_ALGORITHM, type SealedValue } from '../crypto/envelope.js';
 import { IntegrityError } from '../errors.js';
 import { deletionKey, headKey, idempotencyKey, versionKey } from './keys.js';
@@ -30,10 +30,37 @@ export function headFromItem(item: Record<string, unknown>): SecretHead {
     ...(typeof item.deletedAt === 'string' ? { deletedAt: item.deletedAt } : {}),
     ...(typeof item.purgeAt === 'string' ? { purgeAt: item.purgeAt } : {}),
     ...(item.rev !== undefined ? { rev: Number(item.rev) } : {}),
+    ...(item.secretType !== undefined ? { type: secretTypeFromItem(item.secretType) } : {}),
+    ...(item.typeInfo !== undefined ? { typeInfo: typeInfoFromItem(item.typeInfo) } : {}),
+    ...(item.generator !== undefined ? { generator: generatorFromItem(item.generator) } : {}),
   };
   if (head.rev !== undefined && !Number.isInteger(head.rev)) throw new IntegrityError();
   if (!Number.isInteger(head.latest) || !Number.isInteger(head.maxVersions)) throw new IntegrityError();
   return head;
+}
+
+function secretTypeFromItem(raw: unknown): NonNullable<SecretHead['type']> {
+  if (!isSecretType(raw)) throw new IntegrityError();
+  return raw;
+}
+
+/** The type metadata is under the head's MAC: only its shape is checked here. */
+function typeInfoFromItem(raw: unknown): NonNullable<SecretHead['typeInfo']> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new IntegrityError();
+  return raw as NonNullable<SecretHead['typeInfo']>;
+}
+
+/** A generator's parameters, stored as JSON text (one string attribute, covered by the head MAC). */
+function generatorFromItem(raw: unknown): Record<string, unknown> {
+  if (typeof raw !== 'string') throw new IntegrityError();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new IntegrityError();
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new IntegrityError();
+  return parsed as Record<string, unknown>;
 }
 
 /**
@@ -72,7 +99,11 @@ export function headToItem(head: SecretHead): Record<string, unknown> {
     owner: head.owner,
     deletedAt: head.deletedAt,
     purgeAt: head.purgeAt,
+    // `type` names the item's kind ('head'); the secret's type is `secretType`.
+    secretType: head.type,
+    typeInfo: head.typeInfo,
     rev: head.rev,
+    generator: head.generator === undefined ? undefined : JSON.stringify(head.generator),
   };
 }
 
@@ -85,6 +116,7 @@ export function versionFromItem(item: Record<string, unknown>): StoredVersion {
     ...(typeof item.createdBy === 'string' ? { createdBy: item.createdBy } : {}),
     ...(typeof item.kp === 'string' ? { keyProvider: item.kp } : {}),
     ...(typeof item.kid === 'string' ? { keyId: item.kid } : {}),
+    ...(item.vt !== undefined ? { valueType: secretTypeFromItem(item.vt) } : {}),
   };
   if (meta.destroyed || item.ct === undefined) return meta;
   if (
@@ -126,6 +158,8 @@ export function versionToItem(
     wk: version.sealed.wrappedKey,
     kp: version.sealed.keyProvider,
     kid: version.sealed.keyId,
+    // Absent for text (as for every version written before types); bound into the value's AAD.
+    vt: version.valueType === 'text' ? undefined : version.valueType,
   };
 }
 

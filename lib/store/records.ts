@@ -1,6 +1,13 @@
+import type { CertificateInfo, KeypairInfo, SecretType } from '../../packages/client/src/contract.js';
 import type { SealedValue } from '../crypto/envelope.js';
 
 /* The domain records the secrets store reads and writes (item-codec.ts maps them to items). */
+
+/** What a write of a typed value adds to the head's metadata. Never holds a private key. */
+export interface TypeInfo {
+  readonly keypair?: KeypairInfo;
+  readonly certificate?: CertificateInfo;
+}
 
 export interface SecretHead {
   readonly path: string;
@@ -16,11 +23,20 @@ export interface SecretHead {
   readonly owner?: string;
   readonly deletedAt?: string;
   readonly purgeAt?: string;
+  /** The type of the latest version; absent (a head written before types) means `text`. */
+  readonly type?: SecretType;
+  /**
+   * What the latest version's type says about it (a keypair's public key, a certificate's names
+   * and validity), derived when it was written. Never a private key.
+   */
+  readonly typeInfo?: TypeInfo;
   /**
    * The head's revision: every write of the head raises it by one (the store sets it), and it is
    * under the head's MAC, so the audit log can name the exact head each change left behind.
    */
   readonly rev?: number;
+  /** A generated secret's generator parameters (no secret material): what rotation makes again. */
+  readonly generator?: Readonly<Record<string, unknown>>;
 }
 
 export interface VersionMeta {
@@ -31,6 +47,8 @@ export interface VersionMeta {
   readonly destroyed: boolean;
   readonly keyProvider?: string;
   readonly keyId?: string;
+  /** The version's type; absent (a version written before types) means `text`. */
+  readonly valueType?: SecretType;
 }
 
 export interface StoredVersion extends VersionMeta {

@@ -224,7 +224,7 @@ export class SecretsStore {
           TableName: this.table,
           KeyConditionExpression: 'pk = :pk AND begins_with(sk, :v)',
           ExpressionAttributeValues: marshall({ ':pk': versionPartition(path), ':v': VERSION_SK_PREFIX }),
-          ProjectionExpression: '#p, version, createdAt, createdBy, destroyed, kp, kid',
+          ProjectionExpression: '#p, version, createdAt, createdBy, destroyed, kp, kid, vt',
           ExpressionAttributeNames: { '#p': 'path' },
           ConsistentRead: true,
           ExclusiveStartKey: start,

@@ -73,6 +73,7 @@ describe('a caller who may not see a secret', () => {
     ['POST', `/v1/restore/${path}`],
     ['POST', `/v1/destroy/${path}`, { versions: [1] }],
     ['PUT', `/v1/secrets/${path}`, { value: 'overwrite' }],
+    ['POST', `/v1/generate/${path}`, { type: 'password' }],
   ];
 
   it('gets the same status and body for it as for a secret that does not exist, on every route', async () => {

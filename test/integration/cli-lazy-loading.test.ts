@@ -32,6 +32,8 @@ const HEAVY_PACKAGES = [
   'openid-client',
   'yaml',
   'zod',
+  // Certificates are made on the server: the CLI never loads the X.509 library.
+  '@peculiar/x509',
 ];
 
 let h: Harness;
@@ -147,6 +149,48 @@ describe('coffer start-up', () => {
         // Token checks and error explanations are for failures; a successful run skips them.
         expect(loaded.packages.has('jose')).toBe(false);
       }
+    },
+    CHILD_TIMEOUT_MS,
+  );
+
+  it(
+    'when it generates a secret, it loads the SDK and its generate action but no generator, no X.509 library and no server part, and prints no value',
+    async () => {
+      const gen = await coffer('generate', [
+        'generate',
+        'lazy/app/cert',
+        '--type',
+        'certificate',
+        '--cn',
+        'lazy.example.com',
+        '--dns',
+        'lazy.example.com',
+        '--validity-days',
+        '7',
+      ]);
+      expect(gen.stdout).toMatch(
+        /^lazy\/app\/cert: version 1 \(certificate\)\nsubject: CN=lazy\.example\.com\n/,
+      );
+      expect(gen.stdout).toMatch(/\nfingerprint: sha256:[0-9A-F:]{95}\n/);
+      expect(gen.stdout).not.toMatch(/PRIVATE KEY/);
+      expectLight(gen);
+      expect(gen.source).toContain('lib/cli/actions/generate.ts');
+      expect(gen.source.filter((s) => s.startsWith('lib/values/'))).toEqual([]);
+      const get = await coffer('get-generated', ['get', 'lazy/app/cert']);
+      expect(JSON.parse(get.stdout)).toHaveProperty('private_key');
+      // Other commands do not load the generate action.
+      expect(get.source).not.toContain('lib/cli/actions/generate.ts');
+    },
+    CHILD_TIMEOUT_MS,
+  );
+
+  it(
+    'when it runs an access report, it loads the SDK but not Cedar or the server: the server decides',
+    async () => {
+      const who = await coffer('access-who', ['--json', 'access', 'who', 'lazy/app/db']);
+      expect(JSON.parse(who.stdout).path).toBe('lazy/app/db');
+      expectLight(who);
+      expect(who.source).toContain('lib/cli/actions/access.ts');
     },
     CHILD_TIMEOUT_MS,
   );

@@ -359,6 +359,39 @@ describe('client: errors and retries', () => {
     expect((await h.call('GET', '/v1/meta/retry/put')).body.versions).toHaveLength(1);
   });
 
+  it('when a generate is retried after its answer was lost, one value is generated and the answer describes it, never holding it', async () => {
+    const keys: (string | null)[] = [];
+    let failFirst = true;
+    const client = createClient({
+      endpoint,
+      auth: { token: h.token },
+      retry: { baseDelayMs: 1, maxDelayMs: 5 },
+      fetch: (async (input: string | URL | Request, init?: RequestInit) => {
+        keys.push(new Headers(init?.headers).get('idempotency-key'));
+        const res = await fetch(input, init);
+        if (failFirst) {
+          failFirst = false;
+          throw new TypeError('fetch failed');
+        }
+        return res;
+      }) as typeof fetch,
+    });
+    const result = await client.generate('retry/key', { type: 'keypair', algorithm: 'ecdsa-p256' });
+    expect(keys).toHaveLength(2);
+    expect(keys[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(keys[1]).toBe(keys[0]);
+    expect(result).toMatchObject({
+      path: 'retry/key',
+      version: 1,
+      type: 'keypair',
+      publicKey: { algorithm: 'ecdsa-p256' },
+    });
+    expect(JSON.stringify(result)).not.toMatch(/PRIVATE KEY/);
+    expect((await h.call('GET', '/v1/meta/retry/key')).body.versions).toHaveLength(1);
+    const value = JSON.parse((await client.get('retry/key')).value as string);
+    expect(value.public_key).toBe(result.publicKey?.publicKey);
+  });
+
   it('when a delete, restore or destroy meets 503 or 429, it is not repeated (no Idempotency-Key dedup)', async () => {
     const { client, calls, state } = counted({ cache: false });
     await client.put('retry/delete', 'd');

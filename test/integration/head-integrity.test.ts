@@ -172,4 +172,28 @@ describe('authenticated heads', () => {
     expect([...UNAUTHENTICATED_HEAD_ATTRIBUTES]).toEqual(['mac']);
     for (const a of AUTHENTICATED_HEAD_ATTRIBUTES) expect(UNAUTHENTICATED_HEAD_ATTRIBUTES.has(a)).toBe(false);
   });
+
+  it("when a generated secret's type or generator parameters are edited in the table, reads fail closed", async () => {
+    // A CA's generator holds the limits of what it issues: a table writer must not widen them.
+    for (const [i, [expression, values]] of (
+      [
+        ['SET secretType = :t', { ':t': { S: 'text' } }],
+        [
+          'SET generator = :g',
+          { ':g': { S: '{"type":"password","length":8,"classes":["digits"],"exclude":""}' } },
+        ],
+        ['REMOVE generator', undefined],
+      ] as const
+    ).entries()) {
+      const path = `gen${i}/app/pw`;
+      const res = await h.call('POST', `/v1/generate/${path}`, { body: { type: 'password' } });
+      expect(res.status).toBe(200);
+      const attributes = Object.keys(await head(path));
+      expect(attributes).toEqual(expect.arrayContaining(['secretType', 'generator']));
+      await update(path, expression, values);
+      const meta = await h.call('GET', `/v1/meta/${path}`);
+      expect(meta.status).toBe(500);
+      expect(meta.body.error.code).toBe('integrity_error');
+    }
+  });
 });

@@ -22,6 +22,7 @@ describe('secrets API: versions', () => {
     expect(latest.body).toEqual({
       path: 'team-a/db/password',
       version: 2,
+      type: 'text',
       value: 'two',
       createdAt: second.body.createdAt,
     });

@@ -2,12 +2,13 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { PrincipalDirectory } from '../../lib/access/directory.js';
 import { type AuditTrail, NoAuditTrail } from '../../lib/audit/trail.js';
 import { DevAuthenticator } from '../../lib/authn/dev-authenticator.js';
 import { DevIssuer } from '../../lib/authn/dev-issuer.js';
 import type { Authenticator } from '../../lib/authn/principal.js';
 import { AllowAllAuthorizer, type Authorizer } from '../../lib/authz/authorizer.js';
-import { composeCoffer } from '../../lib/compose.js';
+import { type ControlSettings, composeCoffer } from '../../lib/compose.js';
 import type { AppDeps, CofferApp } from '../../lib/http/app.js';
 import type { KeyProvider } from '../../lib/keys/provider.js';
 import { openLocalStorageMacKey } from '../../lib/keys/storage-mac.js';
@@ -26,6 +27,8 @@ export interface Harness {
   readonly dataDir: string;
   readonly issuer: DevIssuer;
   readonly keys: KeyProvider;
+  /** The principal directory the app writes to. */
+  readonly directory: PrincipalDirectory;
   /** Every line the app logged. */
   readonly logs: string[];
   /** An admin token of the dev issuer. */
@@ -54,7 +57,15 @@ export interface HarnessOptions {
   readonly clientWrapper?: (client: DynamoDBClient) => DynamoDBClient;
   /** Replaces the connection facts (e.g. an IAM caller from a Lambda event in c.env). */
   readonly connection?: AppDeps['connection'];
+  /**
+   * Freshness bounds of the policy set and revocation list. Default: an hour each, so that the
+   * control records are read on the first request only and per-request call counts stay exact;
+   * the revocation and policy tests set their own.
+   */
+  readonly control?: ControlSettings;
 }
+
+const QUIET_CONTROL: ControlSettings = { policyFreshnessMs: 3_600_000, revocationFreshnessMs: 3_600_000 };
 
 /**
  * The real app over DynamoDB Local and the local key provider, in a temp data dir, built by the
@@ -66,7 +77,7 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
   const issuer = await DevIssuer.open(dataDir);
   const logs: string[] = [];
   const logger: Logger = jsonLogger((l) => logs.push(l));
-  const { app, service, store, keys } = await composeCoffer({
+  const { app, service, store, keys, directory } = await composeCoffer({
     dynamo: options.clientWrapper ? options.clientWrapper(client) : client,
     tables,
     ...(options.store ? { store: options.store } : {}),
@@ -82,6 +93,7 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
         ? { kind: 'dynamo', writer: 'test', chains: 1 }
         : { kind: 'trail', trail: options.audit ?? new NoAuditTrail() },
     policy: { authorizer: options.authorizer ?? new AllowAllAuthorizer() },
+    control: options.control ?? QUIET_CONTROL,
     authn: {
       authenticator: options.authenticator
         ? options.authenticator(issuer)
@@ -101,6 +113,7 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
     dataDir,
     issuer,
     keys,
+    directory,
     logs,
     token,
     async call(method, route, opts = {}) {

@@ -79,7 +79,7 @@ describe('coffer policy test', () => {
     expect(stdout).toMatch(
       /ok +tests\/team-owns-folder\.yaml +5 +User::"corp:alice" \[team-a\] +read +team-ab\/key +deny +deny/,
     );
-    expect(stdout).toMatch(/\d+ passed, 0 failed, 0 problem\(s\) in 7 table\(s\)/);
+    expect(stdout).toMatch(/\d+ passed, 0 failed, 0 problem\(s\) in 8 table\(s\)/);
     expect(stdout).not.toContain('FAIL');
   });
 

@@ -1,5 +1,10 @@
 import { resolve } from 'node:path';
-import { type CofferClient, CofferClientError, clientError } from '../../../packages/client/src/index.js';
+import {
+  type CofferClient,
+  CofferClientError,
+  clientError,
+  type SecretValue,
+} from '../../../packages/client/src/index.js';
 import {
   BUNDLE_FORMAT,
   BUNDLE_VERSION,
@@ -69,12 +74,13 @@ export async function collectSecrets(
     const values = await readAll(client, paths, bar);
     const secrets: BundleSecret[] = [];
     for (const path of paths) {
-      const v = values.get(path) as { version: number; value: string };
+      const v = values.get(path) as SecretValue;
       const secret: BundleSecret = {
         path,
         name: names.get(path) as string,
         version: v.version,
-        value: v.value,
+        ...(v.valueBase64 !== undefined ? { valueBase64: v.valueBase64 } : { value: v.value ?? '' }),
+        ...(v.type !== undefined && v.type !== 'text' ? { type: v.type } : {}),
       };
       if (options.metadata) {
         const meta = await client.history(path);

@@ -90,13 +90,23 @@ export async function importBundle(
         const now = current[j];
         // Not readable (denied, or an invalid path) is not "absent": the write below decides.
         const exists = !(now && !now.ok && now.error.code === 'not_found');
-        if (now?.ok && now.secret.value === secret.value) {
+        if (
+          now?.ok &&
+          now.secret.value === secret.value &&
+          now.secret.valueBase64 === secret.valueBase64 &&
+          (secret.type === undefined || now.secret.type === secret.type)
+        ) {
           summary.unchanged.push(target);
         } else if (summary.dryRun) {
           (exists ? summary.updated : summary.created).push(target);
         } else {
           try {
-            await client.put(target, secret.value, {
+            const value =
+              secret.valueBase64 !== undefined
+                ? new Uint8Array(Buffer.from(secret.valueBase64, 'base64'))
+                : (secret.value ?? '');
+            await client.put(target, value, {
+              ...(secret.type !== undefined ? { type: secret.type } : {}),
               ...(secret.description !== undefined ? { description: secret.description } : {}),
               ...(secret.tags !== undefined ? { tags: secret.tags } : {}),
             });

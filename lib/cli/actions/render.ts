@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { CofferClientError } from '../../../packages/client/src/index.js';
+import { CofferClientError, type SecretValue } from '../../../packages/client/src/index.js';
+import { secretField, secretText } from '../../../packages/client/src/values.js';
 import { readAll } from '../bundle.js';
 import type { ClientFactory } from '../credentials.js';
 import { writeFileAtomic } from '../files.js';
@@ -8,7 +9,10 @@ import type { CliIo } from '../io.js';
 import type { Output } from '../output.js';
 import { progressBar } from '../progress.js';
 
-/** `{{ secret "path" }}` or `{{ secret "path" "field" }}`, spaces free inside the braces. */
+/**
+ * `{{ secret "path" }}`, `{{ secret "path" "field" }}` or `{{ secret "path#field" }}`, spaces free
+ * inside the braces.
+ */
 const DIRECTIVE = /\{\{\s*secret\s+"([^"\\{}]*)"(?:\s+"([^"\\{}]*)")?\s*\}\}/y;
 /** Anything that starts like a directive: a malformed one is an error, never left in the output. */
 const OPENING = /\{\{\s*secret\b/g;
@@ -33,33 +37,30 @@ export function parseTemplate(template: string): Part[] {
       );
     }
     parts.push(template.slice(at, start));
-    parts.push({
-      path: directive[1] as string,
-      ...(directive[2] !== undefined ? { field: directive[2] } : {}),
-    });
+    // `"path#field"` says the same as `"path" "field"` (as `run --map NAME=PATH#FIELD` does):
+    // `#` is never part of a path.
+    const named = directive[1] as string;
+    const hash = directive[2] === undefined ? named.indexOf('#') : -1;
+    const path = hash === -1 ? named : named.slice(0, hash);
+    const field = hash === -1 ? directive[2] : named.slice(hash + 1);
+    if (path === '' || field === '') {
+      const line = template.slice(0, start).split('\n').length;
+      throw new CofferClientError('invalid_template', 0, `line ${line}: expected {{ secret "path#field" }}`);
+    }
+    parts.push({ path, ...(field !== undefined ? { field } : {}) });
     at = start + directive[0].length;
   }
   parts.push(template.slice(at));
   return parts;
 }
 
-/** The text for one directive. Errors name the path and field, never the value. */
-function valueFor(path: string, field: string | undefined, value: string): string {
-  if (field === undefined) return value;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    parsed = undefined;
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new CofferClientError('not_json', 0, `${path}: not a JSON object, so it has no field "${field}"`);
-  }
-  if (!Object.hasOwn(parsed, field)) {
-    throw new CofferClientError('not_found', 0, `${path}: no field "${field}"`);
-  }
-  const v = (parsed as Record<string, unknown>)[field];
-  return typeof v === 'string' ? v : JSON.stringify(v);
+/**
+ * The text for one directive. A binary secret has no text to put in a file (`binary_value`).
+ * Errors name the path and field, never the value.
+ */
+function valueFor(secret: SecretValue, field: string | undefined): string {
+  const text = secretText(secret);
+  return field === undefined ? text : secretField(secret, field);
 }
 
 async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
@@ -90,7 +91,7 @@ export async function renderTemplate(
   const paths = [...new Set(parts.flatMap((p) => (typeof p === 'string' ? [] : [p.path])))];
   const values = await readAll(await client(), paths, progressBar(io, 'reading', paths.length, false));
   const rendered = parts
-    .map((p) => (typeof p === 'string' ? p : valueFor(p.path, p.field, values.get(p.path)?.value ?? '')))
+    .map((p) => (typeof p === 'string' ? p : valueFor(values.get(p.path) as SecretValue, p.field)))
     .join('');
   if (opts.output === undefined) {
     // --json asks for a JSON answer on stdout: the rendered text is its `content`.

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { InvalidArgumentError } from 'commander';
-import type { CofferClient } from '../../../packages/client/src/index.js';
+import type { CofferClient, SecretValue } from '../../../packages/client/src/index.js';
+import { secretField, secretText } from '../../../packages/client/src/values.js';
 import { listAll, readAll } from '../bundle.js';
 import type { ClientFactory } from '../credentials.js';
 import { PassThroughExit } from '../exit-codes.js';
@@ -18,8 +19,14 @@ export function envNameOf(relative: string): string {
   return relative.toUpperCase().replace(/[/.-]/g, '_');
 }
 
+/** `PATH` or `PATH#FIELD` (`#` is never part of a path): which secret, and which field of it. */
+export function splitRef(ref: string): { path: string; field?: string } {
+  const at = ref.indexOf('#');
+  return at === -1 ? { path: ref } : { path: ref.slice(0, at), field: ref.slice(at + 1) };
+}
+
 /**
- * NAME -> path for every secret asked for. Two secrets for one name are an error (naming both),
+ * NAME -> path (or `PATH#FIELD`) for every secret asked for. Two secrets for one name are an error (naming both),
  * never a silent choice of one.
  */
 export async function envPlan(
@@ -54,7 +61,11 @@ export async function envPlan(
   for (const pair of maps) {
     const at = pair.indexOf('=');
     if (at <= 0 || at === pair.length - 1) {
-      throw new InvalidArgumentError(`--map "${pair.slice(0, 80)}" must be NAME=PATH`);
+      throw new InvalidArgumentError(`--map "${pair.slice(0, 80)}" must be NAME=PATH or NAME=PATH#FIELD`);
+    }
+    const ref = splitRef(pair.slice(at + 1));
+    if (ref.path === '' || ref.field === '') {
+      throw new InvalidArgumentError(`--map "${pair.slice(0, 80)}" must be NAME=PATH or NAME=PATH#FIELD`);
     }
     add(pair.slice(0, at), pair.slice(at + 1), '');
   }
@@ -129,12 +140,18 @@ export async function runWithSecrets(
 ): Promise<void> {
   const c = await client();
   const plan = await envPlan(c, opts.prefix ?? [], opts.map ?? [], out.note);
-  const paths = [...new Set(plan.values())];
+  const paths = [...new Set([...plan.values()].map((ref) => splitRef(ref).path))];
   const values = await readAll(c, paths, progressBar(io, 'reading', paths.length, false));
   const env: NodeJS.ProcessEnv = { ...io.env };
   // The child gets the secrets it was given, not the caller's Coffer credentials.
   delete env.COFFER_TOKEN;
-  for (const [name, path] of plan) env[name] = values.get(path)?.value as string;
+  // Every variable is worked out before the child starts: a binary secret (no text to put in a
+  // variable) or a missing field stops the run with nothing started.
+  for (const [name, ref] of plan) {
+    const { path, field } = splitRef(ref);
+    const secret = values.get(path) as SecretValue;
+    env[name] = field === undefined ? secretText(secret) : secretField(secret, field);
+  }
   values.clear();
   c.clearCache();
   const code = await runChild(argv, env, io);

@@ -21,10 +21,25 @@ export function registerHistoryCommand(program: Command, io: CliIo, client: Clie
                 .join(' ')}`,
             ]
           : []),
-        'VERSION  CREATED                   BY                    STATE',
+        // Text is the default type and says nothing; any other is shown with what it tells.
+        ...(meta.type !== undefined && meta.type !== 'text' ? [`type: ${meta.type}`] : []),
+        ...(meta.keypair
+          ? [`key type: ${meta.keypair.keyType}`, `public key:\n${meta.keypair.publicKey.trimEnd()}`]
+          : []),
+        ...(meta.certificate
+          ? [
+              `subject: ${meta.certificate.subject.replace(/\n/g, ', ')}`,
+              `issuer: ${meta.certificate.issuer.replace(/\n/g, ', ')}`,
+              `SANs: ${meta.certificate.sans.join(', ')}`,
+              `serial: ${meta.certificate.serial}`,
+              `fingerprint (SHA-256): ${meta.certificate.fingerprint}`,
+              `valid: ${meta.certificate.notBefore} to ${meta.certificate.notAfter}${meta.certificate.ca ? '  (CA)' : ''}`,
+            ]
+          : []),
+        'VERSION  CREATED                   BY                    STATE      TYPE',
         ...meta.versions.map(
           (v) =>
-            `${String(v.version).padEnd(8)} ${v.createdAt.padEnd(25)} ${(v.createdBy ?? '').padEnd(21)} ${v.destroyed ? 'destroyed' : 'active'}`,
+            `${String(v.version).padEnd(8)} ${v.createdAt.padEnd(25)} ${(v.createdBy ?? '').padEnd(21)} ${(v.destroyed ? 'destroyed' : 'active').padEnd(10)} ${v.type ?? 'text'}`,
         ),
       ];
       output(program, io).show(`${lines.join('\n')}\n`, meta);

@@ -5,7 +5,7 @@ import { output } from '../output.js';
 
 /**
  * `coffer keys status|rotate|revert|flush|rewrap|retire`: the key hierarchy's administration
- * (docs/keys.md). Each is Cedar `admin` on the folder (the root folder `/` for root and
+ * (docs/keys.md). Each is Cedar `admin` on the folder (the root folder `Folder::""` for root and
  * all-folder operations) and audited with the key ids involved.
  */
 export function registerKeysCommands(program: Command, io: CliIo, client: ClientFactory): void {

@@ -45,7 +45,7 @@ export function registerMetaCommand(program: Command, io: CliIo, client: ClientF
         const tags = Object.entries(meta.tags).map(([k, v]) => `${k}=${v}`);
         out.show(
           `${meta.path}  current version ${meta.currentVersion}  max versions ${meta.maxVersions}\n` +
-            `description: ${meta.description ?? ''}\ntags: ${tags.join(' ')}\n`,
+            `type: ${meta.type ?? 'text'}\ndescription: ${meta.description ?? ''}\ntags: ${tags.join(' ')}\n`,
           meta,
         );
         return;

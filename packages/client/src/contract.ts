@@ -19,7 +19,10 @@ export const PREFIX_CHARS = /^[A-Za-z0-9._\-/]+$/;
 /** A list prefix in characters, checked before the path rules (which count bytes). */
 export const PREFIX_MAX_CHARS = PATH_MAX_BYTES;
 
-/** A secret value, in UTF-8 bytes (64 KiB). Larger: 413 `value_too_large`. */
+/**
+ * A secret value, in bytes (64 KiB): the UTF-8 bytes of `value`, or the decoded bytes of
+ * `valueBase64`. Larger: 413 `value_too_large`.
+ */
 export const VALUE_MAX_BYTES = 64 * 1024;
 /** A request body, in bytes (128 KiB). Larger: 413 `payload_too_large`, before it is parsed. */
 export const BODY_MAX_BYTES = 128 * 1024;
@@ -113,11 +116,70 @@ export function ownRecord(entries: Iterable<readonly [string, string]>): Record<
   return out;
 }
 
+// ---- Secret types -------------------------------------------------------------------------
+
+/**
+ * What a secret's value is (docs/api.md, "Types"). `text` is the default, and a secret written
+ * before types existed is `text`. `binary` values are any bytes; every other type is UTF-8 text.
+ * `json`, `keypair` and `certificate` values are JSON objects of string fields, checked on write.
+ */
+export const SECRET_TYPES = ['text', 'binary', 'json', 'password', 'keypair', 'certificate'] as const;
+export type SecretType = (typeof SECRET_TYPES)[number];
+
+/** The fields a `keypair` value must have (PEM): the public key must be the private key's. */
+export const KEYPAIR_FIELDS = ['private_key', 'public_key'] as const;
+/**
+ * The fields a `certificate` value must have (PEM): the private key must be the certificate's.
+ * `chain` holds the issuing certificates (PEM, concatenated), or is empty for a self-signed one.
+ */
+export const CERTIFICATE_FIELDS = ['certificate', 'private_key', 'chain'] as const;
+
+/** The type a secret's value is read as when it has none (written before types existed). */
+export const DEFAULT_SECRET_TYPE: SecretType = 'text';
+
+export function isSecretType(value: unknown): value is SecretType {
+  return typeof value === 'string' && (SECRET_TYPES as readonly string[]).includes(value);
+}
+
+/** What the metadata of a `keypair` says about its value (derived at write time). */
+export interface KeypairInfo {
+  /** The public key, PEM (SPKI). */
+  publicKey: string;
+  /** `rsa`, `ec`, `ed25519`, … (node's `asymmetricKeyType`). */
+  keyType: string;
+}
+
+/** What the metadata of a `certificate` says about its value (derived at write time). */
+export interface CertificateInfo {
+  /** The subject's distinguished name, one `KEY=value` per line as node prints it. */
+  subject: string;
+  issuer: string;
+  /** Subject alternative names, e.g. `DNS:example.com`, `IP Address:127.0.0.1`. */
+  sans: string[];
+  /** The serial number, upper-case hex. */
+  serial: string;
+  /** SHA-256 of the DER certificate, upper-case hex pairs joined by `:`. */
+  fingerprint: string;
+  /** ISO 8601. */
+  notBefore: string;
+  notAfter: string;
+  /** The certificate is a CA (basic constraints). */
+  ca: boolean;
+  /** The certificate's public key, PEM (SPKI). */
+  publicKey: string;
+}
+
 // ---- Bodies -------------------------------------------------------------------------------
 
-/** `PUT /v1/secrets/{path}`. `cas: 0` means "only if absent". */
+/**
+ * `PUT /v1/secrets/{path}`: exactly one of `value` (text) and `valueBase64` (bytes, standard
+ * base64 with padding). `cas: 0` means "only if absent". `type` left out keeps the secret's type
+ * (`binary` for a new secret written with `valueBase64`, else `text`).
+ */
 export interface PutRequest {
-  value: string;
+  value?: string;
+  valueBase64?: string;
+  type?: SecretType;
   cas?: number;
   description?: string;
   tags?: Record<string, string>;
@@ -129,11 +191,16 @@ export interface PutResult {
   createdAt: string;
 }
 
-/** `GET /v1/secrets/{path}[?version=N]`. */
+/**
+ * `GET /v1/secrets/{path}[?version=N]`: `valueBase64` for a `binary` value, `value` for every
+ * other type. `type` is the version's own type.
+ */
 export interface SecretValue {
   path: string;
   version: number;
-  value: string;
+  type: SecretType;
+  value?: string;
+  valueBase64?: string;
   createdAt: string;
 }
 
@@ -168,6 +235,8 @@ export interface DestroyResult {
 
 export interface VersionInfo {
   version: number;
+  /** The version's own type (a later write may have changed the secret's). */
+  type: SecretType;
   createdAt: string;
   createdBy?: string;
   destroyed: boolean;
@@ -178,6 +247,12 @@ export interface VersionInfo {
 export interface SecretMetadata {
   path: string;
   currentVersion: number;
+  /** The type of the current version. */
+  type: SecretType;
+  /** For a `keypair`: its public key (never the private key). */
+  keypair?: KeypairInfo;
+  /** For a `certificate`: what it says (never the private key). */
+  certificate?: CertificateInfo;
   createdAt: string;
   updatedAt: string;
   description?: string;
@@ -186,6 +261,8 @@ export interface SecretMetadata {
   owner?: string;
   deletedAt?: string;
   purgeAt?: string;
+  /** How the value was generated (no secret material): what a rotation would generate again. */
+  generator?: Record<string, unknown>;
   versions: VersionInfo[];
 }
 
@@ -238,7 +315,174 @@ export interface WhoAmI {
   issuer?: string;
 }
 
+/** `GET /v1/access/who?action=`: the actions a `who` report answers for (default `read`). */
+export const ACCESS_WHO_ACTIONS = [
+  'read',
+  'write',
+  'list',
+  'readMetadata',
+  'writeMetadata',
+  'delete',
+  'destroy',
+] as const;
+export type AccessWhoAction = (typeof ACCESS_WHO_ACTIONS)[number];
+
+/** `GET /v1/access/what?limit=`: secrets examined per page. */
+export const ACCESS_WHAT_LIMIT = { min: 1, max: 1000, default: 500 } as const;
+
+/** The principal an access report evaluated, and where its groups and tags came from. */
+export interface AccessPrincipal {
+  type: 'User' | 'Role' | 'Workload';
+  id: string;
+  entity: string;
+  groups: readonly string[];
+  tags: Readonly<Record<string, string>>;
+  authMethod: string;
+  issuer?: string;
+  kind?: string;
+  /** `directory`: as the server last saw it; `given`: groups from the request. */
+  source: 'directory' | 'given';
+  lastSeen?: string;
+}
+
+/** One secret of an `access what` page: what the principal may do with it (at least one is true). */
+export interface AccessWhatItem {
+  path: string;
+  read: boolean;
+  write: boolean;
+  list: boolean;
+}
+
+/** `GET /v1/access/what`: one page. */
+export interface AccessWhatPage {
+  principal: AccessPrincipal;
+  prefix: string;
+  policySetHash: string;
+  /** Secrets examined on this page (for progress); `items` holds those with any right. */
+  scanned: number;
+  items: AccessWhatItem[];
+  /** Folders the principal would see listed; a folder may be repeated on a later page. */
+  folders: string[];
+  cursor?: string;
+}
+
+/** A principal named by an `access who` report. */
+export interface AccessWhoPrincipal {
+  type: 'User' | 'Role' | 'Workload';
+  id: string;
+  entity: string;
+  /** `directory`: seen by the server; `policy`: named by a policy. */
+  sources: ('directory' | 'policy')[];
+  lastSeen?: string;
+}
+
+/** `GET /v1/access/who`. */
+export interface AccessWhoReport {
+  path: string;
+  action: AccessWhoAction;
+  policySetHash: string;
+  /** Groups whose members may, by membership alone. */
+  groups: string[];
+  principals: AccessWhoPrincipal[];
+  /** Such as directory entries that failed verification and were left out. */
+  warnings: string[];
+}
+
 /** Every error answer. `code` is a row of the error registry; some codes add fields. */
 export interface ErrorBody {
   error: { code: string; message: string; requestId: string; [extra: string]: unknown };
+}
+
+// ---- Types and generation (issue 16) -------------------------------------------------------
+
+/** The types the server can generate (`POST /v1/generate/{path}`). */
+export const GENERATED_TYPES = ['password', 'keypair', 'certificate'] as const;
+export type GeneratedType = (typeof GENERATED_TYPES)[number];
+
+/** Key algorithms of generated key pairs and certificates. */
+export const KEY_ALGORITHMS = ['ed25519', 'ecdsa-p256', 'rsa-3072', 'rsa-4096'] as const;
+export type KeyAlgorithm = (typeof KEY_ALGORITHMS)[number];
+
+export const PASSWORD_CLASS_NAMES = ['lower', 'upper', 'digits', 'symbols'] as const;
+export type PasswordClass = (typeof PASSWORD_CLASS_NAMES)[number];
+/** A generated password's length (default 32). */
+export const PASSWORD_LENGTH = { min: 8, max: 1024, default: 32 } as const;
+/** A generated certificate's validity, and a CA's maximum for what it issues, in days. */
+export const VALIDITY_DAYS = { min: 1, max: 3650 } as const;
+/** SANs of each kind, and name patterns of a CA, per request. */
+export const CERTIFICATE_NAMES_MAX = 100;
+
+/** A password: `length` characters from `classes` (each at least once), none of `exclude`. */
+export interface PasswordParams {
+  type: 'password';
+  length?: number;
+  classes?: PasswordClass[];
+  exclude?: string;
+}
+
+/** A key pair, stored as `{"private_key": PEM, "public_key": PEM}`. */
+export interface KeypairParams {
+  type: 'keypair';
+  algorithm: KeyAlgorithm;
+}
+
+/**
+ * A certificate and its key, stored as `{"certificate", "private_key", "chain"}` (PEM). Self-signed
+ * unless `issuer` names a certificate secret whose certificate is a CA (Cedar `issue` on it).
+ * `allowedNames` and `maxValidityDays` are the limits of a CA (`ca: true`) on what it issues.
+ */
+export interface CertificateParams {
+  type: 'certificate';
+  algorithm?: KeyAlgorithm;
+  commonName: string;
+  organization?: string;
+  organizationalUnit?: string;
+  sans?: { dns?: string[]; ip?: string[]; uri?: string[]; email?: string[] };
+  validityDays: number;
+  ca?: boolean;
+  issuer?: string;
+  allowedNames?: string[];
+  maxValidityDays?: number;
+}
+
+export type GeneratorParams = PasswordParams | KeypairParams | CertificateParams;
+
+/** `POST /v1/generate/{path}`: what to generate, and the same `cas`, description and tags as a PUT. */
+export type GenerateRequest = GeneratorParams & {
+  cas?: number;
+  description?: string;
+  tags?: Record<string, string>;
+};
+
+/** A key pair's public half: never the private key. */
+export interface PublicKeyMetadata {
+  algorithm: KeyAlgorithm;
+  publicKey: string;
+  /** SHA-256 of the DER SubjectPublicKeyInfo, hex. */
+  fingerprint: string;
+}
+
+/** What may be said of a certificate: never its private key. */
+export interface CertificateMetadata {
+  subject: string;
+  issuer: string;
+  serial: string;
+  /** SHA-256 of the DER certificate, colon-separated hex. */
+  fingerprint: string;
+  notBefore: string;
+  notAfter: string;
+  sans: string[];
+  ca: boolean;
+  keyAlgorithm?: string;
+}
+
+/**
+ * The answer of a generation: the new version and what may be said about the value, never the
+ * value. `generator` is the request's parameters with defaults filled in (kept in the head).
+ */
+export interface GenerateResult extends PutResult {
+  type: GeneratedType;
+  generator: Record<string, unknown>;
+  publicKey?: PublicKeyMetadata;
+  certificate?: CertificateMetadata;
 }

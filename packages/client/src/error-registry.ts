@@ -75,8 +75,24 @@ export const ERRORS = {
   invalid_json: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
   invalid_cursor: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
   idempotency_key_reused: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
+  /** A text type (every type but `binary`) was given bytes that are not UTF-8. */
+  value_not_text: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
+  /** The value does not fit its type: not a JSON object, a field missing or not a string, a bad PEM. */
+  invalid_value: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
+  /** A keypair's public key, or a certificate, does not belong to the value's private key. */
+  key_mismatch: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
+  /** `POST /v1/generate` with an `issuer` that is not a certificate secret holding a CA. */
+  not_a_ca: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
+  /** A certificate asked of a CA for longer than the CA's metadata (or its own end) allows. */
+  validity_too_long: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
+  /** A certificate asked of a CA with a name (CN or SAN) that none of its allowed patterns match. */
+  name_not_allowed: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
+  /** A CA certificate asked of a CA that has limits: its key would sign outside them. */
+  ca_not_allowed: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
   unauthenticated: { status: 401, client: 'unauthenticated', exit: 'unauthenticated', retry: false },
   forbidden: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
+  /** The principal (or one of its groups, or its token's age) is on the revocation list. */
+  revoked: { status: 403, client: 'forbidden', exit: 'forbidden', retry: false },
   not_found: { status: 404, client: 'notFound', exit: 'notFound', retry: false },
   method_not_allowed: { status: 405, client: 'base', exit: 'error', retry: false },
   cas_conflict: { status: 409, client: 'conflict', exit: 'conflict', retry: false },
@@ -128,6 +144,10 @@ export const ERRORS = {
   file_exists: { status: null, client: 'base', exit: 'error', retry: false },
   write_failed: { status: null, client: 'base', exit: 'error', retry: false },
   not_json: { status: null, client: 'base', exit: 'invalid', retry: false },
+  /** A field was asked of a secret that has no such field (`get --field`, `render`, `run --map`). */
+  no_such_field: { status: null, client: 'base', exit: 'notFound', retry: false },
+  /** `run` or `render` was given a binary secret, which cannot go into a variable or a text file. */
+  binary_value: { status: null, client: 'base', exit: 'invalid', retry: false },
   identity_unreadable: { status: null, client: 'base', exit: 'bundle', retry: false },
   bundle_wrong_identity: { status: null, client: 'base', exit: 'bundle', retry: false },
   bundle_invalid: { status: null, client: 'base', exit: 'bundle', retry: false },

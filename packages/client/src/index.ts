@@ -1,10 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { type CacheOptions, SecretCache } from './cache.js';
 import {
+  type AccessWhatPage,
+  type AccessWhoAction,
+  type AccessWhoReport,
   BATCH_GET_MAX_PATHS,
   type BatchGetResponse,
   type DeleteResult,
   type DestroyResult,
+  type GenerateRequest,
+  type GenerateResult,
   isDotSegment,
   type ListPage,
   type MetadataPatch,
@@ -30,33 +35,60 @@ import { neverSent } from './failures.js';
 import { type RetryOptions, type RetryPolicy, retry, retryAfterMs, retryPolicy } from './retry.js';
 import { type IamAuthOptions, SigV4RequestSigner } from './sigv4.js';
 import type { ClientTlsOptions } from './tls.js';
+import { secretBytes, secretField, secretText } from './values.js';
 
 export type { CacheOptions } from './cache.js';
 export { DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL_MS, DEFAULT_MAX_STALE_MS } from './cache.js';
 export type {
+  AccessPrincipal,
+  AccessWhatItem,
+  AccessWhatPage,
+  AccessWhoAction,
+  AccessWhoPrincipal,
+  AccessWhoReport,
+  CertificateInfo,
+  CertificateMetadata,
+  CertificateParams,
   DeleteResult,
   DestroyResult,
+  GenerateRequest,
+  GenerateResult,
+  KeyAlgorithm,
+  KeypairInfo,
+  KeypairParams,
   ListItem,
   ListPage,
   MetadataPatch,
+  PasswordClass,
+  PasswordParams,
+  PublicKeyMetadata,
   PurgeResult,
   PutResult,
   RestoreResult,
   SecretMetadata,
+  SecretType,
   SecretValue,
   VersionInfo,
   WhoAmI,
 } from './contract.js';
 export {
+  ACCESS_WHAT_LIMIT,
+  ACCESS_WHO_ACTIONS,
   BATCH_GET_MAX_PATHS,
   BODY_MAX_BYTES,
+  GENERATED_TYPES,
+  KEY_ALGORITHMS,
   LIST_LIMIT,
   MAX_VERSIONS,
+  PASSWORD_CLASS_NAMES,
+  PASSWORD_LENGTH,
   PATH_MAX_BYTES,
   PATH_MAX_SEGMENTS,
   pathProblem,
   RECOVERY_DAYS,
+  SECRET_TYPES,
   TAGS_MAX,
+  VALIDITY_DAYS,
   VALUE_MAX_BYTES,
 } from './contract.js';
 export type { ErrorCode } from './error-registry.js';
@@ -77,6 +109,7 @@ export {
 export type { RetryOptions } from './retry.js';
 export type { AwsCredentials, AwsCredentialsProvider, IamAuthOptions } from './sigv4.js';
 export type { ClientTlsOptions } from './tls.js';
+export { secretBytes, secretField, secretText } from './values.js';
 
 /**
  * A token provider is called before each request (so it should cache its token itself), and once
@@ -128,9 +161,27 @@ export type BatchGetResult =
   | { readonly path: string; readonly ok: true; readonly secret: SecretValue }
   | { readonly path: string; readonly ok: false; readonly error: CofferClientError };
 
-export interface PutOptions extends Omit<PutRequest, 'value'> {
+/**
+ * `type` left out keeps the secret's type; a new secret is `binary` when written as bytes, else
+ * `text`.
+ */
+export interface PutOptions extends Omit<PutRequest, 'value' | 'valueBase64'> {
   /** Default: a fresh random key per call, so that the client's own retries never write twice. */
   idempotencyKey?: string;
+}
+
+export interface GenerateOptions {
+  /** Default: a fresh random key per call, so that the client's own retries never generate twice. */
+  idempotencyKey?: string;
+}
+
+/** Options of `accessWhat`. */
+export interface AccessWhatOptions {
+  /** Groups to evaluate with instead of the principal's last-seen groups. */
+  readonly groups?: readonly string[];
+  readonly prefix?: string;
+  /** Secrets examined per page (1-1000; default 500). */
+  readonly limit?: number;
 }
 
 export interface ListOptions {
@@ -154,6 +205,78 @@ function encodePath(path: string): string {
   return segments.map(encodeURIComponent).join('/');
 }
 const cacheKey = (path: string, version?: number) => `${path}#${version ?? 'latest'}`;
+
+/** One `.cedar` file of a policy set to push. */
+export interface PolicyFileInput {
+  readonly name: string;
+  readonly text: string;
+}
+
+export interface PolicyPushResult {
+  readonly version: number;
+  readonly hash: string;
+  readonly status: 'active' | 'pending';
+  readonly generation?: number;
+}
+
+export interface PolicyVersionInfo {
+  readonly version: number;
+  readonly hash: string;
+  readonly files: readonly string[];
+  readonly by: string;
+  readonly at: string;
+  readonly comment?: string;
+}
+
+export interface PolicyHistoryResult {
+  readonly bundledHash: string;
+  readonly activeHash: string;
+  readonly active: {
+    readonly version: number;
+    readonly generation: number;
+    readonly hash: string;
+    readonly action: 'push' | 'rollback';
+    readonly from?: number;
+    readonly by: string;
+    readonly at: string;
+    readonly approvedBy?: string;
+  } | null;
+  readonly pending: {
+    readonly version: number;
+    readonly hash: string;
+    readonly action: 'push' | 'rollback';
+    readonly from?: number;
+    readonly by: string;
+    readonly at: string;
+  } | null;
+  readonly versions: readonly PolicyVersionInfo[];
+}
+
+/** A principal (any type when `type` is left out) or a group; times are ISO 8601. */
+export type RevokeInput = (
+  | {
+      readonly principal: { readonly type?: 'User' | 'Role' | 'Workload'; readonly id: string };
+      readonly group?: never;
+    }
+  | { readonly group: string; readonly principal?: never }
+) & {
+  readonly reason?: string;
+  readonly until?: string;
+  readonly tokensIssuedBefore?: string;
+};
+
+export interface RevocationInfo {
+  readonly id: string;
+  readonly principal?: { readonly type?: string; readonly id: string };
+  readonly group?: string;
+  readonly reason?: string;
+  readonly until?: string;
+  readonly tokensIssuedBefore?: string;
+  readonly by: string;
+  readonly at: string;
+  /** In `revocations()`: whether it still applies (`until` not passed). */
+  readonly live?: boolean;
+}
 
 interface RequestSpec {
   readonly method: string;
@@ -247,6 +370,38 @@ export class CofferClient {
   }
 
   /**
+   * A secret's value as bytes, exactly as stored (any type; text as its UTF-8). Cached like `get`.
+   *
+   * @example const der = await coffer.getBytes('tls/der-key');
+   */
+  async getBytes(path: string, options: { version?: number; noCache?: boolean } = {}): Promise<Uint8Array> {
+    return secretBytes(await this.get(path, options));
+  }
+
+  /**
+   * A secret's value as text. A `binary` secret has none: CofferClientError `binary_value`.
+   *
+   * @example const password = await coffer.getText('team-a/db/password');
+   */
+  async getText(path: string, options: { version?: number; noCache?: boolean } = {}): Promise<string> {
+    return secretText(await this.get(path, options));
+  }
+
+  /**
+   * One field of a secret whose value is a JSON object (`json`, `keypair`, `certificate`):
+   * `no_such_field` when it has no such field, `not_json` when the value is no JSON object.
+   *
+   * @example const key = await coffer.getField('tls/api', 'private_key');
+   */
+  async getField(
+    path: string,
+    field: string,
+    options: { version?: number; noCache?: boolean } = {},
+  ): Promise<string> {
+    return secretField(await this.get(path, options), field);
+  }
+
+  /**
    * Latest values of many secrets in one request per 20 paths (`POST /v1/batch-get`), each path
    * authorized on its own: the answer holds a value or an error per path, in the order asked.
    * Fresh cached values are used without asking; fetched ones are cached.
@@ -271,15 +426,57 @@ export class CofferClient {
     return paths.map((path) => out.get(path) as BatchGetResult);
   }
 
-  /** Writes a new version. Retried safely: the request carries an Idempotency-Key. */
-  async put(path: string, value: string, options: PutOptions = {}): Promise<PutResult> {
+  /**
+   * Writes a new version: text (a string) or bytes (a Uint8Array, sent as `valueBase64` and
+   * stored exactly). Retried safely: the request carries an Idempotency-Key.
+   *
+   * @example await coffer.put('bin/raw', new Uint8Array([0xff, 0xfe]));
+   */
+  async put(path: string, value: string | Uint8Array, options: PutOptions = {}): Promise<PutResult> {
     const { idempotencyKey, ...rest } = options;
+    const body =
+      typeof value === 'string'
+        ? { value, ...rest }
+        : {
+            valueBase64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64'),
+            ...rest,
+          };
     try {
       return await this.send({
         method: 'PUT',
         route: `/secrets/${encodePath(path)}`,
-        body: { value, ...rest },
+        body,
         headers: { 'idempotency-key': idempotencyKey ?? randomUUID() },
+        idempotent: true,
+      });
+    } finally {
+      this.invalidate(path);
+    }
+  }
+
+  /**
+   * Generates a value on the server and stores it as a new version (`POST /v1/generate`): a
+   * password, a key pair or a certificate (self-signed, a CA, or issued by a CA secret named by
+   * `issuer`, which needs Cedar `issue` on it). The answer has the version and public metadata;
+   * the value itself never travels, read it with `get` where policy allows.
+   *
+   * @example
+   * await coffer.generate('web/certs/api', {
+   *   type: 'certificate', commonName: 'api.example.com', sans: { dns: ['api.example.com'] },
+   *   validityDays: 30, issuer: 'pki/web-ca',
+   * });
+   */
+  async generate(
+    path: string,
+    request: GenerateRequest,
+    options: GenerateOptions = {},
+  ): Promise<GenerateResult> {
+    try {
+      return await this.send({
+        method: 'POST',
+        route: `/generate/${encodePath(path)}`,
+        body: request,
+        headers: { 'idempotency-key': options.idempotencyKey ?? randomUUID() },
         idempotent: true,
       });
     } finally {
@@ -386,6 +583,107 @@ export class CofferClient {
     } while (cursor);
   }
 
+  /**
+   * Admin (Cedar `admin` on the root folder): sends a policy set; the server validates it against
+   * its schema and activates it (or holds it for a second admin's approval).
+   */
+  policyPush(files: readonly PolicyFileInput[], comment?: string): Promise<PolicyPushResult> {
+    return this.send({
+      method: 'POST',
+      route: '/admin/policies',
+      body: { files, ...(comment !== undefined ? { comment } : {}) },
+      idempotent: false,
+    });
+  }
+
+  /** Admin: the pushed versions (who, when, hash), the active one and any pending change. */
+  policyHistory(): Promise<PolicyHistoryResult> {
+    return this.send({ method: 'GET', route: '/admin/policies', idempotent: true });
+  }
+
+  /** Admin: reactivates version `version`'s files as a new version. */
+  policyRollback(version: number): Promise<PolicyPushResult> {
+    return this.send({
+      method: 'POST',
+      route: '/admin/policies/rollback',
+      body: { version },
+      idempotent: false,
+    });
+  }
+
+  /** Admin (a second one): activates the pending push or rollback `version`. */
+  policyApprove(version: number): Promise<PolicyPushResult> {
+    return this.send({
+      method: 'POST',
+      route: '/admin/policies/approve',
+      body: { version },
+      idempotent: false,
+    });
+  }
+
+  /** Admin: revokes a principal or a group on every instance within the revocation bound. */
+  revoke(input: RevokeInput): Promise<RevocationInfo> {
+    return this.send({ method: 'POST', route: '/admin/revocations', body: input, idempotent: false });
+  }
+
+  /** Admin: the revocation list. */
+  async revocations(): Promise<RevocationInfo[]> {
+    const out = await this.send<{ revocations: RevocationInfo[] }>({
+      method: 'GET',
+      route: '/admin/revocations',
+      idempotent: true,
+    });
+    return out.revocations;
+  }
+
+  /** Admin: removes a revocation by its id (`r-…`). */
+  unrevoke(id: string): Promise<{ id: string; removed: true }> {
+    return this.send({
+      method: 'DELETE',
+      route: `/admin/revocations/${encodeURIComponent(id)}`,
+      idempotent: true,
+    });
+  }
+
+  /**
+   * One page of `access what`: what a principal may read, write or list (Cedar `admin` on the
+   * prefix's folder). `principal` is `Type::"id"` or an id the server has seen; `groups` evaluates
+   * with those groups instead of the last-seen ones; `limit` counts secrets examined per page.
+   */
+  accessWhatPage(
+    principal: string,
+    options: AccessWhatOptions & { cursor?: string } = {},
+  ): Promise<AccessWhatPage> {
+    const query: Record<string, string> = { principal };
+    if (options.groups) query.groups = options.groups.join(',');
+    if (options.prefix) query.prefix = options.prefix;
+    if (options.limit) query.limit = String(options.limit);
+    if (options.cursor) query.cursor = options.cursor;
+    return this.send({ method: 'GET', route: '/access/what', query, idempotent: true });
+  }
+
+  /**
+   * Every page of `access what`, following cursors. A page may hold no item while more follow.
+   *
+   * @example
+   * for await (const page of coffer.accessWhat('User::"corp:alice"')) console.log(page.items);
+   */
+  async *accessWhat(principal: string, options: AccessWhatOptions = {}): AsyncGenerator<AccessWhatPage> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.accessWhatPage(principal, { ...options, ...(cursor ? { cursor } : {}) });
+      yield page;
+      cursor = page.cursor;
+    } while (cursor);
+  }
+
+  /** `access who`: the groups and known principals that may take `action` (default read) on a secret. */
+  accessWho(path: string, options: { action?: AccessWhoAction } = {}): Promise<AccessWhoReport> {
+    const query: Record<string, string> = { path };
+    if (options.action) query.action = options.action;
+    return this.send({ method: 'GET', route: '/access/who', query, idempotent: true });
+  }
+
   /** Forgets every cached value (and stops the cache's timers). */
   clearCache(): void {
     this.cache?.clear();
@@ -427,7 +725,10 @@ export class CofferClient {
         const secret: SecretValue = {
           path: item.path,
           version: item.version,
-          value: item.value,
+          type: item.type,
+          ...(item.valueBase64 !== undefined
+            ? { valueBase64: item.valueBase64 }
+            : { value: item.value ?? '' }),
           createdAt: item.createdAt,
         };
         this.cache?.set(cacheKey(path), secret, () => this.fetchSecret(path));
