@@ -11,6 +11,7 @@ import { registerGetCommand } from './commands/get.js';
 import { registerHistoryCommand } from './commands/history.js';
 import { registerImportCommand } from './commands/import.js';
 import { registerKeygenCommand } from './commands/keygen.js';
+import { registerKeysCommands } from './commands/keys.js';
 import { registerLifecycleCommands } from './commands/lifecycle.js';
 import { registerLoginCommands } from './commands/login.js';
 import { registerLsCommand } from './commands/ls.js';
@@ -70,6 +71,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   registerExportCommand(program, io, client);
   registerImportCommand(program, io, client);
   registerKeygenCommand(program, io);
+  registerKeysCommands(program, io, client);
   registerBackupCommands(program, io, client);
   registerCompletionCommand(program, io);
 

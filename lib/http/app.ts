@@ -15,10 +15,12 @@ import {
   PayloadTooLargeError,
   RevokedError,
 } from '../errors.js';
+import type { KeyAdmin } from '../keys/key-admin.js';
 import { describeError, type Logger } from '../log.js';
 import type { Caller, SecretService } from '../secrets/service.js';
 import { mountControlRoutes } from './control-routes.js';
 import { errorBody } from './errors.js';
+import { mountKeyRoutes } from './key-routes.js';
 import { type AppEnv, type ConnectionInfo, jsonBody, parse } from './request.js';
 import {
   accessWhatQuery,
@@ -45,6 +47,8 @@ export interface AppDeps {
   readonly logger: Logger;
   /** Reads the connection facts the adapter put in the request's env. */
   readonly connection: (c: Context) => ConnectionInfo;
+  /** Key administration (`/keys/…` routes). Default: none, the routes answer 404. */
+  readonly keyAdmin?: KeyAdmin;
   /**
    * The policy set and revocation list kept fresh from control records, and their admin
    * operations. Default: none (the policy set is fixed and nothing is revoked; unit tests).
@@ -322,6 +326,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     );
   });
 
+  if (deps.keyAdmin) mountKeyRoutes(api, deps.keyAdmin, caller, jsonBody);
   if (deps.control) mountControlRoutes(api, deps.control, caller);
   const reports = deps.reports;
   if (reports) {

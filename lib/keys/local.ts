@@ -20,7 +20,7 @@ function contextAad(keyId: string, context: EncryptionContext): Buffer {
   return encodeFields('coffer/local-wrap/v1', [keyId, ...entries.flat()]);
 }
 
-function keyIdOf(key: Uint8Array): string {
+export function keyIdOf(key: Uint8Array): string {
   return `local:${createHash('sha256').update('coffer/local-key-id').update(key).digest('hex').slice(0, 16)}`;
 }
 

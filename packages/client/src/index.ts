@@ -543,6 +543,21 @@ export class CofferClient {
     return this.send({ method: 'PATCH', route: `/meta/${encodePath(path)}`, body: patch, idempotent: false });
   }
 
+  /**
+   * Key administration (`coffer keys …`, Cedar `admin`): `status` reads, the others change keys.
+   * Answers are the server's JSON (docs/keys.md). Only `status` is retried.
+   *
+   * @example
+   * await client.keyAdmin('rotate', { folder: 'team-a' });
+   */
+  async keyAdmin<T = Record<string, unknown>>(
+    operation: 'status' | 'rotate' | 'revert' | 'flush' | 'rewrap' | 'retire',
+    body: Record<string, unknown> = {},
+  ): Promise<T> {
+    if (operation === 'status') return this.send({ method: 'GET', route: '/keys/status', idempotent: true });
+    return this.send({ method: 'POST', route: `/keys/${operation}`, body, idempotent: false });
+  }
+
   /** One page of a listing. */
   listPage(prefix: string, options: ListOptions & { cursor?: string } = {}): Promise<ListPage> {
     const query: Record<string, string> = { prefix };
