@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -8,10 +8,9 @@ import {
   ReEncryptCommand,
   RotateKeyOnDemandCommand,
 } from '@aws-sdk/client-kms';
-import { encodeFields } from '../crypto/canonical.js';
 import { ConfigError, IntegrityError } from '../errors.js';
 import { KmsCaller, type KmsRetryOptions, requireKeyArn } from './kms.js';
-import { keyIdOf, LocalKeyProvider } from './local.js';
+import { keyIdOf, LocalKeyProvider, ringUnwrap, ringWrap } from './local.js';
 import type { DataKey, EncryptionContext, KeyProvider, WrappedKey } from './provider.js';
 
 /**
@@ -36,15 +35,6 @@ export interface RootKeys {
   readonly createKey?: () => Promise<string>;
   /** KMS RotateKeyOnDemand on a key (new backing material, same ARN); undefined elsewhere. */
   readonly rotateOnDemand?: (keyId: string) => Promise<void>;
-}
-
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
-
-function contextAad(keyId: string, context: EncryptionContext): Buffer {
-  const entries = Object.entries(context).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  // The same AAD as LocalKeyProvider's: a key wrapped by either opens with the other.
-  return encodeFields('coffer/local-wrap/v1', [keyId, ...entries.flat()]);
 }
 
 /**
@@ -85,22 +75,8 @@ export class LocalRootKeys implements RootKeys {
   }
 
   async decrypt(wrapped: WrappedKey, context: EncryptionContext): Promise<Uint8Array> {
-    const key = this.keys.get(wrapped.keyId);
-    const bytes = Buffer.from(wrapped.wrapped);
-    if (!key || bytes.length !== IV_BYTES + 32 + TAG_BYTES) throw new IntegrityError();
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, IV_BYTES), {
-        authTagLength: TAG_BYTES,
-      });
-      decipher.setAAD(contextAad(wrapped.keyId, context));
-      decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
-      return Buffer.concat([
-        decipher.update(bytes.subarray(IV_BYTES, bytes.length - TAG_BYTES)),
-        decipher.final(),
-      ]);
-    } catch {
-      throw new IntegrityError();
-    }
+    // The same format as LocalKeyProvider's: a key wrapped by either opens with the other.
+    return ringUnwrap(this.keys, wrapped, context);
   }
 
   async reEncrypt(
@@ -119,10 +95,7 @@ export class LocalRootKeys implements RootKeys {
   private wrap(plaintext: Uint8Array, keyId: string, context: EncryptionContext): Buffer {
     const key = this.keys.get(keyId);
     if (!key) throw new IntegrityError();
-    const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
-    cipher.setAAD(contextAad(keyId, context));
-    return Buffer.concat([iv, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+    return ringWrap(key, keyId, plaintext, context);
   }
 
   private async reload(): Promise<void> {
