@@ -541,6 +541,8 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     // The audit table, read by chain (the chain index bounds the window): the same table the
     // trail writes, also when a test gives its own trail.
     audit: new AuditReader(settings.dynamo, settings.tables.audit),
+    // The root key this process certifies its chains with (never a key read from the table).
+    ...(signedBy ? { auditRootKeys: async () => [await signedBy.publicKeyPem()] } : {}),
     ...(settings.rotation ? { rotation: settings.rotation } : {}),
     ...now,
   });

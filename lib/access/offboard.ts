@@ -1,9 +1,11 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import {
   OFFBOARD_DAYS,
   type OffboardRead,
   type OffboardReport,
   type OffboardRotation,
 } from '../../packages/client/src/contract.js';
+import { ChainVerifier } from '../audit/chain-verifier.js';
 import type { AuditReader } from '../audit/reader.js';
 import type { RequestRecord } from '../audit/record.js';
 import type { PrincipalType } from '../authn/principal.js';
@@ -60,12 +62,20 @@ export interface OffboardingDeps {
   readonly reports: AccessReports;
   /** The audit table's reader. */
   readonly audit: AuditReader;
+  /**
+   * The root audit public key(s) (SPKI PEM), from the server's own root key, never from the
+   * table: each chain read is verified (certificate, signatures, links) as it is read, and a chain
+   * that fails is named in the report's warnings. Default: none (records are read unverified, and
+   * the report says so).
+   */
+  readonly auditRootKeys?: () => Promise<readonly string[]>;
   /** Absent until rotation is configured: the report says so and nothing is marked. */
   readonly rotation?: RotationScheduler;
   readonly now?: () => Date;
 }
 
 const DAY_MS = 86_400_000;
+const MAX_RECORDED_ID = 512;
 /** Pages of `what` followed per offboarding (500 secrets each). */
 const MAX_WHAT_PAGES = 200;
 
@@ -95,7 +105,7 @@ export class Offboarding {
     const { entry, alreadyRevoked } = await this.revoke(caller, ref, input.reason);
 
     const warnings: string[] = [];
-    const { read, possiblyRead } = await this.readsOf(ref, window.since, until.toISOString());
+    const { read, possiblyRead } = await this.readsOf(ref, window.since, until.toISOString(), warnings);
     const couldRead = await this.couldRead(caller, input.principal, warnings);
     const could = couldRead ? new Set(couldRead.paths) : undefined;
 
@@ -180,11 +190,16 @@ export class Offboarding {
     return { entry, alreadyRevoked: false };
   }
 
-  /** The principal's successful reads in [since, until], from the audit table. */
+  /**
+   * The principal's successful reads in [since, until], from the audit table, each chain verified
+   * as it is read when the root key is known. Reads in a chain that fails verification still count
+   * (over-reporting only rotates more); the chain is named in a warning.
+   */
   private async readsOf(
     ref: { type?: PrincipalType; id: string },
     since: string,
     until: string,
+    warnings: string[],
   ): Promise<{ read: Map<string, ReadStats>; possiblyRead: Set<string> }> {
     const read = new Map<string, ReadStats>();
     const possiblyRead = new Set<string>();
@@ -199,13 +214,28 @@ export class Offboarding {
       if (time > s.lastRead) s.lastRead = time;
       s.via.add(via);
     };
+    const rootKeys = await this.rootKeys(warnings);
+    // Records keep at most 512 characters of a principal id (record.ts).
+    const id = ref.id.slice(0, MAX_RECORDED_ID);
+    const failed: string[] = [];
     // A chain takes no record after its notAfter: chains that ended before `since` hold none.
     for await (const chain of this.deps.audit.chainIndex(since)) {
-      for await (const { item } of this.deps.audit.records(chain.chain, 1)) {
+      let problem: string | undefined;
+      const verifier = rootKeys
+        ? new ChainVerifier(chain.chain, {
+            rootKeys,
+            report: (p) => {
+              problem ??= `${p.kind}${p.seq !== undefined ? ` at seq ${p.seq}` : ''}`;
+            },
+            signedHeads: () => undefined,
+          })
+        : undefined;
+      for await (const { item, keySeq } of this.deps.audit.records(chain.chain, verifier ? 0 : 1)) {
+        verifier?.add(item, keySeq);
         if (item.type !== 'request') continue;
         const r = item as unknown as RequestRecord;
         if (typeof r.time !== 'string' || r.time < since || r.time > until) continue;
-        if (r.principal?.id !== ref.id || (ref.type !== undefined && r.principal.type !== ref.type)) continue;
+        if (r.principal?.id !== id || (ref.type !== undefined && r.principal.type !== ref.type)) continue;
         if (r.action !== 'read' || r.status !== 200 || typeof r.path !== 'string' || r.path === '') continue;
         if (isBatch(r)) {
           const paths = r.path.split(',').filter((p) => p !== '');
@@ -215,8 +245,23 @@ export class Offboarding {
         }
         if (r.decision === 'allow') note(r.path, r.time, 'get');
       }
+      if (problem) failed.push(`${chain.chain} (${problem})`);
+    }
+    if (failed.length > 0) {
+      warnings.push(
+        `${failed.length} audit chain(s) failed verification, their records were read as stored: ${failed.slice(0, 5).join(', ')}; run \`coffer audit verify\``,
+      );
     }
     return { read, possiblyRead };
+  }
+
+  private async rootKeys(warnings: string[]): Promise<KeyObject[] | undefined> {
+    const pems = this.deps.auditRootKeys ? await this.deps.auditRootKeys() : [];
+    if (pems.length === 0) {
+      warnings.push('the audit records were read without verification (no audit root key on this server)');
+      return undefined;
+    }
+    return pems.map((pem) => createPublicKey(pem));
   }
 
   /** Every path it could read before the revocation; null (with a warning) when that is unknown. */

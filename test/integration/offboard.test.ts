@@ -3,9 +3,12 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
 import { type ServerType, serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RotationScheduler } from '../../lib/access/offboard.js';
+import { recordKey } from '../../lib/audit/keys.js';
 import { AuditReader } from '../../lib/audit/reader.js';
 import type { RequestRecord } from '../../lib/audit/record.js';
 import { queryRecords } from '../../lib/audit/review.js';
@@ -148,7 +151,9 @@ describe('offboard', () => {
     expect(report.couldRead?.principal.groups).toEqual(['devs']);
     expect(report.couldRead?.paths).toEqual(['team/a', 'team/b', 'team/c', 'team/d', 'team/e']);
     expect(report.rotation).toEqual({ configured: false, markedDue: [], rotated: [] });
-    expect(report.warnings.join('\n')).toMatch(/rotation is not configured/);
+    // Every chain read verified against the root key: the one warning is about rotation.
+    expect(report.warnings).toHaveLength(1);
+    expect(report.warnings[0]).toMatch(/rotation is not configured/);
     // Paths only: no value in the report.
     expect(res.text).not.toContain('value of');
 
@@ -230,6 +235,29 @@ describe('offboard', () => {
       expect(res.status, JSON.stringify(body)).toBe(400);
     }
     expect((await h.call('GET', '/v1/secrets/team/a', { token: dave })).status).toBe(200);
+  });
+
+  it('when a record of the window was edited in the table, its chain is named in a warning (records read as stored)', async () => {
+    const gina = await h.issuer.mint({ subject: 'gina', groups: ['devs'] });
+    expect((await h.call('GET', '/v1/secrets/team/a', { token: gina })).status).toBe(200);
+    const reader = new AuditReader(h.client, h.tables.audit);
+    const [record] = (
+      await queryRecords(reader, { since: '2000-01-01T00:00:00Z', principal: 'dev:gina', limit: 10 })
+    ).filter((r) => r.action === 'read');
+    if (!record) throw new Error('no audit record of the read');
+    // A table writer moves the read to another secret; the record's hash no longer matches.
+    await h.client.send(
+      new PutItemCommand({
+        TableName: h.tables.audit,
+        Item: marshall({ ...record, ...recordKey(record.chain, record.seq), path: 'team/e' }),
+      }),
+    );
+    const res = await h.call('POST', '/v1/admin/offboard', { body: { principal: 'dev:gina' } });
+    expect(res.status, res.text).toBe(200);
+    expect(res.body.read.map((r: { path: string }) => r.path)).toEqual(['team/e']);
+    expect(res.body.warnings.join('\n')).toContain(
+      `audit chain(s) failed verification, their records were read as stored: ${record.chain} (hash_mismatch at seq ${record.seq})`,
+    );
   });
 
   it('when the principal was never seen, it is still revoked and the report says what it could read is unknown', async () => {
