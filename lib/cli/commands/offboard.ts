@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
+import { OFFBOARD_DAYS } from '../../../packages/client/src/contract.js';
 import type { ClientFactory } from '../credentials.js';
 import type { CliIo } from '../io.js';
 
@@ -14,12 +15,19 @@ export function registerOffboardCommand(program: Command, io: CliIo, client: Cli
       '<principal>',
       'entity id: User::"corp:alice", Role::"arn:…", Workload::"cert:…", or a bare id (any type)',
     )
-    .option('--days <n>', 'reads in the last N days count (default 90)', (raw: string) => {
-      if (!/^\d{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > 3650) {
-        throw new InvalidArgumentError('--days must be a whole number from 1 to 3650');
-      }
-      return Number(raw);
-    })
+    .option(
+      `--days <n>`,
+      `reads in the last N days count (default ${OFFBOARD_DAYS.default})`,
+      (raw: string) => {
+        const days = /^\d{1,5}$/.test(raw) ? Number(raw) : Number.NaN;
+        if (!(days >= OFFBOARD_DAYS.min && days <= OFFBOARD_DAYS.max)) {
+          throw new InvalidArgumentError(
+            `--days must be a whole number from ${OFFBOARD_DAYS.min} to ${OFFBOARD_DAYS.max}`,
+          );
+        }
+        return days;
+      },
+    )
     .option('--reason <text>', 'kept in the revocation and the audit log (no secrets)')
     .option('--rotate', 'rotate now the read secrets whose rotation is configured (else marked due)')
     .action(async (principal: string, opts: OffboardOptions) => {
