@@ -99,10 +99,11 @@ export class Offboarding {
   async offboard(caller: Caller, input: OffboardInput): Promise<OffboardReport> {
     // Every check of the input comes before the revocation: a bad request changes nothing.
     const ref = parsePrincipalRef(input.principal);
-    const until = this.now();
-    const window = this.window(input, until);
+    const window = this.window(input, this.now());
 
     const { entry, alreadyRevoked } = await this.revoke(caller, ref, input.reason);
+    // Up to now, after the revocation: every read this instance served before it is in the log.
+    const until = this.now();
 
     const warnings: string[] = [];
     const { read, possiblyRead } = await this.readsOf(ref, window.since, until.toISOString(), warnings);
