@@ -5,9 +5,11 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Context } from 'hono';
 import { PrincipalDirectory } from './access/directory.js';
+import { Offboarding, type RotationScheduler } from './access/offboard.js';
 import { AccessReports } from './access/reports.js';
 import { DynamoAuditTrail } from './audit/dynamo-trail.js';
 import { openAuditHmacKey } from './audit/hmac-key.js';
+import { AuditReader } from './audit/reader.js';
 import { type FieldHasher, hmacFieldHasher } from './audit/record.js';
 import type { AuditTrail } from './audit/trail.js';
 import { buildAuthenticator } from './authn/build.js';
@@ -210,6 +212,11 @@ export interface CofferSettings {
   readonly keyCache?: KeyCacheSettings;
   /** Re-wrap pace: items re-wrapped per second at most. Default 50. */
   readonly rewrapItemsPerSecond?: number;
+  /**
+   * Secret rotation, for offboarding to mark read secrets due (and rotate them with `rotate`).
+   * Default: none — an offboarding report says rotation is not configured and marks nothing.
+   */
+  readonly rotation?: RotationScheduler;
 }
 
 /** A composed Coffer: the app and the parts its host needs besides it. */
@@ -579,6 +586,17 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     configuredGroups: settings.authn.config ? configuredGroups(settings.authn.config) : [],
     ...now,
   });
+  const offboarding = new Offboarding({
+    admin: controlAdmin,
+    reports,
+    // The audit table, read by chain (the chain index bounds the window): the same table the
+    // trail writes, also when a test gives its own trail.
+    audit: new AuditReader(settings.dynamo, settings.tables.audit),
+    // The root key this process certifies its chains with (never a key read from the table).
+    ...(signedBy ? { auditRootKeys: async () => [await signedBy.publicKeyPem()] } : {}),
+    ...(settings.rotation ? { rotation: settings.rotation } : {}),
+    ...now,
+  });
   const app = createApp({
     service,
     authenticator,
@@ -589,6 +607,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     directory,
     reports,
     ...(keyAdmin ? { keyAdmin } : {}),
+    offboarding,
   });
   const coffer: Coffer = {
     app,

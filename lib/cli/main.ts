@@ -16,6 +16,7 @@ import { registerLifecycleCommands } from './commands/lifecycle.js';
 import { registerLoginCommands } from './commands/login.js';
 import { registerLsCommand } from './commands/ls.js';
 import { registerMetaCommand } from './commands/meta.js';
+import { registerOffboardCommand } from './commands/offboard.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerPutCommand } from './commands/put.js';
 import { registerRenderCommand } from './commands/render.js';
@@ -66,6 +67,7 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   registerPolicyCommands(program, io, client);
   registerRevokeCommands(program, io, client);
   registerAccessCommands(program, io, client);
+  registerOffboardCommand(program, io, client);
   registerRunCommand(program, io, client);
   registerRenderCommand(program, io, client);
   registerExportCommand(program, io, client);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import type { Offboarding } from '../access/offboard.js';
 import type { AccessReports } from '../access/reports.js';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import { isIamPath } from '../authn/iam.js';
@@ -31,6 +32,7 @@ import {
   idempotencyKeyHeader,
   listQuery,
   MAX_BODY_BYTES,
+  offboardBody,
   patchBody,
   putBody,
   recoveryQuery,
@@ -61,6 +63,8 @@ export interface AppDeps {
   readonly directory?: { seen(principal: Principal): void };
   /** The access reports (`/access/what`, `/access/who`). Default: the routes are absent. */
   readonly reports?: AccessReports;
+  /** Offboarding (`POST /admin/offboard`). Default: the route is absent. */
+  readonly offboarding?: Offboarding;
 }
 
 class MethodNotAllowedError extends CofferError {
@@ -348,6 +352,22 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     });
   }
 
+  const offboarding = deps.offboarding;
+  if (offboarding) {
+    api.post('/admin/offboard', async (c) => {
+      const body = parse(offboardBody, await jsonBody(c), 'body');
+      return c.json(
+        await offboarding.offboard(caller(c), {
+          principal: body.principal,
+          ...(body.days !== undefined ? { days: body.days } : {}),
+          ...(body.since !== undefined ? { since: body.since } : {}),
+          ...(body.reason !== undefined ? { reason: body.reason } : {}),
+          ...(body.rotate !== undefined ? { rotate: body.rotate } : {}),
+        }),
+      );
+    });
+  }
+
   for (const route of [
     '/whoami',
     '/ready',
@@ -360,6 +380,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     '/list',
     '/batch-get',
     ...(reports ? ['/access/what', '/access/who'] : []),
+    ...(offboarding ? ['/admin/offboard'] : []),
   ]) {
     api.all(route, () => {
       throw new MethodNotAllowedError('method not allowed on this route');

@@ -13,6 +13,8 @@ import {
   isDotSegment,
   type ListPage,
   type MetadataPatch,
+  type OffboardReport,
+  type OffboardRequest,
   type PurgeResult,
   type PutRequest,
   type PutResult,
@@ -59,6 +61,10 @@ export type {
   ListItem,
   ListPage,
   MetadataPatch,
+  OffboardRead,
+  OffboardReport,
+  OffboardRequest,
+  OffboardRotation,
   PasswordClass,
   PasswordParams,
   PublicKeyMetadata,
@@ -682,6 +688,18 @@ export class CofferClient {
     const query: Record<string, string> = { path };
     if (options.action) query.action = options.action;
     return this.send({ method: 'GET', route: '/access/who', query, idempotent: true });
+  }
+
+  /**
+   * Admin: offboards a principal — revokes it first, then reports the secrets it read in the
+   * window (from the audit log), those it could read, and their rotation. Not retried: a repeat
+   * reuses the revocation, so it is safe to run again by hand.
+   *
+   * @example
+   * const report = await coffer.offboard({ principal: 'User::"corp:alice"', days: 30 });
+   */
+  offboard(input: OffboardRequest): Promise<OffboardReport> {
+    return this.send({ method: 'POST', route: '/admin/offboard', body: input, idempotent: false });
   }
 
   /** Forgets every cached value (and stops the cache's timers). */
