@@ -100,6 +100,7 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
     tables: settings.tables,
     ...(settings.installationId ? { installationId: settings.installationId } : {}),
     keys: kmsKeys(settings, options.clients?.kms ?? defaultKmsClient()),
+    ...(settings.keyCache ? { keyCache: settings.keyCache } : {}),
     audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: options.auditSink ?? stdoutSink },
     policy: options.authorizer ? { authorizer: options.authorizer } : { dir: options.policyDir },
     ...(settings.control ? { control: settings.control } : {}),

@@ -19,6 +19,9 @@ export function kmsKeys(settings: LambdaSettings, client: KMSClient): KmsKeys {
     client,
     keyId: settings.secretsKeyArn,
     previousKeyIds: settings.previousSecretsKeyArns,
+    rootKeyArns: settings.rootKeyArns ?? [],
+    // Every root key must be in the stack's account: the secrets key's.
+    account: settings.secretsKeyArn.split(':')[4] ?? '',
     auditKeyId: settings.auditKeyArn,
     ...(settings.fieldHmacKeyArn
       ? { fieldHmac: { keyId: settings.fieldHmacKeyArn, label: FIELD_HMAC_LABEL } }

@@ -2,6 +2,8 @@ import type { ControlSettings } from '../lib/compose.js';
 import { type CofferConfig, parseConfig } from '../lib/config-file.js';
 import { controlSettings } from '../lib/control/settings.js';
 import { ConfigError } from '../lib/errors.js';
+import type { KeyCacheSettings } from '../lib/keys/key-cache.js';
+import { keySettings } from '../lib/keys/key-settings.js';
 import type { TableNames } from '../lib/store/tables.js';
 
 /**
@@ -31,6 +33,13 @@ export const ENV = {
    * of that API carry API Gateway's verified client certificate, the caller's only credential.
    */
   mtlsApiId: 'COFFER_MTLS_API_ID',
+  /** Comma-separated ARNs the root may move to (`coffer keys rotate --root --kms-key`). */
+  rootKeyArns: 'COFFER_ROOT_KEY_ARNS',
+  /** The branch key cache bounds (docs/keys.md): seconds and uses; `0` disables. */
+  keyCacheSeconds: 'COFFER_KEY_CACHE_SECONDS',
+  keyCacheUses: 'COFFER_KEY_CACHE_USES',
+  /** Seconds between re-wrap passes (the scheduled re-wrap function). */
+  rewrapEverySeconds: 'COFFER_REWRAP_EVERY_SECONDS',
 } as const;
 
 /**
@@ -54,6 +63,11 @@ export interface LambdaSettings {
   readonly config: CofferConfig;
   /** COFFER_MTLS_API_ID: the API whose events are authenticated by their client certificate. */
   readonly mtlsApiId?: string;
+  /** COFFER_ROOT_KEY_ARNS: the allow-list of root keys. */
+  readonly rootKeyArns?: readonly string[];
+  /** COFFER_KEY_CACHE_SECONDS / COFFER_KEY_CACHE_USES and COFFER_REWRAP_EVERY_SECONDS. */
+  readonly keyCache?: KeyCacheSettings;
+  readonly rewrapEverySeconds?: number;
   /** Freshness bounds and approvals of pushed policies and revocations (lib/control/settings.ts). */
   readonly control?: ControlSettings;
 }
@@ -81,6 +95,11 @@ export function lambdaSettings(env: NodeJS.ProcessEnv): LambdaSettings {
     ...(env[ENV.installationId] ? { installationId: env[ENV.installationId] } : {}),
     config,
     ...(mtlsApiId ? { mtlsApiId } : {}),
+    rootKeyArns: (env[ENV.rootKeyArns] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+    ...keySettings(env),
     control: controlSettings(env),
   };
 }

@@ -6,6 +6,7 @@ import type { Construct } from 'constructs';
 import { AUDIT_METRIC_NAMESPACE, ENV } from '../functions/env.js';
 import { CONTROL_ENV } from '../lib/control/settings.js';
 import { AlarmTopic } from './constructs/alarm-topic.js';
+import { BranchKeyEvents } from './constructs/branch-key-events.js';
 import { CofferCodeSigning } from './constructs/code-signing.js';
 import { CofferFunction } from './constructs/coffer-function.js';
 import { CofferHttpApi } from './constructs/http-api.js';
@@ -83,6 +84,7 @@ export class CofferStack extends Stack {
   readonly checkpoint: ScheduledJob;
   readonly purge: ScheduledJob;
   readonly rotation: ScheduledJob;
+  readonly rewrap: ScheduledJob;
   readonly monitoring: CofferMonitoring;
   /** With `mtlsDomainName` and no `mtlsTruststore`: the bucket the CA bundle is uploaded to. */
   readonly truststore?: TruststoreBucket;
@@ -119,6 +121,9 @@ export class CofferStack extends Stack {
       ...(s.previousSecretsKeyArns.length > 0
         ? { [ENV.previousSecretsKeyArns]: s.previousSecretsKeyArns.join(',') }
         : {}),
+      ...(s.rootKeyArns.length > 0 ? { [ENV.rootKeyArns]: s.rootKeyArns.join(',') } : {}),
+      [ENV.keyCacheSeconds]: String(s.keyCacheSeconds),
+      [ENV.keyCacheUses]: String(s.keyCacheUses),
     };
 
     this.apiFunction = new CofferFunction(this, 'ApiFunction', {
@@ -139,6 +144,12 @@ export class CofferStack extends Stack {
     appendOnly(apiRole, this.tables.audit);
     this.keys.grantDataKeys(apiRole, installationId);
     this.keys.grantPreviousDataKeys(apiRole, s.previousSecretsKeyArns, installationId);
+    this.keys.grantBranchKeys(apiRole, s.rootKeyArns, installationId);
+    // Key administration only: `coffer keys rewrap` slices and `coffer keys retire`'s rescan of
+    // the versions that still use a key. No request path scans (list is a Query).
+    apiRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['dynamodb:Scan'], resources: [this.tables.secrets.tableArn] }),
+    );
     this.keys.grantAuditSigning(apiRole);
     this.keys.grantFieldHmac(apiRole);
 
@@ -245,8 +256,34 @@ export class CofferStack extends Stack {
     appendOnly(rotationRole, this.tables.audit);
     this.keys.grantDataKeys(rotationRole, installationId);
     this.keys.grantPreviousDataKeys(rotationRole, s.previousSecretsKeyArns, installationId);
+    this.keys.grantBranchKeys(rotationRole, s.rootKeyArns, installationId);
     this.keys.grantAuditSigning(rotationRole);
     this.keys.grantFieldHmac(rotationRole);
+    // Re-wrap: hourly ticks, each continuing an unfinished pass or starting one every
+    // `rewrapSchedule` days, stopping a minute before the time limit with its cursor saved.
+    this.rewrap = new ScheduledJob(this, 'Rewrap', {
+      entry: 'functions/rewrap.ts',
+      description: 'Coffer: re-wraps data keys under the active branch keys (resumable)',
+      every: Duration.hours(1),
+      timeout: Duration.minutes(15),
+      environment: {
+        ...common,
+        [ENV.fieldHmacKeyArn]: this.keys.fieldHmacKey.keyArn,
+        [ENV.rewrapEverySeconds]: String(s.rewrapScheduleDays * 86_400),
+      },
+      logRetention: s.logRetention,
+    });
+    allowTable(this.rewrap.handler.role, this.tables.secrets, [
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+      'dynamodb:Scan',
+      'dynamodb:PutItem',
+      'dynamodb:UpdateItem',
+    ]);
+    this.keys.grantDataKeys(this.rewrap.handler.role, installationId);
+    this.keys.grantPreviousDataKeys(this.rewrap.handler.role, s.previousSecretsKeyArns, installationId);
+    this.keys.grantBranchKeys(this.rewrap.handler.role, s.rootKeyArns, installationId);
+    this.keys.grantFieldHmac(this.rewrap.handler.role);
 
     if (s.codeSigning) {
       this.codeSigning = new CofferCodeSigning(
@@ -262,6 +299,13 @@ export class CofferStack extends Stack {
       ...(this.keys.cloudHsmKeyStore
         ? { customKeyStoreId: this.keys.cloudHsmKeyStore.customKeyStoreId }
         : {}),
+      topic: alarms.topic,
+    });
+
+    // With branch keys cached, CloudTrail shows few Decrypts: any by someone else is a signal.
+    new BranchKeyEvents(this, 'BranchKeyEvents', {
+      installationId,
+      roleArns: [apiRole.roleArn, this.rewrap.handler.role.roleArn],
       topic: alarms.topic,
     });
 

@@ -120,6 +120,18 @@ export interface CofferSettings {
    * installation's id, which is what the restored data is bound to. @default - the stack's table
    */
   readonly secretsTableName?: string;
+  /**
+   * KMS key ARNs the root may move to with `coffer keys rotate --root --kms-key` (`rootKeyArns`,
+   * comma-separated; all in one account, the stack's). The functions are granted branch-key use of
+   * each. @default - none: only the secrets key (and RotateKeyOnDemand of it)
+   */
+  readonly rootKeyArns: readonly string[];
+  /** Branch key cache age in seconds (`keyCacheSeconds`, default 300; 0 disables). */
+  readonly keyCacheSeconds: number;
+  /** Branch key cache uses (`keyCacheUses`, default 100000; 0 disables). */
+  readonly keyCacheUses: number;
+  /** Days between re-wrap passes (`rewrapSchedule`, default 7). */
+  readonly rewrapScheduleDays: number;
 }
 
 export class SettingsError extends Error {}
@@ -203,6 +215,10 @@ export const SETTING_KEYS = [
   'codeSigningProfileVersionArn',
   'installationId',
   'secretsTableName',
+  'rootKeyArns',
+  'keyCacheSeconds',
+  'keyCacheUses',
+  'rewrapSchedule',
   'policyApproval',
 ] as const;
 
@@ -399,6 +415,20 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     }
   }
 
+  const rootKeyArns = (text(ctx, 'rootKeyArns') ?? '')
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '');
+  for (const arn of rootKeyArns) {
+    if (!/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/.test(arn)) {
+      throw new SettingsError(`context rootKeyArns: "${arn.slice(0, 120)}" is not a KMS key ARN`);
+    }
+  }
+  // The stack's own account: the functions refuse, at start, any root key outside the secrets key's.
+  if (new Set(rootKeyArns.map((a) => a.split(':')[4])).size > 1) {
+    throw new SettingsError("context rootKeyArns: every root key must be in the stack's account");
+  }
+
   const mtls = readMtls(ctx);
   const codeSigning = readCodeSigning(ctx);
   const installationId = text(ctx, 'installationId');
@@ -440,5 +470,9 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     ...(codeSigning ? { codeSigning } : {}),
     ...(installationId ? { installationId } : {}),
     ...(secretsTableName ? { secretsTableName } : {}),
+    rootKeyArns,
+    keyCacheSeconds: integer(ctx, 'keyCacheSeconds', 300, 0, 86_400),
+    keyCacheUses: integer(ctx, 'keyCacheUses', 100_000, 0, 1_000_000_000),
+    rewrapScheduleDays: integer(ctx, 'rewrapSchedule', 7, 1, 365),
   };
 }

@@ -5,9 +5,11 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Context } from 'hono';
 import { PrincipalDirectory } from './access/directory.js';
+import { Offboarding, type RotationScheduler } from './access/offboard.js';
 import { AccessReports } from './access/reports.js';
 import { DynamoAuditTrail } from './audit/dynamo-trail.js';
 import { openAuditHmacKey } from './audit/hmac-key.js';
+import { AuditReader } from './audit/reader.js';
 import { type FieldHasher, hmacFieldHasher } from './audit/record.js';
 import type { AuditTrail } from './audit/trail.js';
 import { buildAuthenticator } from './authn/build.js';
@@ -21,9 +23,13 @@ import { signedGenerations } from './control/signed-generations.js';
 import { Envelope } from './crypto/envelope.js';
 import { ConfigError, ThrottledError } from './errors.js';
 import { type CofferApp, type ConnectionInfo, createApp } from './http/app.js';
-import { deriveKmsMacKey, KmsKeyProvider, KmsRootSigner } from './keys/kms.js';
-import { LocalKeyProvider, LocalRootSigner } from './keys/local.js';
+import { BranchKeyProvider } from './keys/branch-keys.js';
+import { KeyAdmin } from './keys/key-admin.js';
+import type { KeyCacheSettings } from './keys/key-cache.js';
+import { deriveKmsMacKey, KmsRootSigner } from './keys/kms.js';
+import { LocalRootSigner } from './keys/local.js';
 import type { KeyProvider, RootSigner } from './keys/provider.js';
+import { KmsRootKeys, LocalRootKeys, ProviderRootKeys, type RootKeys } from './keys/root-keys.js';
 import {
   HmacStorageMacKey,
   openLocalStorageMacKey,
@@ -68,6 +74,13 @@ export interface KmsKeys {
   readonly keyId: string;
   /** ARNs of keys that wrapped older versions and may still unwrap them. Default: none. */
   readonly previousKeyIds?: readonly string[];
+  /**
+   * ARNs `coffer keys rotate --root --kms-key` may move the root to (CDK context `rootKeyArns`).
+   * Default: none.
+   */
+  readonly rootKeyArns?: readonly string[];
+  /** The stack's account: every root key must be in it. Default: not checked. */
+  readonly account?: string;
   /** ARN of the ECC_NIST_P256 root audit key. */
   readonly auditKeyId: string;
   /**
@@ -94,6 +107,12 @@ export interface KeyPorts {
   readonly fieldHasher?: FieldHasher;
   /** The storage-integrity MAC key (tests: `openLocalStorageMacKey(dataDir)`). */
   readonly storageMac: StorageMacKey;
+  /**
+   * Put the key hierarchy (branch keys, cache) in front of `provider`, as local and KMS keys
+   * always are. Default: false — the provider wraps every data key itself (tests that count or
+   * fail its calls per request).
+   */
+  readonly hierarchy?: boolean;
 }
 
 /** Where the keys are: the one setting, with `authn`, that the local server and AWS differ in. */
@@ -189,6 +208,15 @@ export interface CofferSettings {
    * table's name, which is what every installation from before this setting was bound to.
    */
   readonly installationId?: string;
+  /** The branch key cache (docs/keys.md). Default: DEFAULT_KEY_CACHE (5 minutes, 100,000 uses). */
+  readonly keyCache?: KeyCacheSettings;
+  /** Re-wrap pace: items re-wrapped per second at most. Default 50. */
+  readonly rewrapItemsPerSecond?: number;
+  /**
+   * Secret rotation, for offboarding to mark read secrets due (and rotate them with `rotate`).
+   * Default: none — an offboarding report says rotation is not configured and marks nothing.
+   */
+  readonly rotation?: RotationScheduler;
 }
 
 /** A composed Coffer: the app and the parts its host needs besides it. */
@@ -213,6 +241,8 @@ export interface Coffer {
   readonly authenticator: Authenticator;
   readonly keys: KeyProvider;
   readonly audit: AuditTrail;
+  /** Key administration (`coffer keys …`); absent for ports without the hierarchy. */
+  readonly keyAdmin?: KeyAdmin;
   /** What the server last saw of each principal (docs/access.md); `flush()` at shutdown. */
   readonly directory: PrincipalDirectory;
 }
@@ -231,19 +261,24 @@ export async function loadAuthorizer(policy: PolicySettings, logger: Logger): Pr
   return policy.authorizer ?? CedarAuthorizer.fromDir(policy.dir, { logger });
 }
 
-async function openKeyProvider(keys: KeySettings, logger: Logger): Promise<KeyProvider> {
+const clockMs = (now: () => Date) => () => now().getTime();
+
+/** The root of the key hierarchy the keys setting names; undefined for ports without it. */
+async function openRootKeys(keys: KeySettings, logger: Logger): Promise<RootKeys | undefined> {
   switch (keys.kind) {
     case 'local':
-      return LocalKeyProvider.open(keys.dataDir);
+      return LocalRootKeys.open(keys.dataDir);
     case 'kms':
-      return new KmsKeyProvider({
+      return new KmsRootKeys({
         client: keys.client,
         keyId: keys.keyId,
         previousKeyIds: keys.previousKeyIds ?? [],
+        allowedKeyIds: keys.rootKeyArns ?? [],
+        ...(keys.account !== undefined ? { account: keys.account } : {}),
         logger,
       });
     case 'ports':
-      return keys.provider;
+      return keys.hierarchy ? new ProviderRootKeys(keys.provider) : undefined;
   }
 }
 
@@ -423,7 +458,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     throw new ConfigError('a DynamoDB audit trail needs an audit root signer');
   }
   const baseAuthorizer = await loadAuthorizer(settings.policy, logger);
-  const keys = await openKeyProvider(settings.keys, logger);
+  const root = await openRootKeys(settings.keys, logger);
   const macs = await openMacKeys(settings.keys, logger);
 
   let audit: AuditTrail;
@@ -483,6 +518,29 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
       ? { revocationFreshnessMs: settings.control.revocationFreshnessMs }
       : {}),
   });
+  const branchKeys = root
+    ? new BranchKeyProvider({
+        root,
+        control,
+        binding: store.binding,
+        ...(settings.keyCache ? { cache: settings.keyCache } : {}),
+        ...(settings.now ? { now: clockMs(settings.now) } : {}),
+      })
+    : undefined;
+  const keys: KeyProvider = branchKeys ?? (settings.keys as KeyPorts).provider;
+  const keyAdmin = branchKeys
+    ? new KeyAdmin({
+        keys: branchKeys,
+        control,
+        authorizer: plane,
+        client: settings.dynamo,
+        table: settings.tables.secrets,
+        binding: store.binding,
+        ...(settings.rewrapItemsPerSecond
+          ? { rewrap: { itemsPerSecond: settings.rewrapItemsPerSecond } }
+          : {}),
+      })
+    : undefined;
   const now = settings.now ? { now: settings.now } : {};
   const controlAdmin = new ControlAdmin({
     plane,
@@ -528,6 +586,17 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     configuredGroups: settings.authn.config ? configuredGroups(settings.authn.config) : [],
     ...now,
   });
+  const offboarding = new Offboarding({
+    admin: controlAdmin,
+    reports,
+    // The audit table, read by chain (the chain index bounds the window): the same table the
+    // trail writes, also when a test gives its own trail.
+    audit: new AuditReader(settings.dynamo, settings.tables.audit),
+    // The root key this process certifies its chains with (never a key read from the table).
+    ...(signedBy ? { auditRootKeys: async () => [await signedBy.publicKeyPem()] } : {}),
+    ...(settings.rotation ? { rotation: settings.rotation } : {}),
+    ...now,
+  });
   const app = createApp({
     service,
     authenticator,
@@ -537,6 +606,8 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     control: { plane, admin: controlAdmin },
     directory,
     reports,
+    ...(keyAdmin ? { keyAdmin } : {}),
+    offboarding,
   });
   const coffer: Coffer = {
     app,
@@ -550,6 +621,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     keys,
     audit,
     directory,
+    ...(keyAdmin ? { keyAdmin } : {}),
   };
   return written ? { ...coffer, audit: written.trail, auditRoot: written.root } : coffer;
 }

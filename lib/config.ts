@@ -2,6 +2,8 @@ import { join, resolve } from 'node:path';
 import type { ControlSettings } from './compose.js';
 import { controlSettings } from './control/settings.js';
 import { ConfigError } from './errors.js';
+import type { KeyCacheSettings } from './keys/key-cache.js';
+import { keySettings } from './keys/key-settings.js';
 import { PACKAGE_ROOT } from './package-root.js';
 
 export const DEFAULT_PORT = 8270;
@@ -24,6 +26,13 @@ export interface LocalSettings {
    * Default: DEFAULT_TABLES.
    */
   readonly tables?: { readonly secrets: string; readonly audit: string };
+  /**
+   * The branch key cache: `COFFER_KEY_CACHE_SECONDS` (default 300) and `COFFER_KEY_CACHE_USES`
+   * (default 100000); `0` in either disables it (docs/keys.md).
+   */
+  readonly keyCache?: KeyCacheSettings;
+  /** Seconds between re-wrap passes: `COFFER_REWRAP_EVERY_SECONDS` (default a week; `0`: never). */
+  readonly rewrapEverySeconds?: number;
   /**
    * Freshness bounds of pushed policy sets and revocations, and whether a push needs a second
    * admin (`COFFER_POLICY_FRESHNESS_SECONDS`, `COFFER_REVOCATION_FRESHNESS_SECONDS`,
@@ -84,6 +93,7 @@ export function localSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Loca
     policyDir,
     tables,
     ...(tls ? { tls } : {}),
+    ...keySettings(env),
     ...(Object.keys(control).length > 0 ? { control } : {}),
   };
 }

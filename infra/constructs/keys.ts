@@ -8,6 +8,13 @@ import { CloudHsmKeyStore } from './cloudhsm-key-store.js';
 
 /** The keys of the encryption context Coffer sends with every data key (lib/crypto/envelope.ts). */
 export const ENCRYPTION_CONTEXT_KEYS = ['coffer:table', 'coffer:path', 'coffer:version'] as const;
+/** The encryption context keys of branch keys (and of a new root's test wrap). */
+export const BRANCH_CONTEXT_KEYS = [
+  'coffer:table',
+  'coffer:purpose',
+  'coffer:folder',
+  'coffer:branch-version',
+] as const;
 
 /**
  * The encryption context shape Coffer sends (lib/crypto/envelope.ts `encryptionContextFor`),
@@ -112,6 +119,34 @@ export class CofferKeys extends Construct {
         resources: [this.secretsKeyArn],
         conditions: contextConditions(secretsTableName),
       }),
+    );
+  }
+
+  /**
+   * Lets `grantee` make, unwrap and re-wrap branch keys (docs/keys.md) under the root keys: the
+   * secrets key and the allow-listed `rootKeyArns`. Scoped like data keys, by installation id and
+   * by purpose: a branch key's context is `coffer:table`, `coffer:purpose` = `branch-key`,
+   * `coffer:folder` and `coffer:branch-version`; a new root's test wrap uses `root-key-test`.
+   * Also RotateKeyOnDemand on the secrets key (`coffer keys rotate --root` without a new key).
+   */
+  grantBranchKeys(grantee: iam.IGrantable, rootKeyArns: readonly string[], secretsTableName: string): void {
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt', 'kms:ReEncryptFrom', 'kms:ReEncryptTo'],
+        resources: [this.secretsKeyArn, ...rootKeyArns],
+        conditions: {
+          StringEquals: {
+            'kms:EncryptionContext:coffer:table': secretsTableName,
+            'kms:EncryptionContext:coffer:purpose': ['branch-key', 'root-key-test'],
+          },
+          'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...BRANCH_CONTEXT_KEYS] },
+          // Exactly the four keys: a context with fewer is refused too.
+          Null: Object.fromEntries(BRANCH_CONTEXT_KEYS.map((k) => [`kms:EncryptionContext:${k}`, 'false'])),
+        },
+      }),
+    );
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['kms:RotateKeyOnDemand'], resources: [this.secretsKeyArn] }),
     );
   }
 

@@ -190,8 +190,17 @@ export class AccessReports {
     this.now = deps.now ?? (() => new Date());
   }
 
-  /** One page of what a principal may read, write or list under a prefix. */
-  async what(caller: Caller, query: WhatQuery): Promise<WhatReport> {
+  /**
+   * One page of what a principal may read, write or list under a prefix. With `asIfNotRevoked`
+   * the revocation list is left out of the decisions: what the principal could do before it was
+   * revoked (offboarding reports the exposure after revoking first).
+   */
+  async what(
+    caller: Caller,
+    query: WhatQuery,
+    options: { asIfNotRevoked?: boolean } = {},
+  ): Promise<WhatReport> {
+    const ignore = options.asIfNotRevoked === true;
     const prefix = validatePrefix(query.prefix ?? '');
     this.requireAdmin(caller, reportFolder(prefix), undefined);
     const limit = query.limit ?? WHAT_PAGE.default;
@@ -225,16 +234,19 @@ export class AccessReports {
       const resource = resourceOf(entry.head);
       const item: WhatItem = {
         path: entry.head.path,
-        read: this.may(principal, 'read', resource, context),
-        write: this.may(principal, 'write', resource, context),
-        list: this.may(principal, 'list', resource, context),
+        read: this.may(principal, 'read', resource, context, ignore),
+        write: this.may(principal, 'write', resource, context, ignore),
+        list: this.may(principal, 'list', resource, context, ignore),
       };
       if (!item.read && !item.write && !item.list) continue;
       items.push(item);
       if (!item.list) continue;
       for (const folder of foldersOf(item.path)) {
         if (!folder.startsWith(prefix) || folderChecked.has(folder)) continue;
-        folderChecked.set(folder, this.decide(principal, 'list', { kind: 'Folder', path: folder }, context));
+        folderChecked.set(
+          folder,
+          this.decide(principal, 'list', { kind: 'Folder', path: folder }, context, ignore),
+        );
       }
     }
     return {
@@ -379,8 +391,14 @@ export class AccessReports {
     return { authMethod: p.authMethod, sourceIp: 'unknown', time: Math.floor(this.now().getTime() / 1000) };
   }
 
-  private may(p: Principal, action: WhoAction, resource: SecretResource, context: RequestContext): boolean {
-    return EFFECTIVE[action].every((a) => this.decide(p, a, resource, context));
+  private may(
+    p: Principal,
+    action: WhoAction,
+    resource: SecretResource,
+    context: RequestContext,
+    ignoreRevocations = false,
+  ): boolean {
+    return EFFECTIVE[action].every((a) => this.decide(p, a, resource, context, ignoreRevocations));
   }
 
   private decide(
@@ -388,8 +406,9 @@ export class AccessReports {
     action: Action,
     resource: SecretResource | { kind: 'Folder'; path: string },
     context: RequestContext,
+    ignoreRevocations = false,
   ): boolean {
-    if (this.deps.revocationFor?.(principal)) return false;
+    if (!ignoreRevocations && this.deps.revocationFor?.(principal)) return false;
     return this.deps.authorizer.authorize({ principal, action, resource, context }).allowed;
   }
 

@@ -60,6 +60,8 @@ export interface RequestRecord {
    * written before heads were authenticated (absent there).
    */
   readonly head: { readonly rev: number; readonly mac: string } | null;
+  /** The key ids a key operation involved (`coffer keys …`); absent for every other request. */
+  readonly keyIds?: readonly string[];
   /**
    * The control record an admin change wrote (policy push or rollback, revocation), with the
    * hashes of what was in force before and after; null for other requests and absent in records
@@ -302,6 +304,9 @@ export function requestFields(
     hmacKeyId: hasher && Object.keys(hmac).length > 0 ? hasher.keyId : null,
     // Only a committed change names the head it wrote (a failure record's head was never written).
     head: ctx.head && outcome.status === 200 ? { rev: ctx.head.rev, mac: ctx.head.mac } : null,
+    ...(ctx.keyIds && ctx.keyIds.length > 0
+      ? { keyIds: ctx.keyIds.slice(0, 64).map((k) => clip(k, 256)) }
+      : {}),
     control: ctx.control && outcome.status === 200 ? controlFields(ctx.control) : null,
   };
 }
@@ -371,6 +376,7 @@ export function logLine(record: AuditRecord | Checkpoint): Record<string, unknow
     sourceIp: record.sourceIp,
     userAgent: record.userAgent,
     hmac: record.hmac,
+    keyIds: record.keyIds ?? null,
     chain: record.chain,
     seq: record.seq,
     prev: record.prev,

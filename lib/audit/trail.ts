@@ -32,6 +32,8 @@ export interface AuditContext {
    * --storage`).
    */
   head?: { readonly rev: number; readonly mac: string };
+  /** The key ids a key operation involved (never key material). */
+  keyIds?: readonly string[];
   /** The control record an admin change wrote (policy set, revocation list). */
   control?: AuditControlChange;
   /** Set once the record was written inside a change's transaction. */

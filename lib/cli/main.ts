@@ -11,10 +11,12 @@ import { registerGetCommand } from './commands/get.js';
 import { registerHistoryCommand } from './commands/history.js';
 import { registerImportCommand } from './commands/import.js';
 import { registerKeygenCommand } from './commands/keygen.js';
+import { registerKeysCommands } from './commands/keys.js';
 import { registerLifecycleCommands } from './commands/lifecycle.js';
 import { registerLoginCommands } from './commands/login.js';
 import { registerLsCommand } from './commands/ls.js';
 import { registerMetaCommand } from './commands/meta.js';
+import { registerOffboardCommand } from './commands/offboard.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerPutCommand } from './commands/put.js';
 import { registerRenderCommand } from './commands/render.js';
@@ -67,11 +69,13 @@ export function buildProgram(io: CliIo, session: CliSession = {}): Command {
   registerPolicyCommands(program, io, client);
   registerRevokeCommands(program, io, client);
   registerAccessCommands(program, io, client);
+  registerOffboardCommand(program, io, client);
   registerRunCommand(program, io, client);
   registerRenderCommand(program, io, client);
   registerExportCommand(program, io, client);
   registerImportCommand(program, io, client);
   registerKeygenCommand(program, io);
+  registerKeysCommands(program, io, client);
   registerBackupCommands(program, io, client);
   registerCompletionCommand(program, io);
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import type * as z from 'zod';
+import type { Offboarding } from '../access/offboard.js';
 import type { AccessReports } from '../access/reports.js';
 import type { AuditContext, AuditTrail } from '../audit/trail.js';
 import { isIamPath } from '../authn/iam.js';
@@ -12,16 +12,18 @@ import {
   AuditUnavailableError,
   CofferError,
   InvalidPathError,
-  InvalidRequestError,
   NotFoundError,
   PayloadTooLargeError,
   RevokedError,
 } from '../errors.js';
+import type { KeyAdmin } from '../keys/key-admin.js';
 import { describeError, type Logger } from '../log.js';
 import type { Caller, SecretService } from '../secrets/service.js';
 import { parseDuration } from '../secrets/stages.js';
 import { mountControlRoutes } from './control-routes.js';
 import { errorBody } from './errors.js';
+import { mountKeyRoutes } from './key-routes.js';
+import { type AppEnv, type ConnectionInfo, jsonBody, parse } from './request.js';
 import {
   accessWhatQuery,
   accessWhoQuery,
@@ -32,6 +34,7 @@ import {
   lifecycleQuery,
   listQuery,
   MAX_BODY_BYTES,
+  offboardBody,
   patchBody,
   putBody,
   recoveryQuery,
@@ -39,29 +42,8 @@ import {
   versionQuery,
 } from './schemas.js';
 
-/** What the adapter (node server, Lambda) knows about the connection, never from headers. */
-export interface ConnectionInfo {
-  readonly sourceIp: string;
-  /** Only the Lambda adapter sets this, from API Gateway's IAM authorizer context. */
-  readonly iamCaller?: IamCaller;
-  /**
-   * The verified client certificate: the node server's TLS listener (peer certificate and
-   * `socket.authorized`), or the Lambda adapter from API Gateway's mutual-TLS `clientCert` context
-   * (`clientCertFromEvent`).
-   */
-  readonly clientCertificate?: ClientCertificateInput;
-  /**
-   * The connection came through the mutual-TLS API (Lambda adapter): the certificate is the only
-   * credential there, and Authorization headers are not read.
-   */
-  readonly certificateOnly?: boolean;
-  /**
-   * The request path exactly as the client sent it, before URL parsing. The WHATWG URL parser
-   * removes `.` and `..` segments (also `%2e` spellings) and turns `\` into `/`, so only the raw
-   * path shows that a client asked for `a/../b` rather than `b`.
-   */
-  readonly rawPath?: string;
-}
+export type { AppEnv, ConnectionInfo } from './request.js';
+export { jsonBody, parse } from './request.js';
 
 export interface AppDeps {
   readonly service: SecretService;
@@ -70,6 +52,8 @@ export interface AppDeps {
   readonly logger: Logger;
   /** Reads the connection facts the adapter put in the request's env. */
   readonly connection: (c: Context) => ConnectionInfo;
+  /** Key administration (`/keys/…` routes). Default: none, the routes answer 404. */
+  readonly keyAdmin?: KeyAdmin;
   /**
    * The policy set and revocation list kept fresh from control records, and their admin
    * operations. Default: none (the policy set is fixed and nothing is revoked; unit tests).
@@ -82,24 +66,12 @@ export interface AppDeps {
   readonly directory?: { seen(principal: Principal): void };
   /** The access reports (`/access/what`, `/access/who`). Default: the routes are absent. */
   readonly reports?: AccessReports;
+  /** Offboarding (`POST /admin/offboard`). Default: the route is absent. */
+  readonly offboarding?: Offboarding;
 }
-
-export type AppEnv = {
-  Variables: {
-    requestId: string;
-    audit: AuditContext;
-    principal: Principal;
-    connection: ConnectionInfo;
-    errorCode: string;
-  };
-};
 
 class MethodNotAllowedError extends CofferError {
   static override readonly code = 'method_not_allowed';
-}
-
-class InvalidJsonError extends InvalidRequestError {
-  static override readonly code = 'invalid_json';
 }
 
 /**
@@ -124,62 +96,6 @@ function decodePath(raw: string): string {
     return decodeURIComponent(raw);
   } catch {
     throw new InvalidPathError('path is not valid percent-encoding');
-  }
-}
-
-export function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
-  throw new InvalidRequestError(`invalid ${what}: ${where}${issue?.message ?? 'malformed'}`);
-}
-
-/** The connection failed while the body was being read: the client hung up or reset it. */
-class ClientClosedRequestError extends CofferError {
-  static override readonly code = 'client_closed_request';
-}
-
-class UnsupportedMediaTypeError extends CofferError {
-  static override readonly code = 'unsupported_media_type';
-}
-
-/** Bodies are decoded strictly: an invalid byte must fail, not become U+FFFD in a stored value. */
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * The request body as JSON. A body must be `application/json` (a `charset` parameter, if any, must
- * be UTF-8); no content type at all is taken as JSON, for hand-written clients.
- */
-export async function jsonBody(c: Context): Promise<unknown> {
-  const type = c.req.header('content-type');
-  if (type !== undefined) {
-    const [media = '', ...params] = type.split(';').map((p) => p.trim().toLowerCase());
-    const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length);
-    if (media !== 'application/json' || (charset !== undefined && !/^"?utf-?8"?$/.test(charset))) {
-      throw new UnsupportedMediaTypeError('request bodies must be application/json in UTF-8');
-    }
-  }
-  let bytes: ArrayBuffer;
-  try {
-    bytes = await c.req.arrayBuffer();
-  } catch (err) {
-    // Our own refusals (the body limit) stand; any other failure to read the body is the
-    // connection's: the client went away mid-body, which is no server error.
-    if (err instanceof CofferError) throw err;
-    throw new ClientClosedRequestError('the client closed the connection before its request body arrived');
-  }
-  let text: string;
-  try {
-    text = UTF8.decode(bytes);
-  } catch {
-    throw new InvalidJsonError('request body is not valid UTF-8');
-  }
-  if (text.trim() === '') throw new InvalidJsonError('request body is empty; expected JSON');
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new InvalidJsonError('request body is not valid JSON');
   }
 }
 
@@ -451,6 +367,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     );
   });
 
+  if (deps.keyAdmin) mountKeyRoutes(api, deps.keyAdmin, caller, jsonBody);
   if (deps.control) mountControlRoutes(api, deps.control, caller);
   const reports = deps.reports;
   if (reports) {
@@ -472,6 +389,22 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     });
   }
 
+  const offboarding = deps.offboarding;
+  if (offboarding) {
+    api.post('/admin/offboard', async (c) => {
+      const body = parse(offboardBody, await jsonBody(c), 'body');
+      return c.json(
+        await offboarding.offboard(caller(c), {
+          principal: body.principal,
+          ...(body.days !== undefined ? { days: body.days } : {}),
+          ...(body.since !== undefined ? { since: body.since } : {}),
+          ...(body.reason !== undefined ? { reason: body.reason } : {}),
+          ...(body.rotate !== undefined ? { rotate: body.rotate } : {}),
+        }),
+      );
+    });
+  }
+
   for (const route of [
     '/whoami',
     '/ready',
@@ -489,6 +422,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     '/list',
     '/batch-get',
     ...(reports ? ['/access/what', '/access/who'] : []),
+    ...(offboarding ? ['/admin/offboard'] : []),
   ]) {
     api.all(route, () => {
       throw new MethodNotAllowedError('method not allowed on this route');

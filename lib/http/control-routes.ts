@@ -4,7 +4,7 @@ import type { ControlAdmin } from '../control/admin.js';
 import type { ControlPlane } from '../control/plane.js';
 import { MAX_POLICY_FILES, POLICY_FILE_NAME } from '../control/policies.js';
 import type { Caller } from '../secrets/service.js';
-import { type AppEnv, jsonBody, parse } from './app.js';
+import { type AppEnv, jsonBody, parse } from './request.js';
 
 /*
  * The admin routes of the control records (docs/api.md): policy push, history, rollback and

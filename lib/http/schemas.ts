@@ -3,7 +3,6 @@
 import * as z from 'zod';
 import {
   ACCESS_WHAT_LIMIT,
-  ACCESS_WHO_ACTIONS,
   BATCH_GET_MAX_PATHS,
   BATCH_PATH_MAX_CHARS,
   type BatchGetRequest,
@@ -19,6 +18,8 @@ import {
   LIST_LIMIT,
   MAX_VERSIONS,
   type MetadataPatch,
+  OFFBOARD_DAYS,
+  type OffboardRequest,
   ownRecord,
   PASSWORD_CLASS_NAMES,
   PASSWORD_LENGTH,
@@ -238,6 +239,26 @@ export const accessWhoQuery = z.object({
     .default('read'),
 });
 
+/** `POST /v1/admin/offboard`. */
+export const offboardBody = z
+  .object({
+    principal: z.string().min(1).max(2048),
+    days: z.number().int().min(OFFBOARD_DAYS.min).max(OFFBOARD_DAYS.max).optional(),
+    since: z
+      .string()
+      .max(64)
+      .refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 time')
+      .optional(),
+    reason: z
+      .string()
+      .max(256)
+      .refine((s) => !LONE_SURROGATE.test(s), 'must be well-formed Unicode')
+      .optional(),
+    rotate: z.boolean().optional(),
+  })
+  .strict()
+  .refine((b) => b.days === undefined || b.since === undefined, { message: 'give days or since, not both' });
+
 /** `POST /v1/batch-get`: 1 to 20 paths; each is checked by the path rules on its own. */
 export const batchGetBody = z
   .object({
@@ -258,6 +279,7 @@ sameAs<Equal<z.infer<typeof putBody>, PutRequest>>(true);
 sameAs<Equal<z.infer<typeof patchBody>, MetadataPatch>>(true);
 sameAs<Equal<z.infer<typeof destroyBody>, DestroyRequest>>(true);
 sameAs<Equal<z.infer<typeof batchGetBody>, BatchGetRequest>>(true);
+sameAs<Equal<z.infer<typeof offboardBody>, OffboardRequest>>(true);
 /** Weaker than `sameAs` (a union of intersections is not `Equal` to its flattened form). */
 const assignable = <_A extends B, B>(): void => {};
 assignable<z.infer<typeof generateBody>, GenerateRequest>();

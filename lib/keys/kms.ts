@@ -102,7 +102,7 @@ export function mapKmsError(err: unknown): Error {
 }
 
 /** Runs one KMS call with the shared full-jitter retry (throttling, unavailability), then maps its error. */
-class KmsCaller {
+export class KmsCaller {
   private readonly attempts: number;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
@@ -142,7 +142,7 @@ class KmsCaller {
   }
 }
 
-function requireKeyArn(what: string, keyId: string): string {
+export function requireKeyArn(what: string, keyId: string): string {
   if (!KEY_ARN.test(keyId)) throw new ConfigError(`${what} must be a KMS key ARN (arn:aws:kms:…:key/…)`);
   return keyId;
 }

@@ -20,7 +20,47 @@ function contextAad(keyId: string, context: EncryptionContext): Buffer {
   return encodeFields('coffer/local-wrap/v1', [keyId, ...entries.flat()]);
 }
 
-function keyIdOf(key: Uint8Array): string {
+/**
+ * Wraps 32 bytes under a ring key (AES-256-GCM, the key id and the context as AAD): iv ‖ ct ‖ tag.
+ * The one format of the local ring, whether it wraps data keys directly or branch keys.
+ */
+export function ringWrap(
+  key: Buffer,
+  keyId: string,
+  plaintext: Uint8Array,
+  context: EncryptionContext,
+): Buffer {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+  cipher.setAAD(contextAad(keyId, context));
+  return Buffer.concat([iv, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+}
+
+/** Opens what ringWrap made; anything else (no such key, a wrong context, tampering) is an IntegrityError. */
+export function ringUnwrap(
+  keys: ReadonlyMap<string, Buffer>,
+  wrapped: WrappedKey,
+  context: EncryptionContext,
+): Buffer {
+  const key = keys.get(wrapped.keyId);
+  const bytes = Buffer.from(wrapped.wrapped);
+  if (!key || bytes.length !== IV_BYTES + 32 + TAG_BYTES) throw new IntegrityError();
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, IV_BYTES), {
+      authTagLength: TAG_BYTES,
+    });
+    decipher.setAAD(contextAad(wrapped.keyId, context));
+    decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
+    return Buffer.concat([
+      decipher.update(bytes.subarray(IV_BYTES, bytes.length - TAG_BYTES)),
+      decipher.final(),
+    ]);
+  } catch {
+    throw new IntegrityError();
+  }
+}
+
+export function keyIdOf(key: Uint8Array): string {
   return `local:${createHash('sha256').update('coffer/local-key-id').update(key).digest('hex').slice(0, 16)}`;
 }
 
@@ -74,22 +114,7 @@ export class LocalKeyProvider implements KeyProvider {
   }
 
   async decryptDataKey(wrapped: WrappedKey, context: EncryptionContext): Promise<Uint8Array> {
-    const key = this.keys.get(wrapped.keyId);
-    const bytes = Buffer.from(wrapped.wrapped);
-    if (!key || bytes.length !== IV_BYTES + 32 + TAG_BYTES) throw new IntegrityError();
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, IV_BYTES), {
-        authTagLength: TAG_BYTES,
-      });
-      decipher.setAAD(contextAad(wrapped.keyId, context));
-      decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
-      return Buffer.concat([
-        decipher.update(bytes.subarray(IV_BYTES, bytes.length - TAG_BYTES)),
-        decipher.final(),
-      ]);
-    } catch {
-      throw new IntegrityError();
-    }
+    return ringUnwrap(this.keys, wrapped, context);
   }
 
   async reEncrypt(wrapped: WrappedKey, context: EncryptionContext): Promise<WrappedKey> {
@@ -102,11 +127,7 @@ export class LocalKeyProvider implements KeyProvider {
   }
 
   private wrap(plaintext: Uint8Array, keyId: string, context: EncryptionContext): Buffer {
-    const key = this.keys.get(keyId) as Buffer;
-    const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
-    cipher.setAAD(contextAad(keyId, context));
-    return Buffer.concat([iv, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+    return ringWrap(this.keys.get(keyId) as Buffer, keyId, plaintext, context);
   }
 }
 

@@ -15,6 +15,8 @@ import { DEFAULT_TABLES, type LocalSettings, type LocalTlsSettings } from '../co
 import type { CofferConfig } from '../config-file.js';
 import { ConfigError } from '../errors.js';
 import type { ConnectionInfo } from '../http/app.js';
+import type { KeyAdmin } from '../keys/key-admin.js';
+import { DEFAULT_REWRAP_EVERY_SECONDS, rewrapTick } from '../keys/rewrap-schedule.js';
 import { describeError, type Logger } from '../log.js';
 import { rateLimitedLogger } from '../log-limit.js';
 import { localDynamoClient } from '../store/dynamo-client.js';
@@ -30,6 +32,31 @@ const DEV_TOKEN_TTL_SECONDS = 30 * 86_400;
 const PURGE_INTERVAL_MS = 10 * 60_000;
 /** Due rotations: at start and on this interval. */
 const ROTATION_INTERVAL_MS = 60_000;
+
+/** The re-wrap schedule's tick, on the purge timer: a slice of at most a minute each time. */
+async function rewrap(
+  admin: KeyAdmin | undefined,
+  everySeconds: number | undefined,
+  logger: Logger,
+): Promise<void> {
+  if (!admin || everySeconds === 0) return;
+  try {
+    const tick = await rewrapTick(admin, {
+      everySeconds: everySeconds ?? DEFAULT_REWRAP_EVERY_SECONDS,
+      budgetMs: 60_000,
+    });
+    if (tick.ran !== 'idle' || tick.destroyed.length > 0) {
+      logger.info('key re-wrap', {
+        ran: tick.ran,
+        rewrapped: tick.cursor?.rewrapped ?? 0,
+        done: tick.cursor?.done ?? true,
+        destroyed: tick.destroyed.length,
+      });
+    }
+  } catch (err) {
+    logger.warn('key re-wrap failed', describeError(err));
+  }
+}
 /** Audit checkpoints: at start, on this interval, and at shutdown. */
 const CHECKPOINT_INTERVAL_MS = 5 * 60_000;
 /** Audit chains written in parallel: requests wait only when more than this many write at once. */
@@ -296,6 +323,7 @@ export async function startLocalServer(
       authn: { config, devIssuerKey: issuer.publicKey },
       connection: (c: Context) => connectionFromIncoming(c.env as HttpBindings | undefined),
       logger,
+      ...(settings.keyCache ? { keyCache: settings.keyCache } : {}),
     });
     const { app, audit, purger } = coffer;
     // Policy files edited while the server runs apply within 2 s; an invalid edit is refused.
@@ -323,12 +351,19 @@ export async function startLocalServer(
         }),
     });
 
+    let rewrapping: Promise<void> | undefined;
     const purge = async () => {
       try {
         const purged = await purger.purgeExpired();
         if (purged > 0) logger.info('purged expired soft-deleted secrets', { purged });
       } catch (err) {
         logger.warn('purge failed', describeError(err));
+      }
+      // In the background, one tick at a time: a long pass never holds up the start or the purge.
+      if (!rewrapping) {
+        rewrapping = rewrap(coffer.keyAdmin, settings.rewrapEverySeconds, logger).finally(() => {
+          rewrapping = undefined;
+        });
       }
     };
     await purge();

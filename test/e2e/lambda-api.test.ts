@@ -309,14 +309,17 @@ describe('the API Lambda handler, driven by HTTP API v2 events', () => {
     expect(put.body).toMatchObject({ path: 'apps/db/password', version: 1 });
     expect(put.headers?.['cache-control']).toBe('no-store');
 
+    // The folder's first branch key, made under the pinned key (docs/keys.md); the version's data
+    // key is wrapped by that branch key.
     const generate = kms.commandCalls(GenerateDataKeyCommand).at(-1)?.args[0].input;
     expect(generate).toEqual({
       KeyId: DATA_KEY_ARN,
       KeySpec: 'AES_256',
       EncryptionContext: {
         'coffer:table': tables.secrets,
-        'coffer:path': 'apps/db/password',
-        'coffer:version': '1',
+        'coffer:purpose': 'branch-key',
+        'coffer:folder': 'apps',
+        'coffer:branch-version': '1',
       },
     });
     // Nothing in the table holds the value in clear.
@@ -526,6 +529,7 @@ describe('the API Lambda handler, driven by HTTP API v2 events', () => {
     });
     const role = new Role(stack, 'Api', { assumedBy: new ServicePrincipal('lambda.amazonaws.com') });
     keys.grantDataKeys(role, tables.secrets);
+    keys.grantBranchKeys(role, [], tables.secrets);
     keys.grantAuditSigning(role);
     keys.grantFieldHmac(role);
     const arnOf = new Map<string, string>([
@@ -548,9 +552,12 @@ describe('the API Lambda handler, driven by HTTP API v2 events', () => {
     const extraKey = { ...generate, context: { ...generate.context, 'coffer:tenant': 'x' } };
     expect(statements.some((st) => allows(st, extraKey, arnOf))).toBe(false);
     // A context with fewer keys than Coffer's is refused too: the shape must be exact.
-    const { 'coffer:version': _version, ...withoutVersion } = generate.context;
+    const { 'coffer:branch-version': _version, ...withoutVersion } = generate.context;
     const fewerKeys = { ...generate, context: withoutVersion };
     expect(statements.some((st) => allows(st, fewerKeys, arnOf))).toBe(false);
+    // A branch-key context with another purpose is refused.
+    const otherPurpose = { ...generate, context: { ...generate.context, 'coffer:purpose': 'data-key' } };
+    expect(statements.some((st) => allows(st, otherPurpose, arnOf))).toBe(false);
   }, 120_000);
 });
 

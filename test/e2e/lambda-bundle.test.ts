@@ -244,7 +244,8 @@ describe('the bundled API function', () => {
     // all), imported dynamically so that esbuild wraps them in lazy initializers that run on the
     // first certificate request only (the test below checks they have not run before it). Import
     // time with and without them is the same within noise; docs/benchmarks.md has the numbers.
-    // The control plane (pushed policies and revocations, issue 17) adds about 18 KB minified.
+    // The control plane (pushed policies and revocations, issue 17) adds about 18 KB minified,
+    // the key hierarchy (branch keys, cache, key administration, re-wrap; issue 15) about 10 KB.
     expect(statSync(join(assetDir, 'index.mjs')).size).toBeLessThanOrEqual(1000 * 1024);
     expect(code).not.toContain('Ungültige Eingabe');
     expect(code).not.toContain('Implicit keys of flow sequence pairs');
@@ -257,13 +258,15 @@ describe('the bundled API function', () => {
     );
     expect(put.status).toBe(200);
     expect(put.body).toMatchObject({ path: 'apps/db/password', version: 1 });
+    // The folder's first branch key, under the pinned key; the data key is wrapped by it (docs/keys.md).
     const generate = kms.requests.find((r) => r.operation === 'GenerateDataKey')?.input;
     expect(generate).toMatchObject({
       KeyId: DATA_KEY_ARN,
       EncryptionContext: {
         'coffer:table': tables.secrets,
-        'coffer:path': 'apps/db/password',
-        'coffer:version': '1',
+        'coffer:purpose': 'branch-key',
+        'coffer:folder': 'apps',
+        'coffer:branch-version': '1',
       },
     });
 
@@ -296,11 +299,15 @@ describe('the bundled API function', () => {
     kms.failWith('GenerateDataKey', 'KMSInvalidStateException', 'custom key store is not connected');
     kms.failWith('Decrypt', 'KMSInvalidStateException', 'custom key store is not connected');
     try {
+      // A folder without a branch key yet: making it needs the key store.
       const put = await invoke(
-        event('PUT', '/v1/secrets/apps/db/password', { auth: admin, body: { value: 'new' } }),
+        event('PUT', '/v1/secrets/cold/db/password', { auth: admin, body: { value: 'new' } }),
       );
       expect(put.status).toBe(503);
       expect(put.body.error).toMatchObject({ code: 'key_store_unavailable' });
+      // The cached branch key of apps/ would serve until it expires (docs/keys.md, the cache's
+      // cost); after a flush it must be unwrapped again, and the key store refuses.
+      expect((await invoke(event('POST', '/v1/keys/flush', { auth: admin }))).status).toBe(200);
       const get = await invoke(event('GET', '/v1/secrets/apps/db/password', { auth: admin }));
       expect(get.status).toBe(503);
       expect(JSON.stringify(get.body)).not.toContain(SECRET_VALUE);

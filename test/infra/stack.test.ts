@@ -12,7 +12,7 @@ import { type CofferApp, createCofferApp } from '../../infra/coffer-app.js';
 import { AUDIT_TABLE_DENIED, type CofferStack, SECRETS_TABLE_ACTIONS } from '../../infra/coffer-stack.js';
 import { CloudHsmKeyStore } from '../../infra/constructs/cloudhsm-key-store.js';
 import type { CofferFunction } from '../../infra/constructs/coffer-function.js';
-import { ENCRYPTION_CONTEXT_KEYS } from '../../infra/constructs/keys.js';
+import { BRANCH_CONTEXT_KEYS, ENCRYPTION_CONTEXT_KEYS } from '../../infra/constructs/keys.js';
 import { FILTER_PATTERNS } from '../../infra/constructs/monitoring.js';
 import { encryptionContextFor } from '../../lib/crypto/envelope.js';
 
@@ -128,7 +128,7 @@ describe('the Coffer stack (keyStore=kms)', () => {
 
   it('runs every Coffer function on Node.js 22 / arm64, with a retained log group of the configured retention', () => {
     const functions = kms.template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(4);
+    expect(Object.keys(functions)).toHaveLength(5);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties.Runtime).toBe('nodejs22.x');
       expect(fn.Properties.Architectures).toEqual(['arm64']);
@@ -265,15 +265,63 @@ describe('the Coffer stack (keyStore=kms)', () => {
     const onSecrets = statements.filter(
       (st) => st.Effect === 'Allow' && JSON.stringify(st.Resource) === JSON.stringify(secrets),
     );
-    expect(onSecrets.flatMap(actionsOf).sort()).toEqual([...SECRETS_TABLE_ACTIONS].sort());
-    // No wildcard actions, no Scan anywhere, and the secrets table is the only other table.
+    // Plus Scan, for key administration alone (docs/keys.md): re-wrap slices and retire's rescan.
+    expect(onSecrets.flatMap(actionsOf).sort()).toEqual([...SECRETS_TABLE_ACTIONS, 'dynamodb:Scan'].sort());
+    // No wildcard actions, no Scan of any other table, and the secrets table is the only other table.
     const all = statements.flatMap(actionsOf);
     expect(all.some((a) => a.endsWith('*'))).toBe(false);
-    expect(all).not.toContain('dynamodb:Scan');
     const tables = statements
       .filter((st) => actionsOf(st).some((a) => a.startsWith('dynamodb:')))
       .map((st) => JSON.stringify(st.Resource));
     expect(new Set(tables)).toEqual(new Set([JSON.stringify(audit), JSON.stringify(secrets)]));
+  });
+
+  it('re-wraps hourly with a 15-minute limit, and grants branch keys only with their own encryption context', () => {
+    const stack = kms.coffer.stack;
+    const fn = kms.template.findResources('AWS::Lambda::Function', {
+      Properties: Match.objectLike({ Description: Match.stringLikeRegexp('re-wraps data keys') }),
+    });
+    const props = Object.values(fn)[0]?.Properties;
+    expect(props.Timeout).toBe(900);
+    expect(props.Environment.Variables.COFFER_REWRAP_EVERY_SECONDS).toBe(String(7 * 86_400));
+    for (const role of [stack.apiFunction.role, stack.rewrap.handler.role]) {
+      const statements = statementsOf(kms, resolve(stack, role.roleName));
+      const branch = statements.find((st) =>
+        JSON.stringify(st.Condition ?? {}).includes('kms:EncryptionContext:coffer:purpose'),
+      );
+      expect(branch?.Condition).toEqual({
+        StringEquals: {
+          'kms:EncryptionContext:coffer:table': resolve(stack, stack.tables.secrets.tableName),
+          'kms:EncryptionContext:coffer:purpose': ['branch-key', 'root-key-test'],
+        },
+        'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...BRANCH_CONTEXT_KEYS] },
+        Null: {
+          'kms:EncryptionContext:coffer:table': 'false',
+          'kms:EncryptionContext:coffer:purpose': 'false',
+          'kms:EncryptionContext:coffer:folder': 'false',
+          'kms:EncryptionContext:coffer:branch-version': 'false',
+        },
+      });
+    }
+  });
+
+  it('sends a branch-key Decrypt by any principal but the Coffer function roles to the alarm topic', () => {
+    const stack = kms.coffer.stack;
+    const rules = Object.values(kms.template.findResources('AWS::Events::Rule'))
+      .map((r) => r.Properties)
+      .filter((p) => /branch key was unwrapped/.test(p.Description ?? ''));
+    expect(rules).toHaveLength(1);
+    const detail = rules[0].EventPattern.detail;
+    expect(detail.eventName).toEqual(['Decrypt', 'ReEncrypt']);
+    expect(detail.requestParameters.encryptionContext['coffer:purpose']).toEqual(['branch-key']);
+    expect(detail.userIdentity.sessionContext.sessionIssuer.arn).toEqual([
+      {
+        'anything-but': [
+          resolve(stack, stack.apiFunction.role.roleArn),
+          resolve(stack, stack.rewrap.handler.role.roleArn),
+        ],
+      },
+    ]);
   });
 
   it("lets the API use the secrets key only with Coffer's encryption context for its own table", () => {
@@ -411,13 +459,14 @@ describe('the Coffer stack (keyStore=kms)', () => {
     kms.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
-  it('schedules the audit checkpoint every 5 minutes (the unsealed tail docs/audit.md states), the purge hourly and due rotations every 15 minutes', () => {
+  it('schedules the audit checkpoint every 5 minutes (the unsealed tail docs/audit.md states), the purge and the re-wrap hourly and due rotations every 15 minutes', () => {
     const rules = Object.values(kms.template.findResources('AWS::Events::Rule')).map((r) => r.Properties);
     const scheduled = rules.filter((r) => r.ScheduleExpression);
     expect(scheduled.map((r) => r.ScheduleExpression)).toEqual([
       'rate(5 minutes)',
       'rate(1 hour)',
       'rate(15 minutes)',
+      'rate(1 hour)',
     ]);
     const stack = kms.coffer.stack;
     const targets = scheduled.map((r) => JSON.stringify(r.Targets[0].Arn));
@@ -426,6 +475,7 @@ describe('the Coffer stack (keyStore=kms)', () => {
         JSON.stringify(resolve(stack, stack.checkpoint.handler.function.functionArn)),
         JSON.stringify(resolve(stack, stack.purge.handler.function.functionArn)),
         JSON.stringify(resolve(stack, stack.rotation.handler.function.functionArn)),
+        JSON.stringify(resolve(stack, stack.rewrap.handler.function.functionArn)),
       ].sort(),
     );
   });
@@ -516,6 +566,7 @@ describe('the cdk-nag acknowledgments', () => {
         'Coffer/Checkpoint/Handler/Function',
         'Coffer/Purge/Handler/Function',
         'Coffer/Rotation/Handler/Function',
+        'Coffer/Rewrap/Handler/Function',
       ].sort(),
     );
   });

@@ -194,4 +194,16 @@ describe('coffer start-up', () => {
     },
     CHILD_TIMEOUT_MS,
   );
+
+  it(
+    'when it offboards, it loads the SDK and the offboard action only: the server revokes and reads the audit log',
+    async () => {
+      const off = await coffer('offboard', ['--json', 'offboard', 'User::"dev:lazy-leaver"']);
+      expect(JSON.parse(off.stdout).revocation.principal).toEqual({ type: 'User', id: 'dev:lazy-leaver' });
+      expectLight(off);
+      expect(off.source).toContain('lib/cli/actions/offboard.ts');
+      expect(off.source).not.toContain('lib/cli/actions/access.ts');
+    },
+    CHILD_TIMEOUT_MS,
+  );
 });

@@ -124,6 +124,8 @@ describe('restoring the secrets table into a new table', () => {
       kind: 'ports',
       provider: await LocalKeyProvider.open(dataDir),
       storageMac: await openLocalStorageMacKey(dataDir),
+      // The data was written under branch keys (docs/keys.md): their keyrings are in the copy too.
+      hierarchy: true,
     };
     const bound = await compose({ ...tables, secrets: copy }, { keys, installationId: tables.secrets });
     const path = 'team-2/app-2/db';

@@ -42,9 +42,11 @@ describe('storage calls per request', () => {
     expect(await callsOf('GET', '/v1/secrets/calls/one')).toEqual({ GetItem: 2, PutItem: 1 });
   });
 
-  it('when a secret gets a new version, it makes 2: the head, then one transaction with the audit record', async () => {
+  it('when a secret gets a new version, it makes 3: the head, the folder keyring, then one transaction with the audit record', async () => {
+    // The keyring (which branch key is active) is read on every write, so a rotation is used by
+    // every instance's next write; the branch key itself comes from the cache (docs/keys.md).
     expect(await callsOf('PUT', '/v1/secrets/calls/one', { value: 'next' })).toEqual({
-      GetItem: 1,
+      GetItem: 2,
       TransactWriteItems: 1,
     });
   });

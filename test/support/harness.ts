@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { PrincipalDirectory } from '../../lib/access/directory.js';
+import type { RotationScheduler } from '../../lib/access/offboard.js';
 import { type AuditTrail, NoAuditTrail } from '../../lib/audit/trail.js';
 import { DevAuthenticator } from '../../lib/authn/dev-authenticator.js';
 import { DevIssuer } from '../../lib/authn/dev-issuer.js';
@@ -63,6 +64,8 @@ export interface HarnessOptions {
    * the revocation and policy tests set their own.
    */
   readonly control?: ControlSettings;
+  /** The rotation port offboarding marks read secrets with. Default: none (rotation not configured). */
+  readonly rotation?: RotationScheduler;
 }
 
 const QUIET_CONTROL: ControlSettings = { policyFreshnessMs: 3_600_000, revocationFreshnessMs: 3_600_000 };
@@ -102,6 +105,7 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
     connection: options.connection ?? (() => ({ sourceIp: '127.0.0.1' })),
     logger,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.rotation ? { rotation: options.rotation } : {}),
   });
   const token = await issuer.mint({ subject: 'dev-admin', groups: ['admins'] });
   return {

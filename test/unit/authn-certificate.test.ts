@@ -108,6 +108,8 @@ describe.skipIf(!HAS_OPENSSL)(
       const p = identity.principal(tls(agent));
       const fingerprint = certs.inspect(agent.certPath, ['-fingerprint', '-sha256']).split('=')[1] as string;
       const serial = (certs.inspect(agent.certPath, ['-serial']).split('=')[1] as string).replace(/^0+/, '');
+      // The credential's issue time (for revocations by age) is the certificate's notBefore.
+      const notBefore = Date.parse(certs.inspect(agent.certPath, ['-startdate']).split('=')[1] as string);
       expect(p).toEqual<Principal>({
         type: 'Workload',
         id: 'cert:CN=Acme Issuing CA,O=Acme:CN=agent-1,O=Acme',
@@ -115,6 +117,7 @@ describe.skipIf(!HAS_OPENSSL)(
         authMethod: 'mtls',
         kind: 'certificate',
         issuer: 'CN=Acme Issuing CA,O=Acme',
+        issuedAt: Math.floor(notBefore / 1000),
         fingerprint,
         attributes: {
           subject: 'CN=agent-1,O=Acme',

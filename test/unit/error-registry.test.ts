@@ -59,6 +59,8 @@ describe('the error registry', () => {
       method_not_allowed: 405,
       cas_conflict: 409,
       secret_deleted: 409,
+      key_state_conflict: 409,
+      root_key_not_allowed: 400,
       payload_too_large: 413,
       value_too_large: 413,
       unsupported_media_type: 415,

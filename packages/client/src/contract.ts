@@ -448,6 +448,82 @@ export interface AccessWhoReport {
   warnings: string[];
 }
 
+/** `POST /v1/admin/offboard`: the read window, in days (default 90). */
+export const OFFBOARD_DAYS = { min: 1, max: 3650, default: 90 } as const;
+
+/** The body of `POST /v1/admin/offboard`. */
+export interface OffboardRequest {
+  /** `Type::"id"` (User, Role, Workload) or a bare id (then any principal type with that id). */
+  principal: string;
+  /** The read window: the last `days` days (default 90), or from `since` (ISO 8601); not both. */
+  days?: number;
+  since?: string;
+  /** Kept in the revocation (no secrets). Default `offboarded`. */
+  reason?: string;
+  /** Rotate now the read secrets whose rotation is configured; the others are marked due. */
+  rotate?: boolean;
+}
+
+/** Rotation of one secret an offboarded principal read (null in a report: rotation not configured). */
+export interface OffboardRotation {
+  /** Whether the secret has a rotation policy. */
+  configured: boolean;
+  /** Marked due for rotation by this offboarding. */
+  markedDue: boolean;
+  /** Rotated now (`--rotate`, where configured); `error` says why not when it failed. */
+  rotated: boolean;
+  error?: string;
+}
+
+/** A secret the principal read in the window (successful reads only: status 200, decision allow). */
+export interface OffboardRead {
+  path: string;
+  /** Successful reads of it in the window. */
+  reads: number;
+  firstRead: string;
+  lastRead: string;
+  /** `get` (a single read) and/or `batch-get`. */
+  via: ('get' | 'batch-get')[];
+  /** Whether the principal could still read it just before it was revoked; null when unknown. */
+  couldRead: boolean | null;
+  rotation: OffboardRotation | null;
+}
+
+/** The answer of an offboarding: the revocation, then what was read and what could be. */
+export interface OffboardReport {
+  principal: { type?: 'User' | 'Role' | 'Workload'; id: string };
+  /** The revocation entry (a new one, or the live one that already covered the principal). */
+  revocation: {
+    id: string;
+    principal?: { type?: string; id: string };
+    reason?: string;
+    by: string;
+    at: string;
+  };
+  alreadyRevoked: boolean;
+  /** The audit window searched: ISO times; `days` is null when `since` was given. */
+  window: { since: string; until: string; days: number | null };
+  read: OffboardRead[];
+  /**
+   * Paths named by successful batch reads that also denied some path: the audit record of a batch
+   * does not say which of its paths were read, so these may have been.
+   */
+  possiblyRead: string[];
+  /** What it could read before the revocation (policies in force, last-seen groups); null when unknown. */
+  couldRead: {
+    principal: AccessPrincipal;
+    policySetHash: string;
+    paths: string[];
+  } | null;
+  rotation: {
+    /** False when the server has no rotation scheduler: nothing is marked. */
+    configured: boolean;
+    markedDue: string[];
+    rotated: string[];
+  };
+  warnings: string[];
+}
+
 /** Every error answer. `code` is a row of the error registry; some codes add fields. */
 export interface ErrorBody {
   error: { code: string; message: string; requestId: string; [extra: string]: unknown };

@@ -97,6 +97,10 @@ export const ERRORS = {
   method_not_allowed: { status: 405, client: 'base', exit: 'error', retry: false },
   cas_conflict: { status: 409, client: 'conflict', exit: 'conflict', retry: false },
   secret_deleted: { status: 409, client: 'conflict', exit: 'conflict', retry: false },
+  /** A key operation the key's state forbids: retiring an active or still-referenced key, reverting with no previous key. */
+  key_state_conflict: { status: 409, client: 'conflict', exit: 'conflict', retry: false },
+  /** A root key outside the installation's allow-list (CDK context `rootKeyArns`). */
+  root_key_not_allowed: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
   payload_too_large: { status: 413, client: 'invalid', exit: 'invalid', retry: false },
   value_too_large: { status: 413, client: 'invalid', exit: 'invalid', retry: false },
   unsupported_media_type: { status: 415, client: 'invalid', exit: 'invalid', retry: false },

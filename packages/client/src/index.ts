@@ -14,6 +14,8 @@ import {
   type LifecyclePage,
   type ListPage,
   type MetadataPatch,
+  type OffboardReport,
+  type OffboardRequest,
   type PurgeResult,
   type PutRequest,
   type PutResult,
@@ -65,6 +67,10 @@ export type {
   ListItem,
   ListPage,
   MetadataPatch,
+  OffboardRead,
+  OffboardReport,
+  OffboardRequest,
+  OffboardRotation,
   PasswordClass,
   PasswordParams,
   PublicKeyMetadata,
@@ -621,6 +627,21 @@ export class CofferClient {
     return this.send({ method: 'PATCH', route: `/meta/${encodePath(path)}`, body: patch, idempotent: false });
   }
 
+  /**
+   * Key administration (`coffer keys …`, Cedar `admin`): `status` reads, the others change keys.
+   * Answers are the server's JSON (docs/keys.md). Only `status` is retried.
+   *
+   * @example
+   * await client.keyAdmin('rotate', { folder: 'team-a' });
+   */
+  async keyAdmin<T = Record<string, unknown>>(
+    operation: 'status' | 'rotate' | 'revert' | 'flush' | 'rewrap' | 'retire',
+    body: Record<string, unknown> = {},
+  ): Promise<T> {
+    if (operation === 'status') return this.send({ method: 'GET', route: '/keys/status', idempotent: true });
+    return this.send({ method: 'POST', route: `/keys/${operation}`, body, idempotent: false });
+  }
+
   /** One page of a listing. */
   listPage(prefix: string, options: ListOptions & { cursor?: string } = {}): Promise<ListPage> {
     const query: Record<string, string> = { prefix };
@@ -745,6 +766,18 @@ export class CofferClient {
     const query: Record<string, string> = { path };
     if (options.action) query.action = options.action;
     return this.send({ method: 'GET', route: '/access/who', query, idempotent: true });
+  }
+
+  /**
+   * Admin: offboards a principal — revokes it first, then reports the secrets it read in the
+   * window (from the audit log), those it could read, and their rotation. Not retried: a repeat
+   * reuses the revocation, so it is safe to run again by hand.
+   *
+   * @example
+   * const report = await coffer.offboard({ principal: 'User::"corp:alice"', days: 30 });
+   */
+  offboard(input: OffboardRequest): Promise<OffboardReport> {
+    return this.send({ method: 'POST', route: '/admin/offboard', body: input, idempotent: false });
   }
 
   /** Forgets every cached value (and stops the cache's timers). */
