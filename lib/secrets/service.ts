@@ -901,6 +901,31 @@ export class SecretService {
     return this.rotateHead(caller.audit, head);
   }
 
+  /** Whether a live secret has a rotation policy (for offboarding, after its own decision). */
+  async hasRotationPolicy(rawPath: string): Promise<boolean> {
+    const head = await this.store.getHead(validatePath(rawPath));
+    return head?.rotation !== undefined && !head.deletedAt;
+  }
+
+  /**
+   * Makes a secret's rotation due now (Cedar `writeMetadata`): its next scheduled run rotates it.
+   * A secret without a rotation policy is 400: there is nothing to make due.
+   */
+  async markRotationDue(caller: Caller, rawPath: string): Promise<void> {
+    const path = validatePath(rawPath);
+    this.note(caller, 'writeMetadata', path);
+    const head = await this.visibleHead(caller, path);
+    this.require(caller, 'writeMetadata', resourceOf(head));
+    if (!head.rotation) throw new InvalidRequestError('the secret has no rotation policy');
+    const now = this.now().toISOString();
+    if (Date.parse(head.rotation.nextAt) <= Date.parse(now)) return;
+    const next: SecretHead = { ...head, rotation: { ...head.rotation, nextAt: now }, updatedAt: now };
+    this.noteHead(caller, next, head);
+    await this.change(caller, () =>
+      this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, next, { extra })),
+    );
+  }
+
   /**
    * Undoes the last change of `current` (Cedar `write`): `previous` becomes `current` again and
    * the old current `previous`, in one conditional head write; a pending rotation is abandoned.

@@ -1,9 +1,12 @@
 import { fileURLToPath } from 'node:url';
 import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { rotationScheduler } from '../../lib/access/rotation-port.js';
+import type { AuditContext } from '../../lib/audit/trail.js';
 import { CedarAuthorizer } from '../../lib/authz/cedar.js';
 import { loadPolicyDir } from '../../lib/authz/policy-set.js';
 import { jsonLogger } from '../../lib/log.js';
+import type { Caller } from '../../lib/secrets/service.js';
 import { createHarness, type Harness } from '../support/harness.js';
 
 const REPO_POLICIES = fileURLToPath(new URL('../../policies', import.meta.url));
@@ -235,6 +238,43 @@ describe('staging labels and rotation with the built-in generator', () => {
       const run = await h.service.rotateDue();
       expect(run.failed).toBeGreaterThanOrEqual(1);
     }
+  });
+});
+
+describe("offboarding's rotation port", () => {
+  it('when a secret is marked due, the next run rotates it; rotateNow rotates at once; the request record is left alone', async () => {
+    const port = rotationScheduler(() => h.service);
+    const path = await generated();
+    const plain = 'rotx/port-plain';
+    await h.call('PUT', `/v1/secrets/${plain}`, { body: { value: 'x' } });
+    await h.call('PUT', `/v1/rotation/${path}`, { body: { every: '30d' } });
+    expect(await port.isConfigured(path)).toBe(true);
+    expect(await port.isConfigured(plain)).toBe(false);
+    const audit: AuditContext = {
+      requestId: 'offboard-1',
+      time: new Date(clock).toISOString(),
+      method: 'POST',
+      route: '/v1/admin/offboard',
+      sourceIp: '127.0.0.1',
+      userAgent: 'test',
+      action: 'admin',
+      written: false,
+    };
+    const caller: Caller = {
+      principal: { type: 'User', id: 'dev:admin', groups: ['admins'], attributes: {}, authMethod: 'oidc' },
+      context: { authMethod: 'oidc', sourceIp: '127.0.0.1', time: Math.floor(clock / 1000) },
+      audit,
+    };
+    await port.markDue(caller, path, 'offboarding');
+    await expect(port.markDue(caller, plain, 'offboarding')).rejects.toMatchObject({
+      code: 'invalid_request',
+    });
+    expect(audit).toMatchObject({ action: 'admin', written: false });
+    expect((await h.service.rotateDue()).rotated).toBeGreaterThanOrEqual(1);
+    expect((await read(path)).body.version).toBe(2);
+    await port.rotateNow(caller, path);
+    expect((await read(path)).body.version).toBe(3);
+    expect(audit).toMatchObject({ action: 'admin', written: false });
   });
 });
 
