@@ -7,7 +7,7 @@ import { runCli } from '../../lib/cli/main.js';
 import { localSettings } from '../../lib/config.js';
 import { lockDataDir } from '../../lib/local/lock.js';
 import { type LocalServer, startLocalServer } from '../../lib/local/server.js';
-import type { Logger } from '../../lib/log.js';
+import { type Logger, silentLogger } from '../../lib/log.js';
 import { checkHistory, type Op, readFinal } from '../support/history.js';
 
 interface Line {
@@ -60,10 +60,9 @@ describe('the local server supervises its DynamoDB Local', () => {
     // DynamoDB Local answers a transaction before SQLite commits it; without the commit barrier
     // (lib/store/dynamo-client.ts) most of these rounds lost their last write.
     const dir = await mkdtemp(join(tmpdir(), 'coffer-supervisor-ack-'));
-    const quiet: Logger = { info: () => {}, warn: () => {}, error: () => {} };
     const own = await startLocalServer(
       { ...localSettings({ COFFER_DATA_DIR: dir }), port: 0 },
-      quiet,
+      silentLogger,
       undefined,
       {
         restarts: { maxRestarts: 20, windowMs: 600_000, backoffMs: 100 },
