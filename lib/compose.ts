@@ -7,6 +7,7 @@ import type { Context } from 'hono';
 import { PrincipalDirectory } from './access/directory.js';
 import { Offboarding, type RotationScheduler } from './access/offboard.js';
 import { AccessReports } from './access/reports.js';
+import { rotationScheduler } from './access/rotation-port.js';
 import { DynamoAuditTrail } from './audit/dynamo-trail.js';
 import { openAuditHmacKey } from './audit/hmac-key.js';
 import { AuditReader } from './audit/reader.js';
@@ -214,7 +215,7 @@ export interface CofferSettings {
   readonly rewrapItemsPerSecond?: number;
   /**
    * Secret rotation, for offboarding to mark read secrets due (and rotate them with `rotate`).
-   * Default: none — an offboarding report says rotation is not configured and marks nothing.
+   * Default: the composed secret service's own (lib/access/rotation-port.ts).
    */
   readonly rotation?: RotationScheduler;
 }
@@ -594,7 +595,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     audit: new AuditReader(settings.dynamo, settings.tables.audit),
     // The root key this process certifies its chains with (never a key read from the table).
     ...(signedBy ? { auditRootKeys: async () => [await signedBy.publicKeyPem()] } : {}),
-    ...(settings.rotation ? { rotation: settings.rotation } : {}),
+    rotation: settings.rotation ?? rotationScheduler(() => service),
     ...now,
   });
   const app = createApp({

@@ -29,8 +29,8 @@ import { type AccessReports, parsePrincipalRef } from './reports.js';
  *    could still have answered not_found), with a `deny` its paths are listed as possibly read.
  * 3. What it could read: AccessReports.what with the directory's last-seen groups, deciding as if
  *    it were not revoked (after the revocation it may read nothing).
- * 4. Rotation: the RotationScheduler port, optional until rotation lands; without it the report
- *    says rotation is not configured and nothing is marked.
+ * 4. Rotation: the RotationScheduler port (lib/access/rotation-port.ts in a composed server):
+ *    every read secret is marked due; without a port the report says rotation is not configured.
  */
 
 /**

@@ -12,8 +12,8 @@ export function rotationScheduler(service: () => SecretService): RotationSchedul
   const scratch = (caller: Caller): Caller => ({ ...caller, audit: { ...caller.audit, written: false } });
   return {
     isConfigured: (path) => service().hasRotationPolicy(path),
-    markDue: async (caller, path) => {
-      await service().markRotationDue(scratch(caller), path);
+    markDue: async (caller, path, reason) => {
+      await service().markRotationDue(scratch(caller), path, reason);
     },
     rotateNow: async (caller, path) => {
       await service().rotate(scratch(caller), path);

@@ -908,18 +908,27 @@ export class SecretService {
   }
 
   /**
-   * Makes a secret's rotation due now (Cedar `writeMetadata`): its next scheduled run rotates it.
-   * A secret without a rotation policy is 400: there is nothing to make due.
+   * Makes a secret's rotation due now (Cedar `writeMetadata`): with a rotation policy its next
+   * scheduled run rotates it; without one it is marked to be replaced by hand (`reason`, kept in
+   * the authenticated head and listed with the overdue rotations until a new version is current).
    */
-  async markRotationDue(caller: Caller, rawPath: string): Promise<void> {
+  async markRotationDue(caller: Caller, rawPath: string, reason = 'marked due'): Promise<void> {
     const path = validatePath(rawPath);
     this.note(caller, 'writeMetadata', path);
     const head = await this.visibleHead(caller, path);
     this.require(caller, 'writeMetadata', resourceOf(head));
-    if (!head.rotation) throw new InvalidRequestError('the secret has no rotation policy');
     const now = this.now().toISOString();
-    if (Date.parse(head.rotation.nextAt) <= Date.parse(now)) return;
-    const next: SecretHead = { ...head, rotation: { ...head.rotation, nextAt: now }, updatedAt: now };
+    let next: SecretHead;
+    if (head.rotation) {
+      if (Date.parse(head.rotation.nextAt) <= Date.parse(now)) return;
+      next = { ...head, rotation: { ...head.rotation, nextAt: now }, updatedAt: now };
+    } else {
+      // The first request stands: its time says how long the value has been waiting.
+      if (head.rotationRequested) return;
+      if (reason.length === 0 || reason.length > 200)
+        throw new InvalidRequestError('a reason is 1 to 200 characters');
+      next = { ...head, rotationRequested: { at: now, reason }, updatedAt: now };
+    }
     this.noteHead(caller, next, head);
     await this.change(caller, () =>
       this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, next, { extra })),
@@ -1125,7 +1134,8 @@ export class SecretService {
     const minVersion = keptFrom(head.latest - head.maxVersions + 1, labels, head.minVersion);
     const pruned = range(head.minVersion, minVersion);
     const now = this.now();
-    const { typeInfo: _old, ...rest } = head;
+    // A new current value answers a request to replace it by hand too.
+    const { typeInfo: _old, rotationRequested: _answered, ...rest } = head;
     const next: SecretHead = {
       ...rest,
       labels,
@@ -1173,15 +1183,15 @@ export class SecretService {
     this.note(caller, 'list', undefined);
     caller.audit.sensitive = { ...caller.audit.sensitive, prefix };
     const now = this.now();
-    const entries =
+    const { paths: entries, truncated } =
       query.kind === 'rotation-overdue'
-        ? (await this.store.dueRotations(now.toISOString(), LIFECYCLE_SCAN)).map((e) => e.path)
-        : (
+        ? await this.overdueIndexPaths(now)
+        : this.indexPage(
             await this.store.expiringBefore(
               new Date(now.getTime() + query.withinSeconds * 1000).toISOString(),
               LIFECYCLE_SCAN,
-            )
-          ).map((e) => e.path);
+            ),
+          );
     const items: LifecycleItem[] = [];
     for (const path of new Set(entries)) {
       if (!path.startsWith(prefix)) continue;
@@ -1189,19 +1199,36 @@ export class SecretService {
       if (!head || head.deletedAt || !this.allowed(caller, 'list', resourceOf(head))) continue;
       const item: LifecycleItem = { path, version: currentOf(head), updatedAt: head.updatedAt };
       if (query.kind === 'rotation-overdue') {
-        if (!head.rotation || Date.parse(head.rotation.nextAt) > now.getTime()) continue;
-        items.push({
-          ...item,
-          nextAt: head.rotation.nextAt,
-          ...(head.rotation.lastError ? { lastRotationError: { ...head.rotation.lastError } } : {}),
-        });
+        const requested = head.rotationRequested ? { rotationRequested: { ...head.rotationRequested } } : {};
+        if (head.rotation && Date.parse(head.rotation.nextAt) <= now.getTime()) {
+          items.push({
+            ...item,
+            nextAt: head.rotation.nextAt,
+            ...(head.rotation.lastError ? { lastRotationError: { ...head.rotation.lastError } } : {}),
+            ...requested,
+          });
+        } else if (head.rotationRequested) {
+          items.push({ ...item, ...requested });
+        }
       } else {
         const notAfter = head.typeInfo?.certificate?.notAfter;
         if (!notAfter || Date.parse(notAfter) > now.getTime() + query.withinSeconds * 1000) continue;
         items.push({ ...item, notAfter });
       }
     }
-    return { items, ...(entries.length >= LIFECYCLE_SCAN ? { truncated: true as const } : {}) };
+    return { items, ...(truncated ? { truncated: true as const } : {}) };
+  }
+
+  /** Overdue rotations and requests to replace by hand: one Query of each index. */
+  private async overdueIndexPaths(now: Date): Promise<{ paths: string[]; truncated: boolean }> {
+    const due = this.indexPage(await this.store.dueRotations(now.toISOString(), LIFECYCLE_SCAN));
+    const requested = this.indexPage(await this.store.requestedRotations(LIFECYCLE_SCAN));
+    return { paths: [...due.paths, ...requested.paths], truncated: due.truncated || requested.truncated };
+  }
+
+  /** The paths of one index Query; a full page may have left entries behind. */
+  private indexPage(entries: readonly { path: string }[]): { paths: string[]; truncated: boolean } {
+    return { paths: entries.map((e) => e.path), truncated: entries.length >= LIFECYCLE_SCAN };
   }
 
   /** Metadata of a head just written (its versions read again). */
@@ -1234,6 +1261,7 @@ export class SecretService {
       ...(head.generator !== undefined ? { generator: { ...head.generator } } : {}),
       stages: { ...labelsOf(head) },
       ...(head.rotation ? { rotation: rotationInfo(head.rotation) } : {}),
+      ...(head.rotationRequested ? { rotationRequested: { ...head.rotationRequested } } : {}),
       versions: versions.map((v) => ({
         version: v.version,
         type: v.valueType ?? 'text',

@@ -55,6 +55,8 @@ export const AUTHENTICATED_HEAD_ATTRIBUTES: readonly string[] = [
   'labels',
   /** The rotation policy and last rotation's state, JSON text (no secret material). */
   'rotation',
+  /** A request to replace the value by hand (offboarding), JSON text: when and why. */
+  'rotationRequested',
 ];
 
 export type StoredItem = Record<string, AttributeValue>;

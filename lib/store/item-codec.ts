@@ -5,6 +5,7 @@ import { deletionKey, headKey, idempotencyKey, rotationDueKey, versionKey } from
 import type {
   IdempotencyClaim,
   IdempotencyRecord,
+  RotationRequest,
   RotationState,
   SecretHead,
   StageLabels,
@@ -37,6 +38,9 @@ export function headFromItem(item: Record<string, unknown>): SecretHead {
     ...(item.generator !== undefined ? { generator: generatorFromItem(item.generator) } : {}),
     ...(item.labels !== undefined ? { labels: labelsFromItem(item.labels) } : {}),
     ...(item.rotation !== undefined ? { rotation: rotationFromItem(item.rotation) } : {}),
+    ...(item.rotationRequested !== undefined
+      ? { rotationRequested: rotationRequestFromItem(item.rotationRequested) }
+      : {}),
   };
   if (head.rev !== undefined && !Number.isInteger(head.rev)) throw new IntegrityError();
   if (!Number.isInteger(head.latest) || !Number.isInteger(head.maxVersions)) throw new IntegrityError();
@@ -103,6 +107,15 @@ function rotationFromItem(raw: unknown): RotationState {
   return o as unknown as RotationState;
 }
 
+/** A request to replace the value by hand, JSON text: its shape is checked. */
+function rotationRequestFromItem(raw: unknown): RotationRequest {
+  const o = jsonObjectFromItem(raw);
+  if (typeof o.at !== 'string' || Number.isNaN(Date.parse(o.at)) || typeof o.reason !== 'string') {
+    throw new IntegrityError();
+  }
+  return { at: o.at, reason: o.reason };
+}
+
 /**
  * A head's tags: a map of strings, kept in a prototype-less object (unmarshall builds a plain `{}`
  * by assignment, where a stored `__proto__` key would not be a key).
@@ -146,6 +159,8 @@ export function headToItem(head: SecretHead): Record<string, unknown> {
     generator: head.generator === undefined ? undefined : JSON.stringify(head.generator),
     labels: head.labels === undefined ? undefined : JSON.stringify(head.labels),
     rotation: head.rotation === undefined ? undefined : JSON.stringify(head.rotation),
+    rotationRequested:
+      head.rotationRequested === undefined ? undefined : JSON.stringify(head.rotationRequested),
   };
 }
 

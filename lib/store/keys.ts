@@ -7,6 +7,7 @@
  *   deletion  pk = DEL                 sk = <purgeAt>#<path>   soft-deleted secrets, by purge time
  *   idem      pk = I#<scope>           sk = I                  remembered Idempotency-Key results
  *   rotation  pk = ROT                 sk = <nextAt>#<path>    secrets with a rotation policy, by due time
+ *   requested pk = ROTREQ              sk = <at>#<path>        secrets waiting to be replaced by hand
  *   expiry    pk = EXP                 sk = <notAfter>#<path>  certificates, by the end of their validity
  *
  * A list of a prefix that contains `/` is one Query on one head partition (begins_with). A prefix
@@ -18,6 +19,7 @@ export const ROOTS_PK = 'ROOTS';
 export const DELETION_PK = 'DEL';
 export const ROTATION_PK = 'ROT';
 export const EXPIRY_PK = 'EXP';
+export const ROTATION_REQUEST_PK = 'ROTREQ';
 /** Sorts after every character a path may contain, so `prefix + HIGH` bounds a begins_with range. */
 export const HIGH = '~';
 
@@ -73,6 +75,12 @@ export const idempotencyKey = (scope: string): ItemKey => ({ pk: `I#${scope}`, s
 export const rotationDueKey = (path: string, nextAt: string): ItemKey => ({
   pk: ROTATION_PK,
   sk: `${nextAt}#${path}`,
+});
+
+/** Kept apart from the due index: the scheduled job never reads what only a person can do. */
+export const rotationRequestKey = (path: string, at: string): ItemKey => ({
+  pk: ROTATION_REQUEST_PK,
+  sk: `${at}#${path}`,
 });
 
 /** Expiry index entries sort by a certificate's notAfter: what expires before a time is one range. */

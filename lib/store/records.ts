@@ -45,6 +45,17 @@ export interface SecretHead {
   readonly labels?: StageLabels;
   /** The rotation policy and the state of the last rotation (no secret material). */
   readonly rotation?: RotationState;
+  /**
+   * A request to replace the value by hand (offboarding marks a secret it cannot rotate itself):
+   * listed as overdue until a new version becomes current. Under the head's MAC.
+   */
+  readonly rotationRequested?: RotationRequest;
+}
+
+/** Why and since when a secret without a rotation policy waits for a new value. */
+export interface RotationRequest {
+  readonly at: string;
+  readonly reason: string;
 }
 
 export const STAGES = ['current', 'previous', 'pending'] as const;

@@ -40,8 +40,10 @@ import {
   headKey,
   idempotencyKey,
   ROTATION_PK,
+  ROTATION_REQUEST_PK,
   rootKey,
   rotationDueKey,
+  rotationRequestKey,
   VERSION_SK_PREFIX,
   versionKey,
   versionPartition,
@@ -447,7 +449,8 @@ export class SecretsStore {
 
   /**
    * The due and expiry indexes follow the head in the head's own transaction: a due entry exists
-   * exactly while a live (not soft-deleted) head has a rotation policy, at its `nextAt`; an expiry
+   * exactly while a live (not soft-deleted) head has a rotation policy, at its `nextAt`; a request
+   * entry while it has a request to be replaced by hand, at the request's time; an expiry
    * entry while a live head's current value is a certificate, at its `notAfter`.
    */
   private dueIndexChanges(previous: SecretHead | undefined, next: SecretHead): TransactWriteItem[] {
@@ -458,6 +461,12 @@ export class SecretsStore {
         live(next)?.rotation?.nextAt,
         (at) => rotationDueKey(next.path, at),
         (at) => rotationDueToItem({ path: next.path, nextAt: at }),
+      ),
+      ...this.indexChange(
+        live(previous)?.rotationRequested?.at,
+        live(next)?.rotationRequested?.at,
+        (at) => rotationRequestKey(next.path, at),
+        (at) => ({ ...rotationRequestKey(next.path, at), path: next.path, at }),
       ),
       ...this.indexChange(
         live(previous)?.typeInfo?.certificate?.notAfter,
@@ -517,6 +526,26 @@ export class SecretsStore {
       }),
     );
     return (out.Items ?? []).map((raw) => rotationDueFromItem(unmarshall(raw)));
+  }
+
+  /**
+   * Secrets waiting to be replaced by hand, oldest request first: one Query of the request index.
+   * Entries are hints; the caller reports only what the verified head says.
+   */
+  async requestedRotations(limit = 1000): Promise<{ path: string; at: string }[]> {
+    const out = await this.db.send<QueryCommandOutput>(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: marshall({ ':pk': ROTATION_REQUEST_PK }),
+        Limit: limit,
+        ConsistentRead: true,
+      }),
+    );
+    return (out.Items ?? []).map((raw) => {
+      const item = unmarshall(raw);
+      return { path: String(item.path), at: String(item.at) };
+    });
   }
 
   /** Removes a due index entry that no head stands behind any more (left by a table writer). */

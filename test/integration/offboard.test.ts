@@ -146,14 +146,32 @@ describe('offboard', () => {
       ['team/c', 2, ['batch-get', 'get']],
     ]);
     expect(report.possiblyRead).toEqual(['other/x', 'team/d']);
-    expect(report.read.every((r) => r.couldRead === true && r.rotation === null)).toBe(true);
+    // None of them has a rotation policy: each is marked to be replaced by hand.
+    expect(report.read.every((r) => r.couldRead === true)).toBe(true);
+    expect(report.read.map((r) => r.rotation)).toEqual(
+      Array(3).fill({ configured: false, markedDue: true, rotated: false }),
+    );
     // What she could read before the revocation: the devs' folder, with her last-seen groups.
     expect(report.couldRead?.principal.groups).toEqual(['devs']);
     expect(report.couldRead?.paths).toEqual(['team/a', 'team/b', 'team/c', 'team/d', 'team/e']);
-    expect(report.rotation).toEqual({ configured: false, markedDue: [], rotated: [] });
-    // Every chain read verified against the root key: the one warning is about rotation.
-    expect(report.warnings).toHaveLength(1);
-    expect(report.warnings[0]).toMatch(/rotation is not configured/);
+    expect(report.rotation).toEqual({
+      configured: true,
+      markedDue: ['team/a', 'team/b', 'team/c'],
+      rotated: [],
+    });
+    // Every chain read verified against the root key: no warning.
+    expect(report.warnings).toEqual([]);
+    // The marks are in the authenticated heads, and listed with the overdue rotations.
+    const overdue = await h.call('GET', '/v1/lifecycle/rotation-overdue?prefix=team/');
+    expect(overdue.status, overdue.text).toBe(200);
+    expect(
+      overdue.body.items.map((i: { path: string; rotationRequested?: { reason: string } }) => [
+        i.path,
+        i.rotationRequested?.reason,
+      ]),
+    ).toEqual(['team/a', 'team/b', 'team/c'].map((p) => [p, `offboarding (${report.revocation.id})`]));
+    const meta = await h.call('GET', '/v1/meta/team/b');
+    expect(meta.body.rotationRequested.reason).toBe(`offboarding (${report.revocation.id})`);
     // Paths only: no value in the report.
     expect(res.text).not.toContain('value of');
 
@@ -304,10 +322,11 @@ describe('offboard', () => {
       expect(res.code, res.stderr).toBe(0);
       expect(res.stdout).toMatch(/^revoked "dev:erin" \(any type\): r-[0-9a-f]{8}$/m);
       expect(res.stdout).toMatch(/^READ\s+READS\s+LAST READ\s+VIA\s+STILL READABLE\s+ROTATION$/m);
-      expect(res.stdout).toMatch(/^team\/c\s+1\s+\S+\s+get\s+yes\s+-$/m);
-      expect(res.stdout).toMatch(/^team\/e\s+1\s+\S+\s+get\s+yes\s+-$/m);
-      expect(res.stdout).toContain('rotation: not configured (nothing marked)');
-      expect(res.stderr).toContain('warning: rotation is not configured');
+      expect(res.stdout).toMatch(/^team\/c\s+1\s+\S+\s+get\s+yes\s+no policy, due$/m);
+      expect(res.stdout).toMatch(/^team\/e\s+1\s+\S+\s+get\s+yes\s+no policy, due$/m);
+      expect(res.stdout).toContain('rotation: 2 marked due, 0 rotated');
+      // (An earlier test edited an audit record: that chain's warning is expected, no other.)
+      expect(res.stderr).not.toContain('rotation is not configured');
 
       const json = await cli(['--json', 'offboard', 'dev:erin']);
       expect(json.code, json.stderr).toBe(0);
@@ -322,6 +341,62 @@ describe('offboard', () => {
       expect(denied.code).toBe(5);
       expect((await h.call('GET', '/v1/secrets/team/a', { token: bob })).status).toBe(200);
     });
+  });
+
+  it("with the server's own rotation, a read secret with a policy is rotated or made due, one without is marked until replaced", async () => {
+    const r = await createHarness({ label: 'offreal', authorizer: await authorizer(), audit: 'dynamo' });
+    for (const path of ['team/now', 'team/later']) {
+      const made = await r.call('POST', `/v1/generate/${path}`, { body: { type: 'password', length: 24 } });
+      expect(made.status, made.text).toBe(200);
+      expect((await r.call('PUT', `/v1/rotation/${path}`, { body: { every: '30d' } })).status).toBe(200);
+    }
+    expect((await r.call('PUT', '/v1/secrets/team/hand', { body: { value: 'by hand' } })).status).toBe(200);
+    const before = await r.call('GET', '/v1/meta/team/later');
+    const gina = await r.issuer.mint({ subject: 'gina', groups: ['devs'] });
+    for (const path of ['team/now', 'team/later', 'team/hand']) {
+      expect((await r.call('GET', `/v1/secrets/${path}`, { token: gina })).status).toBe(200);
+    }
+    const first = await r.call('POST', '/v1/admin/offboard', { body: { principal: 'dev:gina' } });
+    expect(first.status, first.text).toBe(200);
+    expect(first.body.rotation).toEqual({
+      configured: true,
+      markedDue: ['team/hand', 'team/later', 'team/now'],
+      rotated: [],
+    });
+    expect(first.body.read.map((i: { path: string; rotation: unknown }) => [i.path, i.rotation])).toEqual([
+      ['team/hand', { configured: false, markedDue: true, rotated: false }],
+      ['team/later', { configured: true, markedDue: true, rotated: false }],
+      ['team/now', { configured: true, markedDue: true, rotated: false }],
+    ]);
+    // Made due now: a policy's next run, a hand-kept secret's request.
+    const overdue = await r.call('GET', '/v1/lifecycle/rotation-overdue?prefix=team/');
+    const byPath = new Map(overdue.body.items.map((i: { path: string }) => [i.path, i]));
+    expect([...byPath.keys()].sort()).toEqual(['team/hand', 'team/later', 'team/now']);
+    expect(Date.parse((byPath.get('team/later') as { nextAt: string }).nextAt)).toBeLessThan(
+      Date.parse(before.body.rotation.nextAt),
+    );
+    expect(byPath.get('team/hand')).toMatchObject({
+      rotationRequested: { reason: expect.stringMatching(/^offboarding \(r-/) },
+    });
+
+    // Offboarding again with --rotate rotates those with a policy at once.
+    const again = await r.call('POST', '/v1/admin/offboard', {
+      body: { principal: 'dev:gina', rotate: true },
+    });
+    expect(again.status, again.text).toBe(200);
+    expect(again.body.rotation.rotated).toEqual(['team/later', 'team/now']);
+    for (const path of ['team/now', 'team/later']) {
+      const meta = await r.call('GET', `/v1/meta/${path}`);
+      expect(meta.body.stages).toMatchObject({ current: 2, previous: 1 });
+    }
+    // The hand-kept one waits for a person: the scheduled job does not touch it...
+    await r.service.rotateDue();
+    expect((await r.call('GET', '/v1/meta/team/hand')).body.rotationRequested.at).toBeDefined();
+    // ...and a new value answers the request.
+    expect((await r.call('PUT', '/v1/secrets/team/hand', { body: { value: 'replaced' } })).status).toBe(200);
+    expect((await r.call('GET', '/v1/meta/team/hand')).body.rotationRequested).toBeUndefined();
+    const after = await r.call('GET', '/v1/lifecycle/rotation-overdue?prefix=team/');
+    expect(after.body.items.map((i: { path: string }) => i.path)).toEqual([]);
   });
 
   it('when rotation is configured, the read secrets are marked due, and --rotate rotates those with a policy', async () => {

@@ -266,8 +266,10 @@ describe("offboarding's rotation port", () => {
       audit,
     };
     await port.markDue(caller, path, 'offboarding');
-    await expect(port.markDue(caller, plain, 'offboarding')).rejects.toMatchObject({
-      code: 'invalid_request',
+    // Without a policy the secret is marked to be replaced by hand; the scheduled job leaves it.
+    await port.markDue(caller, plain, 'offboarding');
+    expect((await h.call('GET', `/v1/meta/${plain}`)).body.rotationRequested).toMatchObject({
+      reason: 'offboarding',
     });
     expect(audit).toMatchObject({ action: 'admin', written: false });
     expect((await h.service.rotateDue()).rotated).toBeGreaterThanOrEqual(1);
@@ -275,6 +277,8 @@ describe("offboarding's rotation port", () => {
     await port.rotateNow(caller, path);
     expect((await read(path)).body.version).toBe(3);
     expect(audit).toMatchObject({ action: 'admin', written: false });
+    expect((await read(plain)).body.version).toBe(1);
+    expect((await h.call('GET', `/v1/meta/${plain}`)).body.rotationRequested).toBeDefined();
   });
 });
 

@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
+import type { LifecycleItem } from '../../../packages/client/src/contract.js';
 import type { ClientFactory } from '../credentials.js';
 import type { CliIo } from '../io.js';
 import { output } from '../output.js';
@@ -20,11 +21,7 @@ export function registerLsCommand(program: Command, io: CliIo, client: ClientFac
             ? await c.lifecycle('rotation-overdue', { prefix })
             : await c.lifecycle('expiring', { prefix, within: opts.expiring as string });
           const human = page.items
-            .map((i) =>
-              opts.rotationOverdue
-                ? `${i.path}  due ${i.nextAt}${i.lastRotationError ? `  last error: ${i.lastRotationError.message}` : ''}\n`
-                : `${i.path}  expires ${i.notAfter}\n`,
-            )
+            .map((i) => (opts.rotationOverdue ? overdueLine(i) : `${i.path}  expires ${i.notAfter}\n`))
             .join('');
           output(program, io).show(human, page);
           return;
@@ -45,4 +42,14 @@ function parseWithin(value: string): string {
   if (!/^[1-9][0-9]{0,4}[smhd]$/.test(value))
     throw new InvalidArgumentError('must be a duration such as 30d');
   return value;
+}
+
+/** One overdue secret: when its rotation was due, or since when it waits to be replaced by hand. */
+function overdueLine(i: LifecycleItem): string {
+  const parts = [i.path];
+  if (i.nextAt !== undefined) parts.push(`due ${i.nextAt}`);
+  if (i.rotationRequested)
+    parts.push(`replace by hand since ${i.rotationRequested.at} (${i.rotationRequested.reason})`);
+  if (i.lastRotationError) parts.push(`last error: ${i.lastRotationError.message}`);
+  return `${parts.join('  ')}\n`;
 }

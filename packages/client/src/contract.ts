@@ -267,6 +267,11 @@ export interface SecretMetadata {
   stages?: StageLabels;
   /** The rotation policy and the last rotation's outcome, when the secret has one. */
   rotation?: RotationInfo;
+  /**
+   * The secret waits to be replaced by hand (offboarding marked it and it has no rotation
+   * policy): cleared when a new version becomes current.
+   */
+  rotationRequested?: RotationRequestInfo;
   versions: VersionInfo[];
 }
 
@@ -291,6 +296,12 @@ export interface RotationInfo {
   lastRotationError?: { message: string; at: string };
 }
 
+/** Why and since when a secret without a rotation policy waits for a new value. */
+export interface RotationRequestInfo {
+  at: string;
+  reason: string;
+}
+
 /** `PUT /v1/rotation/{path}`: rotate with the secret's own generator every `every` (`30d`). */
 export interface RotationPolicyRequest {
   every: string;
@@ -306,6 +317,8 @@ export interface LifecycleItem {
   /** An overdue rotation: when it was due. */
   nextAt?: string;
   lastRotationError?: { message: string; at: string };
+  /** Overdue because it waits to be replaced by hand (it has no rotation policy): since when, why. */
+  rotationRequested?: RotationRequestInfo;
   /** An expiring certificate: the end of its validity. */
   notAfter?: string;
 }

@@ -79,6 +79,7 @@ export type {
   RestoreResult,
   RotationInfo,
   RotationPolicyRequest,
+  RotationRequestInfo,
   RotationResult,
   SecretMetadata,
   SecretType,
