@@ -327,6 +327,12 @@ describe('offboard', () => {
       expect(res.stdout).toContain('rotation: 2 marked due, 0 rotated');
       // (An earlier test edited an audit record: that chain's warning is expected, no other.)
       expect(res.stderr).not.toContain('rotation is not configured');
+      const meta = await cli(['meta', 'team/e']);
+      expect(meta.stdout).toMatch(/^replace by hand: since \S+ \(offboarding \(r-[0-9a-f]{8}\)\)$/m);
+      const overdue = await cli(['ls', 'team/', '--rotation-overdue']);
+      expect(overdue.stdout).toMatch(
+        /^team\/e {2}replace by hand since \S+ \(offboarding \(r-[0-9a-f]{8}\)\)$/m,
+      );
 
       const json = await cli(['--json', 'offboard', 'dev:erin']);
       expect(json.code, json.stderr).toBe(0);

@@ -45,7 +45,11 @@ export function registerMetaCommand(program: Command, io: CliIo, client: ClientF
         const tags = Object.entries(meta.tags).map(([k, v]) => `${k}=${v}`);
         out.show(
           `${meta.path}  current version ${meta.currentVersion}  max versions ${meta.maxVersions}\n` +
-            `type: ${meta.type ?? 'text'}\ndescription: ${meta.description ?? ''}\ntags: ${tags.join(' ')}\n`,
+            `type: ${meta.type ?? 'text'}\ndescription: ${meta.description ?? ''}\ntags: ${tags.join(' ')}\n` +
+            (meta.rotation ? `rotation: every ${meta.rotation.every}, next ${meta.rotation.nextAt}\n` : '') +
+            (meta.rotationRequested
+              ? `replace by hand: since ${meta.rotationRequested.at} (${meta.rotationRequested.reason})\n`
+              : ''),
           meta,
         );
         return;
