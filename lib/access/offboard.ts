@@ -272,6 +272,7 @@ export class Offboarding {
     warnings: string[],
   ): Promise<OffboardReport['couldRead']> {
     const paths: string[] = [];
+    const withRotationPolicy: string[] = [];
     let cursor: string | undefined;
     let first:
       | { principal: NonNullable<OffboardReport['couldRead']>['principal']; policySetHash: string }
@@ -284,7 +285,11 @@ export class Offboarding {
           { asIfNotRevoked: true },
         );
         first ??= { principal: out.principal, policySetHash: out.policySetHash };
-        for (const item of out.items) if (item.read) paths.push(item.path);
+        for (const item of out.items) {
+          if (!item.read) continue;
+          paths.push(item.path);
+          if (item.rotationPolicy) withRotationPolicy.push(item.path);
+        }
         cursor = out.cursor;
         if (!cursor) break;
       }
@@ -307,7 +312,7 @@ export class Offboarding {
     }
     if (cursor)
       warnings.push(`what it could read is cut at ${MAX_WHAT_PAGES} pages: run \`coffer access what\``);
-    return first ? { ...first, paths: paths.sort() } : null;
+    return first ? { ...first, paths: paths.sort(), withRotationPolicy: withRotationPolicy.sort() } : null;
   }
 
   private async rotate(

@@ -237,6 +237,7 @@ export class AccessReports {
         read: this.may(principal, 'read', resource, context, ignore),
         write: this.may(principal, 'write', resource, context, ignore),
         list: this.may(principal, 'list', resource, context, ignore),
+        rotationPolicy: entry.head.rotation !== undefined,
       };
       if (!item.read && !item.write && !item.list) continue;
       items.push(item);

@@ -271,8 +271,8 @@ describe('access report routes', () => {
       authMethod: 'dev',
     });
     expect(fromDirectory.body.items).toEqual([
-      { path: 'team-a/db/one', read: true, write: false, list: true },
-      { path: 'team-a/db/two', read: true, write: false, list: true },
+      { path: 'team-a/db/one', read: true, write: false, list: true, rotationPolicy: false },
+      { path: 'team-a/db/two', read: true, write: false, list: true, rotationPolicy: false },
     ]);
     const given = await what({ principal: 'dev:alice', groups: 'team-b,x' });
     expect(given.body.principal).toMatchObject({ groups: ['team-b', 'x'], source: 'given' });

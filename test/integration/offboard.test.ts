@@ -362,8 +362,10 @@ describe('offboard', () => {
     for (const path of ['team/now', 'team/later', 'team/hand']) {
       expect((await r.call('GET', `/v1/secrets/${path}`, { token: gina })).status).toBe(200);
     }
+    await r.directory.flush();
     const first = await r.call('POST', '/v1/admin/offboard', { body: { principal: 'dev:gina' } });
     expect(first.status, first.text).toBe(200);
+    expect(first.body.couldRead.withRotationPolicy).toEqual(['team/later', 'team/now']);
     expect(first.body.rotation).toEqual({
       configured: true,
       markedDue: ['team/hand', 'team/later', 'team/now'],

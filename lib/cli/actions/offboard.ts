@@ -53,9 +53,10 @@ export function offboardTable(report: OffboardReport): string {
   if (report.couldRead === null) lines.push('could read: unknown');
   else {
     const groups = report.couldRead.principal.groups.join(', ') || '(none)';
+    const policy = new Set(report.couldRead.withRotationPolicy);
     lines.push(
-      `could read before the revocation (${report.couldRead.paths.length}; groups ${groups}):`,
-      ...report.couldRead.paths.map((p) => `  ${p}`),
+      `could read before the revocation (${report.couldRead.paths.length}, ${policy.size} with a rotation policy; groups ${groups}):`,
+      ...report.couldRead.paths.map((p) => `  ${p}${policy.has(p) ? '  (rotation policy)' : ''}`),
     );
   }
   lines.push(

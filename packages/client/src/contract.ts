@@ -424,6 +424,8 @@ export interface AccessWhatItem {
   read: boolean;
   write: boolean;
   list: boolean;
+  /** Whether the secret has a rotation policy (Coffer can rotate it; else it is replaced by hand). */
+  rotationPolicy: boolean;
 }
 
 /** `GET /v1/access/what`: one page. */
@@ -527,6 +529,8 @@ export interface OffboardReport {
     principal: AccessPrincipal;
     policySetHash: string;
     paths: string[];
+    /** Those of `paths` that have a rotation policy. */
+    withRotationPolicy: string[];
   } | null;
   rotation: {
     /** False when the server has no rotation scheduler: nothing is marked. */
