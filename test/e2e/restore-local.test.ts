@@ -5,11 +5,13 @@ import { Readable } from 'node:stream';
 import {
   BatchWriteItemCommand,
   CreateTableCommand,
+  DeleteItemCommand,
   DescribeTableCommand,
   ScanCommand,
   type ScanCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import { afterAll, describe, expect, it } from 'vitest';
+import { DevIssuer } from '../../lib/authn/dev-issuer.js';
 import { runCli } from '../../lib/cli/main.js';
 import { DEFAULT_TABLES, localSettings } from '../../lib/config.js';
 import { DYNAMODB_ENDPOINT_FILE, type LocalServer, startLocalServer } from '../../lib/local/server.js';
@@ -144,5 +146,53 @@ describe('the restore runbook on the local server', () => {
     const after = await cli(['put', 'team-b/queue/token', 'reentered'], restored);
     expect(after.code, after.stderr).toBe(0);
     expect((await cli(['get', 'team-b/queue/token'], restored)).stdout).toBe('reentered');
+  }, 240_000);
+
+  it('when a table writer deletes the revocation list a checkpoint signed and the server restarts, the start checkpoint does not sign over it: the revoked caller stays out', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'coffer-restore-e2e-'));
+    const start = (extra: Record<string, string> = {}) =>
+      startLocalServer(
+        { ...localSettings({ COFFER_DATA_DIR: dataDir, ...extra }), port: 0 },
+        silentLogger,
+        undefined,
+        {
+          checkpointIntervalMs: 200,
+        },
+      );
+    server = await start();
+    const env = () => ({ COFFER_DATA_DIR: dataDir, COFFER_ADDR: (server as LocalServer).url });
+    expect((await cli(['put', 'team/db', 'revocation-e2e'], env())).code).toBe(0);
+    const bob = await (await DevIssuer.open(dataDir)).mint({ subject: 'bob', groups: ['admins'] });
+    const read = async () => {
+      const res = await fetch(`${(server as LocalServer).url}/v1/secrets/team/db`, {
+        headers: { authorization: `Bearer ${bob}` },
+      });
+      return { status: res.status, code: ((await res.json()) as { error?: { code: string } }).error?.code };
+    };
+    expect((await read()).status).toBe(200);
+    const revoked = await cli(['revoke', 'User::"dev:bob"', '--reason', 'left'], env());
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(await read()).toEqual({ status: 403, code: 'revoked' });
+    // Let an interval checkpoint sign the list's generation, then delete the list as a table writer.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const ddb = localDynamoClient(server.dynamodbEndpoint);
+    await ddb.send(
+      new DeleteItemCommand({
+        TableName: DEFAULT_TABLES.secrets,
+        Key: { pk: { S: 'CTL' }, sk: { S: 'revocations#list' } },
+      }),
+    );
+    ddb.destroy();
+    await server.stop();
+    server = undefined;
+
+    server = await start();
+    // Fail closed (the list a checkpoint signed is gone), never the bundled "nobody is revoked".
+    expect(await read()).toEqual({ status: 500, code: 'integrity_error' });
+    const storage = await cli(['--json', 'audit', 'verify', '--storage'], env());
+    expect(storage.code).not.toBe(0);
+    expect(JSON.parse(storage.stdout).storage.problems).toContainEqual(
+      expect.objectContaining({ path: 'revocations/list', kind: 'control_rolled_back' }),
+    );
   }, 240_000);
 });
