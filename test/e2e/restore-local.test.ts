@@ -7,6 +7,7 @@ import {
   CreateTableCommand,
   DeleteItemCommand,
   DescribeTableCommand,
+  QueryCommand,
   ScanCommand,
   type ScanCommandInput,
 } from '@aws-sdk/client-dynamodb';
@@ -80,8 +81,36 @@ async function copyTable(endpoint: string, from: string, to: string): Promise<nu
   }
 }
 
+/**
+ * Step 2 of the runbook: the control records (partition `CTL`) of the original table, as they are
+ * now, into the copy, so revocations, policy pushes and key rings made after the restore point stay.
+ */
+async function copyControlRecords(endpoint: string, from: string, to: string): Promise<number> {
+  const ddb = localDynamoClient(endpoint);
+  try {
+    const { Items = [] } = await ddb.send(
+      new QueryCommand({
+        TableName: from,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': { S: 'CTL' } },
+        ConsistentRead: true,
+      }),
+    );
+    for (let i = 0; i < Items.length; i += 25) {
+      let requests = Items.slice(i, i + 25).map((Item) => ({ PutRequest: { Item } }));
+      while (requests.length > 0) {
+        const out = await ddb.send(new BatchWriteItemCommand({ RequestItems: { [to]: requests } }));
+        requests = (out.UnprocessedItems?.[to] ?? []) as typeof requests;
+      }
+    }
+    return Items.length;
+  } finally {
+    ddb.destroy();
+  }
+}
+
 describe('the restore runbook on the local server', () => {
-  it('when the server is restarted on a copied table with COFFER_SECRETS_TABLE, the CLI reads every secret and audit verify --storage names the changes made after the copy', async () => {
+  it('when the server is restarted with COFFER_SECRETS_TABLE on a copied table holding the original’s control records, the CLI reads every secret, a revocation made after the copy holds, and audit verify --storage names the value changed after the copy', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'coffer-restore-e2e-'));
     server = await startLocalServer(
       { ...localSettings({ COFFER_DATA_DIR: dataDir }), port: 0 },
@@ -104,11 +133,18 @@ describe('the restore runbook on the local server', () => {
     // 1. The copy, in the server's own DynamoDB Local (its endpoint is in the data dir).
     const endpoint = (await readFile(join(dataDir, DYNAMODB_ENDPOINT_FILE), 'utf8')).trim();
     expect(await copyTable(endpoint, DEFAULT_TABLES.secrets, RESTORED)).toBeGreaterThan(0);
-    // A change after the restore point: it is in the audit log, not in the copy.
+    // Changes after the restore point: a value, which the copy loses (the audit log has it), and a
+    // revocation, which step 2 carries over.
     const lost = await cli(['put', 'team-b/queue/token', 'written-after-the-copy'], env);
     expect(lost.code, lost.stderr).toBe(0);
+    const bob = await (await DevIssuer.open(dataDir)).mint({ subject: 'bob', groups: ['admins'] });
+    const revoked = await cli(['revoke', 'User::"dev:bob"', '--reason', 'left'], env);
+    expect(revoked.code, revoked.stderr).toBe(0);
 
-    // 2. Stop; start again on the copy with the same data dir.
+    // 2. The original's control records into the copy.
+    expect(await copyControlRecords(endpoint, DEFAULT_TABLES.secrets, RESTORED)).toBeGreaterThan(0);
+
+    // 3. Stop; start again on the copy with the same data dir.
     await server.stop();
     server = undefined;
     server = await startLocalServer(
@@ -117,7 +153,11 @@ describe('the restore runbook on the local server', () => {
     );
     const restored = { ...env, COFFER_ADDR: server.url, COFFER_SECRETS_TABLE: RESTORED };
 
-    // 3. Verify: ls and reads (older versions too), then audit verify with --storage.
+    // 4. Verify: ls and reads (older versions too), then audit verify with --storage.
+    const bobReads = await fetch(`${server.url}/v1/secrets/team-a/api/key`, {
+      headers: { authorization: `Bearer ${bob}` },
+    });
+    expect(bobReads.status).toBe(403);
     const ls = await cli(['--json', 'ls', '-r'], restored);
     expect(ls.code, ls.stderr).toBe(0);
     expect(JSON.stringify(JSON.parse(ls.stdout))).toSatisfy((s: string) =>
