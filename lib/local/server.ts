@@ -7,12 +7,14 @@ import { type HttpBindings, type ServerType, serve } from '@hono/node-server';
 import type { Context } from 'hono';
 import { decodeJwt } from 'jose';
 import { Checkpointer } from '../audit/checkpoint.js';
+import { checkedGenerations } from '../audit/checkpoint-job.js';
 import { assertDistinctCaSubjects } from '../authn/certificate.js';
 import { DEV_ADMIN_SUBJECT, DevIssuer } from '../authn/dev-issuer.js';
 import type { Authorizer } from '../authz/authorizer.js';
 import { composeCoffer, loadAuthorizer } from '../compose.js';
 import { DEFAULT_TABLES, type LocalSettings, type LocalTlsSettings } from '../config.js';
 import type { CofferConfig } from '../config-file.js';
+import { signedGenerations } from '../control/signed-generations.js';
 import { ConfigError } from '../errors.js';
 import type { ConnectionInfo } from '../http/app.js';
 import type { KeyAdmin } from '../keys/key-admin.js';
@@ -333,13 +335,21 @@ export async function startLocalServer(
       initialHash: authorizer.policySetHash,
       apply: (next) => coffer.plane.replaceBase(next),
     });
+    const auditTable = (settings.tables ?? DEFAULT_TABLES).audit;
     const checkpointer = new Checkpointer({
       client,
-      table: (settings.tables ?? DEFAULT_TABLES).audit,
+      table: auditTable,
       root: coffer.auditRoot,
       ...sink,
-      // Signs the control records' generations: a rollback of one is visible to the verifier.
-      generations: () => coffer.control.generations(),
+      // Signs the control records' generations: a rollback of one is visible to the verifier. A
+      // fresh start has seen no record yet, so the newest verified checkpoint is its memory, as in
+      // the checkpoint function: a record deleted or put back while the server was stopped is
+      // refused, not signed over (which would also lift the floor of every later start).
+      generations: async () =>
+        checkedGenerations(
+          await signedGenerations(client, auditTable, coffer.auditRoot, logger),
+          await coffer.control.generations(),
+        ),
       // The server knows what it wrote: a chain's tail removed since the last checkpoint is
       // signed as it was written, so `coffer audit verify` reports the chain truncated.
       writtenHeads: () => audit.writtenHeads(),

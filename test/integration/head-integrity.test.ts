@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { FILTER_PATTERNS } from '../../infra/constructs/monitoring.js';
 import { AUTHENTICATED_HEAD_ATTRIBUTES, UNAUTHENTICATED_HEAD_ATTRIBUTES } from '../../lib/store/head-mac.js';
 import { matchesFilterPattern } from '../support/cloudwatch-filter.js';
+import { scanAll } from '../support/dynamo.js';
 import { createHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
@@ -54,7 +55,8 @@ async function expectIntegrityError(path: string) {
 }
 
 beforeAll(async () => {
-  h = await createHarness({ label: 'headmac' });
+  // The composition's own signed audit trail: a refused head must leave its record too.
+  h = await createHarness({ label: 'headmac', audit: 'dynamo' });
 });
 
 describe('authenticated heads', () => {
@@ -140,11 +142,16 @@ describe('authenticated heads', () => {
     expect(res.body.error.code).toBe('integrity_error');
   });
 
-  it('when a head fails verification, the failure is logged with its code (the metric filter counts it)', async () => {
+  it('when a head fails verification, the failure is logged with its code (the metric filter counts it) and audited', async () => {
     const path = await fresh();
     await update(path, 'SET tags = :t', { ':t': { M: {} } });
     const before = h.logs.length;
-    await h.call('GET', `/v1/secrets/${path}`);
+    const res = await h.call('GET', `/v1/secrets/${path}`);
+    const records = (await scanAll(h.client, h.tables.audit)).filter(
+      (i) => i.requestId === res.headers.get('x-request-id'),
+    );
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({ path, status: 500, error: 'integrity_error' });
     const lines = h.logs.slice(before).map((l) => JSON.parse(l));
     expect(lines.some((l) => l.code === 'integrity_error')).toBe(true);
     const counted = h.logs

@@ -1,11 +1,13 @@
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RequestRecord } from '../../lib/audit/record.js';
 import { buildAuthenticator } from '../../lib/authn/build.js';
 import { CedarAuthorizer } from '../../lib/authz/cedar.js';
 import { loadPolicyDir } from '../../lib/authz/policy-set.js';
 import { parseConfig } from '../../lib/config-file.js';
 import { jsonLogger, silentLogger } from '../../lib/log.js';
+import { scanAll } from '../support/dynamo.js';
 import { createHarness, type Harness } from '../support/harness.js';
 import { startTestIdp, type TestIdp } from '../support/oidc-idp.js';
 
@@ -196,6 +198,7 @@ issuers:
     });
     h = await createHarness({
       label: 'wl',
+      audit: 'dynamo',
       authorizer: new CedarAuthorizer(policies, { logger: silentLogger }),
       authenticator: (dev) =>
         buildAuthenticator({
@@ -232,7 +235,7 @@ issuers:
     if (mappings) expect(line).toContain(`"mappings":"${mappings}"`);
   };
 
-  it('when a GitHub main-branch token meets the bound claims, whoami shows the documented workload and it reads its CI folder only', async () => {
+  it('when a GitHub main-branch token meets the bound claims, whoami shows the documented workload, the audit record names its kind and issuer, and it reads its CI folder only', async () => {
     const token = await gha.clientCredentialsToken('gha-main');
     expect(decodeJwt(token)).toMatchObject({ iss: gha.issuer, aud: AUD, repository_owner_id: '65' });
     expect(decodeJwt(token).client_id).toBeUndefined();
@@ -252,6 +255,16 @@ issuers:
         event_name: 'push',
         sha: 'd6e7f1a0c1b2a3f4e5d6c7b8a9f0e1d2c3b4a5f6',
       },
+    });
+    // The audit record names the identity kind and the token's issuer (no certificate here).
+    const records = (await scanAll(h.client, h.tables.audit)).filter(
+      (i) => i.requestId === me.headers.get('x-request-id'),
+    ) as unknown as RequestRecord[];
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({
+      principal: { type: 'Workload', id: 'gha:octo-org/octo-repo:refs/heads/main' },
+      authMethod: 'oidc',
+      identity: { kind: 'workload-oidc', issuer: 'github', fingerprint: null },
     });
     const read = await h.call('GET', '/v1/secrets/ci/octo-repo/deploy-key', { token });
     expect(read.status).toBe(200);
