@@ -6,13 +6,11 @@ import {
   type CheckpointStorage,
   runCheckpointJob,
 } from '../lib/audit/checkpoint-job.js';
-import { openAuditRoot, openStorageMacKey } from '../lib/compose.js';
+import { composeStorage, openAuditRoot } from '../lib/compose.js';
 import { ConfigError } from '../lib/errors.js';
 import type { RootSigner } from '../lib/keys/provider.js';
 import { jsonLogger, type Logger } from '../lib/log.js';
-import { ControlRecords } from '../lib/store/control-records.js';
 import { migrateLegacyHeadsUnlessSigned } from '../lib/store/legacy-heads.js';
-import { SecretsStore } from '../lib/store/secrets-store.js';
 import { defaultKmsClient, kmsKeys, stdoutSink } from './aws.js';
 import { AUDIT_METRIC_NAMESPACE, ENV, type LambdaSettings } from './env.js';
 
@@ -40,10 +38,15 @@ export function checkpointHandler(
   // One per warm instance: ControlRecords remembers the generations it has seen.
   let storage: Promise<CheckpointStorage> | undefined;
   const openStorage = async (): Promise<CheckpointStorage> => {
-    const key = await openStorageMacKey(keys, logger);
-    const binding = settings.installationId ?? settings.tables.secrets;
-    const store = new SecretsStore(dynamo, settings.tables.secrets, {}, { key, binding });
-    const control = new ControlRecords({ client: dynamo, table: settings.tables.secrets, key, binding });
+    const { store, control } = await composeStorage(
+      {
+        dynamo,
+        tables: settings.tables,
+        keys,
+        ...(settings.installationId ? { installationId: settings.installationId } : {}),
+      },
+      logger,
+    );
     return {
       generations: () => control.generations(),
       upkeep: async (signed) => {

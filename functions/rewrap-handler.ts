@@ -1,17 +1,14 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
-import { openStorageMacKey } from '../lib/compose.js';
+import { composeKeyAdmin } from '../lib/compose.js';
 import { ConfigError } from '../lib/errors.js';
-import { BranchKeyProvider } from '../lib/keys/branch-keys.js';
-import { KeyAdmin } from '../lib/keys/key-admin.js';
+import type { KeyAdmin } from '../lib/keys/key-admin.js';
 import {
   DEFAULT_REWRAP_EVERY_SECONDS,
   rewrapTick,
   type ScheduledRewrap,
 } from '../lib/keys/rewrap-schedule.js';
-import { KmsRootKeys } from '../lib/keys/root-keys.js';
 import { jsonLogger, type Logger } from '../lib/log.js';
-import { ControlRecords } from '../lib/store/control-records.js';
 import { defaultKmsClient, kmsKeys } from './aws.js';
 import { ENV, type LambdaSettings } from './env.js';
 
@@ -34,33 +31,18 @@ export function rewrapHandler(
     throw new ConfigError(`environment variable ${ENV.fieldHmacKeyArn} is required`);
   const keys = kmsKeys(settings, deps.kms ?? defaultKmsClient());
   const dynamo = deps.dynamo ?? new DynamoDBClient({});
-  const binding = settings.installationId ?? settings.tables.secrets;
   let admin: Promise<KeyAdmin> | undefined;
-  const open = async () => {
-    const key = await openStorageMacKey(keys, logger);
-    const control = new ControlRecords({ client: dynamo, table: settings.tables.secrets, key, binding });
-    const root = new KmsRootKeys({
-      client: keys.client,
-      keyId: keys.keyId,
-      previousKeyIds: keys.previousKeyIds ?? [],
-      allowedKeyIds: keys.rootKeyArns ?? [],
-      ...(keys.account ? { account: keys.account } : {}),
+  const open = () =>
+    composeKeyAdmin(
+      {
+        dynamo,
+        tables: settings.tables,
+        keys,
+        ...(settings.installationId ? { installationId: settings.installationId } : {}),
+        ...(settings.keyCache ? { keyCache: settings.keyCache } : {}),
+      },
       logger,
-    });
-    const branchKeys = new BranchKeyProvider({
-      root,
-      control,
-      binding,
-      ...(settings.keyCache ? { cache: settings.keyCache } : {}),
-    });
-    return new KeyAdmin({
-      keys: branchKeys,
-      control,
-      client: dynamo,
-      table: settings.tables.secrets,
-      binding,
-    });
-  };
+    );
   return async (_event, context) => {
     admin ??= open().catch((err: unknown) => {
       admin = undefined;

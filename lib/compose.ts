@@ -420,6 +420,67 @@ export function composePurger(settings: Pick<CofferSettings, 'dynamo' | 'tables'
   });
 }
 
+/** What a job needs of the secrets table: its authenticated store and control records. */
+export interface ComposedStorage {
+  readonly store: SecretsStore;
+  readonly control: ControlRecords;
+  /** The storage MAC key, for other authenticated records of the table (the principal directory). */
+  readonly key: StorageMacKey;
+}
+
+/** The settings the storage parts are made from (the API's own, or a job's). */
+export type StorageSettings = Pick<CofferSettings, 'dynamo' | 'tables' | 'keys' | 'store' | 'installationId'>;
+
+/**
+ * The secrets table's store and control records, both authenticated with the storage MAC key
+ * (one KMS call at most) and bound to the installation id: the API and every job read heads and
+ * control records through these, so a job cannot disagree with the API on what verifies.
+ */
+export async function composeStorage(settings: StorageSettings, logger: Logger): Promise<ComposedStorage> {
+  const key = await openStorageMacKey(settings.keys, logger);
+  const binding =
+    settings.installationId ??
+    (settings.keys.kind === 'local'
+      ? await localInstallationId(settings.keys.dataDir, settings.tables.secrets)
+      : settings.tables.secrets);
+  const store = new SecretsStore(settings.dynamo, settings.tables.secrets, settings.store, { key, binding });
+  const control = new ControlRecords({
+    client: settings.dynamo,
+    table: settings.tables.secrets,
+    key,
+    binding,
+  });
+  return { store, control, key };
+}
+
+/**
+ * Key administration alone, for the scheduled re-wrap: the root the keys setting names, the
+ * branch keys over the control records, and no authorizer (it serves no caller, so every admin
+ * route of it is refused; `rewrapTick` needs none).
+ */
+export async function composeKeyAdmin(
+  settings: StorageSettings & Pick<CofferSettings, 'keyCache' | 'now'>,
+  logger: Logger,
+): Promise<KeyAdmin> {
+  const root = await openRootKeys(settings.keys, logger);
+  if (!root) throw new ConfigError('key administration needs a root key (local, KMS, or a hierarchy port)');
+  const { store, control } = await composeStorage(settings, logger);
+  const keys = new BranchKeyProvider({
+    root,
+    control,
+    binding: store.binding,
+    ...(settings.keyCache ? { cache: settings.keyCache } : {}),
+    ...(settings.now ? { now: clockMs(settings.now) } : {}),
+  });
+  return new KeyAdmin({
+    keys,
+    control,
+    client: settings.dynamo,
+    table: settings.tables.secrets,
+    binding: store.binding,
+  });
+}
+
 /** Every Coffer group the authentication config can give: issuers' group and workload mappings. */
 function configuredGroups(config: CofferConfig): string[] {
   const groups = new Set<string>();
@@ -471,22 +532,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     audit = settings.audit.trail;
   }
 
-  const storageMac = await openStorageMacKey(settings.keys, logger);
-  const installationId =
-    settings.installationId ??
-    (settings.keys.kind === 'local'
-      ? await localInstallationId(settings.keys.dataDir, settings.tables.secrets)
-      : settings.tables.secrets);
-  const store = new SecretsStore(settings.dynamo, settings.tables.secrets, settings.store, {
-    key: storageMac,
-    binding: installationId,
-  });
-  const control = new ControlRecords({
-    client: settings.dynamo,
-    table: settings.tables.secrets,
-    key: storageMac,
-    binding: store.binding,
-  });
+  const { store, control, key: storageMac } = await composeStorage(settings, logger);
   if (settings.keys.kind === 'local') {
     // A data dir from before authenticated heads reads without a manual step: its heads are
     // MAC'd once, here, before anything is served (see lib/store/legacy-heads.ts).

@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-kms';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { rewrapHandler } from '../../functions/rewrap-handler.js';
 import { NoAuditTrail } from '../../lib/audit/trail.js';
 import { DevAuthenticator } from '../../lib/authn/dev-authenticator.js';
 import { DevIssuer } from '../../lib/authn/dev-issuer.js';
@@ -75,7 +76,7 @@ async function coffer(options: { rootKeyArns?: string[]; keyCache?: KeyCacheSett
     // biome-ignore lint/suspicious/noExplicitAny: response bodies are checked field by field
     return { status: res.status, body: (await res.json()) as any };
   };
-  return { c, call, tables };
+  return { c, call, tables, client };
 }
 
 const branchContext = (binding: string, folder: string, v: number) => ({
@@ -139,6 +140,45 @@ describe('key hierarchy in KMS mode', () => {
     kms.resetHistory();
     expect((await call('GET', '/v1/secrets/team-a/db')).body.value).toBe('v1');
     expect(kms.commandCalls(DecryptCommand).map((x) => x.args[0].input.KeyId)).toEqual([OTHER_KEY_ARN]);
+  });
+
+  it('when the scheduled re-wrap function runs after a branch key rotation, it moves the folder to the new key and the values read', async () => {
+    const { call, tables, client } = await coffer();
+    for (const name of ['db', 'api']) {
+      expect((await call('PUT', `/v1/secrets/team-a/${name}`, { value: `value of ${name}` })).status).toBe(
+        200,
+      );
+    }
+    const rotated = await call('POST', '/v1/keys/rotate', { folder: 'team-a' });
+    expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);
+    // Composed by the function itself from its environment's settings (functions/env.ts).
+    const run = rewrapHandler(
+      {
+        tables,
+        secretsKeyArn: DATA_KEY_ARN,
+        previousSecretsKeyArns: [],
+        auditKeyArn: AUDIT_KEY_ARN,
+        fieldHmacKeyArn: HMAC_KEY_ARN,
+        config: { issuers: [] },
+      },
+      {
+        dynamo: client,
+        kms: new KMSClient({ region: 'eu-west-1', maxAttempts: 1 }),
+        logger: jsonLogger(() => {}),
+      },
+    );
+    const first = await run(undefined, { getRemainingTimeInMillis: () => 300_000 });
+    expect(first.ran).toBe('started');
+    expect(first.cursor?.done).toBe(true);
+    expect(first.cursor?.rewrapped).toBeGreaterThanOrEqual(2);
+    // Every version of the folder is under one key now: the rotated branch key.
+    expect(Object.keys(first.cursor?.counts['team-a'] ?? {})).toHaveLength(1);
+    // A pass finished just now: the next run has nothing to do.
+    expect((await run()).ran).toBe('idle');
+    await call('POST', '/v1/keys/flush');
+    for (const name of ['db', 'api']) {
+      expect((await call('GET', `/v1/secrets/team-a/${name}`)).body.value).toBe(`value of ${name}`);
+    }
   });
 
   it('when the root is rotated without a new key, KMS rotates the current key on demand and nothing else moves', async () => {
