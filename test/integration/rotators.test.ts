@@ -28,6 +28,11 @@ class RecordingTrail implements AuditTrail {
 }
 
 let h: Harness;
+/** Changed by the timeout test only: the service reads it at each call. */
+const rotatorSettings: { webhooks: WebhookInvoker; stepTimeoutMs: number } = {
+  webhooks: new WebhookInvoker(),
+  stepTimeoutMs: 15_000,
+};
 let clock = Date.parse('2026-03-01T00:00:00Z');
 const trail = new RecordingTrail();
 const rotator = new TestRotator();
@@ -68,7 +73,7 @@ beforeAll(async () => {
     label: 'rotators',
     now: () => new Date(clock),
     audit: trail,
-    rotators: { webhooks: new WebhookInvoker(), stepTimeoutMs: 1500 },
+    rotators: rotatorSettings,
   });
 });
 
@@ -241,8 +246,11 @@ describe('a rotation policy naming a webhook rotator', () => {
   it('when the rotator does not answer within the step timeout, the step fails as a timeout', async () => {
     const path = await generated();
     await withWebhook(path);
-    rotator.behave = () => ({ status: 200, delayMs: 3000 });
-    const res = await h.call('POST', `/v1/rotate/${path}`);
+    rotator.behave = () => ({ status: 200, delayMs: 2000 });
+    rotatorSettings.stepTimeoutMs = 300;
+    const res = await h.call('POST', `/v1/rotate/${path}`).finally(() => {
+      rotatorSettings.stepTimeoutMs = 15_000;
+    });
     expect(res.status).toBe(502);
     const m = await meta(path);
     expect(m.rotation.lastRotationError.message).toBe('rotation step setSecret failed: timeout');

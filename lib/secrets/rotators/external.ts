@@ -4,7 +4,7 @@ import { RotationStepFailedError } from '../../errors.js';
 import type { RotationState, SecretHead } from '../../store/records.js';
 import { labelsOf } from '../stages.js';
 import { RotationGrants } from './grants.js';
-import { callRotator, RotatorCallError, type RotatorSettings } from './invoker.js';
+import { callRotator, RotatorCallFailure, type RotatorSettings } from './invoker.js';
 
 /*
  * Rotation through an external rotator (docs/rotation.md, "External rotators"), in the steps of
@@ -97,7 +97,7 @@ export class ExternalRotation {
       throw new RotationStepFailedError(
         step,
         version,
-        err instanceof RotatorCallError ? err.reason : 'unreachable',
+        err instanceof RotatorCallFailure ? err.reason : 'unreachable',
       );
     }
   }

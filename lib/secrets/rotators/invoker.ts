@@ -3,7 +3,7 @@ import { type RotatorFailure, RotatorNotAllowedError } from '../../errors.js';
 
 /**
  * Calls an external rotator for one step. Resolves when the rotator says the step is done;
- * rejects with a RotatorCallError (a fixed reason, never the rotator's answer) when it failed,
+ * rejects with a RotatorCallFailure (a fixed reason, never the rotator's answer) when it failed,
  * refused or did not answer within `timeoutMs`.
  */
 export interface RotatorInvoker {
@@ -11,10 +11,10 @@ export interface RotatorInvoker {
 }
 
 /** A failed rotator call, by fixed reason. */
-export class RotatorCallError extends Error {
+export class RotatorCallFailure extends Error {
   constructor(readonly reason: RotatorFailure) {
     super(`rotator call failed: ${reason}`);
-    this.name = 'RotatorCallError';
+    this.name = 'RotatorCallFailure';
   }
 }
 
@@ -99,11 +99,11 @@ export async function callRotator(
 ): Promise<void> {
   const timeout = settings.stepTimeoutMs ?? ROTATOR_STEP_TIMEOUT_MS;
   if (rotator.kind === 'webhook') {
-    if (!settings.webhooks || !isLoopbackUrl(rotator.url)) throw new RotatorCallError('refused');
+    if (!settings.webhooks || !isLoopbackUrl(rotator.url)) throw new RotatorCallFailure('refused');
     return settings.webhooks.invoke(rotator, call, timeout);
   }
   const lambda = settings.lambda;
-  if (!lambda?.allowedArns.includes(rotator.arn)) throw new RotatorCallError('refused');
-  if (!lambda.invoker) throw new RotatorCallError('unavailable');
+  if (!lambda?.allowedArns.includes(rotator.arn)) throw new RotatorCallFailure('refused');
+  if (!lambda.invoker) throw new RotatorCallFailure('unavailable');
   return lambda.invoker.invoke(rotator, call, timeout);
 }

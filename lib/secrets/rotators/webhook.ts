@@ -1,5 +1,5 @@
 import type { RotatorCall, RotatorInfo } from '../../../packages/client/src/contract.js';
-import { isLoopbackUrl, RotatorCallError, type RotatorInvoker } from './invoker.js';
+import { isLoopbackUrl, RotatorCallFailure, type RotatorInvoker } from './invoker.js';
 
 /**
  * Calls a loopback webhook rotator: `POST` of the step's JSON (`{step, path, pendingVersion,
@@ -11,7 +11,7 @@ export class WebhookInvoker implements RotatorInvoker {
   constructor(private readonly fetchImpl: typeof fetch = fetch) {}
 
   async invoke(rotator: RotatorInfo, call: RotatorCall, timeoutMs: number): Promise<void> {
-    if (rotator.kind !== 'webhook' || !isLoopbackUrl(rotator.url)) throw new RotatorCallError('refused');
+    if (rotator.kind !== 'webhook' || !isLoopbackUrl(rotator.url)) throw new RotatorCallFailure('refused');
     let res: Response;
     try {
       res = await this.fetchImpl(rotator.url, {
@@ -23,12 +23,12 @@ export class WebhookInvoker implements RotatorInvoker {
       });
     } catch (err) {
       const name = (err as { name?: unknown } | null)?.name;
-      throw new RotatorCallError(
+      throw new RotatorCallFailure(
         name === 'TimeoutError' || name === 'AbortError' ? 'timeout' : 'unreachable',
       );
     }
     // Drained unread: the rotator's answer may say anything, and nothing here repeats it.
     await res.body?.cancel().catch(() => undefined);
-    if (res.status < 200 || res.status > 299) throw new RotatorCallError('bad_status');
+    if (res.status < 200 || res.status > 299) throw new RotatorCallFailure('bad_status');
   }
 }
