@@ -230,6 +230,8 @@ describe('a rotation policy naming a webhook rotator', () => {
       expect(rotator.calls.map((c) => c.step)).toEqual(
         failAt === 'setSecret' ? ['setSecret', 'testSecret'] : ['testSecret'],
       );
+      // The resumed steps read the same pending value with their new grants.
+      expect(seen.map((r) => [r.status, r.version, r.value])).toEqual(seen.map(() => [200, 2, pendingValue]));
       expect(again.body).toMatchObject({
         state: 'finished',
         version: 2,

@@ -60,7 +60,16 @@ export class ExternalRotation {
     let head = start;
     if (labelsOf(head).pending === undefined) head = await ops.createPending(audit, head);
     const pending = labelsOf(head).pending as number;
-    let step = progressOf(head)?.step ?? 'setSecret';
+    const resumed = progressOf(head);
+    let step = resumed?.step ?? 'setSecret';
+    if (resumed?.failed) {
+      // The failed mark comes off before the step runs again: a grant reads only a step under way.
+      head = await ops.replace(audit, head, {
+        ...head,
+        rotation: { ...(head.rotation as RotationState), progress: { version: pending, step } },
+        updatedAt: this.now().toISOString(),
+      });
+    }
     for (;;) {
       await this.step(rotator, step, head.path, pending);
       if (step === 'testSecret') return ops.finish(audit, head);
