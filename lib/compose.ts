@@ -573,17 +573,14 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     cursors: macs.cursors,
     ...now,
   });
-  const authenticator = new GrantAuthenticator(
+  const authenticator =
     settings.authn.authenticator ??
-      buildAuthenticator({
-        config: settings.authn.config,
-        logger,
-        ...(settings.authn.devIssuerKey ? { devIssuerKey: settings.authn.devIssuerKey } : {}),
-        ...(settings.authn.fetch ? { fetch: settings.authn.fetch } : {}),
-      }),
-    grants,
-    logger,
-  );
+    buildAuthenticator({
+      config: settings.authn.config,
+      logger,
+      ...(settings.authn.devIssuerKey ? { devIssuerKey: settings.authn.devIssuerKey } : {}),
+      ...(settings.authn.fetch ? { fetch: settings.authn.fetch } : {}),
+    });
   const directory = new PrincipalDirectory({
     client: settings.dynamo,
     table: settings.tables.secrets,
@@ -616,7 +613,8 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
   });
   const app = createApp({
     service,
-    authenticator,
+    // Rotation grants are tried first; every other credential goes to the configured authenticator.
+    authenticator: new GrantAuthenticator(authenticator, grants, logger),
     audit,
     logger,
     connection: settings.connection,

@@ -115,5 +115,6 @@ describe('the local server rotates what is due', () => {
       { step: 'testSecret', status: 200, value: now },
       { step: 'testSecret:current', status: 403 },
     ]);
-  });
+    // A second local server starts its own DynamoDB Local: more than the default 30 s on a busy machine.
+  }, 120_000);
 });
