@@ -108,6 +108,9 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
     connection: (c: Context) =>
       connectionFromEvent((c.env as { event?: unknown } | undefined)?.event, settings.mtlsApiId),
     logger,
+    // The allow-list is checked when a policy names a Lambda rotator; no invoker is built yet
+    // (docs/rotation.md, "Not built yet"), so such a policy is refused.
+    rotators: { lambda: { allowedArns: settings.rotatorLambdaArns ?? [] } },
   });
   return coffer.app;
 }

@@ -35,6 +35,8 @@ export const ENV = {
   mtlsApiId: 'COFFER_MTLS_API_ID',
   /** Comma-separated ARNs the root may move to (`coffer keys rotate --root --kms-key`). */
   rootKeyArns: 'COFFER_ROOT_KEY_ARNS',
+  /** Comma-separated Lambda function ARNs a rotation policy may name as its rotator. */
+  rotatorLambdaArns: 'COFFER_ROTATOR_LAMBDA_ARNS',
   /** The branch key cache bounds (docs/keys.md): seconds and uses; `0` disables. */
   keyCacheSeconds: 'COFFER_KEY_CACHE_SECONDS',
   keyCacheUses: 'COFFER_KEY_CACHE_USES',
@@ -65,6 +67,8 @@ export interface LambdaSettings {
   readonly mtlsApiId?: string;
   /** COFFER_ROOT_KEY_ARNS: the allow-list of root keys. */
   readonly rootKeyArns?: readonly string[];
+  /** COFFER_ROTATOR_LAMBDA_ARNS: the allow-list of Lambda rotators. */
+  readonly rotatorLambdaArns?: readonly string[];
   /** COFFER_KEY_CACHE_SECONDS / COFFER_KEY_CACHE_USES and COFFER_REWRAP_EVERY_SECONDS. */
   readonly keyCache?: KeyCacheSettings;
   readonly rewrapEverySeconds?: number;
@@ -96,6 +100,10 @@ export function lambdaSettings(env: NodeJS.ProcessEnv): LambdaSettings {
     config,
     ...(mtlsApiId ? { mtlsApiId } : {}),
     rootKeyArns: (env[ENV.rootKeyArns] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+    rotatorLambdaArns: (env[ENV.rotatorLambdaArns] ?? '')
       .split(',')
       .map((s) => s.trim())
       .filter((s) => s !== ''),

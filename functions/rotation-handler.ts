@@ -3,6 +3,7 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Authorizer, Decision } from '../lib/authz/authorizer.js';
 import { composeCoffer } from '../lib/compose.js';
 import { describeError, jsonLogger, type Logger } from '../lib/log.js';
+import type { RotatorSettings } from '../lib/secrets/rotators/invoker.js';
 import type { SecretService } from '../lib/secrets/service.js';
 import { defaultKmsClient, kmsKeys, stdoutSink } from './aws.js';
 import type { LambdaSettings } from './env.js';
@@ -33,6 +34,8 @@ export function rotationHandler(
     now?: () => Date;
     /** Where audit records are copied as JSON lines. Default: stdout (CloudWatch Logs). */
     auditSink?: (line: string) => void;
+    /** The external rotators the job calls. Default: the allow-listed Lambda functions (no invoker yet). */
+    rotators?: RotatorSettings;
   } = {},
 ): () => Promise<{ rotated: number; failed: number }> {
   const logger = deps.logger ?? jsonLogger();
@@ -49,6 +52,7 @@ export function rotationHandler(
       connection: () => ({ sourceIp: 'internal' }),
       logger,
       ...(deps.now ? { now: deps.now } : {}),
+      rotators: deps.rotators ?? { lambda: { allowedArns: settings.rotatorLambdaArns ?? [] } },
     });
     return coffer.service;
   };

@@ -122,6 +122,7 @@ export class CofferStack extends Stack {
         ? { [ENV.previousSecretsKeyArns]: s.previousSecretsKeyArns.join(',') }
         : {}),
       ...(s.rootKeyArns.length > 0 ? { [ENV.rootKeyArns]: s.rootKeyArns.join(',') } : {}),
+      ...(s.rotatorLambdaArns.length > 0 ? { [ENV.rotatorLambdaArns]: s.rotatorLambdaArns.join(',') } : {}),
       [ENV.keyCacheSeconds]: String(s.keyCacheSeconds),
       [ENV.keyCacheUses]: String(s.keyCacheUses),
     };
@@ -259,6 +260,17 @@ export class CofferStack extends Stack {
     this.keys.grantBranchKeys(rotationRole, s.rootKeyArns, installationId);
     this.keys.grantAuditSigning(rotationRole);
     this.keys.grantFieldHmac(rotationRole);
+    // External rotators: the API (rotate now, revert) and the job call the allow-listed ones only.
+    if (s.rotatorLambdaArns.length > 0) {
+      for (const role of [apiRole, rotationRole]) {
+        role.addToPrincipalPolicy(
+          new iam.PolicyStatement({
+            actions: ['lambda:InvokeFunction'],
+            resources: [...s.rotatorLambdaArns],
+          }),
+        );
+      }
+    }
     // Re-wrap: hourly ticks, each continuing an unfinished pass or starting one every
     // `rewrapSchedule` days, stopping a minute before the time limit with its cursor saved.
     this.rewrap = new ScheduledJob(this, 'Rewrap', {

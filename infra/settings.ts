@@ -126,6 +126,12 @@ export interface CofferSettings {
    * each. @default - none: only the secrets key (and RotateKeyOnDemand of it)
    */
   readonly rootKeyArns: readonly string[];
+  /**
+   * Lambda functions a rotation policy may name as its external rotator (`rotatorLambdaArns`,
+   * comma-separated function ARNs; docs/rotation.md). The API and rotation functions may invoke
+   * these and no other. @default - none: no Lambda rotator can be named
+   */
+  readonly rotatorLambdaArns: readonly string[];
   /** Branch key cache age in seconds (`keyCacheSeconds`, default 300; 0 disables). */
   readonly keyCacheSeconds: number;
   /** Branch key cache uses (`keyCacheUses`, default 100000; 0 disables). */
@@ -216,11 +222,16 @@ export const SETTING_KEYS = [
   'installationId',
   'secretsTableName',
   'rootKeyArns',
+  'rotatorLambdaArns',
   'keyCacheSeconds',
   'keyCacheUses',
   'rewrapSchedule',
   'policyApproval',
 ] as const;
+
+/** A Lambda function ARN, unqualified or with a version or alias: what a rotator allow-list holds. */
+const LAMBDA_FUNCTION_ARN =
+  /^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]{1,128})?$/;
 
 /**
  * Refuses a context key that is one of Coffer's spelled with other capitals (`-c keystore=cloudhsm`
@@ -429,6 +440,18 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     throw new SettingsError("context rootKeyArns: every root key must be in the stack's account");
   }
 
+  const rotatorLambdaArns = (text(ctx, 'rotatorLambdaArns') ?? '')
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '');
+  for (const arn of rotatorLambdaArns) {
+    if (!LAMBDA_FUNCTION_ARN.test(arn)) {
+      throw new SettingsError(
+        `context rotatorLambdaArns: "${arn.slice(0, 120)}" is not a Lambda function ARN`,
+      );
+    }
+  }
+
   const mtls = readMtls(ctx);
   const codeSigning = readCodeSigning(ctx);
   const installationId = text(ctx, 'installationId');
@@ -471,6 +494,7 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     ...(installationId ? { installationId } : {}),
     ...(secretsTableName ? { secretsTableName } : {}),
     rootKeyArns,
+    rotatorLambdaArns,
     keyCacheSeconds: integer(ctx, 'keyCacheSeconds', 300, 0, 86_400),
     keyCacheUses: integer(ctx, 'keyCacheUses', 100_000, 0, 1_000_000_000),
     rewrapScheduleDays: integer(ctx, 'rewrapSchedule', 7, 1, 365),

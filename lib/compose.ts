@@ -40,6 +40,9 @@ import {
 } from './keys/storage-mac.js';
 import { jsonLogger, type Logger } from './log.js';
 import { Purger } from './secrets/purger.js';
+import { GrantAuthenticator, GrantReader, grantScopedAuthorizer } from './secrets/rotators/grant-access.js';
+import { RotationGrants } from './secrets/rotators/grants.js';
+import type { RotatorSettings } from './secrets/rotators/invoker.js';
 import { SecretService } from './secrets/service.js';
 import { ControlRecords } from './store/control-records.js';
 import { CursorSealer, deriveCursorKey } from './store/cursor.js';
@@ -218,6 +221,11 @@ export interface CofferSettings {
    * Default: the composed secret service's own (lib/access/rotation-port.ts).
    */
   readonly rotation?: RotationScheduler;
+  /**
+   * The external rotators this installation calls: loopback webhooks (local server), allow-listed
+   * Lambda functions (AWS). Default: none, so a policy naming a rotator is refused.
+   */
+  readonly rotators?: RotatorSettings;
 }
 
 /** A composed Coffer: the app and the parts its host needs besides it. */
@@ -597,10 +605,16 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     ...now,
   });
   const purger = new Purger({ store, ...now });
+  // Grants are MAC'd under the storage-integrity key and bound to the installation, so every
+  // function of the installation (API, rotation job) verifies the grants any of them made.
+  const grants = new RotationGrants({ key: storageMac, binding: store.binding, ...now });
   const service = new SecretService({
     store,
     envelope: new Envelope(keys),
-    authorizer: plane,
+    // A rotation grant's principal is decided by a hard check, never by the policies in force.
+    authorizer: grantScopedAuthorizer(plane),
+    grants,
+    ...(settings.rotators ? { rotators: settings.rotators } : {}),
     audit,
     purger,
     cursors: macs.cursors,
@@ -646,7 +660,8 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
   });
   const app = createApp({
     service,
-    authenticator,
+    // Rotation grants are tried first; every other credential goes to the configured authenticator.
+    authenticator: new GrantAuthenticator(authenticator, grants, logger),
     audit,
     logger,
     connection: settings.connection,
@@ -655,6 +670,7 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     reports,
     ...(keyAdmin ? { keyAdmin } : {}),
     offboarding,
+    grantReader: new GrantReader(store, service),
   });
   const coffer: Coffer = {
     app,

@@ -209,3 +209,37 @@ export class CaNotAllowedError extends CofferError {
     super('this CA has limits on what it issues and does not issue CA certificates');
   }
 }
+
+/** A rotation policy named a rotator this installation does not call (docs/rotation.md). */
+export class RotatorNotAllowedError extends InvalidRequestError {
+  static override readonly code = 'rotator_not_allowed';
+}
+
+/**
+ * An external rotator failed or timed out at `step`. `reason` is one of a few fixed words (never
+ * the rotator's answer, which could hold anything); `current` was not touched.
+ */
+export class RotationStepFailedError extends CofferError {
+  static override readonly code = 'rotation_step_failed';
+  constructor(
+    readonly step: RotatorStepName,
+    readonly version: number,
+    readonly reason: RotatorFailure,
+  ) {
+    super(`the rotator failed at step ${step} (${reason}); the current version is unchanged`, {
+      step,
+      version,
+      reason,
+    });
+  }
+}
+
+/** Why a rotator step failed, as fixed words. */
+export type RotatorFailure =
+  | 'timeout'
+  | 'unreachable'
+  | 'refused'
+  | 'bad_status'
+  | 'function_error'
+  | 'unavailable';
+type RotatorStepName = 'setSecret' | 'testSecret' | 'revertSecret';

@@ -78,13 +78,14 @@ export interface RequestRecord {
  * and trace a credential without the principal's id having to say it:
  * - `kind`: `person` (an OIDC or dev token of a person), `iam` (an IAM role or user through API
  *   Gateway), `workload-oidc` (a CI or Kubernetes token through a workload mapping),
- *   `workload-certificate` (a client certificate);
+ *   `workload-certificate` (a client certificate), `rotation-grant` (an external rotator reading
+ *   one stage with its step's grant, docs/rotation.md);
  * - `issuer`: the token issuer's alias, or the certificate's issuer DN; `null` for IAM;
  * - `fingerprint`: the certificate's SHA-256 fingerprint; `null` for tokens and IAM.
  * Public facts only: never a token, a signature or a certificate's key.
  */
 export interface RecordIdentity {
-  readonly kind: 'person' | 'iam' | 'workload-oidc' | 'workload-certificate';
+  readonly kind: 'person' | 'iam' | 'workload-oidc' | 'workload-certificate' | 'rotation-grant';
   readonly issuer: string | null;
   readonly fingerprint: string | null;
 }
@@ -92,13 +93,15 @@ export interface RecordIdentity {
 /** The record's identity for a principal. */
 export function recordIdentity(p: Principal): RecordIdentity {
   const kind =
-    p.type === 'Workload'
-      ? p.kind === 'certificate'
-        ? 'workload-certificate'
-        : 'workload-oidc'
-      : p.authMethod === 'iam'
-        ? 'iam'
-        : 'person';
+    p.authMethod === 'grant'
+      ? 'rotation-grant'
+      : p.type === 'Workload'
+        ? p.kind === 'certificate'
+          ? 'workload-certificate'
+          : 'workload-oidc'
+        : p.authMethod === 'iam'
+          ? 'iam'
+          : 'person';
   return {
     kind,
     issuer: p.issuer !== undefined ? clip(p.issuer) : null,

@@ -9,9 +9,22 @@ export type PrincipalType = 'User' | 'Role' | 'Workload';
 
 /**
  * How the caller proved who it is: `oidc` (an issuer's JWT, a person's or a workload's), `iam`
- * (SigV4 via API Gateway), `dev` (local dev issuer), `mtls` (a verified client certificate).
+ * (SigV4 via API Gateway), `dev` (local dev issuer), `mtls` (a verified client certificate),
+ * `grant` (a rotation grant handed to an external rotator for one step).
  */
-export type AuthMethod = 'oidc' | 'iam' | 'dev' | 'mtls';
+export type AuthMethod = 'oidc' | 'iam' | 'dev' | 'mtls' | 'grant';
+
+/**
+ * What a rotation grant (lib/secrets/rotators/grants.ts) lets an external rotator do: read one
+ * stage of one secret at one version, during one step, until `expiresAt` (seconds since the epoch).
+ */
+export interface GrantScope {
+  readonly path: string;
+  readonly version: number;
+  readonly step: 'setSecret' | 'testSecret' | 'revertSecret';
+  readonly stage: 'pending' | 'previous';
+  readonly expiresAt: number;
+}
 
 /** What kind of credential a workload presented: an OIDC token (CI, Kubernetes) or a client certificate. */
 export type WorkloadKind = 'oidc' | 'certificate';
@@ -49,6 +62,11 @@ export interface Principal {
    * notBefore. Absent for IAM callers. Read by `--tokens-issued-before` revocations only.
    */
   readonly issuedAt?: number;
+  /**
+   * Rotation grants only (`authMethod: 'grant'`): the one read the grant allows. Such a principal
+   * is never decided by Cedar; a hard check allows that read and nothing else.
+   */
+  readonly grant?: GrantScope;
 }
 
 /** What an Authenticator needs from a request; adapters fill it, the authenticator decides. */

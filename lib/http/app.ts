@@ -11,6 +11,7 @@ import type { ControlPlane } from '../control/plane.js';
 import {
   AuditUnavailableError,
   CofferError,
+  ForbiddenError,
   InvalidPathError,
   NotFoundError,
   PayloadTooLargeError,
@@ -18,6 +19,7 @@ import {
 } from '../errors.js';
 import type { KeyAdmin } from '../keys/key-admin.js';
 import { describeError, type Logger } from '../log.js';
+import { type GrantReader, grantOf } from '../secrets/rotators/grant-access.js';
 import type { Caller, SecretService } from '../secrets/service.js';
 import { parseDuration } from '../secrets/stages.js';
 import { mountControlRoutes } from './control-routes.js';
@@ -68,6 +70,8 @@ export interface AppDeps {
   readonly reports?: AccessReports;
   /** Offboarding (`POST /admin/offboard`). Default: the route is absent. */
   readonly offboarding?: Offboarding;
+  /** Answers rotation grants (docs/rotation.md, "Grants"). Default: none, a grant gets 403. */
+  readonly grantReader?: GrantReader;
 }
 
 class MethodNotAllowedError extends CofferError {
@@ -222,6 +226,21 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.set('principal', principal);
     ctx.principal = principal;
     ctx.authMethod = principal.authMethod;
+    const grant = grantOf(principal);
+    if (principal.authMethod === 'grant') {
+      // A rotation grant reads one stage of one secret (grant-access.ts) and reaches no route.
+      if (!grant || !deps.grantReader) throw new ForbiddenError();
+      const url = new URL(c.req.url);
+      const query: Record<string, string[]> = {};
+      for (const key of new Set(url.searchParams.keys())) query[key] = url.searchParams.getAll(key);
+      const value = await deps.grantReader.answer(caller(c), grant, {
+        method: c.req.method,
+        path: decodePath(url.pathname),
+        query,
+      });
+      c.res = c.json(value);
+      return;
+    }
     deps.directory?.seen(principal);
     if (deps.control) {
       // Before any decision: the set and the list within their bounds, then revocation, which
@@ -316,7 +335,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     return c.json(await service.patchMetadata(caller(c), path, body));
   });
 
-  // Setting or clearing a built-in-generator rotation policy is `writeMetadata`.
+  // Setting or clearing a built-in-generator rotation policy is `writeMetadata`; naming an
+  // external rotator (or changing a policy that names one) is `admin`.
   api.put('/rotation/*', async (c) => {
     const path = pathAfter(c, '/rotation/');
     const body = parse(rotationBody, await jsonBody(c), 'body');
@@ -324,6 +344,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       await service.setRotation(caller(c), path, {
         every: body.every,
         ...(body.rotateImmediately !== undefined ? { rotateImmediately: body.rotateImmediately } : {}),
+        ...(body.webhook !== undefined ? { webhook: body.webhook } : {}),
+        ...(body.lambdaArn !== undefined ? { lambdaArn: body.lambdaArn } : {}),
       }),
     );
   });

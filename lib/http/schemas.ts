@@ -196,6 +196,9 @@ export const rotationBody = z
   .object({
     every: z.string().regex(/^[1-9][0-9]{0,6}[smhd]$/, 'must be a duration such as 30d, 12h or 90m'),
     rotateImmediately: z.boolean().optional(),
+    /** A loopback URL (checked again by the service against what the installation calls). */
+    webhook: z.string().min(1).max(2048).optional(),
+    lambdaArn: z.string().min(1).max(256).optional(),
   })
   .strict();
 

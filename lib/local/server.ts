@@ -21,6 +21,7 @@ import type { KeyAdmin } from '../keys/key-admin.js';
 import { DEFAULT_REWRAP_EVERY_SECONDS, rewrapTick } from '../keys/rewrap-schedule.js';
 import { describeError, type Logger } from '../log.js';
 import { rateLimitedLogger } from '../log-limit.js';
+import { WebhookInvoker } from '../secrets/rotators/webhook.js';
 import { localDynamoClient } from '../store/dynamo-client.js';
 import { ensureTables } from '../store/tables.js';
 import { startDynamoDbLocal } from './dynamodb-local.js';
@@ -326,6 +327,8 @@ export async function startLocalServer(
       connection: (c: Context) => connectionFromIncoming(c.env as HttpBindings | undefined),
       logger,
       ...(settings.keyCache ? { keyCache: settings.keyCache } : {}),
+      // Locally a rotator is a webhook on loopback (docs/rotation.md); no Lambda is ever called.
+      rotators: { webhooks: new WebhookInvoker() },
     });
     const { app, audit, purger } = coffer;
     // Policy files edited while the server runs apply within 2 s; an invalid edit is refused.

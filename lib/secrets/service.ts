@@ -43,11 +43,13 @@ import {
   NameNotAllowedError,
   NotACaError,
   NotFoundError,
+  RotationStepFailedError,
   SecretDeletedError,
   ValidityTooLongError,
   ValueTooLargeError,
   WriteContentionError,
 } from '../errors.js';
+import { HmacStorageMacKey } from '../keys/storage-mac.js';
 import { validatePath, validatePrefix } from '../paths.js';
 import { type CursorBinding, CursorSealer } from '../store/cursor.js';
 import type { ListEntry, RotationState, SecretHead, Stage, VersionMeta } from '../store/records.js';
@@ -65,6 +67,9 @@ import {
   resolveGenerator,
 } from '../values/generate/index.js';
 import { Purger } from './purger.js';
+import { ExternalRotation, policyOf, progressOf, type RotationOps } from './rotators/external.js';
+import { RotationGrants } from './rotators/grants.js';
+import { checkRotator, type RotatorSettings } from './rotators/invoker.js';
 import {
   currentOf,
   formatDuration,
@@ -190,6 +195,13 @@ export interface SecretServiceDeps {
    * cursors do not outlive it; the composition root passes one derived from the audit HMAC key.
    */
   readonly cursors?: CursorSealer;
+  /** The external rotators this installation calls (docs/rotation.md). Default: none. */
+  readonly rotators?: RotatorSettings;
+  /**
+   * Makes the grants handed to external rotators. Default: grants under a random key of this
+   * process (only this process verifies them); the composition root passes the installation's.
+   */
+  readonly grants?: RotationGrants;
 }
 
 const secretResource = (
@@ -219,6 +231,8 @@ export class SecretService {
   private readonly purger: Purger;
   private readonly cursors: CursorSealer;
   private readonly plainWrites = new PathQueue();
+  private readonly rotators: RotatorSettings;
+  private readonly external: ExternalRotation;
 
   constructor(deps: SecretServiceDeps) {
     this.store = deps.store;
@@ -228,6 +242,15 @@ export class SecretService {
     this.now = deps.now ?? (() => new Date());
     this.purger = deps.purger ?? new Purger({ store: deps.store, now: this.now });
     this.cursors = deps.cursors ?? new CursorSealer(randomBytes(32));
+    this.rotators = deps.rotators ?? {};
+    const grants =
+      deps.grants ??
+      new RotationGrants({
+        key: new HmacStorageMacKey([{ id: 'process', key: randomBytes(32) }]),
+        binding: deps.store.binding,
+        now: this.now,
+      });
+    this.external = new ExternalRotation(this.rotators, grants, this.now);
   }
 
   /**
@@ -837,10 +860,13 @@ export class SecretService {
    * Sets a rotation policy with the built-in generator (Cedar `writeMetadata`): the secret is
    * rotated every `every` with its own generator, so it must have one (written by `generate`).
    * The policy lives in the authenticated head; the due index follows it in the same transaction.
+   * Naming an external rotator (`webhook`, `lambdaArn`), or replacing a policy that names one, is
+   * Cedar `admin`: the rotator is handed grants to read each new value.
    */
   async setRotation(caller: Caller, rawPath: string, input: RotationPolicyRequest): Promise<SecretMetadata> {
     const path = validatePath(rawPath);
-    this.note(caller, 'writeMetadata', path);
+    const naming = input.webhook !== undefined || input.lambdaArn !== undefined;
+    this.note(caller, naming ? 'admin' : 'writeMetadata', path);
     const everySeconds = parseDuration(input.every);
     if (
       everySeconds === undefined ||
@@ -850,9 +876,14 @@ export class SecretService {
       throw new InvalidRequestError('every must be a duration from 1m to 3650d, such as 30d, 12h or 90m');
     }
     const head = await this.visibleHead(caller, path);
-    this.require(caller, 'writeMetadata', resourceOf(head));
+    const admin = naming || head.rotation?.rotator !== undefined;
+    if (admin) this.note(caller, 'admin', path);
+    this.require(caller, admin ? 'admin' : 'writeMetadata', resourceOf(head));
+    const rotator = checkRotator(input, this.rotators);
     rotationGenerator(head);
     const now = this.now();
+    // A rotation under way keeps its progress only while it goes on with the same rotator.
+    const sameRotator = JSON.stringify(rotator) === JSON.stringify(head.rotation?.rotator);
     const nextAt = input.rotateImmediately
       ? now.toISOString()
       : new Date(now.getTime() + everySeconds * 1000).toISOString();
@@ -860,6 +891,8 @@ export class SecretService {
       everySeconds,
       nextAt,
       ...(head.rotation?.lastRotatedAt ? { lastRotatedAt: head.rotation.lastRotatedAt } : {}),
+      ...(rotator ? { rotator } : {}),
+      ...(rotator && sameRotator && head.rotation?.progress ? { progress: head.rotation.progress } : {}),
     };
     const next: SecretHead = { ...head, rotation, updatedAt: now.toISOString() };
     this.noteHead(caller, next, head);
@@ -869,12 +902,17 @@ export class SecretService {
     return this.getMetadataOf(next);
   }
 
-  /** Removes the rotation policy (Cedar `writeMetadata`); labels and versions stay. */
+  /**
+   * Removes the rotation policy (Cedar `writeMetadata`, or `admin` when it names an external
+   * rotator); labels and versions stay.
+   */
   async clearRotation(caller: Caller, rawPath: string): Promise<SecretMetadata> {
     const path = validatePath(rawPath);
     this.note(caller, 'writeMetadata', path);
     const head = await this.visibleHead(caller, path);
-    this.require(caller, 'writeMetadata', resourceOf(head));
+    const action = head.rotation?.rotator ? 'admin' : 'writeMetadata';
+    this.note(caller, action, path);
+    this.require(caller, action, resourceOf(head));
     if (!head.rotation) return this.getMetadataOf(head);
     const { rotation: _r, ...rest } = head;
     const next: SecretHead = { ...rest, updatedAt: this.now().toISOString() };
@@ -898,7 +936,12 @@ export class SecretService {
     const head = await this.visibleHead(caller, path);
     this.require(caller, 'write', resourceOf(head));
     rotationGenerator(head);
-    return this.rotateHead(caller.audit, head);
+    try {
+      return await this.rotateHead(caller.audit, head);
+    } catch (err) {
+      if (err instanceof RotationStepFailedError) await this.recordStepFailure(caller.audit, path, err);
+      throw err;
+    }
   }
 
   /** Whether a live secret has a rotation policy (for offboarding, after its own decision). */
@@ -951,6 +994,13 @@ export class SecretService {
       throw new NotFoundError('no version has stage previous');
     const stored = await this.store.getVersion(path, back);
     if (!stored?.sealed) throw new NotFoundError('the previous version was destroyed');
+    try {
+      // The target gets the previous value back first; `current` moves only once it has.
+      await this.external.revert(head, back);
+    } catch (err) {
+      if (err instanceof RotationStepFailedError) await this.recordStepFailure(caller.audit, path, err);
+      throw err;
+    }
     const type = stored.valueType ?? 'text';
     const bytes = await this.envelope.openBytes(stored.sealed, {
       table: this.store.binding,
@@ -1043,20 +1093,47 @@ export class SecretService {
   private async recordRotationError(audit: AuditContext, path: string, err: unknown): Promise<void> {
     const head = await this.store.getHead(path);
     if (!head?.rotation) return;
-    // A fixed message per error code: never a value, never an unknown error's text.
-    const message = err instanceof CofferError ? `rotation failed: ${err.code}` : 'rotation failed: internal';
+    // A fixed message per error code (and rotator step): never a value, never an unknown error's text.
     const at = this.now().toISOString();
+    const failedStep = err instanceof RotationStepFailedError ? err : undefined;
+    const message = failedStep
+      ? `rotation step ${failedStep.step} failed: ${failedStep.reason}`
+      : err instanceof CofferError
+        ? `rotation failed: ${err.code}`
+        : 'rotation failed: internal';
+    const pending = labelsOf(head).pending;
     const next: SecretHead = {
       ...head,
-      rotation: { ...head.rotation, lastError: { message, at } },
+      rotation: {
+        ...head.rotation,
+        lastError: { message, at, ...(failedStep ? { step: failedStep.step } : {}) },
+        // The pending version stays, marked failed at its step: the next run resumes there.
+        ...(failedStep && failedStep.step !== 'revertSecret' && pending === failedStep.version
+          ? { progress: { version: pending, step: failedStep.step, failed: true } }
+          : {}),
+      },
       updatedAt: at,
     };
     audit.head = headNote(this.store.sealHead(next, head));
     await this.audit.withChange(audit, (extra) => this.store.replaceHead(head, next, { extra }));
   }
 
+  /**
+   * A rotator's failed step, recorded in the head by a change record of its own (the request's
+   * principal and decision; the request's own record says how it ended).
+   */
+  private async recordStepFailure(
+    audit: AuditContext,
+    path: string,
+    err: RotationStepFailedError,
+  ): Promise<void> {
+    const own: AuditContext = { ...audit, requestId: `${audit.requestId}-step`, written: false };
+    await this.recordRotationError(own, path, err).catch(() => undefined);
+  }
+
   /** Creates the pending version unless there is one, then finishes; see `rotate`. */
   private async rotateHead(audit: AuditContext, start: SecretHead): Promise<RotationResult> {
+    if (start.rotation?.rotator) return this.external.run(audit, start, this.rotationOps());
     const startCurrent = currentOf(start);
     let head = start;
     for (let attempt = 0; ; attempt++) {
@@ -1075,6 +1152,25 @@ export class SecretService {
         head = reread;
       }
     }
+  }
+
+  /** The service's own head writes, for the external rotation runner. */
+  private rotationOps(): RotationOps {
+    return {
+      createPending: (audit, head) => this.createPending(audit, head),
+      finish: (audit, head) => this.finishRotation(audit, head),
+      replace: async (audit, head, next) => {
+        audit.head = headNote(this.store.sealHead(next, head));
+        try {
+          await this.audit.withChange(audit, (extra) => this.store.replaceHead(head, next, { extra }));
+        } catch (err) {
+          if (err instanceof ChangeConditionFailed)
+            throw new CasConflictError('the secret changed since it was read');
+          throw err;
+        }
+        return { ...next, rev: (head.rev ?? 0) + 1 };
+      },
+    };
   }
 
   /** Generates a value with the head's generator and writes it as the `pending` version. */
@@ -1144,7 +1240,7 @@ export class SecretService {
       ...(head.rotation
         ? {
             rotation: {
-              everySeconds: head.rotation.everySeconds,
+              ...policyOf(head.rotation),
               nextAt: new Date(now.getTime() + head.rotation.everySeconds * 1000).toISOString(),
               lastRotatedAt: now.toISOString(),
             },
@@ -1260,7 +1356,7 @@ export class SecretService {
       ...(head.deletedAt ? { deletedAt: head.deletedAt, purgeAt: head.purgeAt } : {}),
       ...(head.generator !== undefined ? { generator: { ...head.generator } } : {}),
       stages: { ...labelsOf(head) },
-      ...(head.rotation ? { rotation: rotationInfo(head.rotation) } : {}),
+      ...(head.rotation ? { rotation: rotationInfo(head) } : {}),
       ...(head.rotationRequested ? { rotationRequested: { ...head.rotationRequested } } : {}),
       versions: versions.map((v) => ({
         version: v.version,
@@ -1471,12 +1567,16 @@ function rotationGenerator(head: SecretHead): ReturnType<typeof resolveGenerator
   return generator;
 }
 
-function rotationInfo(rotation: RotationState): RotationInfo {
+function rotationInfo(head: SecretHead): RotationInfo {
+  const rotation = head.rotation as RotationState;
+  const progress = rotation.rotator ? progressOf(head) : undefined;
   return {
     every: formatDuration(rotation.everySeconds),
     everySeconds: rotation.everySeconds,
     nextAt: rotation.nextAt,
     ...(rotation.lastRotatedAt ? { lastRotatedAt: rotation.lastRotatedAt } : {}),
     ...(rotation.lastError ? { lastRotationError: { ...rotation.lastError } } : {}),
+    ...(rotation.rotator ? { rotator: { ...rotation.rotator } } : {}),
+    ...(progress ? { progress: { version: labelsOf(head).pending as number, ...progress } } : {}),
   };
 }

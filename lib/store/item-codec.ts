@@ -1,4 +1,4 @@
-import { isSecretType, ownRecord } from '../../packages/client/src/contract.js';
+import { isSecretType, ownRecord, ROTATOR_STEPS } from '../../packages/client/src/contract.js';
 import { ENVELOPE_ALGORITHM, type SealedValue } from '../crypto/envelope.js';
 import { IntegrityError } from '../errors.js';
 import { deletionKey, headKey, idempotencyKey, rotationDueKey, versionKey } from './keys.js';
@@ -100,7 +100,9 @@ function rotationFromItem(raw: unknown): RotationState {
     o.everySeconds < 1 ||
     typeof o.nextAt !== 'string' ||
     Number.isNaN(Date.parse(o.nextAt)) ||
-    (o.lastRotatedAt !== undefined && typeof o.lastRotatedAt !== 'string')
+    (o.lastRotatedAt !== undefined && typeof o.lastRotatedAt !== 'string') ||
+    (o.rotator !== undefined && !isRotator(o.rotator)) ||
+    (o.progress !== undefined && !isProgress(o.progress))
   ) {
     throw new IntegrityError();
   }
@@ -114,6 +116,25 @@ function rotationRequestFromItem(raw: unknown): RotationRequest {
     throw new IntegrityError();
   }
   return { at: o.at, reason: o.reason };
+}
+
+/** Where a rotator is called decides who is handed grants: its shape is checked like the rest. */
+function isRotator(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return (
+    (r.kind === 'webhook' && typeof r.url === 'string') || (r.kind === 'lambda' && typeof r.arn === 'string')
+  );
+}
+
+function isProgress(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const p = v as Record<string, unknown>;
+  return (
+    isVersionNumber(p.version) &&
+    (ROTATOR_STEPS as readonly unknown[]).includes(p.step) &&
+    (p.failed === undefined || typeof p.failed === 'boolean')
+  );
 }
 
 /**

@@ -1,4 +1,10 @@
-import type { CertificateInfo, KeypairInfo, SecretType } from '../../packages/client/src/contract.js';
+import type {
+  CertificateInfo,
+  KeypairInfo,
+  RotatorInfo,
+  RotatorStep,
+  SecretType,
+} from '../../packages/client/src/contract.js';
 import type { SealedValue } from '../crypto/envelope.js';
 
 /* The domain records the secrets store reads and writes (item-codec.ts maps them to items). */
@@ -74,8 +80,20 @@ export interface RotationState {
   /** When the next rotation is due (ISO 8601); the due index holds an entry for this time. */
   readonly nextAt: string;
   readonly lastRotatedAt?: string;
-  /** The last failed rotation step: a fixed message (never a value) and its time. */
-  readonly lastError?: { readonly message: string; readonly at: string };
+  /** The last failed rotation step: a fixed message (never a value), its time, the rotator's step. */
+  readonly lastError?: { readonly message: string; readonly at: string; readonly step?: RotatorStep };
+  /** The external rotator that sets and tests each new value in its target (Cedar `admin` to name). */
+  readonly rotator?: RotatorInfo;
+  /**
+   * An external rotation under way: the step the pending `version` is at (the next one to run)
+   * and whether it failed. Counts only while `version` is the pending label; a finished rotation
+   * drops it.
+   */
+  readonly progress?: {
+    readonly version: number;
+    readonly step: RotatorStep;
+    readonly failed?: boolean;
+  };
   /** What the pending version's type says of it, moved to `typeInfo` when it becomes current. */
   readonly pendingTypeInfo?: TypeInfo;
 }

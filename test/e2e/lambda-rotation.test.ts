@@ -8,6 +8,7 @@ import type { AuditContext } from '../../lib/audit/trail.js';
 import { AllowAllAuthorizer } from '../../lib/authz/authorizer.js';
 import { composeCoffer } from '../../lib/compose.js';
 import { silentLogger } from '../../lib/log.js';
+import { WebhookInvoker } from '../../lib/secrets/rotators/webhook.js';
 import type { Caller } from '../../lib/secrets/service.js';
 import {
   AUDIT_KEY_ARN,
@@ -18,6 +19,7 @@ import {
   REGION,
 } from '../infra/support/fake-kms.js';
 import { freshTables, scanAll } from '../support/dynamo.js';
+import { TestRotator } from '../support/webhook-rotator.js';
 
 /*
  * The scheduled rotation function (functions/rotation-handler.ts), driven by its EventBridge
@@ -116,5 +118,73 @@ describe('the rotation function', () => {
     );
     expect(records.length).toBe(2);
     expect(records.every((r) => r.path === 'apps/db' && r.decision === 'allow')).toBe(true);
+  });
+
+  it('when a due secret names an external rotator, the function runs its steps, fails the run on a failed step and resumes it next time', async () => {
+    const rotator = await new TestRotator().start();
+    try {
+      const api = await composeCoffer({
+        dynamo: client,
+        tables: settings.tables,
+        keys: kmsKeys(settings, kmsClient),
+        audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: () => {} },
+        policy: { authorizer: new AllowAllAuthorizer() },
+        authn: { config: { issuers: [] } },
+        connection: () => ({ sourceIp: '198.51.100.1' }),
+        logger: silentLogger,
+        now: () => new Date(clock),
+        rotators: { webhooks: new WebhookInvoker() },
+      });
+      const caller = (n: number): Caller => ({
+        principal: { type: 'User', id: 'corp:alice', groups: ['admins'], attributes: {}, authMethod: 'oidc' },
+        context: { authMethod: 'oidc', sourceIp: '198.51.100.1', time: Math.floor(clock / 1000) },
+        audit: context(n),
+      });
+      await api.service.generate(caller(11), 'apps/hooked', { type: 'password', length: 24 });
+      await api.service.setRotation(caller(12), 'apps/hooked', { every: '1d', webhook: rotator.url });
+      const old = await api.service.get(caller(13), 'apps/hooked');
+      // The rotator reads the pending value from the API with the grant the job made.
+      const reads: { step: string; status: number; version?: number }[] = [];
+      let failAt: string | undefined = 'testSecret';
+      rotator.behave = async (call) => {
+        const res = await api.app.request(`/v1/secrets/${call.path}?stage=${call.stage}`, {
+          headers: { authorization: `Bearer ${call.grant}` },
+        });
+        const body = (await res.json()) as { version?: number };
+        reads.push({
+          step: call.step,
+          status: res.status,
+          ...(body.version ? { version: body.version } : {}),
+        });
+        return { status: call.step === failAt ? 500 : 200 };
+      };
+      const handler = rotationHandler(settings, {
+        dynamo: client,
+        kms: kmsClient,
+        logger: silentLogger,
+        now: () => new Date(clock),
+        auditSink: () => {},
+        rotators: { webhooks: new WebhookInvoker() },
+      }) as (event: unknown) => Promise<{ rotated: number; failed: number }>;
+      clock += 2 * 86_400_000;
+      await expect(handler(scheduledEvent)).rejects.toThrow('1 rotation(s) failed');
+      let meta = await api.service.getMetadata(caller(14), 'apps/hooked');
+      expect(meta.stages).toEqual({ current: 1, pending: 2 });
+      expect(meta.rotation?.progress).toEqual({ version: 2, step: 'testSecret', failed: true });
+      expect((await api.service.get(caller(15), 'apps/hooked')).value).toBe(old.value);
+
+      failAt = undefined;
+      expect(await handler(scheduledEvent)).toEqual({ rotated: 1, failed: 0 });
+      expect(reads).toEqual([
+        { step: 'setSecret', status: 200, version: 2 },
+        { step: 'testSecret', status: 200, version: 2 },
+        { step: 'testSecret', status: 200, version: 2 },
+      ]);
+      meta = await api.service.getMetadata(caller(16), 'apps/hooked');
+      expect(meta.stages).toEqual({ current: 2, previous: 1 });
+      expect(meta.versions.map((v) => v.version)).toEqual([1, 2]);
+    } finally {
+      await rotator.stop();
+    }
   });
 });

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { localSettings } from '../../lib/config.js';
 import { type LocalServer, startLocalServer } from '../../lib/local/server.js';
 import { silentLogger } from '../../lib/log.js';
+import { TestRotator } from '../support/webhook-rotator.js';
 
 /** The fields of the answers this test reads. */
 interface Answer {
@@ -15,8 +16,12 @@ interface Answer {
 }
 
 let server: LocalServer | undefined;
+let hooked: LocalServer | undefined;
+const rotator = new TestRotator();
 afterAll(async () => {
   await server?.stop();
+  await hooked?.stop();
+  await rotator.stop();
 });
 
 describe('the local server rotates what is due', () => {
@@ -53,4 +58,63 @@ describe('the local server rotates what is due', () => {
     expect((await call('GET', '/v1/secrets/e2e/rotated?stage=previous')).body.value).toBe(first.value);
     expect((await call('GET', '/v1/secrets/e2e/rotated')).body.value).not.toBe(first.value);
   });
+
+  it('when a due rotation policy names a loopback webhook, the interval runs its steps with grants the server answers', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'coffer-rotator-e2e-'));
+    await rotator.start();
+    hooked = await startLocalServer(
+      { ...localSettings({ COFFER_DATA_DIR: dataDir }), port: 0 },
+      silentLogger,
+      undefined,
+      { auditSink: () => {}, rotationIntervalMs: 200 },
+    );
+    const base = hooked.url;
+    const token = (await readFile(hooked.tokenFile, 'utf8')).trim();
+    const call = async (method: string, path: string, body?: unknown, bearer = token) => {
+      const res = await fetch(`${base}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+      return { status: res.status, body: (await res.json()) as Answer & { version?: number } };
+    };
+    const read: { step: string; status: number; value?: string }[] = [];
+    rotator.behave = async (c) => {
+      const res = await call('GET', `/v1/secrets/${c.path}?stage=${c.stage}`, undefined, c.grant);
+      const current = await call('GET', `/v1/secrets/${c.path}`, undefined, c.grant);
+      read.push({ step: c.step, status: res.status, ...(res.body.value ? { value: res.body.value } : {}) });
+      read.push({ step: `${c.step}:current`, status: current.status });
+      return { status: 204 };
+    };
+    expect((await call('POST', '/v1/generate/e2e/hooked', { type: 'password', length: 24 })).status).toBe(
+      200,
+    );
+    const first = (await call('GET', '/v1/secrets/e2e/hooked')).body;
+    const remote = await call('PUT', '/v1/rotation/e2e/hooked', {
+      every: '1d',
+      webhook: 'https://example.com/r',
+    });
+    expect(remote.status).toBe(400);
+    const set = await call('PUT', '/v1/rotation/e2e/hooked', {
+      every: '1d',
+      rotateImmediately: true,
+      webhook: rotator.url,
+    });
+    expect(set.status).toBe(200);
+    let meta = set.body;
+    for (let i = 0; i < 100 && meta.currentVersion !== 2; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      meta = (await call('GET', '/v1/meta/e2e/hooked')).body;
+    }
+    expect(meta.stages).toEqual({ current: 2, previous: 1 });
+    const now = (await call('GET', '/v1/secrets/e2e/hooked')).body.value;
+    expect(now).not.toBe(first.value);
+    expect(read).toEqual([
+      { step: 'setSecret', status: 200, value: now },
+      { step: 'setSecret:current', status: 403 },
+      { step: 'testSecret', status: 200, value: now },
+      { step: 'testSecret:current', status: 403 },
+    ]);
+    // A second local server starts its own DynamoDB Local: more than the default 30 s on a busy machine.
+  }, 120_000);
 });

@@ -7,7 +7,9 @@ import { Readable } from 'node:stream';
 import { type ServerType, serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, runCli } from '../../lib/cli/main.js';
+import { WebhookInvoker } from '../../lib/secrets/rotators/webhook.js';
 import { createHarness, type Harness } from '../support/harness.js';
+import { TestRotator } from '../support/webhook-rotator.js';
 
 /* `coffer rotate`, `coffer rotation set|show|clear` and `coffer get --stage` against the app. */
 
@@ -15,14 +17,18 @@ let h: Harness;
 let server: ServerType;
 let dir: string;
 
+const rotator = new TestRotator();
+
 beforeAll(async () => {
-  h = await createHarness({ label: 'clirot' });
+  await rotator.start();
+  h = await createHarness({ label: 'clirot', rotators: { webhooks: new WebhookInvoker() } });
   server = serve({ fetch: h.app.fetch, hostname: '127.0.0.1', port: 0 });
   await once(server, 'listening');
   dir = await mkdtemp(join(tmpdir(), 'coffer-clirot-'));
 });
 
 afterAll(async () => {
+  await rotator.stop();
   await new Promise((resolve) => server.close(resolve));
   await rm(dir, { recursive: true, force: true });
 });
@@ -87,5 +93,42 @@ describe('coffer rotate and coffer rotation', () => {
     const overdue = await cli(['--json', 'ls', '--rotation-overdue']);
     expect(overdue.code, overdue.stderr).toBe(0);
     expect(JSON.parse(overdue.stdout).items).toEqual([]);
+  });
+
+  it('when a policy names a webhook, rotate goes through it, a failed step exits non-zero and show says where it stopped', async () => {
+    expect((await cli(['generate', 'c/hooked', '--type', 'password'])).code).toBe(0);
+    const set = await cli(['rotation', 'set', 'c/hooked', '--every', '30d', '--webhook', rotator.url]);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toContain(`rotator: webhook ${rotator.url}`);
+    const remote = await cli([
+      'rotation',
+      'set',
+      'c/hooked',
+      '--every',
+      '30d',
+      '--webhook',
+      'https://example.com/x',
+    ]);
+    expect(remote.code).not.toBe(0);
+    expect(remote.stderr).toContain('loopback');
+    rotator.behave = (call) => ({ status: call.step === 'testSecret' ? 500 : 200 });
+    const failed = await cli(['rotate', 'c/hooked']);
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toContain('testSecret');
+    expect((await cli(['rotation', 'show', 'c/hooked'])).stdout).toContain(
+      'pending version 2: failed at testSecret',
+    );
+    rotator.behave = () => ({ status: 200 });
+    const resumed = await cli(['--json', 'rotate', 'c/hooked', '--wait']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(JSON.parse(resumed.stdout)).toMatchObject({ state: 'finished', version: 2 });
+    const reverted = await cli(['rotate', '--revert', 'c/hooked']);
+    expect(reverted.code, reverted.stderr).toBe(0);
+    expect(rotator.calls.map((c) => c.step)).toEqual([
+      'setSecret',
+      'testSecret',
+      'testSecret',
+      'revertSecret',
+    ]);
   });
 });

@@ -14,6 +14,7 @@ import type { AppDeps, CofferApp } from '../../lib/http/app.js';
 import type { KeyProvider } from '../../lib/keys/provider.js';
 import { openLocalStorageMacKey } from '../../lib/keys/storage-mac.js';
 import { jsonLogger, type Logger } from '../../lib/log.js';
+import type { RotatorSettings } from '../../lib/secrets/rotators/invoker.js';
 import type { SecretService } from '../../lib/secrets/service.js';
 import type { SecretsStore, StoreOptions } from '../../lib/store/secrets-store.js';
 import type { TableNames } from '../../lib/store/tables.js';
@@ -66,6 +67,8 @@ export interface HarnessOptions {
   readonly control?: ControlSettings;
   /** The rotation port offboarding marks read secrets with. Default: none (rotation not configured). */
   readonly rotation?: RotationScheduler;
+  /** The external rotators the installation calls. Default: none. */
+  readonly rotators?: RotatorSettings;
 }
 
 const QUIET_CONTROL: ControlSettings = { policyFreshnessMs: 3_600_000, revocationFreshnessMs: 3_600_000 };
@@ -106,6 +109,7 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
     logger,
     ...(options.now ? { now: options.now } : {}),
     ...(options.rotation ? { rotation: options.rotation } : {}),
+    ...(options.rotators ? { rotators: options.rotators } : {}),
   });
   const token = await issuer.mint({ subject: 'dev-admin', groups: ['admins'] });
   return {

@@ -24,14 +24,21 @@ function describeRotation(meta: SecretMetadata): string {
   if (!r) return `${meta.path}  no rotation policy  (${labels})\n`;
   return (
     `${meta.path}  every ${r.every}  next ${r.nextAt}  (${labels})\n` +
+    (r.rotator
+      ? `rotator: ${r.rotator.kind === 'webhook' ? `webhook ${r.rotator.url}` : `lambda ${r.rotator.arn}`}\n`
+      : '') +
+    (r.progress
+      ? `pending version ${r.progress.version}: ${r.progress.failed ? 'failed at' : 'next step'} ${r.progress.step}\n`
+      : '') +
     (r.lastRotatedAt ? `last rotated: ${r.lastRotatedAt}\n` : '') +
     (r.lastRotationError ? `last error: ${r.lastRotationError.message} at ${r.lastRotationError.at}\n` : '')
   );
 }
 
 /**
- * `coffer rotate PATH [--wait]` rotates now with the secret's own generator (Cedar `write`);
- * `coffer rotation set|show|clear PATH` manages its rotation policy (`writeMetadata`).
+ * `coffer rotate PATH [--wait]` rotates now with the secret's own generator (Cedar `write`), through
+ * its external rotator when the policy names one; `coffer rotation set|show|clear PATH` manages its
+ * rotation policy (`writeMetadata`; `admin` to name a rotator with `--webhook` or `--lambda`).
  */
 export function registerRotationCommands(program: Command, io: CliIo, client: ClientFactory): void {
   program
@@ -71,17 +78,31 @@ export function registerRotationCommands(program: Command, io: CliIo, client: Cl
   const rotation = program.command('rotation').description("show or change a secret's rotation policy");
   rotation
     .command('set')
-    .description("rotate with the secret's own generator every DURATION")
+    .description(
+      "rotate with the secret's own generator every DURATION, optionally through an external rotator",
+    )
     .argument('<path>', 'secret path')
     .requiredOption('--every <duration>', 'how often: 30d, 12h, 90m (at least 1m)', parseEvery)
     .option('--now', 'make the first rotation due at once')
-    .action(async (path: string, opts: { every: string; now?: boolean }) => {
-      const meta = await (await client()).setRotation(path, {
-        every: opts.every,
-        ...(opts.now ? { rotateImmediately: true } : {}),
-      });
-      output(program, io).result(describeRotation(meta), meta);
-    });
+    .option(
+      '--webhook <url>',
+      'external rotator: a loopback URL called with each step (local server; Cedar admin)',
+    )
+    .option('--lambda <arn>', "external rotator: a Lambda function on the stack's allow-list (Cedar admin)")
+    .action(
+      async (path: string, opts: { every: string; now?: boolean; webhook?: string; lambda?: string }) => {
+        if (opts.webhook !== undefined && opts.lambda !== undefined) {
+          throw new InvalidArgumentError('give --webhook or --lambda, not both');
+        }
+        const meta = await (await client()).setRotation(path, {
+          every: opts.every,
+          ...(opts.now ? { rotateImmediately: true } : {}),
+          ...(opts.webhook !== undefined ? { webhook: opts.webhook } : {}),
+          ...(opts.lambda !== undefined ? { lambdaArn: opts.lambda } : {}),
+        });
+        output(program, io).result(describeRotation(meta), meta);
+      },
+    );
   rotation
     .command('show')
     .description('show the rotation policy, the staging labels and the last rotation')

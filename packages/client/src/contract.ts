@@ -293,7 +293,12 @@ export interface RotationInfo {
   /** When the next rotation is due. */
   nextAt: string;
   lastRotatedAt?: string;
-  lastRotationError?: { message: string; at: string };
+  /** The last failure: a fixed message, its time and, with an external rotator, the step. */
+  lastRotationError?: { message: string; at: string; step?: RotatorStep };
+  /** The external rotator (docs/rotation.md); absent: the built-in generator alone. */
+  rotator?: RotatorInfo;
+  /** With an external rotator, a rotation under way: the pending version, the step it is at, and whether that step failed. */
+  progress?: { version: number; step: RotatorStep; failed: boolean };
 }
 
 /** Why and since when a secret without a rotation policy waits for a new value. */
@@ -302,11 +307,38 @@ export interface RotationRequestInfo {
   reason: string;
 }
 
-/** `PUT /v1/rotation/{path}`: rotate with the secret's own generator every `every` (`30d`). */
+/** The steps an external rotator is called for (docs/rotation.md, "External rotators"). */
+export const ROTATOR_STEPS = ['setSecret', 'testSecret', 'revertSecret'] as const;
+export type RotatorStep = (typeof ROTATOR_STEPS)[number];
+
+/** An external rotator: a loopback webhook (local server) or an allow-listed Lambda function (AWS). */
+export type RotatorInfo = { kind: 'webhook'; url: string } | { kind: 'lambda'; arn: string };
+
+/**
+ * `PUT /v1/rotation/{path}`: rotate with the secret's own generator every `every` (`30d`);
+ * with `webhook` or `lambdaArn`, an external rotator sets and tests each new value in its target
+ * (Cedar `admin` instead of `writeMetadata`).
+ */
 export interface RotationPolicyRequest {
   every: string;
   /** Make the first rotation due now rather than `every` from now. */
   rotateImmediately?: boolean;
+  /** A loopback URL called with each step (local server only). */
+  webhook?: string;
+  /** A Lambda function on the installation's allow-list (CDK context `rotatorLambdaArns`). */
+  lambdaArn?: string;
+}
+
+/** The JSON body an external rotator is called with, once per step. */
+export interface RotatorCall {
+  step: RotatorStep;
+  path: string;
+  /** The version the step is about: the pending version, or for `revertSecret` the previous one. */
+  pendingVersion: number;
+  /** The stage the grant reads: `pending`, or `previous` for `revertSecret`. */
+  stage: 'pending' | 'previous';
+  /** A bearer token for `GET /v1/secrets/{path}?stage=<stage>`, for this step only, short-lived. */
+  grant: string;
 }
 
 /** One secret of `GET /v1/lifecycle/rotation-overdue` or `/v1/lifecycle/expiring`. */

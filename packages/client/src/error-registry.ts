@@ -101,6 +101,8 @@ export const ERRORS = {
   key_state_conflict: { status: 409, client: 'conflict', exit: 'conflict', retry: false },
   /** A root key outside the installation's allow-list (CDK context `rootKeyArns`). */
   root_key_not_allowed: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
+  /** A rotation policy named a rotator this installation does not call (not loopback, not allow-listed). */
+  rotator_not_allowed: { status: 400, client: 'invalid', exit: 'invalid', retry: false },
   payload_too_large: { status: 413, client: 'invalid', exit: 'invalid', retry: false },
   value_too_large: { status: 413, client: 'invalid', exit: 'invalid', retry: false },
   unsupported_media_type: { status: 415, client: 'invalid', exit: 'invalid', retry: false },
@@ -112,6 +114,11 @@ export const ERRORS = {
   throttled: { status: 429, client: 'throttled', exit: 'unavailable', retry: true },
   integrity_error: { status: 500, client: 'integrity', exit: 'error', retry: false },
   internal: { status: 500, client: 'base', exit: 'error', retry: false },
+  /**
+   * An external rotator failed or timed out at a step: `current` is untouched, the pending version
+   * stays (marked failed) and the next rotation resumes at that step.
+   */
+  rotation_step_failed: { status: 502, client: 'unavailable', exit: 'unavailable', retry: false },
   audit_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
   key_store_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
   storage_unavailable: { status: 503, client: 'unavailable', exit: 'unavailable', retry: true },
