@@ -51,7 +51,7 @@ describe('client errors', () => {
     const served = Object.entries(ERRORS as Record<string, ErrorSpec>).flatMap(([code, spec]) =>
       spec.status === null ? [] : [[code, spec.status] as const],
     );
-    expect(served.length).toBe(33);
+    expect(served.length).toBe(35);
     for (const [code, status] of served) {
       expect(statusOf(code), code).toBe(status);
       const err = clientError(code, status, 'm');
