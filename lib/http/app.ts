@@ -324,6 +324,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       await service.setRotation(caller(c), path, {
         every: body.every,
         ...(body.rotateImmediately !== undefined ? { rotateImmediately: body.rotateImmediately } : {}),
+        ...(body.renewBefore !== undefined ? { renewBefore: body.renewBefore } : {}),
       }),
     );
   });

@@ -196,6 +196,10 @@ export const rotationBody = z
   .object({
     every: z.string().regex(/^[1-9][0-9]{0,6}[smhd]$/, 'must be a duration such as 30d, 12h or 90m'),
     rotateImmediately: z.boolean().optional(),
+    renewBefore: z
+      .string()
+      .regex(/^[1-9][0-9]{0,6}[smhd]$/, 'must be a duration such as 30d')
+      .optional(),
   })
   .strict();
 

@@ -65,6 +65,7 @@ import {
   resolveGenerator,
 } from '../values/generate/index.js';
 import { Purger } from './purger.js';
+import { nextAtAfterWrite, nextRotationAt, parseRenewBefore } from './renewal.js';
 import {
   currentOf,
   formatDuration,
@@ -325,6 +326,29 @@ export class SecretService {
       if (this.allowed(caller, 'readMetadata', resourceOf(head))) throw new ForbiddenError();
       throw missing();
     }
+    return this.caIssuer(head, request);
+  }
+
+  /**
+   * The CA of a certificate being renewed by a rotation, read again now: no caller's decision here
+   * (a caller's `rotate` has checked its `issue`; the schedule renews under the `issue` checked when
+   * the policy or the generator was set), but every limit of the CA as it stands now, and the key
+   * opened only in this process to sign.
+   */
+  private async renewalIssuer(path: string, request: ResolvedCertificateRequest): Promise<IssuerMaterial> {
+    const issuerPath = validatePath(request.issuer as string);
+    if (issuerPath === path) throw new InvalidRequestError('a certificate cannot be issued by itself');
+    const head = await this.store.getHead(issuerPath);
+    if (!head || head.deletedAt || this.expired(head)) throw new NotFoundError('issuer not found');
+    return (await this.caIssuer(head, request))();
+  }
+
+  /** A CA's checks that do not depend on who asks; returns how to read its key. */
+  private async caIssuer(
+    head: SecretHead,
+    request: ResolvedCertificateRequest,
+  ): Promise<() => Promise<IssuerMaterial>> {
+    const issuerPath = head.path;
     if (head.type !== 'certificate' || head.generator?.ca === false) throw new NotACaError();
     const limits = issuerConstraints(head.generator);
     if (request.ca && (limits.allowedNames !== undefined || limits.maxValidityDays !== undefined)) {
@@ -336,7 +360,7 @@ export class SecretService {
     return async () => {
       let value: string;
       try {
-        value = await this.openVersion(issuerPath, head.latest);
+        value = await this.openVersion(issuerPath, currentOf(head));
       } catch (err) {
         if (err instanceof NotFoundError) throw new NotACaError();
         throw err;
@@ -448,8 +472,16 @@ export class SecretService {
     const pruned = range(floor, minVersion);
     const head: SecretHead = {
       labels,
-      // The rotation policy stays; the next rotation is due when it was.
-      ...(previous?.rotation ? { rotation: previous.rotation } : {}),
+      // The rotation policy stays; the next rotation is due when it was, or sooner when the
+      // certificate written needs renewing sooner.
+      ...(previous?.rotation
+        ? {
+            rotation: {
+              ...previous.rotation,
+              nextAt: nextAtAfterWrite(previous.rotation, typeInfo.certificate, now),
+            },
+          }
+        : {}),
       path,
       latest: version,
       minVersion,
@@ -851,13 +883,23 @@ export class SecretService {
     }
     const head = await this.visibleHead(caller, path);
     this.require(caller, 'writeMetadata', resourceOf(head));
-    rotationGenerator(head);
+    const generator = rotationGenerator(head);
+    const renewBeforeSeconds = parseRenewBefore(
+      input.renewBefore,
+      generator.type,
+      generator.type === 'certificate' ? generator.validityDays : undefined,
+    );
+    // Scheduling renewals by a CA is issuing from it: the same `issue` the first issuance needed,
+    // and the CA's limits as they stand now (docs/rotation.md, "Certificates issued by a CA").
+    if (generator.type === 'certificate' && generator.issuer !== undefined)
+      await this.issuerFor(caller, path, generator);
     const now = this.now();
+    const policy = { everySeconds, ...(renewBeforeSeconds !== undefined ? { renewBeforeSeconds } : {}) };
     const nextAt = input.rotateImmediately
       ? now.toISOString()
-      : new Date(now.getTime() + everySeconds * 1000).toISOString();
+      : nextRotationAt(now, policy, head.typeInfo?.certificate);
     const rotation: RotationState = {
-      everySeconds,
+      ...policy,
       nextAt,
       ...(head.rotation?.lastRotatedAt ? { lastRotatedAt: head.rotation.lastRotatedAt } : {}),
     };
@@ -897,7 +939,10 @@ export class SecretService {
     this.note(caller, 'write', path);
     const head = await this.visibleHead(caller, path);
     this.require(caller, 'write', resourceOf(head));
-    rotationGenerator(head);
+    const generator = rotationGenerator(head);
+    // Re-issuing from a CA needs the caller's `issue` on it, as the first issuance did.
+    if (generator.type === 'certificate' && generator.issuer !== undefined)
+      await this.issuerFor(caller, path, generator);
     return this.rotateHead(caller.audit, head);
   }
 
@@ -1072,7 +1117,11 @@ export class SecretService {
   private async createPending(audit: AuditContext, head: SecretHead): Promise<SecretHead> {
     const generator = rotationGenerator(head);
     const now = this.now();
-    const bytes = Buffer.from(await generateValue(generator, undefined, now), 'utf8');
+    const issuer =
+      generator.type === 'certificate' && generator.issuer !== undefined
+        ? await this.renewalIssuer(head.path, generator)
+        : undefined;
+    const bytes = Buffer.from(await generateValue(generator, issuer, now), 'utf8');
     checkValue(generator.type, bytes);
     const version = head.latest + 1;
     const labels = { ...labelsOf(head), pending: version };
@@ -1135,7 +1184,10 @@ export class SecretService {
         ? {
             rotation: {
               everySeconds: head.rotation.everySeconds,
-              nextAt: new Date(now.getTime() + head.rotation.everySeconds * 1000).toISOString(),
+              ...(head.rotation.renewBeforeSeconds !== undefined
+                ? { renewBeforeSeconds: head.rotation.renewBeforeSeconds }
+                : {}),
+              nextAt: nextRotationAt(now, head.rotation, typeInfo.certificate),
               lastRotatedAt: now.toISOString(),
             },
           }
@@ -1429,18 +1481,14 @@ function headNote(item: ReturnType<SecretsStore['sealHead']>): { rev: number; ma
 }
 
 /**
- * The generator a rotation makes the next value with: the head's own. A secret written by hand
- * has none, and a certificate issued by a CA would need the CA's key (not rotated here yet).
+ * The generator a rotation makes the next value with: the head's own (a certificate issued by a
+ * CA is issued again by that CA, see `renewalIssuer`). A secret written by hand has none.
  */
 function rotationGenerator(head: SecretHead): ReturnType<typeof resolveGenerator> {
   if (!head.generator) {
     throw new InvalidRequestError('the secret has no generator to rotate with; write it with generate first');
   }
-  const generator = resolveGenerator(head.generator as unknown as Parameters<typeof resolveGenerator>[0]);
-  if (generator.type === 'certificate' && generator.issuer !== undefined) {
-    throw new InvalidRequestError('certificates issued by a CA are not rotated with the built-in generator');
-  }
-  return generator;
+  return resolveGenerator(head.generator as unknown as Parameters<typeof resolveGenerator>[0]);
 }
 
 function rotationInfo(rotation: RotationState): RotationInfo {
@@ -1450,5 +1498,8 @@ function rotationInfo(rotation: RotationState): RotationInfo {
     nextAt: rotation.nextAt,
     ...(rotation.lastRotatedAt ? { lastRotatedAt: rotation.lastRotatedAt } : {}),
     ...(rotation.lastError ? { lastRotationError: { ...rotation.lastError } } : {}),
+    ...(rotation.renewBeforeSeconds !== undefined
+      ? { renewBefore: formatDuration(rotation.renewBeforeSeconds) }
+      : {}),
   };
 }

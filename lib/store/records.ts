@@ -63,6 +63,8 @@ export interface RotationState {
   /** When the next rotation is due (ISO 8601); the due index holds an entry for this time. */
   readonly nextAt: string;
   readonly lastRotatedAt?: string;
+  /** Certificates: renewed this long before notAfter (lib/secrets/renewal.ts); default 30 days. */
+  readonly renewBeforeSeconds?: number;
   /** The last failed rotation step: a fixed message (never a value) and its time. */
   readonly lastError?: { readonly message: string; readonly at: string };
   /** What the pending version's type says of it, moved to `typeInfo` when it becomes current. */

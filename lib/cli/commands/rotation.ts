@@ -23,7 +23,7 @@ function describeRotation(meta: SecretMetadata): string {
   const r = meta.rotation;
   if (!r) return `${meta.path}  no rotation policy  (${labels})\n`;
   return (
-    `${meta.path}  every ${r.every}  next ${r.nextAt}  (${labels})\n` +
+    `${meta.path}  every ${r.every}${r.renewBefore ? `  renew ${r.renewBefore} before expiry` : ''}  next ${r.nextAt}  (${labels})\n` +
     (r.lastRotatedAt ? `last rotated: ${r.lastRotatedAt}\n` : '') +
     (r.lastRotationError ? `last error: ${r.lastRotationError.message} at ${r.lastRotationError.at}\n` : '')
   );
@@ -75,10 +75,16 @@ export function registerRotationCommands(program: Command, io: CliIo, client: Cl
     .argument('<path>', 'secret path')
     .requiredOption('--every <duration>', 'how often: 30d, 12h, 90m (at least 1m)', parseEvery)
     .option('--now', 'make the first rotation due at once')
-    .action(async (path: string, opts: { every: string; now?: boolean }) => {
+    .option(
+      '--renew-before <duration>',
+      'certificates: renew this long before notAfter (default 30d, at most half the validity)',
+      parseEvery,
+    )
+    .action(async (path: string, opts: { every: string; now?: boolean; renewBefore?: string }) => {
       const meta = await (await client()).setRotation(path, {
         every: opts.every,
         ...(opts.now ? { rotateImmediately: true } : {}),
+        ...(opts.renewBefore !== undefined ? { renewBefore: opts.renewBefore } : {}),
       });
       output(program, io).result(describeRotation(meta), meta);
     });

@@ -289,6 +289,8 @@ export interface RotationInfo {
   nextAt: string;
   lastRotatedAt?: string;
   lastRotationError?: { message: string; at: string };
+  /** Certificates: renewed this long before notAfter, if that comes before `every` (`30d`). */
+  renewBefore?: string;
 }
 
 /** `PUT /v1/rotation/{path}`: rotate with the secret's own generator every `every` (`30d`). */
@@ -296,6 +298,11 @@ export interface RotationPolicyRequest {
   every: string;
   /** Make the first rotation due now rather than `every` from now. */
   rotateImmediately?: boolean;
+  /**
+   * Certificates only: renew this long before notAfter (a duration, at least `1h`, shorter than
+   * the validity). Default: 30 days, at most half the certificate's validity.
+   */
+  renewBefore?: string;
 }
 
 /** One secret of `GET /v1/lifecycle/rotation-overdue` or `/v1/lifecycle/expiring`. */
