@@ -4,6 +4,8 @@ import {
   type BatchGetItem,
   type GenerateRequest,
   type GenerateResult,
+  type LifecycleItem,
+  type LifecyclePage,
   type ListPage,
   MAX_VERSIONS,
   type MetadataPatch,
@@ -64,6 +66,13 @@ import {
   readIssuer,
   resolveGenerator,
 } from '../values/generate/index.js';
+import {
+  decodeIndexCursor,
+  encodeIndexCursor,
+  type LifecycleQuery,
+  lifecycleBound,
+  lifecycleItemOf,
+} from './lifecycle.js';
 import { Purger } from './purger.js';
 import { nextAtAfterWrite, nextRotationAt, parseRenewBefore } from './renewal.js';
 import {
@@ -101,18 +110,8 @@ const FOLDER_FIRST_SCAN = 10;
  * concurrent writers to one secret to all land.
  */
 const PLAIN_WRITE_RETRY = { attempts: 12, baseDelayMs: 10, maxDelayMs: 400 } as const;
-/** Index entries a lifecycle listing reads at most (one Query); past it the answer says `truncated`. */
+/** Index entries a lifecycle listing or count reads per Query at most. */
 const LIFECYCLE_SCAN = 1000;
-
-/** One secret of a lifecycle listing (overdue rotation, expiring certificate). */
-export interface LifecycleItem {
-  readonly path: string;
-  readonly version: number;
-  readonly updatedAt: string;
-  readonly nextAt?: string;
-  readonly lastRotationError?: { readonly message: string; readonly at: string };
-  readonly notAfter?: string;
-}
 
 /** Pruned versions deleted inside the write's own transaction; more are deleted right after. */
 const PRUNE_IN_TRANSACTION = 50;
@@ -1212,48 +1211,86 @@ export class SecretService {
 
   /**
    * Secrets under `prefix` that the caller may `list` and whose rotation is overdue (`nextAt`
-   * passed) or whose certificate expires within `withinSeconds` (or has expired). Each answers
-   * with one Query of its index (never a Scan), up to LIFECYCLE_SCAN entries, soonest first; every
-   * entry is checked against the secret's verified head, so an index entry alone shows nothing.
+   * passed) or whose certificate expires within `withinSeconds` (or has expired), soonest first,
+   * in pages like `list`: up to `limit` items, and a cursor (sealed, bound to the listing and the
+   * caller) only when another item follows. Queries of its index only, never a Scan; each entry is
+   * checked against the secret's verified head (lib/secrets/lifecycle.ts).
    */
   async lifecycle(
     caller: Caller,
-    query: { kind: 'rotation-overdue' } | { kind: 'expiring'; withinSeconds: number },
-    rawPrefix = '',
-  ): Promise<{ items: LifecycleItem[]; truncated?: true }> {
-    const prefix = validatePrefix(rawPrefix);
+    query: LifecycleQuery,
+    options: { prefix?: string; limit: number; cursor?: string },
+  ): Promise<LifecyclePage> {
+    const prefix = validatePrefix(options.prefix ?? '');
     this.note(caller, 'list', undefined);
     caller.audit.sensitive = { ...caller.audit.sensitive, prefix };
-    const now = this.now();
-    const entries =
-      query.kind === 'rotation-overdue'
-        ? (await this.store.dueRotations(now.toISOString(), LIFECYCLE_SCAN)).map((e) => e.path)
-        : (
-            await this.store.expiringBefore(
-              new Date(now.getTime() + query.withinSeconds * 1000).toISOString(),
-              LIFECYCLE_SCAN,
-            )
-          ).map((e) => e.path);
-    const items: LifecycleItem[] = [];
-    for (const path of new Set(entries)) {
-      if (!path.startsWith(prefix)) continue;
-      const head = await this.store.getHead(path);
-      if (!head || head.deletedAt || !this.allowed(caller, 'list', resourceOf(head))) continue;
-      const item: LifecycleItem = { path, version: currentOf(head), updatedAt: head.updatedAt };
-      if (query.kind === 'rotation-overdue') {
-        if (!head.rotation || Date.parse(head.rotation.nextAt) > now.getTime()) continue;
-        items.push({
-          ...item,
-          nextAt: head.rotation.nextAt,
-          ...(head.rotation.lastError ? { lastRotationError: { ...head.rotation.lastError } } : {}),
-        });
-      } else {
-        const notAfter = head.typeInfo?.certificate?.notAfter;
-        if (!notAfter || Date.parse(notAfter) > now.getTime() + query.withinSeconds * 1000) continue;
-        items.push({ ...item, notAfter });
+    const { index, boundIso } = lifecycleBound(query, this.now());
+    const binding: CursorBinding = {
+      prefix,
+      delimiter:
+        query.kind === 'expiring' ? `lifecycle:expiring:${query.withinSeconds}` : 'lifecycle:overdue',
+      caller: `${caller.principal.type}:${caller.principal.id}`,
+    };
+    let after = options.cursor ? decodeIndexCursor(this.cursors.open(options.cursor, binding)) : undefined;
+    const shown: { item: LifecycleItem; sk: string }[] = [];
+    let more = false;
+    let scan = Math.min(LIFECYCLE_SCAN, options.limit + 1);
+    while (!more) {
+      const page = await this.store.lifecycleIndexPage(index, boundIso, {
+        limit: scan,
+        ...(after !== undefined ? { after } : {}),
+      });
+      for (const entry of page.entries) {
+        if (!entry.path.startsWith(prefix)) continue;
+        const head = await this.store.getHead(entry.path);
+        const item = lifecycleItemOf(head, query, entry.at, boundIso);
+        if (!item || !head || !this.allowed(caller, 'list', resourceOf(head))) continue;
+        if (shown.length === options.limit) {
+          more = true;
+          break;
+        }
+        shown.push({ item, sk: entry.sk });
       }
+      if (!page.last) break;
+      after = page.last;
+      scan = Math.min(LIFECYCLE_SCAN, scan * 2);
     }
-    return { items, ...(entries.length >= LIFECYCLE_SCAN ? { truncated: true as const } : {}) };
+    const last = shown[shown.length - 1];
+    return {
+      items: shown.map((s) => s.item),
+      ...(more && last ? { cursor: this.cursors.seal(encodeIndexCursor(last.sk), binding) } : {}),
+    };
+  }
+
+  /**
+   * How many certificates expire within `withinSeconds` (or have expired) and how many rotations
+   * are overdue, for the scheduled job's metrics: every page of both indexes, each entry counted
+   * only when its verified head agrees (a head that fails verification is not counted here; reading
+   * it fails elsewhere, loudly). No caller: the counts name no secret.
+   */
+  async lifecycleCounts(withinSeconds: number): Promise<{ expiring: number; overdue: number }> {
+    const now = this.now();
+    const count = async (query: LifecycleQuery): Promise<number> => {
+      const { index, boundIso } = lifecycleBound(query, now);
+      let n = 0;
+      let after: string | undefined;
+      do {
+        const page = await this.store.lifecycleIndexPage(index, boundIso, {
+          limit: LIFECYCLE_SCAN,
+          ...(after !== undefined ? { after } : {}),
+        });
+        for (const entry of page.entries) {
+          const head = await this.store.getHead(entry.path).catch(() => undefined);
+          if (lifecycleItemOf(head, query, entry.at, boundIso)) n++;
+        }
+        after = page.last;
+      } while (after !== undefined);
+      return n;
+    };
+    return {
+      expiring: await count({ kind: 'expiring', withinSeconds }),
+      overdue: await count({ kind: 'rotation-overdue' }),
+    };
   }
 
   /** Metadata of a head just written (its versions read again). */

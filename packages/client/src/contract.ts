@@ -317,10 +317,10 @@ export interface LifecycleItem {
   notAfter?: string;
 }
 
-/** A lifecycle listing: at most what one index Query reads (`truncated` when there was more). */
+/** A page of a lifecycle listing; `cursor` (opaque) asks for the next, as for `/v1/list`. */
 export interface LifecyclePage {
   items: LifecycleItem[];
-  truncated?: true;
+  cursor?: string;
 }
 
 /** `POST /v1/rotate/{path}` (202): where the rotation stands. */
