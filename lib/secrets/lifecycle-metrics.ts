@@ -1,9 +1,8 @@
 import { type CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { describeError, type Logger } from '../log.js';
+import { LIFECYCLE_METRIC_NAMESPACE } from './lifecycle.js';
 import type { SecretService } from './service.js';
 
-/** Namespace of the metrics the scheduled rotation job publishes (docs/rotation.md, "Metrics"). */
-export const LIFECYCLE_METRIC_NAMESPACE = 'Coffer/Lifecycle';
 /** Certificates that expire within the warning window (or have expired), by default 30 days. */
 export const DEFAULT_EXPIRY_WARNING_SECONDS = 30 * 86_400;
 

@@ -11,6 +11,12 @@ import { currentOf } from './stages.js';
  * nothing, and no secret appears twice across the pages of one listing.
  */
 
+/**
+ * Namespace of the metrics the scheduled rotation job publishes (lib/secrets/lifecycle-metrics.ts;
+ * the stack's alarms read them). Kept here, free of SDK imports, for the CDK app.
+ */
+export const LIFECYCLE_METRIC_NAMESPACE = 'Coffer/Lifecycle';
+
 export type LifecycleQuery = { kind: 'rotation-overdue' } | { kind: 'expiring'; withinSeconds: number };
 
 /** The index a listing pages through, and the time its entries must be at or before. */
