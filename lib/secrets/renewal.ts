@@ -20,17 +20,20 @@ export interface Validity {
 }
 
 /**
- * The lead time in force for a certificate: the policy's own `renewBefore`, else 30 days; never
- * more than half the certificate's validity, so that a short-lived certificate (or one rewritten
- * with a shorter validity than the policy expected) is renewed once per half-life rather than on
- * every run of the schedule.
+ * The lead time in force for a certificate: the policy's own `renewBefore` while it is shorter
+ * than the certificate's validity, else half the validity; without one, 30 days but at most half
+ * the validity. So a short-lived certificate (or one rewritten with a shorter validity than the
+ * policy was set for) is renewed once per half-life rather than on every run of the schedule.
  */
 export function effectiveRenewBefore(
   rotation: Pick<RotationState, 'renewBeforeSeconds'>,
   cert: Validity,
 ): number {
   const lifetime = Math.max(0, (Date.parse(cert.notAfter) - Date.parse(cert.notBefore)) / 1000);
-  return Math.min(rotation.renewBeforeSeconds ?? DEFAULT_RENEW_BEFORE_SECONDS, Math.floor(lifetime / 2));
+  const half = Math.floor(lifetime / 2);
+  const own = rotation.renewBeforeSeconds;
+  if (own !== undefined) return own < lifetime ? own : half;
+  return Math.min(DEFAULT_RENEW_BEFORE_SECONDS, half);
 }
 
 /**
