@@ -42,6 +42,8 @@ export const ENV = {
   keyCacheUses: 'COFFER_KEY_CACHE_USES',
   /** Seconds between re-wrap passes (the scheduled re-wrap function). */
   rewrapEverySeconds: 'COFFER_REWRAP_EVERY_SECONDS',
+  /** Seconds ahead of notAfter a certificate counts as expiring (the rotation job's metric). */
+  expiryWarningSeconds: 'COFFER_EXPIRY_WARNING_SECONDS',
 } as const;
 
 /**
@@ -74,6 +76,8 @@ export interface LambdaSettings {
   readonly rewrapEverySeconds?: number;
   /** Freshness bounds and approvals of pushed policies and revocations (lib/control/settings.ts). */
   readonly control?: ControlSettings;
+  /** COFFER_EXPIRY_WARNING_SECONDS: the window of the CertificatesExpiring metric. */
+  readonly expiryWarningSeconds?: number;
 }
 
 function required(env: NodeJS.ProcessEnv, name: string): string {
@@ -109,5 +113,18 @@ export function lambdaSettings(env: NodeJS.ProcessEnv): LambdaSettings {
       .filter((s) => s !== ''),
     ...keySettings(env),
     control: controlSettings(env),
+    ...expiryWarning(env),
   };
+}
+
+function expiryWarning(env: NodeJS.ProcessEnv): { expiryWarningSeconds?: number } {
+  const raw = env[ENV.expiryWarningSeconds];
+  if (raw === undefined || raw === '') return {};
+  const seconds = Number(raw);
+  if (!/^[0-9]{1,9}$/.test(raw) || seconds < 3600) {
+    throw new ConfigError(
+      `environment variable ${ENV.expiryWarningSeconds} must be a whole number of seconds, at least 3600`,
+    );
+  }
+  return { expiryWarningSeconds: seconds };
 }

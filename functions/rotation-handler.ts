@@ -1,8 +1,10 @@
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Authorizer, Decision } from '../lib/authz/authorizer.js';
 import { composeCoffer } from '../lib/compose.js';
 import { describeError, jsonLogger, type Logger } from '../lib/log.js';
+import { publishLifecycleMetrics } from '../lib/secrets/lifecycle-metrics.js';
 import type { RotatorSettings } from '../lib/secrets/rotators/invoker.js';
 import type { SecretService } from '../lib/secrets/service.js';
 import { defaultKmsClient, kmsKeys, stdoutSink } from './aws.js';
@@ -24,12 +26,15 @@ const JOB_AUTHORIZER: Authorizer = {
  * own generator (SecretService.rotateDue). Each rotation writes its signed audit record in its own
  * transaction. A failed rotation is recorded in the head and counted; any failure throws after the
  * run, so it shows in the function's Errors metric (alarmed) and is tried again by the next run.
+ * After each run it publishes the lifecycle metrics (expiring certificates, overdue and failed
+ * rotations; lib/secrets/lifecycle-metrics.ts), which the stack alarms on.
  */
 export function rotationHandler(
   settings: LambdaSettings,
   deps: {
     dynamo?: DynamoDBClient;
     kms?: KMSClient;
+    cloudwatch?: CloudWatchClient;
     logger?: Logger;
     now?: () => Date;
     /** Where audit records are copied as JSON lines. Default: stdout (CloudWatch Logs). */
@@ -39,6 +44,8 @@ export function rotationHandler(
   } = {},
 ): () => Promise<{ rotated: number; failed: number }> {
   const logger = deps.logger ?? jsonLogger();
+  const cloudwatch = deps.cloudwatch ?? new CloudWatchClient({});
+  const now = deps.now ?? (() => new Date());
   let service: Promise<SecretService> | undefined;
   const open = async (): Promise<SecretService> => {
     const coffer = await composeCoffer({
@@ -66,6 +73,16 @@ export function rotationHandler(
     try {
       const result = await opened.rotateDue();
       logger.info('rotation finished', result);
+      await publishLifecycleMetrics({
+        service: opened,
+        cloudwatch,
+        failed: result.failed,
+        ...(settings.expiryWarningSeconds !== undefined
+          ? { expiryWarningSeconds: settings.expiryWarningSeconds }
+          : {}),
+        logger,
+        now,
+      });
       if (result.failed > 0) throw new Error(`${result.failed} rotation(s) failed`);
       return result;
     } catch (err) {

@@ -5,6 +5,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import { AUDIT_METRIC_NAMESPACE, ENV } from '../functions/env.js';
 import { CONTROL_ENV } from '../lib/control/settings.js';
+import { LIFECYCLE_METRIC_NAMESPACE } from '../lib/secrets/lifecycle.js';
 import { AlarmTopic } from './constructs/alarm-topic.js';
 import { BranchKeyEvents } from './constructs/branch-key-events.js';
 import { CofferCodeSigning } from './constructs/code-signing.js';
@@ -249,10 +250,27 @@ export class CofferStack extends Stack {
       entry: 'functions/rotation.ts',
       description: 'Coffer: rotates secrets whose rotation policy is due, with their own generator',
       every: Duration.minutes(15),
-      environment: { ...common, [ENV.fieldHmacKeyArn]: this.keys.fieldHmacKey.keyArn },
+      environment: {
+        ...common,
+        [ENV.fieldHmacKeyArn]: this.keys.fieldHmacKey.keyArn,
+        [ENV.expiryWarningSeconds]: String(s.expiryWarningDays * 86_400),
+      },
       logRetention: s.logRetention,
     });
     const rotationRole = this.rotation.handler.role;
+    rotationRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        // PutMetricData has no resource; the namespace condition is its only scope.
+        actions: ['cloudwatch:PutMetricData'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'cloudwatch:namespace': LIFECYCLE_METRIC_NAMESPACE } },
+      }),
+    );
+    Validations.of(rotationRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'cloudwatch:PutMetricData supports no resource; it is limited to the Coffer/Lifecycle namespace by condition.',
+    });
     allowTable(rotationRole, this.tables.secrets, SECRETS_TABLE_ACTIONS);
     appendOnly(rotationRole, this.tables.audit);
     this.keys.grantDataKeys(rotationRole, installationId);
@@ -330,6 +348,7 @@ export class CofferStack extends Stack {
       checkpointInterval: Duration.minutes(s.checkpointMinutes),
       purgeFunction: this.purge.handler.function,
       rotationFunction: this.rotation.handler.function,
+      lifecycle: { expiryWarningDays: s.expiryWarningDays },
       keyEvents,
       topic: alarms.topic,
     });

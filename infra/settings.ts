@@ -138,6 +138,11 @@ export interface CofferSettings {
   readonly keyCacheUses: number;
   /** Days between re-wrap passes (`rewrapSchedule`, default 7). */
   readonly rewrapScheduleDays: number;
+  /**
+   * Days ahead of notAfter a certificate counts as expiring in the rotation job's
+   * CertificatesExpiring metric and alarm (`expiryWarningDays`, 1 to 365, default 30).
+   */
+  readonly expiryWarningDays: number;
 }
 
 export class SettingsError extends Error {}
@@ -227,6 +232,7 @@ export const SETTING_KEYS = [
   'keyCacheUses',
   'rewrapSchedule',
   'policyApproval',
+  'expiryWarningDays',
 ] as const;
 
 /** A Lambda function ARN, unqualified or with a version or alias: what a rotator allow-list holds. */
@@ -498,5 +504,6 @@ export function readSettings(ctx: Context, baseDir = process.cwd()): CofferSetti
     keyCacheSeconds: integer(ctx, 'keyCacheSeconds', 300, 0, 86_400),
     keyCacheUses: integer(ctx, 'keyCacheUses', 100_000, 0, 1_000_000_000),
     rewrapScheduleDays: integer(ctx, 'rewrapSchedule', 7, 1, 365),
+    expiryWarningDays: integer(ctx, 'expiryWarningDays', 30, 1, 365),
   };
 }

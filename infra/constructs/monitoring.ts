@@ -7,6 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { AUDIT_METRIC_NAMESPACE } from '../../functions/env.js';
+import { LIFECYCLE_METRIC_NAMESPACE } from '../../lib/secrets/lifecycle.js';
 import type { KmsKeyEvents } from './kms-key-events.js';
 
 /** Namespace of the metrics made from Coffer's log lines (metric filters). */
@@ -43,6 +44,11 @@ export interface CofferMonitoringProps {
   readonly purgeFunction: lambda.IFunction;
   /** The scheduled rotation function (its run fails when a due rotation failed). @default none */
   readonly rotationFunction?: lambda.IFunction;
+  /**
+   * Alarms on the rotation function's lifecycle metrics (CertificatesExpiring, RotationsOverdue),
+   * with the warning window they were counted with. Needs `rotationFunction`. @default none
+   */
+  readonly lifecycle?: { readonly expiryWarningDays: number };
   /** The rule that reports KMS key disable/deletion events. */
   readonly keyEvents: KmsKeyEvents;
   /** Where alarms go. */
@@ -192,6 +198,32 @@ export class CofferMonitoring extends Construct {
         props.rotationFunction.metricErrors({ statistic: 'Sum', period: Duration.hours(1) }),
         1,
         'A scheduled rotation failed: current is unchanged; see lastRotationError (coffer ls --rotation-overdue).',
+      );
+    }
+    if (props.rotationFunction && props.lifecycle) {
+      // Published by the rotation job after each run (every 15 minutes): an hour without a
+      // datapoint means the job stopped watching, which alarms like a problem found.
+      const lifecycleMetric = (metricName: string) =>
+        new cloudwatch.Metric({
+          namespace: LIFECYCLE_METRIC_NAMESPACE,
+          metricName,
+          statistic: 'Maximum',
+          period: Duration.hours(1),
+        });
+      const missingBreaches = { treatMissingData: cloudwatch.TreatMissingData.BREACHING };
+      alarm(
+        'CertificatesExpiring',
+        lifecycleMetric('CertificatesExpiring'),
+        1,
+        `A certificate secret expires within ${props.lifecycle.expiryWarningDays} days (or has expired) and no rotation renewed it: see coffer ls --expiring ${props.lifecycle.expiryWarningDays}d. Also fires when the rotation job stops reporting.`,
+        missingBreaches,
+      );
+      alarm(
+        'RotationsOverdue',
+        lifecycleMetric('RotationsOverdue'),
+        1,
+        'A rotation is still due after the scheduled run (failing, or a CA refusing a renewal): see coffer ls --rotation-overdue. Also fires when the rotation job stops reporting.',
+        missingBreaches,
       );
     }
 

@@ -346,6 +346,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         ...(body.rotateImmediately !== undefined ? { rotateImmediately: body.rotateImmediately } : {}),
         ...(body.webhook !== undefined ? { webhook: body.webhook } : {}),
         ...(body.lambdaArn !== undefined ? { lambdaArn: body.lambdaArn } : {}),
+        ...(body.renewBefore !== undefined ? { renewBefore: body.renewBefore } : {}),
       }),
     );
   });
@@ -364,12 +365,32 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // Listings by lifecycle (Cedar `list` per secret), each one Query of its index.
   api.get('/lifecycle/rotation-overdue', async (c) => {
     const q = parse(lifecycleQuery, c.req.query(), 'query');
-    return c.json(await service.lifecycle(caller(c), { kind: 'rotation-overdue' }, q.prefix));
+    return c.json(
+      await service.lifecycle(
+        caller(c),
+        { kind: 'rotation-overdue' },
+        {
+          prefix: q.prefix,
+          limit: q.limit,
+          ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
+        },
+      ),
+    );
   });
   api.get('/lifecycle/expiring', async (c) => {
     const q = parse(lifecycleQuery, c.req.query(), 'query');
     const withinSeconds = parseDuration(q.within) as number;
-    return c.json(await service.lifecycle(caller(c), { kind: 'expiring', withinSeconds }, q.prefix));
+    return c.json(
+      await service.lifecycle(
+        caller(c),
+        { kind: 'expiring', withinSeconds },
+        {
+          prefix: q.prefix,
+          limit: q.limit,
+          ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
+        },
+      ),
+    );
   });
 
   api.post('/batch-get', async (c) => {

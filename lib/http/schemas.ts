@@ -182,9 +182,14 @@ export const versionQuery = z.object({
   stage: z.enum(['current', 'previous', 'pending']).optional(),
 });
 
-/** `GET /v1/lifecycle/expiring?within=30d&prefix=` and `/v1/lifecycle/rotation-overdue?prefix=`. */
+/**
+ * `GET /v1/lifecycle/expiring?within=30d&prefix=&limit=&cursor=` and
+ * `/v1/lifecycle/rotation-overdue?prefix=&limit=&cursor=`: paged like `/v1/list`.
+ */
 export const lifecycleQuery = z.object({
   prefix: z.string().max(PREFIX_MAX_CHARS).default(''),
+  limit: positiveInt(LIST_LIMIT.max).default(LIST_LIMIT.default),
+  cursor: z.string().max(CURSOR_MAX_CHARS).optional(),
   within: z
     .string()
     .regex(/^[1-9][0-9]{0,4}[smhd]$/, 'must be a duration such as 30d')
@@ -199,6 +204,10 @@ export const rotationBody = z
     /** A loopback URL (checked again by the service against what the installation calls). */
     webhook: z.string().min(1).max(2048).optional(),
     lambdaArn: z.string().min(1).max(256).optional(),
+    renewBefore: z
+      .string()
+      .regex(/^[1-9][0-9]{0,6}[smhd]$/, 'must be a duration such as 30d')
+      .optional(),
   })
   .strict();
 

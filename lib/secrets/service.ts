@@ -4,6 +4,8 @@ import {
   type BatchGetItem,
   type GenerateRequest,
   type GenerateResult,
+  type LifecycleItem,
+  type LifecyclePage,
   type ListPage,
   MAX_VERSIONS,
   type MetadataPatch,
@@ -66,7 +68,16 @@ import {
   readIssuer,
   resolveGenerator,
 } from '../values/generate/index.js';
+import {
+  decodeIndexCursor,
+  encodeIndexCursor,
+  type LifecycleIndex,
+  type LifecycleQuery,
+  lifecycleBound,
+  lifecycleItemOf,
+} from './lifecycle.js';
 import { Purger } from './purger.js';
+import { nextAtAfterWrite, nextRotationAt, parseRenewBefore } from './renewal.js';
 import { ExternalRotation, policyOf, progressOf, type RotationOps } from './rotators/external.js';
 import { RotationGrants } from './rotators/grants.js';
 import { checkRotator, type RotatorSettings } from './rotators/invoker.js';
@@ -105,18 +116,8 @@ const FOLDER_FIRST_SCAN = 10;
  * concurrent writers to one secret to all land.
  */
 const PLAIN_WRITE_RETRY = { attempts: 12, baseDelayMs: 10, maxDelayMs: 400 } as const;
-/** Index entries a lifecycle listing reads at most (one Query); past it the answer says `truncated`. */
+/** Index entries a lifecycle listing or count reads per Query at most. */
 const LIFECYCLE_SCAN = 1000;
-
-/** One secret of a lifecycle listing (overdue rotation, expiring certificate). */
-export interface LifecycleItem {
-  readonly path: string;
-  readonly version: number;
-  readonly updatedAt: string;
-  readonly nextAt?: string;
-  readonly lastRotationError?: { readonly message: string; readonly at: string };
-  readonly notAfter?: string;
-}
 
 /** Pruned versions deleted inside the write's own transaction; more are deleted right after. */
 const PRUNE_IN_TRANSACTION = 50;
@@ -348,6 +349,29 @@ export class SecretService {
       if (this.allowed(caller, 'readMetadata', resourceOf(head))) throw new ForbiddenError();
       throw missing();
     }
+    return this.caIssuer(head, request);
+  }
+
+  /**
+   * The CA of a certificate being renewed by a rotation, read again now: no caller's decision here
+   * (a caller's `rotate` has checked its `issue`; the schedule renews under the `issue` checked when
+   * the policy or the generator was set), but every limit of the CA as it stands now, and the key
+   * opened only in this process to sign.
+   */
+  private async renewalIssuer(path: string, request: ResolvedCertificateRequest): Promise<IssuerMaterial> {
+    const issuerPath = validatePath(request.issuer as string);
+    if (issuerPath === path) throw new InvalidRequestError('a certificate cannot be issued by itself');
+    const head = await this.store.getHead(issuerPath);
+    if (!head || head.deletedAt || this.expired(head)) throw new NotFoundError('issuer not found');
+    return (await this.caIssuer(head, request))();
+  }
+
+  /** A CA's checks that do not depend on who asks; returns how to read its key. */
+  private async caIssuer(
+    head: SecretHead,
+    request: ResolvedCertificateRequest,
+  ): Promise<() => Promise<IssuerMaterial>> {
+    const issuerPath = head.path;
     if (head.type !== 'certificate' || head.generator?.ca === false) throw new NotACaError();
     const limits = issuerConstraints(head.generator);
     if (request.ca && (limits.allowedNames !== undefined || limits.maxValidityDays !== undefined)) {
@@ -359,7 +383,7 @@ export class SecretService {
     return async () => {
       let value: string;
       try {
-        value = await this.openVersion(issuerPath, head.latest);
+        value = await this.openVersion(issuerPath, currentOf(head));
       } catch (err) {
         if (err instanceof NotFoundError) throw new NotACaError();
         throw err;
@@ -471,8 +495,16 @@ export class SecretService {
     const pruned = range(floor, minVersion);
     const head: SecretHead = {
       labels,
-      // The rotation policy stays; the next rotation is due when it was.
-      ...(previous?.rotation ? { rotation: previous.rotation } : {}),
+      // The rotation policy stays; the next rotation is due when it was, or sooner when the
+      // certificate written needs renewing sooner.
+      ...(previous?.rotation
+        ? {
+            rotation: {
+              ...previous.rotation,
+              nextAt: nextAtAfterWrite(previous.rotation, typeInfo.certificate, now),
+            },
+          }
+        : {}),
       path,
       latest: version,
       minVersion,
@@ -880,15 +912,25 @@ export class SecretService {
     if (admin) this.note(caller, 'admin', path);
     this.require(caller, admin ? 'admin' : 'writeMetadata', resourceOf(head));
     const rotator = checkRotator(input, this.rotators);
-    rotationGenerator(head);
+    const generator = rotationGenerator(head);
+    const renewBeforeSeconds = parseRenewBefore(
+      input.renewBefore,
+      generator.type,
+      generator.type === 'certificate' ? generator.validityDays : undefined,
+    );
+    // Scheduling renewals by a CA is issuing from it: the same `issue` the first issuance needed,
+    // and the CA's limits as they stand now (docs/rotation.md, "Certificates issued by a CA").
+    if (generator.type === 'certificate' && generator.issuer !== undefined)
+      await this.issuerFor(caller, path, generator);
     const now = this.now();
     // A rotation under way keeps its progress only while it goes on with the same rotator.
     const sameRotator = JSON.stringify(rotator) === JSON.stringify(head.rotation?.rotator);
+    const policy = { everySeconds, ...(renewBeforeSeconds !== undefined ? { renewBeforeSeconds } : {}) };
     const nextAt = input.rotateImmediately
       ? now.toISOString()
-      : new Date(now.getTime() + everySeconds * 1000).toISOString();
+      : nextRotationAt(now, policy, head.typeInfo?.certificate);
     const rotation: RotationState = {
-      everySeconds,
+      ...policy,
       nextAt,
       ...(head.rotation?.lastRotatedAt ? { lastRotatedAt: head.rotation.lastRotatedAt } : {}),
       ...(rotator ? { rotator } : {}),
@@ -935,7 +977,10 @@ export class SecretService {
     this.note(caller, 'write', path);
     const head = await this.visibleHead(caller, path);
     this.require(caller, 'write', resourceOf(head));
-    rotationGenerator(head);
+    const generator = rotationGenerator(head);
+    // Re-issuing from a CA needs the caller's `issue` on it, as the first issuance did.
+    if (generator.type === 'certificate' && generator.issuer !== undefined)
+      await this.issuerFor(caller, path, generator);
     try {
       return await this.rotateHead(caller.audit, head);
     } catch (err) {
@@ -1177,7 +1222,11 @@ export class SecretService {
   private async createPending(audit: AuditContext, head: SecretHead): Promise<SecretHead> {
     const generator = rotationGenerator(head);
     const now = this.now();
-    const bytes = Buffer.from(await generateValue(generator, undefined, now), 'utf8');
+    const issuer =
+      generator.type === 'certificate' && generator.issuer !== undefined
+        ? await this.renewalIssuer(head.path, generator)
+        : undefined;
+    const bytes = Buffer.from(await generateValue(generator, issuer, now), 'utf8');
     checkValue(generator.type, bytes);
     const version = head.latest + 1;
     const labels = { ...labelsOf(head), pending: version };
@@ -1241,7 +1290,7 @@ export class SecretService {
         ? {
             rotation: {
               ...policyOf(head.rotation),
-              nextAt: new Date(now.getTime() + head.rotation.everySeconds * 1000).toISOString(),
+              nextAt: nextRotationAt(now, head.rotation, typeInfo.certificate),
               lastRotatedAt: now.toISOString(),
             },
           }
@@ -1266,65 +1315,96 @@ export class SecretService {
 
   /**
    * Secrets under `prefix` that the caller may `list` and whose rotation is overdue (`nextAt`
-   * passed) or whose certificate expires within `withinSeconds` (or has expired). Each answers
-   * with one Query of its index (never a Scan), up to LIFECYCLE_SCAN entries, soonest first; every
-   * entry is checked against the secret's verified head, so an index entry alone shows nothing.
+   * passed) or whose certificate expires within `withinSeconds` (or has expired), soonest first,
+   * in pages like `list`: up to `limit` items, and a cursor (sealed, bound to the listing and the
+   * caller) only when another item follows. Queries of its index only, never a Scan; each entry is
+   * checked against the secret's verified head (lib/secrets/lifecycle.ts).
    */
   async lifecycle(
     caller: Caller,
-    query: { kind: 'rotation-overdue' } | { kind: 'expiring'; withinSeconds: number },
-    rawPrefix = '',
-  ): Promise<{ items: LifecycleItem[]; truncated?: true }> {
-    const prefix = validatePrefix(rawPrefix);
+    query: LifecycleQuery,
+    options: { prefix?: string; limit: number; cursor?: string },
+  ): Promise<LifecyclePage> {
+    const prefix = validatePrefix(options.prefix ?? '');
     this.note(caller, 'list', undefined);
     caller.audit.sensitive = { ...caller.audit.sensitive, prefix };
-    const now = this.now();
-    const { paths: entries, truncated } =
-      query.kind === 'rotation-overdue'
-        ? await this.overdueIndexPaths(now)
-        : this.indexPage(
-            await this.store.expiringBefore(
-              new Date(now.getTime() + query.withinSeconds * 1000).toISOString(),
-              LIFECYCLE_SCAN,
-            ),
-          );
-    const items: LifecycleItem[] = [];
-    for (const path of new Set(entries)) {
-      if (!path.startsWith(prefix)) continue;
-      const head = await this.store.getHead(path);
-      if (!head || head.deletedAt || !this.allowed(caller, 'list', resourceOf(head))) continue;
-      const item: LifecycleItem = { path, version: currentOf(head), updatedAt: head.updatedAt };
-      if (query.kind === 'rotation-overdue') {
-        const requested = head.rotationRequested ? { rotationRequested: { ...head.rotationRequested } } : {};
-        if (head.rotation && Date.parse(head.rotation.nextAt) <= now.getTime()) {
-          items.push({
-            ...item,
-            nextAt: head.rotation.nextAt,
-            ...(head.rotation.lastError ? { lastRotationError: { ...head.rotation.lastError } } : {}),
-            ...requested,
-          });
-        } else if (head.rotationRequested) {
-          items.push({ ...item, ...requested });
+    const { indexes, boundIso } = lifecycleBound(query, this.now());
+    const binding: CursorBinding = {
+      prefix,
+      delimiter:
+        query.kind === 'expiring' ? `lifecycle:expiring:${query.withinSeconds}` : 'lifecycle:overdue',
+      caller: `${caller.principal.type}:${caller.principal.id}`,
+    };
+    const from = options.cursor
+      ? decodeIndexCursor(this.cursors.open(options.cursor, binding), indexes.length)
+      : { phase: 0, sk: undefined };
+    const shown: { item: LifecycleItem; phase: number; sk: string }[] = [];
+    let more = false;
+    // Each index in turn (overdue rotations, then requests to replace by hand), from the cursor.
+    for (let phase = from.phase; phase < indexes.length && !more; phase++) {
+      const index = indexes[phase] as LifecycleIndex;
+      let after = phase === from.phase ? from.sk : undefined;
+      let scan = Math.min(LIFECYCLE_SCAN, options.limit + 1);
+      while (!more) {
+        const page = await this.store.lifecycleIndexPage(index, boundIso, {
+          limit: scan,
+          ...(after !== undefined ? { after } : {}),
+        });
+        for (const entry of page.entries) {
+          if (!entry.path.startsWith(prefix)) continue;
+          const head = await this.store.getHead(entry.path);
+          const item = lifecycleItemOf(head, index, entry.at, boundIso);
+          if (!item || !head || !this.allowed(caller, 'list', resourceOf(head))) continue;
+          if (shown.length === options.limit) {
+            more = true;
+            break;
+          }
+          shown.push({ item, phase, sk: entry.sk });
         }
-      } else {
-        const notAfter = head.typeInfo?.certificate?.notAfter;
-        if (!notAfter || Date.parse(notAfter) > now.getTime() + query.withinSeconds * 1000) continue;
-        items.push({ ...item, notAfter });
+        if (!page.last) break;
+        after = page.last;
+        scan = Math.min(LIFECYCLE_SCAN, scan * 2);
       }
     }
-    return { items, ...(truncated ? { truncated: true as const } : {}) };
+    const last = shown[shown.length - 1];
+    return {
+      items: shown.map((s) => s.item),
+      ...(more && last ? { cursor: this.cursors.seal(encodeIndexCursor(last.phase, last.sk), binding) } : {}),
+    };
   }
 
-  /** Overdue rotations and requests to replace by hand: one Query of each index. */
-  private async overdueIndexPaths(now: Date): Promise<{ paths: string[]; truncated: boolean }> {
-    const due = this.indexPage(await this.store.dueRotations(now.toISOString(), LIFECYCLE_SCAN));
-    const requested = this.indexPage(await this.store.requestedRotations(LIFECYCLE_SCAN));
-    return { paths: [...due.paths, ...requested.paths], truncated: due.truncated || requested.truncated };
-  }
-
-  /** The paths of one index Query; a full page may have left entries behind. */
-  private indexPage(entries: readonly { path: string }[]): { paths: string[]; truncated: boolean } {
-    return { paths: entries.map((e) => e.path), truncated: entries.length >= LIFECYCLE_SCAN };
+  /**
+   * How many certificates expire within `withinSeconds` (or have expired) and how many rotations
+   * are overdue (secrets waiting to be replaced by hand included), for the scheduled job's
+   * metrics: every page of the indexes, each entry counted only when its verified head agrees (a
+   * head that fails verification is not counted here; reading it fails elsewhere, loudly). No
+   * caller: the counts name no secret.
+   */
+  async lifecycleCounts(withinSeconds: number): Promise<{ expiring: number; overdue: number }> {
+    const now = this.now();
+    const count = async (query: LifecycleQuery): Promise<number> => {
+      const { indexes, boundIso } = lifecycleBound(query, now);
+      let n = 0;
+      for (const index of indexes) {
+        let after: string | undefined;
+        do {
+          const page = await this.store.lifecycleIndexPage(index, boundIso, {
+            limit: LIFECYCLE_SCAN,
+            ...(after !== undefined ? { after } : {}),
+          });
+          for (const entry of page.entries) {
+            const head = await this.store.getHead(entry.path).catch(() => undefined);
+            if (lifecycleItemOf(head, index, entry.at, boundIso)) n++;
+          }
+          after = page.last;
+        } while (after !== undefined);
+      }
+      return n;
+    };
+    return {
+      expiring: await count({ kind: 'expiring', withinSeconds }),
+      overdue: await count({ kind: 'rotation-overdue' }),
+    };
   }
 
   /** Metadata of a head just written (its versions read again). */
@@ -1553,18 +1633,14 @@ function headNote(item: ReturnType<SecretsStore['sealHead']>): { rev: number; ma
 }
 
 /**
- * The generator a rotation makes the next value with: the head's own. A secret written by hand
- * has none, and a certificate issued by a CA would need the CA's key (not rotated here yet).
+ * The generator a rotation makes the next value with: the head's own (a certificate issued by a
+ * CA is issued again by that CA, see `renewalIssuer`). A secret written by hand has none.
  */
 function rotationGenerator(head: SecretHead): ReturnType<typeof resolveGenerator> {
   if (!head.generator) {
     throw new InvalidRequestError('the secret has no generator to rotate with; write it with generate first');
   }
-  const generator = resolveGenerator(head.generator as unknown as Parameters<typeof resolveGenerator>[0]);
-  if (generator.type === 'certificate' && generator.issuer !== undefined) {
-    throw new InvalidRequestError('certificates issued by a CA are not rotated with the built-in generator');
-  }
-  return generator;
+  return resolveGenerator(head.generator as unknown as Parameters<typeof resolveGenerator>[0]);
 }
 
 function rotationInfo(head: SecretHead): RotationInfo {
@@ -1576,6 +1652,9 @@ function rotationInfo(head: SecretHead): RotationInfo {
     nextAt: rotation.nextAt,
     ...(rotation.lastRotatedAt ? { lastRotatedAt: rotation.lastRotatedAt } : {}),
     ...(rotation.lastError ? { lastRotationError: { ...rotation.lastError } } : {}),
+    ...(rotation.renewBeforeSeconds !== undefined
+      ? { renewBefore: formatDuration(rotation.renewBeforeSeconds) }
+      : {}),
     ...(rotation.rotator ? { rotator: { ...rotation.rotator } } : {}),
     ...(progress ? { progress: { version: labelsOf(head).pending as number, ...progress } } : {}),
   };

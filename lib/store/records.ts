@@ -80,6 +80,8 @@ export interface RotationState {
   /** When the next rotation is due (ISO 8601); the due index holds an entry for this time. */
   readonly nextAt: string;
   readonly lastRotatedAt?: string;
+  /** Certificates: renewed this long before notAfter (lib/secrets/renewal.ts); default 30 days. */
+  readonly renewBeforeSeconds?: number;
   /** The last failed rotation step: a fixed message (never a value), its time, the rotator's step. */
   readonly lastError?: { readonly message: string; readonly at: string; readonly step?: RotatorStep };
   /** The external rotator that sets and tests each new value in its target (Cedar `admin` to name). */

@@ -511,6 +511,42 @@ export class SecretsStore {
   }
 
   /**
+   * One page of a lifecycle index (`rotation`: the due index by nextAt; `expiry`: certificates by
+   * notAfter), entries at or before `boundIso`, soonest first, after the sort key `after` (a page's
+   * `last`). One Query; `last` is set while the index may hold more in range. Entries are hints.
+   */
+  async lifecycleIndexPage(
+    index: 'rotation' | 'requested' | 'expiry',
+    boundIso: string,
+    options: { limit: number; after?: string },
+  ): Promise<{ entries: { path: string; at: string; sk: string }[]; last?: string }> {
+    const bound = `${boundIso}#~`;
+    // A resumed page past the bound has nothing left (and DynamoDB refuses a start key out of range).
+    if (options.after !== undefined && options.after >= bound) return { entries: [] };
+    const pk = index === 'rotation' ? ROTATION_PK : index === 'requested' ? ROTATION_REQUEST_PK : EXPIRY_PK;
+    const out = await this.db.send<QueryCommandOutput>(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk AND sk <= :bound',
+        ExpressionAttributeValues: marshall({ ':pk': pk, ':bound': bound }),
+        Limit: options.limit,
+        ConsistentRead: true,
+        ...(options.after !== undefined ? { ExclusiveStartKey: marshall({ pk, sk: options.after }) } : {}),
+      }),
+    );
+    const entries = (out.Items ?? []).map((raw) => {
+      const item = unmarshall(raw);
+      return {
+        path: String(item.path),
+        at: String(index === 'rotation' ? item.nextAt : index === 'requested' ? item.at : item.notAfter),
+        sk: String(item.sk),
+      };
+    });
+    const last = out.LastEvaluatedKey ? String(unmarshall(out.LastEvaluatedKey).sk) : undefined;
+    return { entries, ...(last !== undefined ? { last } : {}) };
+  }
+
+  /**
    * Secrets whose rotation is due at `nowIso` or before, oldest first: one Query of the due index
    * (never a Scan). Entries are hints; the caller acts only on the verified head.
    */
@@ -526,26 +562,6 @@ export class SecretsStore {
       }),
     );
     return (out.Items ?? []).map((raw) => rotationDueFromItem(unmarshall(raw)));
-  }
-
-  /**
-   * Secrets waiting to be replaced by hand, oldest request first: one Query of the request index.
-   * Entries are hints; the caller reports only what the verified head says.
-   */
-  async requestedRotations(limit = 1000): Promise<{ path: string; at: string }[]> {
-    const out = await this.db.send<QueryCommandOutput>(
-      new QueryCommand({
-        TableName: this.table,
-        KeyConditionExpression: 'pk = :pk',
-        ExpressionAttributeValues: marshall({ ':pk': ROTATION_REQUEST_PK }),
-        Limit: limit,
-        ConsistentRead: true,
-      }),
-    );
-    return (out.Items ?? []).map((raw) => {
-      const item = unmarshall(raw);
-      return { path: String(item.path), at: String(item.at) };
-    });
   }
 
   /** Removes a due index entry that no head stands behind any more (left by a table writer). */

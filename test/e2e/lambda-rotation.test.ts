@@ -1,3 +1,9 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +34,7 @@ import { TestRotator } from '../support/webhook-rotator.js';
  */
 
 const kms = mockClient(KMSClient);
+const cloudwatch = mockClient(CloudWatchClient);
 const kmsClient = new KMSClient({ region: REGION });
 let settings: LambdaSettings;
 let client: Awaited<ReturnType<typeof freshTables>>['client'];
@@ -56,7 +63,10 @@ beforeAll(async () => {
   };
   fakeKms(kms, [DATA_KEY_ARN], kmsEngine());
 });
-afterAll(() => kms.reset());
+afterAll(() => {
+  kms.reset();
+  cloudwatch.reset();
+});
 
 /** An EventBridge scheduled event, as the rule delivers it (the handler reads nothing of it). */
 const scheduledEvent = {
@@ -186,5 +196,120 @@ describe('the rotation function', () => {
     } finally {
       await rotator.stop();
     }
+  });
+});
+
+describe('the rotation function and certificates', () => {
+  const DAY = 86_400_000;
+  let api: Awaited<ReturnType<typeof composeCoffer>>;
+  let n = 100;
+  const caller = (): Caller => ({
+    principal: { type: 'User', id: 'corp:carol', groups: ['admins'], attributes: {}, authMethod: 'oidc' },
+    context: { authMethod: 'oidc', sourceIp: '198.51.100.1', time: Math.floor(clock / 1000) },
+    audit: context(n++),
+  });
+  const handler = () =>
+    rotationHandler(settings, {
+      dynamo: client,
+      kms: kmsClient,
+      cloudwatch: new CloudWatchClient({ region: REGION }),
+      logger: silentLogger,
+      now: () => new Date(clock),
+      auditSink: () => {},
+    }) as (event: unknown) => Promise<{ rotated: number; failed: number }>;
+  /** The metrics of the last PutMetricData, by name. */
+  const lastMetrics = () => {
+    const calls = cloudwatch.commandCalls(PutMetricDataCommand);
+    const input = calls[calls.length - 1]?.args[0].input;
+    expect(input?.Namespace).toBe('Coffer/Lifecycle');
+    return Object.fromEntries((input?.MetricData ?? []).map((m) => [m.MetricName, m.Value]));
+  };
+  const caBody = {
+    type: 'certificate' as const,
+    commonName: 'Jobs CA',
+    validityDays: 365,
+    ca: true,
+    allowedNames: ['*.jobs.example'],
+    maxValidityDays: 60,
+  };
+
+  beforeAll(async () => {
+    api = await composeCoffer({
+      dynamo: client,
+      tables: settings.tables,
+      keys: kmsKeys(settings, kmsClient),
+      audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: () => {} },
+      policy: { authorizer: new AllowAllAuthorizer() },
+      authn: { config: { issuers: [] } },
+      connection: () => ({ sourceIp: '198.51.100.1' }),
+      logger: silentLogger,
+      now: () => new Date(clock),
+    });
+    cloudwatch.on(PutMetricDataCommand).resolves({});
+    await api.service.generate(caller(), 'pki/jobs-ca', caBody);
+    await api.service.generate(caller(), 'certs/svc', {
+      type: 'certificate',
+      commonName: 'svc.jobs.example',
+      sans: { dns: ['svc.jobs.example'] },
+      validityDays: 40,
+      issuer: 'pki/jobs-ca',
+    });
+    await api.service.setRotation(caller(), 'certs/svc', { every: '365d', renewBefore: '10d' });
+    // Without a rotation policy: it only counts as expiring.
+    await api.service.generate(caller(), 'certs/manual', {
+      type: 'certificate',
+      commonName: 'manual.example',
+      validityDays: 20,
+    });
+  });
+
+  it('when its event arrives close to the notAfter of a CA-issued certificate, it renews it from the CA, and publishes the lifecycle metrics', async () => {
+    const before = await api.service.getMetadata(caller(), 'certs/svc');
+    expect(await handler()(scheduledEvent)).toMatchObject({ failed: 0 });
+    expect(lastMetrics()).toEqual({ CertificatesExpiring: 1, RotationsOverdue: 0, RotationsFailed: 0 });
+    clock = Date.parse(before.certificate?.notAfter as string) - 9 * DAY;
+    expect(await handler()(scheduledEvent)).toMatchObject({ failed: 0 });
+    const after = await api.service.getMetadata(caller(), 'certs/svc');
+    expect(after.currentVersion).toBe(before.currentVersion + 1);
+    expect(after.certificate?.subject).toBe(before.certificate?.subject);
+    expect(after.certificate?.serial).not.toBe(before.certificate?.serial);
+    // The manual certificate has expired by now; the renewed one is not within 30 days.
+    expect(lastMetrics()).toEqual({ CertificatesExpiring: 1, RotationsOverdue: 0, RotationsFailed: 0 });
+    const ca = JSON.parse((await api.service.get(caller(), 'pki/jobs-ca')).value as string).certificate;
+    const leaf = JSON.parse((await api.service.get(caller(), 'certs/svc')).value as string).certificate;
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-rotjob-'));
+    try {
+      await writeFile(join(dir, 'ca.pem'), ca);
+      await writeFile(join(dir, 'leaf.pem'), leaf);
+      const out = await promisify(execFile)('openssl', [
+        'verify',
+        '-attime',
+        String(Math.floor(clock / 1000)),
+        '-CAfile',
+        join(dir, 'ca.pem'),
+        join(dir, 'leaf.pem'),
+      ]);
+      expect(out.stdout).toMatch(/leaf\.pem: OK/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('when the CA no longer allows the renewal, the run fails, lastRotationError is kept and the metrics count it', async () => {
+    await api.service.generate(caller(), 'pki/jobs-ca', { ...caBody, maxValidityDays: 30 });
+    const meta = await api.service.getMetadata(caller(), 'certs/svc');
+    clock = Date.parse(meta.rotation?.nextAt as string) + 1000;
+    await expect(handler()(scheduledEvent)).rejects.toThrow('1 rotation(s) failed');
+    const after = await api.service.getMetadata(caller(), 'certs/svc');
+    expect(after.currentVersion).toBe(meta.currentVersion);
+    expect(after.rotation?.lastRotationError?.message).toBe('rotation failed: validity_too_long');
+    expect(lastMetrics()).toMatchObject({ RotationsOverdue: 1, RotationsFailed: 1 });
+  });
+
+  it('when CloudWatch refuses the metrics, the run still finishes (the alarms treat the missing data as breaching)', async () => {
+    await api.service.clearRotation(caller(), 'certs/svc');
+    cloudwatch.on(PutMetricDataCommand).rejects(new Error('throttled'));
+    expect(await handler()(scheduledEvent)).toEqual({ rotated: 0, failed: 0 });
+    cloudwatch.on(PutMetricDataCommand).resolves({});
   });
 });

@@ -1,6 +1,8 @@
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { localSettings } from '../../lib/config.js';
 import { type LocalServer, startLocalServer } from '../../lib/local/server.js';
@@ -10,6 +12,7 @@ import { TestRotator } from '../support/webhook-rotator.js';
 /** The fields of the answers this test reads. */
 interface Answer {
   currentVersion?: number;
+  certificate?: { serial: string; subject: string; notAfter: string };
   stages?: unknown;
   rotation: { nextAt: string };
   value?: string;
@@ -57,7 +60,57 @@ describe('the local server rotates what is due', () => {
     expect(Date.parse(meta.rotation.nextAt)).toBeGreaterThan(Date.now() + 86_000_000);
     expect((await call('GET', '/v1/secrets/e2e/rotated?stage=previous')).body.value).toBe(first.value);
     expect((await call('GET', '/v1/secrets/e2e/rotated')).body.value).not.toBe(first.value);
-  });
+
+    // A certificate issued by a CA secret: the interval re-issues it from that CA.
+    const ca = await call('POST', '/v1/generate/e2e/ca', {
+      type: 'certificate',
+      commonName: 'E2E CA',
+      validityDays: 30,
+      ca: true,
+      allowedNames: ['*.e2e.example'],
+    });
+    expect(ca.status).toBe(200);
+    const leaf = await call('POST', '/v1/generate/e2e/leaf', {
+      type: 'certificate',
+      commonName: 'svc.e2e.example',
+      validityDays: 7,
+      issuer: 'e2e/ca',
+    });
+    expect(leaf.status).toBe(200);
+    const setLeaf = await call('PUT', '/v1/rotation/e2e/leaf', { every: '365d', rotateImmediately: true });
+    expect(setLeaf.status).toBe(200);
+    let leafMeta = setLeaf.body;
+    for (let i = 0; i < 50 && leafMeta.currentVersion !== 2; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      leafMeta = (await call('GET', '/v1/meta/e2e/leaf')).body;
+    }
+    expect(leafMeta.currentVersion).toBe(2);
+    expect(leafMeta.certificate?.subject).toBe(leaf.body.certificate?.subject);
+    expect(leafMeta.certificate?.serial).not.toBe(leaf.body.certificate?.serial);
+    // Due again 30 days (the default lead time, capped at half of 7 days) before its end.
+    expect(leafMeta.rotation.nextAt).toBe(
+      new Date(
+        Date.parse(leafMeta.certificate?.notAfter as string) - 3.5 * 86_400_000 - 150_000,
+      ).toISOString(),
+    );
+    const pem = async (path: string) =>
+      JSON.parse((await call('GET', `/v1/secrets/${path}`)).body.value as string).certificate as string;
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-rotation-e2e-pem-'));
+    try {
+      await writeFile(join(dir, 'ca.pem'), await pem('e2e/ca'));
+      await writeFile(join(dir, 'leaf.pem'), await pem('e2e/leaf'));
+      const out = await promisify(execFile)('openssl', [
+        'verify',
+        '-CAfile',
+        join(dir, 'ca.pem'),
+        join(dir, 'leaf.pem'),
+      ]);
+      expect(out.stdout).toMatch(/leaf\.pem: OK/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    // Starting DynamoDB Local and the server takes a while on a busy machine.
+  }, 120_000);
 
   it('when a due rotation policy names a loopback webhook, the interval runs its steps with grants the server answers', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'coffer-rotator-e2e-'));

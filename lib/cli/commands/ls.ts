@@ -17,13 +17,16 @@ export function registerLsCommand(program: Command, io: CliIo, client: ClientFac
       async (prefix: string, opts: { recursive?: boolean; rotationOverdue?: boolean; expiring?: string }) => {
         const c = await client();
         if (opts.rotationOverdue || opts.expiring !== undefined) {
-          const page = opts.rotationOverdue
-            ? await c.lifecycle('rotation-overdue', { prefix })
-            : await c.lifecycle('expiring', { prefix, within: opts.expiring as string });
-          const human = page.items
+          // Every page, as for a plain listing.
+          const items: LifecycleItem[] = [];
+          for await (const page of opts.rotationOverdue
+            ? c.lifecycleAll('rotation-overdue', { prefix })
+            : c.lifecycleAll('expiring', { prefix, within: opts.expiring as string }))
+            items.push(...page.items);
+          const human = items
             .map((i) => (opts.rotationOverdue ? overdueLine(i) : `${i.path}  expires ${i.notAfter}\n`))
             .join('');
-          output(program, io).show(human, page);
+          output(program, io).show(human, { items });
           return;
         }
         const items: { path: string; version: number; updatedAt: string }[] = [];

@@ -23,7 +23,7 @@ function describeRotation(meta: SecretMetadata): string {
   const r = meta.rotation;
   if (!r) return `${meta.path}  no rotation policy  (${labels})\n`;
   return (
-    `${meta.path}  every ${r.every}  next ${r.nextAt}  (${labels})\n` +
+    `${meta.path}  every ${r.every}${r.renewBefore ? `  renew ${r.renewBefore} before expiry` : ''}  next ${r.nextAt}  (${labels})\n` +
     (r.rotator
       ? `rotator: ${r.rotator.kind === 'webhook' ? `webhook ${r.rotator.url}` : `lambda ${r.rotator.arn}`}\n`
       : '') +
@@ -89,14 +89,23 @@ export function registerRotationCommands(program: Command, io: CliIo, client: Cl
       'external rotator: a loopback URL called with each step (local server; Cedar admin)',
     )
     .option('--lambda <arn>', "external rotator: a Lambda function on the stack's allow-list (Cedar admin)")
+    .option(
+      '--renew-before <duration>',
+      'certificates: renew this long before notAfter (default 30d, at most half the validity)',
+      parseEvery,
+    )
     .action(
-      async (path: string, opts: { every: string; now?: boolean; webhook?: string; lambda?: string }) => {
+      async (
+        path: string,
+        opts: { every: string; now?: boolean; webhook?: string; lambda?: string; renewBefore?: string },
+      ) => {
         if (opts.webhook !== undefined && opts.lambda !== undefined) {
           throw new InvalidArgumentError('give --webhook or --lambda, not both');
         }
         const meta = await (await client()).setRotation(path, {
           every: opts.every,
           ...(opts.now ? { rotateImmediately: true } : {}),
+          ...(opts.renewBefore !== undefined ? { renewBefore: opts.renewBefore } : {}),
           ...(opts.webhook !== undefined ? { webhook: opts.webhook } : {}),
           ...(opts.lambda !== undefined ? { lambdaArn: opts.lambda } : {}),
         });

@@ -299,6 +299,8 @@ export interface RotationInfo {
   rotator?: RotatorInfo;
   /** With an external rotator, a rotation under way: the pending version, the step it is at, and whether that step failed. */
   progress?: { version: number; step: RotatorStep; failed: boolean };
+  /** Certificates: renewed this long before notAfter, if that comes before `every` (`30d`). */
+  renewBefore?: string;
 }
 
 /** Why and since when a secret without a rotation policy waits for a new value. */
@@ -323,6 +325,11 @@ export interface RotationPolicyRequest {
   every: string;
   /** Make the first rotation due now rather than `every` from now. */
   rotateImmediately?: boolean;
+  /**
+   * Certificates only: renew this long before notAfter (a duration, at least `1h`, shorter than
+   * the validity). Default: 30 days, at most half the certificate's validity.
+   */
+  renewBefore?: string;
   /** A loopback URL called with each step (local server only). */
   webhook?: string;
   /** A Lambda function on the installation's allow-list (CDK context `rotatorLambdaArns`). */
@@ -355,10 +362,10 @@ export interface LifecycleItem {
   notAfter?: string;
 }
 
-/** A lifecycle listing: at most what one index Query reads (`truncated` when there was more). */
+/** A page of a lifecycle listing; `cursor` (opaque) asks for the next, as for `/v1/list`. */
 export interface LifecyclePage {
   items: LifecycleItem[];
-  truncated?: true;
+  cursor?: string;
 }
 
 /** `POST /v1/rotate/{path}` (202): where the rotation stands. */

@@ -599,19 +599,40 @@ export class CofferClient {
   }
 
   /**
-   * Secrets under `prefix` whose rotation is overdue, or whose certificate expires within `within`
-   * (a duration, `30d`), that the caller may list.
+   * One page of the secrets under `prefix` whose rotation is overdue, or whose certificate expires
+   * within `within` (a duration, `30d`), that the caller may list. Pass a page's `cursor` back for
+   * the next; `lifecycleAll` walks every page.
    *
-   * @example const { items } = await coffer.lifecycle('expiring', { within: '30d' });
+   * @example const { items, cursor } = await coffer.lifecycle('expiring', { within: '30d' });
    */
   async lifecycle(
     kind: 'rotation-overdue' | 'expiring',
-    options: { prefix?: string; within?: string } = {},
+    options: { prefix?: string; within?: string; limit?: number; cursor?: string } = {},
   ): Promise<LifecyclePage> {
     const query: Record<string, string> = {};
     if (options.prefix) query.prefix = options.prefix;
     if (kind === 'expiring' && options.within) query.within = options.within;
+    if (options.limit !== undefined) query.limit = String(options.limit);
+    if (options.cursor) query.cursor = options.cursor;
     return this.send({ method: 'GET', route: `/lifecycle/${kind}`, query, idempotent: true });
+  }
+
+  /**
+   * Every page of a lifecycle listing, following cursors.
+   *
+   * @example
+   * for await (const page of coffer.lifecycleAll('rotation-overdue')) console.log(page.items);
+   */
+  async *lifecycleAll(
+    kind: 'rotation-overdue' | 'expiring',
+    options: { prefix?: string; within?: string; limit?: number } = {},
+  ): AsyncGenerator<LifecyclePage> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.lifecycle(kind, { ...options, ...(cursor ? { cursor } : {}) });
+      yield page;
+      cursor = page.cursor;
+    } while (cursor);
   }
 
   /** Removes a secret's rotation policy (`DELETE /v1/rotation`, Cedar `writeMetadata`). */
