@@ -55,6 +55,10 @@ export const AUTHENTICATED_HEAD_ATTRIBUTES: readonly string[] = [
   'labels',
   /** The rotation policy and last rotation's state, JSON text (no secret material). */
   'rotation',
+  /** The version the current item copies (keys.ts). */
+  'cv',
+  /** The SHA-256 digest of that copy's content: a copy that differs is not used. */
+  'cd',
 ];
 
 export type StoredItem = Record<string, AttributeValue>;

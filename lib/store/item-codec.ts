@@ -37,10 +37,20 @@ export function headFromItem(item: Record<string, unknown>): SecretHead {
     ...(item.generator !== undefined ? { generator: generatorFromItem(item.generator) } : {}),
     ...(item.labels !== undefined ? { labels: labelsFromItem(item.labels) } : {}),
     ...(item.rotation !== undefined ? { rotation: rotationFromItem(item.rotation) } : {}),
+    ...(item.cv !== undefined || item.cd !== undefined
+      ? { current: currentRefFromItem(item.cv, item.cd) }
+      : {}),
   };
   if (head.rev !== undefined && !Number.isInteger(head.rev)) throw new IntegrityError();
   if (!Number.isInteger(head.latest) || !Number.isInteger(head.maxVersions)) throw new IntegrityError();
   return head;
+}
+
+function currentRefFromItem(version: unknown, digest: unknown): NonNullable<SecretHead['current']> {
+  if (!isVersionNumber(version) || !(digest instanceof Uint8Array) || digest.length !== 32) {
+    throw new IntegrityError();
+  }
+  return { version, digest };
 }
 
 function secretTypeFromItem(raw: unknown): NonNullable<SecretHead['type']> {
@@ -146,6 +156,8 @@ export function headToItem(head: SecretHead): Record<string, unknown> {
     generator: head.generator === undefined ? undefined : JSON.stringify(head.generator),
     labels: head.labels === undefined ? undefined : JSON.stringify(head.labels),
     rotation: head.rotation === undefined ? undefined : JSON.stringify(head.rotation),
+    cv: head.current?.version,
+    cd: head.current?.digest,
   };
 }
 

@@ -45,6 +45,19 @@ export interface SecretHead {
   readonly labels?: StageLabels;
   /** The rotation policy and the state of the last rotation (no secret material). */
   readonly rotation?: RotationState;
+  /**
+   * The current item the head vouches for (keys.ts): which version it copies and the digest of
+   * its content. Absent (a head written before current items, or one whose current version has
+   * no copy): a read takes the version item. Under the head's MAC.
+   */
+  readonly current?: CurrentRef;
+}
+
+/** What a head says of its current item. */
+export interface CurrentRef {
+  readonly version: number;
+  /** SHA-256 of the copy's canonical encoding (current-copy.ts). */
+  readonly digest: Uint8Array;
 }
 
 export const STAGES = ['current', 'previous', 'pending'] as const;
