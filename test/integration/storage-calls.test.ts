@@ -34,7 +34,9 @@ beforeAll(async () => {
     expect((await h.call('PUT', `/v1/secrets/${path}`, { body: { value: `v-${path}` } })).status).toBe(200);
   }
   // A second version, so that `previous` names one.
-  expect((await h.call('PUT', '/v1/secrets/calls/one', { body: { value: 'v-calls/one-2' } })).status).toBe(200);
+  expect((await h.call('PUT', '/v1/secrets/calls/one', { body: { value: 'v-calls/one-2' } })).status).toBe(
+    200,
+  );
   // The audit chain's start (its certificate) is behind us: every request below is a steady one.
   calls.take();
 });
