@@ -120,12 +120,13 @@ describe('the current item', () => {
     const copy = (await getItem(copyKey(path))) as Item;
     const flipped = Buffer.from(copy.ct?.B as Uint8Array);
     flipped[0] = (flipped[0] ?? 0) ^ 1;
-    for (const edit of [
+    const edits: Item[] = [
       { ct: { B: flipped } },
       { iv: { B: Buffer.alloc(12) } },
       { createdAt: { S: '2020-01-01T00:00:00.000Z' } },
       { vt: { S: 'binary' } },
-    ]) {
+    ];
+    for (const edit of edits) {
       await putItem({ ...copy, ...edit });
       const got = await read(path);
       expect(got).toEqual({ status: 200, value: 'edited-value', calls: FALLBACK });
