@@ -1,7 +1,10 @@
 import {
   type AttributeValue,
+  BatchGetItemCommand,
   DeleteItemCommand,
+  type DynamoDBClient,
   GetItemCommand,
+  type KeysAndAttributes,
   PutItemCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
@@ -282,4 +285,55 @@ describe('secrets written before current items', () => {
       { path: withCopy, value: 'has-copy', version: 1 },
     ]);
   });
+});
+
+describe('batch reads that DynamoDB answers in part', () => {
+  /** Sends only the first `keep` keys of each BatchGetItem and reports the rest as unprocessed. */
+  function partialClient(client: DynamoDBClient, state: { keep: number; partial: number }): DynamoDBClient {
+    const wrapped = Object.create(client) as DynamoDBClient;
+    wrapped.send = (async (command: unknown) => {
+      if (!(command instanceof BatchGetItemCommand) || state.partial === 0)
+        return client.send(command as never);
+      state.partial--;
+      const [table, request] = Object.entries(command.input.RequestItems ?? {})[0] as [
+        string,
+        KeysAndAttributes,
+      ];
+      const keys = request.Keys ?? [];
+      // DynamoDB refuses an empty request: with nothing to keep, nothing is sent.
+      const kept = keys.slice(0, state.keep);
+      const out =
+        kept.length > 0
+          ? await client.send(
+              new BatchGetItemCommand({ RequestItems: { [table]: { ...request, Keys: kept } } }),
+            )
+          : { Responses: { [table]: [] }, $metadata: {} };
+      return { ...out, UnprocessedKeys: { [table]: { ...request, Keys: keys.slice(state.keep) } } };
+    }) as DynamoDBClient['send'];
+    return wrapped;
+  }
+
+  it('when some keys come back unprocessed, they are asked for again and every path is answered', async () => {
+    const state = { keep: 3, partial: 0 };
+    const p = await createHarness({ label: 'copy-partial', clientWrapper: (c) => partialClient(c, state) });
+    const paths = Array.from({ length: 6 }, (_, i) => `partial/s${i}`);
+    for (const path of paths) {
+      expect((await p.call('PUT', `/v1/secrets/${path}`, { body: { value: `v-${path}` } })).status).toBe(200);
+    }
+    state.partial = 2;
+    const res = await p.call('POST', '/v1/batch-get', { body: { paths } });
+    expect(res.status, res.text).toBe(200);
+    expect(res.body.results.map((r: { value: string }) => r.value)).toEqual(paths.map((x) => `v-${x}`));
+    expect(state.partial).toBe(0);
+  });
+
+  it('when keys stay unprocessed, the read is 429 throttled, never answered with secrets missing', async () => {
+    const state = { keep: 0, partial: 0 };
+    const p = await createHarness({ label: 'copy-throttled', clientWrapper: (c) => partialClient(c, state) });
+    expect((await p.call('PUT', '/v1/secrets/throttled/s', { body: { value: 'v' } })).status).toBe(200);
+    state.partial = Number.POSITIVE_INFINITY;
+    const res = await p.call('GET', '/v1/secrets/throttled/s');
+    expect(res.status).toBe(429);
+    expect(res.body.error.code).toBe('throttled');
+  }, 60_000);
 });
