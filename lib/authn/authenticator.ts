@@ -108,6 +108,21 @@ export class CofferAuthenticator implements Authenticator {
     let claims: ReturnType<typeof decodeJwt>;
     try {
       token = bearerToken(request.authorization);
+    } catch (err) {
+      return refuse({
+        method: 'bearer',
+        reason: err instanceof AuthRefusal ? err.reason : 'malformed_token',
+      });
+    }
+    const key = VerifiedTokenCache.keyOf(token);
+    // A token seen before is found by its hash: only the verifier that verified this very token
+    // (so the one its issuer maps to) is stored with it, and its key epoch still has to match.
+    const seenBy = this.verified.verifierOf(key) as TokenVerifier | undefined;
+    if (seenBy) {
+      const known = this.verified.get(key, seenBy, seenBy.keyEpoch?.() ?? 0);
+      if (known) return known;
+    }
+    try {
       claims = decodeJwt(token);
     } catch (err) {
       return refuse({
@@ -125,7 +140,6 @@ export class CofferAuthenticator implements Authenticator {
         ...(typeof iss === 'string' ? { tokenIssuer: loggable(iss) } : {}),
       });
     }
-    const key = VerifiedTokenCache.keyOf(token);
     const epoch = verifier.keyEpoch?.() ?? 0;
     const known = this.verified.get(key, verifier, epoch);
     if (known) return known;

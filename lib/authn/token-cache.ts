@@ -51,6 +51,15 @@ export class VerifiedTokenCache {
     return entry.principal;
   }
 
+  /**
+   * The verifier that vouched for a remembered token, so that a repeat request finds its entry by
+   * the token's hash alone, before decoding the token to learn its issuer (the cache's hits are
+   * most requests). The entry is still used only through `get`, with that verifier's key epoch.
+   */
+  verifierOf(key: string): object | undefined {
+    return this.#entries.get(key)?.verifier;
+  }
+
   /** Remembers a token that has just verified; `exp` is its (verified) expiry in seconds. */
   set(key: string, principal: Principal, verifier: object, epoch: number, exp: number | undefined): void {
     if (this.#ttlMs <= 0 || this.#max <= 0) return;

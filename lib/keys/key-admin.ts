@@ -11,6 +11,7 @@ import { CofferError, ForbiddenError, InvalidRequestError } from '../errors.js';
 import { validatePath } from '../paths.js';
 import type { Caller } from '../secrets/service.js';
 import { ControlRecordConflict, type ControlRecords } from '../store/control-records.js';
+import { CURRENT_SK } from '../store/keys.js';
 import { mapStorageError } from '../store/storage-errors.js';
 import {
   type BranchKeyProvider,
@@ -471,8 +472,13 @@ export class KeyAdmin {
   private async countReferences(kid: string, folder: string | undefined): Promise<number> {
     let count = 0;
     let start: Record<string, AttributeValue> | undefined;
-    const values: Record<string, AttributeValue> = { ':v': { S: 'V#' }, ':kid': { S: kid } };
-    let filter = 'begins_with(sk, :v) AND kid = :kid AND attribute_exists(wk)';
+    // Current items (copies of a version's value) count too: a key they still need stays.
+    const values: Record<string, AttributeValue> = {
+      ':v': { S: 'V#' },
+      ':c': { S: CURRENT_SK },
+      ':kid': { S: kid },
+    };
+    let filter = '(begins_with(sk, :v) OR sk = :c) AND kid = :kid AND attribute_exists(wk)';
     if (folder !== undefined) {
       filter += ' AND (pk = :exact OR begins_with(pk, :under))';
       values[':exact'] = { S: `S#${folder}` };

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { encryptionContextFor } from '../crypto/envelope.js';
 import { ControlRecordConflict, type ControlRecords } from '../store/control-records.js';
-import { firstSegment } from '../store/keys.js';
+import { CURRENT_SK, firstSegment } from '../store/keys.js';
 import { mapStorageError } from '../store/storage-errors.js';
 import {
   BRANCH_PROVIDER,
@@ -37,7 +37,7 @@ import {
  *
  * so the job never brings back a destroyed value and never overwrites anything it did not read.
  * New versions are written under the active key already, and version items are otherwise
- * immutable.
+ * immutable. A secret's current item (a copy of one version) is re-wrapped the same way.
  */
 
 export const REWRAP_KIND = 'rewrap';
@@ -152,7 +152,10 @@ export class RewrapJob {
         for (const item of page.items) {
           const outcome = await this.rewrapItem(item, targets);
           if (outcome.kind === 'skipped') skipped += 1;
-          else {
+          else if (item.sk?.S === CURRENT_SK) {
+            // A current item is a copy of a version already counted: re-wrapped, not counted.
+            if (outcome.kind === 'rewrapped') rewrapped += 1;
+          } else {
             if (outcome.kind === 'rewrapped') rewrapped += 1;
             const folderCounts = counts[outcome.folder] ?? {};
             folderCounts[outcome.kid] = (folderCounts[outcome.kid] ?? 0) + 1;
@@ -272,8 +275,11 @@ export class RewrapJob {
     folder: string | undefined,
     start: RewrapCursor['start'],
   ): Promise<{ items: Record<string, AttributeValue>[]; next?: { pk: string; sk: string } }> {
-    const values: Record<string, AttributeValue> = { ':v': { S: 'V#' } };
-    let filter = 'begins_with(sk, :v) AND attribute_exists(wk)';
+    // Version items and current items (copies of a version, lib/store/current-copy.ts): a copy
+    // wraps the same data key under the same context, and is re-wrapped on its own, with the same
+    // condition, so that no copy keeps a branch key alive that its version no longer needs.
+    const values: Record<string, AttributeValue> = { ':v': { S: 'V#' }, ':c': { S: CURRENT_SK } };
+    let filter = '(begins_with(sk, :v) OR sk = :c) AND attribute_exists(wk)';
     if (folder !== undefined) {
       filter += ' AND (pk = :exact OR begins_with(pk, :under))';
       values[':exact'] = { S: `S#${folder}` };

@@ -54,8 +54,20 @@ import {
 import { HmacStorageMacKey } from '../keys/storage-mac.js';
 import { validatePath, validatePrefix } from '../paths.js';
 import { type CursorBinding, CursorSealer } from '../store/cursor.js';
-import type { ListEntry, RotationState, SecretHead, Stage, VersionMeta } from '../store/records.js';
-import { ChangeConditionFailed, type SecretsStore } from '../store/secrets-store.js';
+import type {
+  ListEntry,
+  RotationState,
+  SecretHead,
+  Stage,
+  StoredVersion,
+  VersionMeta,
+} from '../store/records.js';
+import {
+  ChangeConditionFailed,
+  type SealedVersion,
+  type SecretsStore,
+  versionId,
+} from '../store/secrets-store.js';
 import {
   checkIssuerConstraints,
   type ResolvedCertificateRequest,
@@ -402,12 +414,21 @@ export class SecretService {
 
   /** A stored version's value, for the server's own use (never handed to a caller by this). */
   private async openVersion(path: string, version: number): Promise<string> {
+    return this.openSealed(await this.sealedVersion(path, version));
+  }
+
+  /** A stored version that still has its value (404 when it is gone or destroyed). */
+  private async sealedVersion(path: string, version: number): Promise<SealedVersion> {
     const stored = await this.store.getVersion(path, version);
     if (!stored?.sealed) throw new NotFoundError('secret version not found');
+    return { ...stored, sealed: stored.sealed };
+  }
+
+  private async openSealed(stored: SealedVersion): Promise<string> {
     const bytes = await this.envelope.openBytes(stored.sealed, {
       table: this.store.binding,
-      path,
-      version,
+      path: stored.path,
+      version: stored.version,
       valueType: stored.valueType ?? 'text',
     });
     return bytes.toString('utf8');
@@ -529,24 +550,27 @@ export class SecretService {
       version,
       valueType: type,
     });
+    const stored: SealedVersion = {
+      path,
+      version,
+      createdAt,
+      createdBy: caller.principal.id,
+      destroyed: false,
+      valueType: type,
+      sealed,
+    };
+    // The new version is current: the head names its copy, which the transaction writes.
+    const written: SecretHead = { ...head, current: this.store.currentRef(path, stored) };
     const result: PutResult = { path, version, createdAt };
     caller.audit.version = version;
-    this.noteHead(caller, head, previous);
+    this.noteHead(caller, written, previous);
     try {
       await this.audit.withChange(caller.audit, (extra) =>
         this.store.putVersion({
           path,
           previous,
-          head,
-          version: {
-            path,
-            version,
-            createdAt,
-            createdBy: caller.principal.id,
-            destroyed: false,
-            valueType: type,
-            sealed,
-          },
+          head: written,
+          version: stored,
           prune: pruned.slice(0, PRUNE_IN_TRANSACTION),
           extra,
           ...(scope
@@ -577,14 +601,38 @@ export class SecretService {
     return { result, value: bytes };
   }
 
-  /** Reads the `current` version, or `version`, or the version with staging label `stage`. */
+  /**
+   * Reads the `current` version, or `version`, or the version with staging label `stage`. The head
+   * and the current item come in one BatchGetItem; the version item is read only when the copy
+   * may not serve the read (a staged or older version, a head without a copy, a copy that does
+   * not match the head: lib/store/current-copy.ts).
+   */
   async get(caller: Caller, rawPath: string, version?: number, stage?: Stage): Promise<SecretValue> {
     const path = validatePath(rawPath);
     this.note(caller, 'read', path);
     if (version !== undefined && stage !== undefined) {
       throw new InvalidRequestError('give at most one of version and stage');
     }
-    const head = await this.visibleHead(caller, path);
+    const read = await this.store.getWithCurrent(path);
+    const { head, wanted } = this.readable(caller, read.head, version, stage);
+    const stored =
+      this.store.versionFromCopy(head, read.copy, wanted) ?? (await this.store.getVersion(path, wanted));
+    return this.valueOf(path, wanted, stored);
+  }
+
+  /**
+   * What a read of `path` may return, decided on its verified head: a secret the caller may not
+   * see is 404 like a missing one, one it may not read 403, a version outside the kept range 404.
+   */
+  private readable(
+    caller: Caller,
+    head: SecretHead | undefined,
+    version: number | undefined,
+    stage: Stage | undefined,
+  ): { head: SecretHead; wanted: number } {
+    if (!head || head.deletedAt || !this.allowed(caller, 'readMetadata', resourceOf(head))) {
+      throw new NotFoundError();
+    }
     this.require(caller, 'read', resourceOf(head));
     const staged = stage === undefined ? currentOf(head) : versionOfStage(head, stage);
     if (staged === undefined) throw new NotFoundError(`no version has stage ${stage}`);
@@ -593,7 +641,15 @@ export class SecretService {
     if (!Number.isInteger(wanted) || wanted < head.minVersion || wanted > head.latest) {
       throw new NotFoundError('secret version not found');
     }
-    const stored = await this.store.getVersion(path, wanted);
+    return { head, wanted };
+  }
+
+  /** Opens a stored version for a caller already allowed to read it. */
+  private async valueOf(
+    path: string,
+    wanted: number,
+    stored: StoredVersion | undefined,
+  ): Promise<SecretValue> {
     if (!stored) throw new NotFoundError('secret version not found');
     if (!stored.sealed) throw new NotFoundError('secret version was destroyed');
     const type = stored.valueType ?? 'text';
@@ -613,11 +669,14 @@ export class SecretService {
   }
 
   /**
-   * Reads the latest version of up to MAX_BATCH_PATHS secrets. Each path goes through `get` with
-   * its own decisions, so a batch never reveals more than single reads would: a path the caller
-   * may not see answers `not_found` exactly like a missing one. Per-path failures are answered in
-   * place; a failure of the service itself (storage, keys) fails the whole batch. The request's
-   * one audit record names every path and keeps a denying decision if any path was denied.
+   * Reads the current version of up to MAX_BATCH_PATHS secrets. Each path gets the decisions of a
+   * single read, so a batch never reveals more than single reads would: a path the caller may not
+   * see answers `not_found` exactly like a missing one. Per-path failures are answered in place; a
+   * failure of the service itself (storage, keys) fails the whole batch. The request's one audit
+   * record names every path and keeps a denying decision if any path was denied.
+   *
+   * Storage: one BatchGetItem for every head and current item, then one for the version items of
+   * the paths whose copy could not serve the read (none when every secret has its copy).
    */
   async batchGet(caller: Caller, rawPaths: readonly string[]): Promise<BatchGetItem[]> {
     if (rawPaths.length < 1 || rawPaths.length > MAX_BATCH_PATHS) {
@@ -630,17 +689,45 @@ export class SecretService {
     caller.audit.path = unique.join(',');
     const decisions: Decision[] = [];
     const byPath = new Map<string, BatchGetItem>();
+    /** Answers a path's failure in place when a single read would have answered it with a 4xx. */
+    const settle = (path: string, err: unknown) => {
+      if (!(err instanceof CofferError) || !BATCH_ITEM_ERRORS.has(err.code)) throw err;
+      byPath.set(path, { path, error: { code: err.code, message: err.message } });
+    };
+    const valid: string[] = [];
+    for (const path of unique) {
+      try {
+        valid.push(validatePath(path));
+      } catch (err) {
+        settle(path, err);
+      }
+    }
+    const reads = valid.length > 0 ? await this.store.getManyWithCurrent(valid) : new Map();
+    const planned: { path: string; wanted: number; stored?: StoredVersion }[] = [];
+    for (const path of valid) {
+      // A scratch record per path: the decisions note their path, version and outcome there.
+      const audit: AuditContext = { ...caller.audit };
+      const one: Caller = { ...caller, audit };
+      try {
+        this.note(one, 'read', path);
+        const read = reads.get(path) ?? {};
+        const { head, wanted } = this.readable(one, read.head, undefined, undefined);
+        const stored = this.store.versionFromCopy(head, read.copy, wanted);
+        planned.push({ path, wanted, ...(stored ? { stored } : {}) });
+      } catch (err) {
+        settle(path, err);
+      } finally {
+        if (audit.decision) decisions.push(audit.decision);
+      }
+    }
+    const missing = planned.filter((p) => !p.stored).map((p) => ({ path: p.path, version: p.wanted }));
+    const fetched = missing.length > 0 ? await this.store.getVersions(missing) : new Map();
     await Promise.all(
-      unique.map(async (path) => {
-        // A scratch record per path: `get` notes its path, version and decision there.
-        const audit: AuditContext = { ...caller.audit };
+      planned.map(async ({ path, wanted, stored }) => {
         try {
-          byPath.set(path, await this.get({ ...caller, audit }, path));
+          byPath.set(path, await this.valueOf(path, wanted, stored ?? fetched.get(versionId(path, wanted))));
         } catch (err) {
-          if (!(err instanceof CofferError) || !BATCH_ITEM_ERRORS.has(err.code)) throw err;
-          byPath.set(path, { path, error: { code: err.code, message: err.message } });
-        } finally {
-          if (audit.decision) decisions.push(audit.decision);
+          settle(path, err);
         }
       }),
     );
@@ -743,7 +830,14 @@ export class SecretService {
     for (const v of unique) {
       if (v < head.minVersion || v > head.latest) throw new NotFoundError(`version ${v} not found`);
     }
-    const next: SecretHead = { ...head, updatedAt: this.now().toISOString() };
+    const { current, ...rest } = head;
+    // A destroyed current version keeps no copy: the head drops it and the store deletes it.
+    const keepsCopy = current !== undefined && !unique.includes(current.version);
+    const next: SecretHead = {
+      ...rest,
+      ...(keepsCopy ? { current } : {}),
+      updatedAt: this.now().toISOString(),
+    };
     this.noteHead(caller, next, head);
     await this.change(caller, () =>
       this.audit.withChange(caller.audit, (extra) => this.store.destroyVersions(head, next, unique, extra)),
@@ -1055,17 +1149,19 @@ export class SecretService {
     });
     const typeInfo = checkValue(type, bytes);
     const { typeInfo: _old, ...rest } = head;
+    const copy: SealedVersion = { ...stored, sealed: stored.sealed };
     const next: SecretHead = {
       ...rest,
       type,
       labels: { current: back, previous: labels.current },
       ...(typeInfo.keypair || typeInfo.certificate ? { typeInfo } : {}),
+      current: this.store.currentRef(path, copy),
       updatedAt: this.now().toISOString(),
     };
     caller.audit.version = back;
     this.noteHead(caller, next, head);
     await this.change(caller, () =>
-      this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, next, { extra })),
+      this.audit.withChange(caller.audit, (extra) => this.store.replaceHead(head, next, { extra, copy })),
     );
     return {
       path,
@@ -1274,7 +1370,8 @@ export class SecretService {
   private async finishRotation(audit: AuditContext, head: SecretHead): Promise<RotationResult> {
     const pending = labelsOf(head).pending as number;
     const type = head.type ?? 'text';
-    const typeInfo = checkValue(type, Buffer.from(await this.openVersion(head.path, pending), 'utf8'));
+    const promoted = await this.sealedVersion(head.path, pending);
+    const typeInfo = checkValue(type, Buffer.from(await this.openSealed(promoted), 'utf8'));
     const labels = labelsAfterRotation(head, pending);
     const minVersion = keptFrom(head.latest - head.maxVersions + 1, labels, head.minVersion);
     const pruned = range(head.minVersion, minVersion);
@@ -1295,13 +1392,19 @@ export class SecretService {
             },
           }
         : {}),
+      // The promoted version's copy is written with the head: reads stay on the fast path.
+      current: this.store.currentRef(head.path, promoted),
       updatedAt: now.toISOString(),
     };
     audit.version = pending;
     audit.head = headNote(this.store.sealHead(next, head));
     try {
       await this.audit.withChange(audit, (extra) =>
-        this.store.replaceHead(head, next, { prune: pruned.slice(0, PRUNE_IN_TRANSACTION), extra }),
+        this.store.replaceHead(head, next, {
+          prune: pruned.slice(0, PRUNE_IN_TRANSACTION),
+          extra,
+          copy: promoted,
+        }),
       );
     } catch (err) {
       if (err instanceof ChangeConditionFailed)

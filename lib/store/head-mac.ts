@@ -57,6 +57,10 @@ export const AUTHENTICATED_HEAD_ATTRIBUTES: readonly string[] = [
   'rotation',
   /** A request to replace the value by hand (offboarding), JSON text: when and why. */
   'rotationRequested',
+  /** The version the current item copies (keys.ts). */
+  'cv',
+  /** The SHA-256 digest of that copy's content: a copy that differs is not used. */
+  'cd',
 ];
 
 export type StoredItem = Record<string, AttributeValue>;

@@ -41,10 +41,20 @@ export function headFromItem(item: Record<string, unknown>): SecretHead {
     ...(item.rotationRequested !== undefined
       ? { rotationRequested: rotationRequestFromItem(item.rotationRequested) }
       : {}),
+    ...(item.cv !== undefined || item.cd !== undefined
+      ? { current: currentRefFromItem(item.cv, item.cd) }
+      : {}),
   };
   if (head.rev !== undefined && !Number.isInteger(head.rev)) throw new IntegrityError();
   if (!Number.isInteger(head.latest) || !Number.isInteger(head.maxVersions)) throw new IntegrityError();
   return head;
+}
+
+function currentRefFromItem(version: unknown, digest: unknown): NonNullable<SecretHead['current']> {
+  if (!isVersionNumber(version) || !(digest instanceof Uint8Array) || digest.length !== 32) {
+    throw new IntegrityError();
+  }
+  return { version, digest };
 }
 
 function secretTypeFromItem(raw: unknown): NonNullable<SecretHead['type']> {
@@ -182,6 +192,8 @@ export function headToItem(head: SecretHead): Record<string, unknown> {
     rotation: head.rotation === undefined ? undefined : JSON.stringify(head.rotation),
     rotationRequested:
       head.rotationRequested === undefined ? undefined : JSON.stringify(head.rotationRequested),
+    cv: head.current?.version,
+    cd: head.current?.digest,
   };
 }
 

@@ -3,6 +3,7 @@
  *
  *   head      pk = P#<first segment>   sk = H#<path>           one per secret: latest, tags, deletion
  *   version   pk = S#<path>            sk = V#<10-digit n>     immutable; ciphertext + wrapped key
+ *   current   pk = S#<path>            sk = C                  a copy of the current version's item
  *   root      pk = ROOTS               sk = R#<first segment>  one per first segment, for prefix lists
  *   deletion  pk = DEL                 sk = <purgeAt>#<path>   soft-deleted secrets, by purge time
  *   idem      pk = I#<scope>           sk = I                  remembered Idempotency-Key results
@@ -53,6 +54,16 @@ export const versionKey = (path: string, version: number): ItemKey => ({
   pk: versionPartition(path),
   sk: `${VERSION_SK_PREFIX}${String(version).padStart(10, '0')}`,
 });
+
+/**
+ * The current item: a copy of the version item that the head's `current` label names, written in
+ * the same transaction as the head and read with it in one BatchGetItem, so that a plain read
+ * needs no second round trip. The head names its version and a digest of its content (`cv`, `cd`,
+ * under the head MAC); a copy that does not match is never used. Its sort key sorts outside `V#`,
+ * so version queries never see it.
+ */
+export const CURRENT_SK = 'C';
+export const currentKey = (path: string): ItemKey => ({ pk: versionPartition(path), sk: CURRENT_SK });
 
 /** A root marker's sort key; for a prefix, the lower bound of the first segments it matches. */
 export const rootSortKey = (segment: string): string => `R#${segment}`;

@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { type DeletionEntry, deletionFromItem } from './item-codec.js';
-import { DELETION_PK, deletionKey, headKey } from './keys.js';
+import { currentKey, DELETION_PK, deletionKey, headKey } from './keys.js';
 import type { SecretHead, VersionMeta } from './records.js';
 import { mapStorageError } from './storage-errors.js';
 import type { TableClient } from './table-client.js';
@@ -76,6 +76,8 @@ export async function purgeSecret(
             },
           },
           { Delete: { TableName: db.table, Key: marshall(deletionKey(path, purgeAt)) } },
+          // The copy of the current value goes with the head that vouched for it.
+          { Delete: { TableName: db.table, Key: marshall(currentKey(path)) } },
         ],
       }),
     );

@@ -56,12 +56,25 @@ export interface SecretHead {
    * listed as overdue until a new version becomes current. Under the head's MAC.
    */
   readonly rotationRequested?: RotationRequest;
+  /**
+   * The current item the head vouches for (keys.ts): which version it copies and the digest of
+   * its content. Absent (a head written before current items, or one whose current version has
+   * no copy): a read takes the version item. Under the head's MAC.
+   */
+  readonly current?: CurrentRef;
 }
 
 /** Why and since when a secret without a rotation policy waits for a new value. */
 export interface RotationRequest {
   readonly at: string;
   readonly reason: string;
+}
+
+/** What a head says of its current item. */
+export interface CurrentRef {
+  readonly version: number;
+  /** SHA-256 of the copy's canonical encoding (current-copy.ts). */
+  readonly digest: Uint8Array;
 }
 
 export const STAGES = ['current', 'previous', 'pending'] as const;

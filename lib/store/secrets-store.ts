@@ -1,4 +1,7 @@
 import {
+  type AttributeValue,
+  BatchGetItemCommand,
+  type BatchGetItemCommandOutput,
   BatchWriteItemCommand,
   type BatchWriteItemCommandOutput,
   DeleteItemCommand,
@@ -18,7 +21,8 @@ import {
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { backoffDelay, retry } from '../../packages/client/src/retry.js';
 import type { SealedValue } from '../crypto/envelope.js';
-import { CasConflictError, IntegrityError } from '../errors.js';
+import { CasConflictError, IntegrityError, ThrottledError } from '../errors.js';
+import { currentCopyOf, versionFromCopy, withValidCurrent } from './current-copy.js';
 import { cursorAfter } from './cursor.js';
 import { type HeadIntegrity, type StoredItem, sealHeadItem, verifyHeadItem } from './head-mac.js';
 import {
@@ -34,10 +38,12 @@ import {
   versionToItem,
 } from './item-codec.js';
 import {
+  currentKey,
   deletionKey,
   EXPIRY_PK,
   expiryKey,
   headKey,
+  type ItemKey,
   idempotencyKey,
   ROTATION_PK,
   ROTATION_REQUEST_PK,
@@ -51,6 +57,7 @@ import {
 import { listHeads } from './list-walker.js';
 import { expiredDeletions, purgeSecret } from './purge.js';
 import type {
+  CurrentRef,
   IdempotencyClaim,
   IdempotencyRecord,
   ListEntry,
@@ -95,12 +102,30 @@ export type StoreIntegrity = HeadIntegrity;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** BatchGetItem takes at most this many keys per call. */
+const BATCH_GET_KEYS = 100;
+/** Keys DynamoDB left unprocessed (throttling, response size) are asked for again, this often at most. */
+const UNPROCESSED_RETRY = { attempts: 8, baseDelayMs: 20, maxDelayMs: 2560 } as const;
+
+class UnprocessedKeys extends Error {}
+
+/** A secret's head and its current item, as one BatchGetItem read them. */
+export interface HeadRead {
+  /** Verified; undefined when the secret does not exist. */
+  readonly head?: SecretHead;
+  /** The current item as stored, unverified: see `versionFromCopy`. */
+  readonly copy?: StoredItem;
+}
+
+/** A version as it is to be written, with its sealed value. */
+export type SealedVersion = StoredVersion & { sealed: SealedValue };
+
 export interface PutVersionInput {
   readonly path: string;
   /** The head as read, or undefined when the secret is new. */
   readonly previous: SecretHead | undefined;
   readonly head: SecretHead;
-  readonly version: StoredVersion & { sealed: SealedValue };
+  readonly version: SealedVersion;
   /** Versions that fall out of the max-versions window with this write. */
   readonly prune: readonly number[];
   readonly idempotency?: IdempotencyClaim;
@@ -117,6 +142,14 @@ export interface PutVersionInput {
  */
 /** The key the readiness probe reads: no item is ever written there (see keys.ts for the layout). */
 const READY_PROBE_KEY = { pk: 'READY', sk: 'READY' } as const;
+
+const itemId = (key: ItemKey): string => `${key.pk}\n${key.sk}`;
+
+/** The key of `getVersions`' answer for one version. */
+export const versionId = (path: string, version: number): string => `${path}\n${version}`;
+
+const sameRef = (a: CurrentRef, b: CurrentRef): boolean =>
+  a.version === b.version && Buffer.from(a.digest).equals(Buffer.from(b.digest));
 
 export class SecretsStore {
   private readonly attempts: number;
@@ -205,8 +238,62 @@ export class SecretsStore {
     const rev = (previous?.rev ?? 0) + 1;
     return sealHeadItem(
       this.integrity,
-      marshall(headToItem({ ...next, rev }), { removeUndefinedValues: true }),
+      marshall(headToItem({ ...withValidCurrent(next), rev }), { removeUndefinedValues: true }),
     );
+  }
+
+  /**
+   * What a head says of the current item for `version` (set it as the head's `current` when that
+   * version is or becomes current; the write that carries the head writes the item).
+   */
+  currentRef(path: string, version: SealedVersion): CurrentRef {
+    return currentCopyOf(this.binding, path, version).ref;
+  }
+
+  /**
+   * A head and its current item in one strongly consistent BatchGetItem. The two reads are not
+   * isolated from a transaction committing between them, which is why a copy is only used when it
+   * matches the head (`versionFromCopy`).
+   */
+  async getWithCurrent(path: string): Promise<HeadRead> {
+    return (await this.getManyWithCurrent([path])).get(path) ?? {};
+  }
+
+  /** `getWithCurrent` for many paths, in as few BatchGetItem calls as the 100-key limit allows. */
+  async getManyWithCurrent(paths: readonly string[]): Promise<Map<string, HeadRead>> {
+    const keys = paths.flatMap((p) => [headKey(p), currentKey(p)]);
+    const items = await this.batchGetItems(keys);
+    const out = new Map<string, HeadRead>();
+    for (const path of paths) {
+      const rawHead = items.get(itemId(headKey(path)));
+      const copy = items.get(itemId(currentKey(path)));
+      out.set(path, {
+        ...(rawHead ? { head: this.openHead(rawHead, path) } : {}),
+        ...(copy ? { copy } : {}),
+      });
+    }
+    return out;
+  }
+
+  /** The version `wanted` from a current item, or undefined when it may not serve it. */
+  versionFromCopy(head: SecretHead, copy: StoredItem | undefined, wanted: number): StoredVersion | undefined {
+    return versionFromCopy(this.binding, head, copy, wanted);
+  }
+
+  /** Several versions in BatchGetItem calls, each checked as `getVersion` checks one. */
+  async getVersions(
+    wanted: readonly { path: string; version: number }[],
+  ): Promise<Map<string, StoredVersion>> {
+    const items = await this.batchGetItems(wanted.map((w) => versionKey(w.path, w.version)));
+    const out = new Map<string, StoredVersion>();
+    for (const w of wanted) {
+      const raw = items.get(itemId(versionKey(w.path, w.version)));
+      if (!raw) continue;
+      const item = unmarshall(raw);
+      if (item.path !== w.path || Number(item.version) !== w.version) throw new IntegrityError();
+      out.set(versionId(w.path, w.version), versionFromItem(item));
+    }
+    return out;
   }
 
   async getVersion(path: string, version: number): Promise<StoredVersion | undefined> {
@@ -296,6 +383,10 @@ export class SecretsStore {
       },
     });
     index.push('head');
+    for (const change of this.currentItemChanges(previous, head, version)) {
+      items.push(change);
+      index.push('head');
+    }
     if (!previous) {
       // Idempotent: the root marker may already exist from another secret.
       items.push({ Put: { TableName: this.table, Item: marshall(rootKey(path)) } });
@@ -334,7 +425,12 @@ export class SecretsStore {
   async replaceHead(
     previous: SecretHead,
     next: SecretHead,
-    options: { prune?: readonly number[]; extra?: readonly TransactWriteItem[] } = {},
+    options: {
+      prune?: readonly number[];
+      extra?: readonly TransactWriteItem[];
+      /** The version `next` names a new current copy of (a revert, a finished rotation). */
+      copy?: SealedVersion;
+    } = {},
   ): Promise<void> {
     const items: TransactWriteItem[] = [];
     const values: Record<string, unknown> = { ':expected': previous.latest, ':updated': previous.updatedAt };
@@ -369,6 +465,7 @@ export class SecretsStore {
         },
       });
     }
+    items.push(...this.currentItemChanges(previous, next, options.copy));
     for (const v of options.prune ?? []) {
       items.push({ Delete: { TableName: this.table, Key: marshall(versionKey(next.path, v)) } });
     }
@@ -387,6 +484,9 @@ export class SecretsStore {
     versions: readonly number[],
     extra: readonly TransactWriteItem[] = [],
   ): Promise<void> {
+    const kept = withValidCurrent(next).current;
+    // A destroyed value must not live on in a copy: its head drops the copy and the item goes.
+    if (kept && versions.includes(kept.version)) throw new Error('a destroyed version keeps no current copy');
     const items: TransactWriteItem[] = versions.map((v) => ({
       Update: {
         TableName: this.table,
@@ -404,6 +504,7 @@ export class SecretsStore {
         ExpressionAttributeValues: marshall({ ':expected': previous.latest, ':updated': previous.updatedAt }),
       },
     });
+    items.push(...this.currentItemChanges(previous, next, undefined));
     items.push(...extra);
     await this.transact(
       items,
@@ -600,6 +701,67 @@ export class SecretsStore {
       path,
       purgeAt,
     );
+  }
+
+  /**
+   * Strongly consistent BatchGetItem of `keys` (deduplicated), by item id. Keys DynamoDB leaves
+   * unprocessed are asked for again with the shared full-jitter retry; still unprocessed after
+   * that, the read is throttled (429), never answered with items missing.
+   */
+  private async batchGetItems(keys: readonly ItemKey[]): Promise<Map<string, StoredItem>> {
+    const unique = [...new Map(keys.map((k) => [itemId(k), k])).values()];
+    const found = new Map<string, StoredItem>();
+    for (let i = 0; i < unique.length; i += BATCH_GET_KEYS) {
+      let pending: Record<string, AttributeValue>[] = unique
+        .slice(i, i + BATCH_GET_KEYS)
+        .map((k) => marshall(k));
+      try {
+        await retry(
+          async () => {
+            const out = await this.db.send<BatchGetItemCommandOutput>(
+              new BatchGetItemCommand({
+                RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } },
+              }),
+            );
+            for (const item of out.Responses?.[this.table] ?? []) {
+              found.set(itemId({ pk: String(item.pk?.S), sk: String(item.sk?.S) }), item);
+            }
+            pending = out.UnprocessedKeys?.[this.table]?.Keys ?? [];
+            if (pending.length > 0) throw new UnprocessedKeys();
+          },
+          { ...UNPROCESSED_RETRY, isRetryable: (err) => err instanceof UnprocessedKeys },
+        );
+      } catch (err) {
+        if (err instanceof UnprocessedKeys) throw new ThrottledError();
+        throw err;
+      }
+    }
+    return found;
+  }
+
+  /**
+   * The current item follows the head in the head's transaction: written when the head names a
+   * copy it did not name before (`copy` is then the version it copies), deleted when the head
+   * stops naming one (a destroyed current version, a promotion without a copy). While the head
+   * keeps its copy, the item is left alone (a metadata change, a soft delete, a restore).
+   */
+  private currentItemChanges(
+    previous: SecretHead | undefined,
+    next: SecretHead,
+    copy: SealedVersion | undefined,
+  ): TransactWriteItem[] {
+    const before = previous ? withValidCurrent(previous).current : undefined;
+    const after = withValidCurrent(next).current;
+    if (after && before && sameRef(before, after)) return [];
+    if (!after) {
+      return before ? [{ Delete: { TableName: this.table, Key: marshall(currentKey(next.path)) } }] : [];
+    }
+    if (!copy || copy.version !== after.version) {
+      throw new Error('a head that names a new current copy is written with that copy');
+    }
+    const made = currentCopyOf(this.binding, next.path, copy);
+    if (!sameRef(made.ref, after)) throw new Error('the current copy does not match the head');
+    return [{ Put: { TableName: this.table, Item: made.item } }];
   }
 
   private async transact(items: TransactWriteItem[], index: readonly ChangeFailure[]): Promise<void> {

@@ -33,13 +33,30 @@ beforeAll(async () => {
   for (const path of ['calls/one', ...BATCH]) {
     expect((await h.call('PUT', `/v1/secrets/${path}`, { body: { value: `v-${path}` } })).status).toBe(200);
   }
+  // A second version, so that `previous` names one.
+  expect((await h.call('PUT', '/v1/secrets/calls/one', { body: { value: 'v-calls/one-2' } })).status).toBe(
+    200,
+  );
   // The audit chain's start (its certificate) is behind us: every request below is a steady one.
   calls.take();
 });
 
 describe('storage calls per request', () => {
-  it('when a secret is read, it makes 3: the head, the version and the audit record', async () => {
-    expect(await callsOf('GET', '/v1/secrets/calls/one')).toEqual({ GetItem: 2, PutItem: 1 });
+  it('when a secret is read, it makes 2: the head with its current item in one batch, and the audit record', async () => {
+    expect(await callsOf('GET', '/v1/secrets/calls/one')).toEqual({ BatchGetItem: 1, PutItem: 1 });
+  });
+
+  it('when a staged or numbered version other than the current one is read, it makes 3: the version item too', async () => {
+    expect(await callsOf('GET', '/v1/secrets/calls/one?stage=previous')).toEqual({
+      BatchGetItem: 1,
+      GetItem: 1,
+      PutItem: 1,
+    });
+    expect(await callsOf('GET', '/v1/secrets/calls/one?version=1')).toEqual({
+      BatchGetItem: 1,
+      GetItem: 1,
+      PutItem: 1,
+    });
   });
 
   it('when a secret gets a new version, it makes 3: the head, the folder keyring, then one transaction with the audit record', async () => {
@@ -51,8 +68,8 @@ describe('storage calls per request', () => {
     });
   });
 
-  it('when 20 secrets are read in one batch, it makes 41: a head and a version each, and one audit record', async () => {
-    expect(await callsOf('POST', '/v1/batch-get', { paths: BATCH })).toEqual({ GetItem: 40, PutItem: 1 });
+  it('when 20 secrets are read in one batch, it makes 2: one BatchGetItem of 20 heads and current items, and one audit record', async () => {
+    expect(await callsOf('POST', '/v1/batch-get', { paths: BATCH })).toEqual({ BatchGetItem: 1, PutItem: 1 });
   });
 
   it('when a folder is listed, it makes 2: one query of its head partition and the audit record', async () => {
