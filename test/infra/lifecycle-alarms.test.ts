@@ -61,9 +61,11 @@ describe('lifecycle alarms', () => {
     expect(publishing).toHaveLength(1);
     const role = Stack.of(coffer.stack).resolve(coffer.stack.rotation.handler.role.roleName);
     expect(publishing[0]?.Properties.Roles).toEqual([role]);
-    const statement = (
-      publishing[0]?.Properties.PolicyDocument.Statement as { Action: unknown; Condition?: unknown }[]
-    ).find((s) => s.Action === 'cloudwatch:PutMetricData');
+    const statements = (publishing[0]?.Properties.PolicyDocument.Statement ?? []) as {
+      Action: unknown;
+      Condition?: unknown;
+    }[];
+    const statement = statements.find((s) => s.Action === 'cloudwatch:PutMetricData');
     expect(statement?.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'Coffer/Lifecycle' } });
   });
 
