@@ -12,7 +12,7 @@ import { ConfigError } from '../lib/errors.js';
 import type { CofferApp, ConnectionInfo } from '../lib/http/app.js';
 import { errorBody } from '../lib/http/errors.js';
 import { describeError, jsonLogger, type Logger } from '../lib/log.js';
-import { defaultKmsClient, kmsKeys, stdoutSink } from './aws.js';
+import { defaultKmsClient, kmsKeys, lambdaRotators, stdoutSink } from './aws.js';
 import type { LambdaSettings } from './env.js';
 
 /**
@@ -108,9 +108,9 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
     connection: (c: Context) =>
       connectionFromEvent((c.env as { event?: unknown } | undefined)?.event, settings.mtlsApiId),
     logger,
-    // The allow-list is checked when a policy names a Lambda rotator; no invoker is built yet
-    // (docs/rotation.md, "Not built yet"), so such a policy is refused.
-    rotators: { lambda: { allowedArns: settings.rotatorLambdaArns ?? [] } },
+    // Only the allow-listed functions are ever invoked (checked when a policy names one, and
+    // again at every call).
+    rotators: lambdaRotators(settings.rotatorLambdaArns),
   });
   return coffer.app;
 }

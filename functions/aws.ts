@@ -1,5 +1,6 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import type { KmsKeys } from '../lib/compose.js';
+import type { RotatorInvoker, RotatorSettings } from '../lib/secrets/rotators/invoker.js';
 import { FIELD_HMAC_LABEL, type LambdaSettings } from './env.js';
 
 /*
@@ -32,4 +33,25 @@ export function kmsKeys(settings: LambdaSettings, client: KMSClient): KmsKeys {
 /** Audit lines go to stdout, one JSON line each, so that CloudWatch Logs holds a second copy. */
 export function stdoutSink(line: string): void {
   process.stdout.write(`${line}\n`);
+}
+
+/**
+ * The external rotators a function calls: the Lambda functions on the allow-list (CDK context
+ * `rotatorLambdaArns`). The invoker is loaded on its first call: rotations through a Lambda are
+ * rare, so the Lambda client stays out of the cold start. With an empty allow-list there is no
+ * invoker, and naming a Lambda rotator is refused.
+ */
+export function lambdaRotators(allowedArns: readonly string[] | undefined): RotatorSettings {
+  const arns = allowedArns ?? [];
+  return { lambda: { allowedArns: arns, ...(arns.length > 0 ? { invoker: lazyLambdaInvoker() } : {}) } };
+}
+
+function lazyLambdaInvoker(): RotatorInvoker {
+  let loaded: Promise<RotatorInvoker> | undefined;
+  return {
+    invoke: async (rotator, call, timeoutMs) => {
+      loaded ??= import('./rotator-lambda.js').then((m) => new m.LambdaRotatorInvoker());
+      return (await loaded).invoke(rotator, call, timeoutMs);
+    },
+  };
 }

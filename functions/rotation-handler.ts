@@ -7,7 +7,7 @@ import { describeError, jsonLogger, type Logger } from '../lib/log.js';
 import { publishLifecycleMetrics } from '../lib/secrets/lifecycle-metrics.js';
 import type { RotatorSettings } from '../lib/secrets/rotators/invoker.js';
 import type { SecretService } from '../lib/secrets/service.js';
-import { defaultKmsClient, kmsKeys, stdoutSink } from './aws.js';
+import { defaultKmsClient, kmsKeys, lambdaRotators, stdoutSink } from './aws.js';
 import type { LambdaSettings } from './env.js';
 
 /**
@@ -39,7 +39,7 @@ export function rotationHandler(
     now?: () => Date;
     /** Where audit records are copied as JSON lines. Default: stdout (CloudWatch Logs). */
     auditSink?: (line: string) => void;
-    /** The external rotators the job calls. Default: the allow-listed Lambda functions (no invoker yet). */
+    /** The external rotators the job calls. Default: the allow-listed Lambda functions. */
     rotators?: RotatorSettings;
   } = {},
 ): () => Promise<{ rotated: number; failed: number }> {
@@ -59,7 +59,7 @@ export function rotationHandler(
       connection: () => ({ sourceIp: 'internal' }),
       logger,
       ...(deps.now ? { now: deps.now } : {}),
-      rotators: deps.rotators ?? { lambda: { allowedArns: settings.rotatorLambdaArns ?? [] } },
+      rotators: deps.rotators ?? lambdaRotators(settings.rotatorLambdaArns),
     });
     return coffer.service;
   };

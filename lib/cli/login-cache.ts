@@ -173,7 +173,9 @@ export async function loginCacheToken(
       `your login has expired and could not be refreshed (${oauthReason(err)}); run "coffer login" again`,
     );
   }
-  const expiresAt = expiryOf(tokens.access_token, tokens.expiresIn(), now);
+  // The answer's own expires_in, counted from `now`: expiresIn() counts down from when the answer
+  // arrived, so a slow machine would move the expiry by a second.
+  const expiresAt = expiryOf(tokens.access_token, tokens.expires_in, now);
   const refreshToken = tokens.refresh_token ?? record.refreshToken;
   // The old expiry belongs to the old token: when the new one's is unknown, none is kept.
   const { expiresAt: _old, ...rest } = record;

@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kmsKeys } from '../../functions/aws.js';
+import { kmsKeys, lambdaRotators } from '../../functions/aws.js';
 import type { LambdaSettings } from '../../functions/env.js';
 import { rotationHandler } from '../../functions/rotation-handler.js';
 import type { AuditContext } from '../../lib/audit/trail.js';
@@ -193,9 +194,99 @@ describe('the rotation function', () => {
       meta = await api.service.getMetadata(caller(16), 'apps/hooked');
       expect(meta.stages).toEqual({ current: 2, previous: 1 });
       expect(meta.versions.map((v) => v.version)).toEqual([1, 2]);
+      // Done: its policy goes, so later tests' clocks do not make it due again with no rotator.
+      await api.service.clearRotation(caller(17), 'apps/hooked');
     } finally {
       await rotator.stop();
     }
+  });
+});
+
+describe('the rotation function with a Lambda rotator', () => {
+  const ARN = 'arn:aws:lambda:eu-west-1:111122223333:function:coffer-db-rotator';
+  const lambda = mockClient(LambdaClient);
+  afterAll(() => lambda.restore());
+
+  it('when a due secret names an allow-listed Lambda, it invokes it per step with a grant, fails on a function error and resumes', async () => {
+    const withLambda: LambdaSettings = { ...settings, rotatorLambdaArns: [ARN] };
+    const api = await composeCoffer({
+      dynamo: client,
+      tables: withLambda.tables,
+      keys: kmsKeys(withLambda, kmsClient),
+      audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: () => {} },
+      policy: { authorizer: new AllowAllAuthorizer() },
+      authn: { config: { issuers: [] } },
+      connection: () => ({ sourceIp: '198.51.100.1' }),
+      logger: silentLogger,
+      now: () => new Date(clock),
+      rotators: lambdaRotators(withLambda.rotatorLambdaArns),
+    });
+    const caller = (n: number): Caller => ({
+      principal: { type: 'User', id: 'corp:alice', groups: ['admins'], attributes: {}, authMethod: 'oidc' },
+      context: { authMethod: 'oidc', sourceIp: '198.51.100.1', time: Math.floor(clock / 1000) },
+      audit: context(n),
+    });
+    await api.service.generate(caller(21), 'apps/lambda', { type: 'password', length: 24 });
+    // Only an allow-listed function may be named.
+    await expect(
+      api.service.setRotation(caller(22), 'apps/lambda', {
+        every: '1d',
+        lambdaArn: 'arn:aws:lambda:eu-west-1:111122223333:function:other',
+      }),
+    ).rejects.toMatchObject({ code: 'rotator_not_allowed' });
+    await api.service.setRotation(caller(23), 'apps/lambda', { every: '1d', lambdaArn: ARN });
+    const old = await api.service.get(caller(24), 'apps/lambda');
+
+    // The function reads the pending value with its grant, through the API; it fails testSecret once.
+    const seen: { step: string; status: number; current: number }[] = [];
+    let failTest = true;
+    lambda.on(InvokeCommand).callsFake(async (input: { FunctionName?: string; Payload?: Uint8Array }) => {
+      const call = JSON.parse(new TextDecoder().decode(input.Payload)) as {
+        step: string;
+        path: string;
+        stage: string;
+        grant: string;
+      };
+      const read = await api.app.request(`/v1/secrets/${call.path}?stage=${call.stage}`, {
+        headers: { authorization: `Bearer ${call.grant}` },
+      });
+      const current = await api.app.request(`/v1/secrets/${call.path}`, {
+        headers: { authorization: `Bearer ${call.grant}` },
+      });
+      seen.push({ step: call.step, status: read.status, current: current.status });
+      if (call.step === 'testSecret' && failTest) return { StatusCode: 200, FunctionError: 'Unhandled' };
+      return { StatusCode: 200 };
+    });
+    const handler = rotationHandler(withLambda, {
+      dynamo: client,
+      kms: kmsClient,
+      logger: silentLogger,
+      now: () => new Date(clock),
+      auditSink: () => {},
+    }) as (event: unknown) => Promise<{ rotated: number; failed: number }>;
+    clock += 2 * 86_400_000;
+    await expect(handler(scheduledEvent)).rejects.toThrow('rotation(s) failed');
+    let meta = await api.service.getMetadata(caller(25), 'apps/lambda');
+    expect(meta.rotation?.progress).toEqual({ version: 2, step: 'testSecret', failed: true });
+    expect(meta.rotation?.lastRotationError?.message).toContain('function_error');
+    expect((await api.service.get(caller(26), 'apps/lambda')).value).toBe(old.value);
+
+    failTest = false;
+    await handler(scheduledEvent);
+    meta = await api.service.getMetadata(caller(27), 'apps/lambda');
+    expect(meta.stages).toEqual({ current: 2, previous: 1 });
+    // Each step: the named function, a synchronous call; the grant reads pending and never current.
+    const invocations = lambda.commandCalls(InvokeCommand).map((c) => c.args[0].input);
+    expect(invocations.map((i) => [i.FunctionName, i.InvocationType])).toEqual(
+      Array(3).fill([ARN, 'RequestResponse']),
+    );
+    expect(seen).toEqual([
+      { step: 'setSecret', status: 200, current: 403 },
+      { step: 'testSecret', status: 200, current: 403 },
+      { step: 'testSecret', status: 200, current: 403 },
+    ]);
+    // Done: its policy goes, so later tests' clocks do not make it due again.
+    await api.service.clearRotation(caller(28), 'apps/lambda');
   });
 });
 
@@ -209,8 +300,8 @@ describe('the rotation function and certificates', () => {
     audit: context(n++),
   });
   const handler = () =>
-    rotationHandler(settings, {
-      dynamo: client,
+    rotationHandler(certSettings, {
+      dynamo: certClient,
       kms: kmsClient,
       cloudwatch: new CloudWatchClient({ region: REGION }),
       logger: silentLogger,
@@ -233,11 +324,18 @@ describe('the rotation function and certificates', () => {
     maxValidityDays: 60,
   };
 
+  // Tables of its own: the secrets of the tests above would come due as the clock moves on.
+  let certSettings: LambdaSettings;
+  let certClient: typeof client;
+
   beforeAll(async () => {
+    const fresh = await freshTables('rotcert');
+    certClient = fresh.client;
+    certSettings = { ...settings, tables: fresh.tables };
     api = await composeCoffer({
-      dynamo: client,
-      tables: settings.tables,
-      keys: kmsKeys(settings, kmsClient),
+      dynamo: certClient,
+      tables: certSettings.tables,
+      keys: kmsKeys(certSettings, kmsClient),
       audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: () => {} },
       policy: { authorizer: new AllowAllAuthorizer() },
       authn: { config: { issuers: [] } },

@@ -46,6 +46,8 @@ describe('client errors', () => {
       429: [CofferThrottledError, EXIT.unavailable],
       // 499: the client hung up; only the audit sees it, as a network failure.
       499: [CofferNetworkError, EXIT.unavailable],
+      // 502: an external rotator's step failed (the current version is unchanged; try again later).
+      502: [CofferUnavailableError, EXIT.unavailable],
       503: [CofferUnavailableError, EXIT.unavailable],
     };
     const served = Object.entries(ERRORS as Record<string, ErrorSpec>).flatMap(([code, spec]) =>

@@ -203,7 +203,9 @@ export async function login(io: CliIo, opts: LoginOptions, json: boolean): Promi
     throw new CofferClientError('login_failed', 0, `sign-in failed: ${oauthReason(err)}`);
   }
   const now = Math.floor(Date.now() / 1000);
-  const expiresAt = expiryOf(tokens.access_token, tokens.expiresIn(), now);
+  // The answer's own expires_in, counted from `now`: expiresIn() counts down from when the answer
+  // arrived, so a slow machine would move the expiry by a second.
+  const expiresAt = expiryOf(tokens.access_token, tokens.expires_in, now);
   const server = normalizeServer(io.env.COFFER_ADDR || DEFAULT_ADDR);
   const record: LoginRecord = {
     version: 1,
