@@ -243,10 +243,21 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-describe('a fresh clone', () => {
-  it('when npm ci has run, the CLI and the SDK are built and npm start serves the local server', async () => {
+/*
+ * `npm start` and the SDK's install wait mostly on npm, Java and the network, so they run side by
+ * side (describe.concurrent). The builds are checked before either starts: the SDK's install runs
+ * the package's `prepare`, which rebuilds packages/client/dist. `npm pack` rebuilds dist/ through
+ * `prepare`, so it runs last, alone.
+ */
+describe('a fresh clone after npm ci', () => {
+  it('has the CLI and the SDK built', () => {
     expect(existsSync(join(clone, 'dist', 'bin', 'coffer.js'))).toBe(true);
     expect(existsSync(join(clone, 'packages', 'client', 'dist', 'index.js'))).toBe(true);
+  });
+});
+
+describe.concurrent('a fresh clone', () => {
+  it('when npm ci has run, npm start serves the local server', async () => {
     const port = await freePort();
     const dataDir = join(work, 'start-data');
     // In its own process group, to be stopped as a terminal stops it.
@@ -289,7 +300,7 @@ describe('a fresh clone', () => {
   }, 300_000);
 });
 
-describe('the @coffer/client package', () => {
+describe.concurrent('the @coffer/client package', () => {
   it(
     'when installed into an empty project as a real copy, it stays under 25 MB, holds no server, CDK, Cedar or DynamoDB Local code, and works from Node and TypeScript',
     async () => {

@@ -38,7 +38,11 @@ describe('context secretsTableName', () => {
     beforeAll(() => {
       const outdir = mkdtempSync(join(tmpdir(), 'coffer-cdk-restored-'));
       dirs.push(outdir);
-      coffer = createCofferApp({ outdir, context: { secretsTableName: RESTORED, installationId: ORIGINAL } });
+      // Without bundling: these tests read the template only, and stack.test.ts checks the bundles.
+      coffer = createCofferApp({
+        outdir,
+        context: { secretsTableName: RESTORED, installationId: ORIGINAL, 'aws:cdk:bundling-stacks': [] },
+      });
       coffer.app.synth();
       template = Template.fromStack(coffer.stack);
     }, 300_000);
