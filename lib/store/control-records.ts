@@ -95,6 +95,9 @@ export class ControlRecords {
    */
   async get<T>(kind: string, id: string): Promise<ControlRecord<T> | undefined> {
     checkName(kind, id);
+    // The floor is what was seen before this read was sent: a write this process made while the
+    // read was in flight is newer than the read, not a rollback of it.
+    const floors = this.floors();
     const out = await this.db.send<GetItemCommandOutput>(
       new GetItemCommand({
         TableName: this.options.table,
@@ -103,10 +106,10 @@ export class ControlRecords {
       }),
     );
     if (!out.Item) {
-      if ((this.seen.get(seenKey(kind, id)) ?? 0) > 0) throw new IntegrityError();
+      if ((floors.get(seenKey(kind, id)) ?? 0) > 0) throw new IntegrityError();
       return undefined;
     }
-    const record = this.open<T>(out.Item);
+    const record = this.open<T>(out.Item, floors);
     if (record.kind !== kind || record.id !== id) throw new IntegrityError();
     this.note(record);
     return record;
@@ -197,6 +200,7 @@ export class ControlRecords {
     checkName(kind, 'x');
     const out: ControlRecord<T>[] = [];
     const found = new Set<string>();
+    const floors = this.floors();
     let start: QueryCommandInput['ExclusiveStartKey'];
     do {
       const page = await this.db.send<QueryCommandOutput>(
@@ -209,7 +213,7 @@ export class ControlRecords {
         }),
       );
       for (const item of page.Items ?? []) {
-        const record = this.open<T>(item);
+        const record = this.open<T>(item, floors);
         if (record.kind !== kind) throw new IntegrityError();
         this.note(record);
         found.add(seenKey(record.kind, record.id));
@@ -217,7 +221,7 @@ export class ControlRecords {
       }
       start = page.LastEvaluatedKey;
     } while (start);
-    for (const [key, generation] of this.seen) {
+    for (const [key, generation] of floors) {
       if (generation > 0 && key.startsWith(`${kind}/`) && !found.has(key)) throw new IntegrityError();
     }
     return out;
@@ -229,13 +233,14 @@ export class ControlRecords {
    */
   async generations(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
+    const floors = this.floors();
     for await (const item of this.allItems()) {
-      const record = this.open<unknown>(item);
+      const record = this.open<unknown>(item, floors);
       this.note(record);
       out[seenKey(record.kind, record.id)] = record.generation;
     }
     // A record seen before but missing now was deleted: a rollback to "never written".
-    for (const [key, generation] of this.seen) {
+    for (const [key, generation] of floors) {
       if (generation > 0 && out[key] === undefined) throw new IntegrityError();
     }
     return out;
@@ -273,7 +278,15 @@ export class ControlRecords {
     } while (start);
   }
 
-  private open<T>(item: NonNullable<GetItemCommandOutput['Item']>): ControlRecord<T> {
+  /** The generations seen so far, as a read about to be sent must not go below. */
+  private floors(): ReadonlyMap<string, number> {
+    return new Map(this.seen);
+  }
+
+  private open<T>(
+    item: NonNullable<GetItemCommandOutput['Item']>,
+    floors: ReadonlyMap<string, number>,
+  ): ControlRecord<T> {
     const kind = item.kind?.S;
     const id = item.id?.S;
     const generation = Number(item.generation?.N);
@@ -283,7 +296,7 @@ export class ControlRecords {
     // The key must name the record the MAC covers: a record copied to another slot fails.
     if (item.pk?.S !== CONTROL_PK || item.sk?.S !== controlKey(kind, id).sk) throw new IntegrityError();
     requireMac(this.options.key, item.mk?.S, this.bytes(kind, id, generation, payloadJson), item.mac?.B);
-    if (generation < (this.seen.get(seenKey(kind, id)) ?? 0)) throw new IntegrityError();
+    if (generation < (floors.get(seenKey(kind, id)) ?? 0)) throw new IntegrityError();
     return { kind, id, generation, payload: JSON.parse(payloadJson) as T };
   }
 
