@@ -277,26 +277,24 @@ function probeSchema(schemaText: string, problems: string[]): void {
   }
 }
 
-/**
- * Parses the schema and the policy files, validates every policy against the schema (Cedar's
- * strict mode) and returns the set, or throws PolicySetError listing every problem with its file
- * and line:column. Template policies (with `?principal`/`?resource` slots) are refused.
- */
-export function compilePolicySet(schema: PolicySource, files: readonly PolicySource[]): PolicySet {
-  const problems: string[] = [];
-  const schemaParse = cedar.checkParseSchema(schema.text);
-  if (schemaParse.type === 'failure') {
-    throw new PolicySetError(
-      schemaParse.errors.map((e) => describe(schema.name, schema.text, 0, schema.text, e)),
-    );
-  }
-  const schemaJson = cedar.schemaToJson(schema.text);
-  if (schemaJson.type === 'failure') {
-    throw new PolicySetError(schemaJson.errors.map((e) => `${schema.name}: ${e.message}`));
-  }
-  const actions = actionsOf(schemaJson.json, problems);
-  probeSchema(schema.text, problems);
+/** What parsing a set yields before any validation. */
+interface Parsed {
+  readonly actions: Map<string, ActionInfo>;
+  readonly policies: LoadedPolicy[];
+  readonly chunkOf: Map<string, { file: PolicySource; chunk: Chunk }>;
+}
 
+/**
+ * Parses each policy (Cedar's parser and its JSON form: the authorizer needs both) and reads the
+ * actions from the schema. Problems (parse errors, duplicate ids, a schema without Coffer's
+ * actions) are pushed to `problems`.
+ */
+function parseSet(
+  schemaJson: SchemaJson<string>,
+  files: readonly PolicySource[],
+  problems: string[],
+): Parsed {
+  const actions = actionsOf(schemaJson, problems);
   const policies: LoadedPolicy[] = [];
   const chunkOf = new Map<string, { file: PolicySource; chunk: Chunk }>();
   const parseIdPrefix = /^failed to parse policy with id `[^`]*` from string: /;
@@ -330,6 +328,50 @@ export function compilePolicySet(schema: PolicySource, files: readonly PolicySou
       policies.push({ id, effect: json.json.effect, location, text: chunk.text, json: json.json });
     }
   }
+  return { actions, policies, chunkOf };
+}
+
+function schemaJsonOf(schema: PolicySource): SchemaJson<string> {
+  const schemaJson = cedar.schemaToJson(schema.text);
+  if (schemaJson.type === 'failure') {
+    throw new PolicySetError(schemaJson.errors.map((e) => `${schema.name}: ${e.message}`));
+  }
+  return schemaJson.json;
+}
+
+function noPermitWarning(policies: readonly LoadedPolicy[]): string[] {
+  return policies.some((p) => p.effect === 'permit')
+    ? []
+    : ['the policy set has no permit policy: every request will be denied'];
+}
+
+let validations = 0;
+
+/**
+ * How many times this process ran the validator (`compilePolicySet`). Tests assert that a sealed
+ * set (lib/control/policy-seal.ts) is loaded without it.
+ */
+export function policyValidations(): number {
+  return validations;
+}
+
+/**
+ * Parses the schema and the policy files, validates every policy against the schema (Cedar's
+ * strict mode) and returns the set, or throws PolicySetError listing every problem with its file
+ * and line:column. Template policies (with `?principal`/`?resource` slots) are refused.
+ */
+export function compilePolicySet(schema: PolicySource, files: readonly PolicySource[]): PolicySet {
+  validations++;
+  const problems: string[] = [];
+  const schemaParse = cedar.checkParseSchema(schema.text);
+  if (schemaParse.type === 'failure') {
+    throw new PolicySetError(
+      schemaParse.errors.map((e) => describe(schema.name, schema.text, 0, schema.text, e)),
+    );
+  }
+  const schemaJson = schemaJsonOf(schema);
+  const { actions, policies, chunkOf } = parseSet(schemaJson, files, problems);
+  probeSchema(schema.text, problems);
   if (problems.length > 0) throw new PolicySetError(problems);
 
   const warnings: string[] = [];
@@ -350,9 +392,7 @@ export function compilePolicySet(schema: PolicySource, files: readonly PolicySou
   warnings.push(...mergeActions(validation.validationWarnings.map((v) => where(v.policyId, v.error))));
   for (const w of validation.otherWarnings) warnings.push(w.message);
   if (problems.length > 0) throw new PolicySetError(problems);
-  if (!policies.some((p) => p.effect === 'permit')) {
-    warnings.push('the policy set has no permit policy: every request will be denied');
-  }
+  warnings.push(...noPermitWarning(policies));
 
   return {
     schema,
@@ -362,6 +402,31 @@ export function compilePolicySet(schema: PolicySource, files: readonly PolicySou
     files: files.map((f) => f.name),
     warnings,
   };
+}
+
+/**
+ * The set, parsed but not validated: only for files whose hash and schema hash carry a verified
+ * seal saying `compilePolicySet` accepted exactly them (lib/control/policy-seal.ts). Skipping the
+ * validator and the schema probe is most of a cold start's policy work; the policies are still
+ * parsed (the authorizer runs on their JSON), and a parse problem still throws PolicySetError.
+ */
+export function compileSealedPolicySet(schema: PolicySource, files: readonly PolicySource[]): PolicySet {
+  const problems: string[] = [];
+  const { actions, policies } = parseSet(schemaJsonOf(schema), files, problems);
+  if (problems.length > 0) throw new PolicySetError(problems);
+  return {
+    schema,
+    policies,
+    actions,
+    hash: policySetHash(schema, files),
+    files: files.map((f) => f.name),
+    warnings: noPermitWarning(policies),
+  };
+}
+
+/** SHA-256 (hex) of the schema's text, line endings normalized: what a seal binds a set to. */
+export function schemaHash(schema: PolicySource): string {
+  return createHash('sha256').update(normalize(schema.text)).digest('hex');
 }
 
 async function readSource(dir: string, name: string): Promise<PolicySource> {
@@ -386,14 +451,11 @@ export interface LoadOptions {
   readonly extraFiles?: readonly string[];
 }
 
-/**
- * Loads `schema.cedarschema` and every `*.cedar` file directly in `dir` (sorted by name; the
- * `tests/` and `examples/` sub-folders are not loaded), then parses and validates them.
- *
- * @example
- * const set = await loadPolicyDir(settings.policyDir); // throws PolicySetError if invalid
- */
-export async function loadPolicyDir(dir: string, options: LoadOptions = {}): Promise<PolicySet> {
+/** The schema and the policy files of a directory, read but not parsed (see loadPolicyDir). */
+export async function readPolicyDir(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<{ readonly schema: PolicySource; readonly files: readonly PolicySource[] }> {
   const root = resolve(dir);
   let names: string[];
   try {
@@ -419,5 +481,17 @@ export async function loadPolicyDir(dir: string, options: LoadOptions = {}): Pro
   }
   const schema = await readSource(root, SCHEMA_FILE);
   const files = await Promise.all(names.map((n) => readSource(root, n)));
+  return { schema, files };
+}
+
+/**
+ * Loads `schema.cedarschema` and every `*.cedar` file directly in `dir` (sorted by name; the
+ * `tests/` and `examples/` sub-folders are not loaded), then parses and validates them.
+ *
+ * @example
+ * const set = await loadPolicyDir(settings.policyDir); // throws PolicySetError if invalid
+ */
+export async function loadPolicyDir(dir: string, options: LoadOptions = {}): Promise<PolicySet> {
+  const { schema, files } = await readPolicyDir(dir, options);
   return compilePolicySet(schema, files);
 }
