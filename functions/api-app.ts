@@ -33,8 +33,16 @@ export interface ApiClients {
  * authorizer loaded from it already (the function starts loading it during init).
  */
 export type ApiPolicies =
-  | { readonly policyDir: string; readonly authorizer?: never }
-  | { readonly authorizer: Authorizer; readonly policyDir?: never };
+  | {
+      readonly policyDir: string;
+      /**
+       * Load the directory through its seal (lib/control/policy-seal.ts): validated by the first
+       * start of a set, checked by MAC at the later ones. The bundle's own policies. Default false.
+       */
+      readonly sealedPolicies?: boolean;
+      readonly authorizer?: never;
+    }
+  | { readonly authorizer: Authorizer; readonly policyDir?: never; readonly sealedPolicies?: never };
 
 export type ApiOptions = ApiPolicies & {
   readonly settings: LambdaSettings;
@@ -45,7 +53,15 @@ export type ApiOptions = ApiPolicies & {
   readonly auditSink?: (line: string) => void;
   /** Replaces fetch for OIDC discovery and JWKS (tests). */
   readonly fetch?: typeof fetch;
+  /**
+   * Start the audit chain (its certificate, signed by the root audit key) while building, so
+   * the first request does not wait for it. Best effort: a failure leaves it to the first record.
+   * Default false.
+   */
+  readonly warm?: boolean;
 };
+
+export type { CofferApp };
 
 /** The API Gateway HTTP API (payload 2.0) event fields the adapter reads. */
 interface HttpApiEvent {
@@ -89,8 +105,8 @@ export function connectionFromEvent(event: unknown, mtlsApiId?: string): Connect
 }
 
 /**
- * Builds the app through the composition root: loads and validates the policy set (an invalid one
- * fails the start), derives the audit field-hash key (the one AWS call made at start).
+ * Builds the app through the composition root: loads the policy set (an invalid one fails the
+ * start), derives the storage and audit field-hash keys (KMS GenerateMac).
  */
 export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
   const { settings } = options;
@@ -102,13 +118,20 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
     keys: kmsKeys(settings, options.clients?.kms ?? defaultKmsClient()),
     ...(settings.keyCache ? { keyCache: settings.keyCache } : {}),
     audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: options.auditSink ?? stdoutSink },
-    policy: options.authorizer ? { authorizer: options.authorizer } : { dir: options.policyDir },
+    policy: options.authorizer
+      ? { authorizer: options.authorizer }
+      : { dir: options.policyDir, sealed: options.sealedPolicies === true },
     ...(settings.control ? { control: settings.control } : {}),
     authn: { config: settings.config, ...(options.fetch ? { fetch: options.fetch } : {}) },
     connection: (c: Context) =>
       connectionFromEvent((c.env as { event?: unknown } | undefined)?.event, settings.mtlsApiId),
     logger,
   });
+  if (options.warm) {
+    await coffer.audit.prepare().catch((err: unknown) => {
+      logger.warn('audit chain not started ahead of the first request', describeError(err));
+    });
+  }
   return coffer.app;
 }
 
