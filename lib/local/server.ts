@@ -236,6 +236,8 @@ export async function startLocalServer(
   const lock = lockDataDir(settings.dataDir);
   let ddb: DynamoDbSupervisor | undefined;
   let authorizer: Authorizer;
+  let issuer: DevIssuer;
+  const tokenFile = join(settings.dataDir, 'dev-token');
   let giveUp: (err: Error) => void = () => {};
   const failed = new Promise<Error>((resolve) => {
     giveUp = resolve;
@@ -267,11 +269,19 @@ export async function startLocalServer(
       policiesFailed.abort();
       throw err;
     });
-    const [loaded, started] = await Promise.allSettled([policies, engine]);
+    // The dev issuer and its token need only the data dir: they are ready while Java starts too.
+    const dev = (async () => {
+      const opened = await DevIssuer.open(settings.dataDir);
+      await ensureDevToken(opened, tokenFile);
+      return opened;
+    })();
+    const [loaded, started, devReady] = await Promise.allSettled([policies, engine, dev]);
     if (started.status === 'fulfilled') ddb = started.value;
     if (loaded.status === 'rejected') throw loaded.reason;
     if (started.status === 'rejected') throw started.reason;
+    if (devReady.status === 'rejected') throw devReady.reason;
     authorizer = loaded.value;
+    issuer = devReady.value;
   } catch (err) {
     await ddb?.stop();
     lock.release();
@@ -302,11 +312,6 @@ export async function startLocalServer(
         `cannot use DynamoDB at ${endpoint}${settings.dynamodbEndpoint ? ' (COFFER_DYNAMODB_ENDPOINT)' : ''}: ${why}; is it running?`,
       );
     }
-    // The dev issuer before the composition: the authenticator trusts its key.
-    const issuer = await DevIssuer.open(settings.dataDir);
-    const tokenFile = join(settings.dataDir, 'dev-token');
-    await ensureDevToken(issuer, tokenFile);
-
     const sink = hooks.auditSink ? { sink: hooks.auditSink } : {};
     const coffer = await composeCoffer({
       dynamo: client,
@@ -366,7 +371,6 @@ export async function startLocalServer(
         });
       }
     };
-    await purge();
     timer = setInterval(purge, PURGE_INTERVAL_MS);
     timer.unref();
     // Rotations that are due, one run at a time (a slow run is not overlapped by the next tick).
@@ -383,7 +387,6 @@ export async function startLocalServer(
         rotating = false;
       }
     };
-    await rotate();
     rotationTimer = setInterval(rotate, hooks.rotationIntervalMs ?? ROTATION_INTERVAL_MS);
     rotationTimer.unref();
     const checkpoint = async () => {
@@ -393,7 +396,6 @@ export async function startLocalServer(
         logger.warn('audit checkpoint failed', describeError(err));
       }
     };
-    await checkpoint();
     aborted();
     checkpointTimer = setInterval(checkpoint, hooks.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS);
     checkpointTimer.unref();
@@ -416,6 +418,14 @@ export async function startLocalServer(
       s.once('error', (err) => reject(listenError(err, settings.port)));
     });
     server = listening;
+    // The start's purge, due rotations and checkpoint run once the server answers: none of them
+    // decides a request (an expired secret is not served, whether purged or not; the checkpoint
+    // signs what is there), so none holds up the start. Each logs its own failure.
+    const housekeeping = (async () => {
+      await purge();
+      await rotate();
+      await checkpoint();
+    })();
     const port = (listening.address() as AddressInfo).port;
     const endpointFile = join(settings.dataDir, DYNAMODB_ENDPOINT_FILE);
     await writeFile(endpointFile, `${endpoint}\n`, { mode: 0o600 });
@@ -431,6 +441,7 @@ export async function startLocalServer(
         if (checkpointTimer) clearInterval(checkpointTimer);
         if (rotationTimer) clearInterval(rotationTimer);
         await new Promise<void>((resolve) => listening.close(() => resolve()));
+        await housekeeping;
         // Directory writes still on their way land before DynamoDB Local stops.
         await coffer.directory.flush();
         // The last checkpoint seals every record this server wrote.
