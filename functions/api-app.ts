@@ -7,7 +7,7 @@ import { handle } from 'hono/aws-lambda';
 import { clientCertFromEvent } from '../lib/authn/certificate.js';
 import { iamCallerFromEvent, isIamPath } from '../lib/authn/iam.js';
 import type { Authorizer } from '../lib/authz/authorizer.js';
-import { composeCoffer } from '../lib/compose.js';
+import { type AuditedCoffer, composeCoffer } from '../lib/compose.js';
 import { ConfigError } from '../lib/errors.js';
 import type { CofferApp, ConnectionInfo } from '../lib/http/app.js';
 import { errorBody } from '../lib/http/errors.js';
@@ -127,12 +127,43 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
       connectionFromEvent((c.env as { event?: unknown } | undefined)?.event, settings.mtlsApiId),
     logger,
   });
-  if (options.warm) {
-    await coffer.audit.prepare().catch((err: unknown) => {
-      logger.warn('audit chain not started ahead of the first request', describeError(err));
-    });
-  }
+  if (options.warm) await warmUp(coffer, logger);
   return coffer.app;
+}
+
+/**
+ * What the first request would otherwise do itself, done while building: the audit chain's
+ * certificate (a root signature and a write), the control records' first read (pushed policies,
+ * revocations, the signed generations) and one Cedar decision, which compiles the engine's
+ * evaluation code (the first call into the wasm is its slowest). The decision is made on a
+ * made-up principal and thrown away: nothing is authorized by it. Best effort: what fails here is
+ * done again by the first request, which fails closed as usual.
+ */
+async function warmUp(coffer: AuditedCoffer, logger: Logger): Promise<void> {
+  await Promise.all([
+    coffer.audit.prepare().catch((err: unknown) => {
+      logger.warn('audit chain not started ahead of the first request', describeError(err));
+    }),
+    coffer.plane.ensureFresh().catch((err: unknown) => {
+      logger.warn('control records not read ahead of the first request', describeError(err));
+    }),
+  ]);
+  try {
+    coffer.authorizer.authorize({
+      principal: {
+        type: 'User',
+        id: 'coffer:warm-up',
+        groups: ['admins'],
+        attributes: {},
+        authMethod: 'oidc',
+      },
+      action: 'read',
+      resource: { kind: 'Secret', path: 'coffer/warm-up', tags: {} },
+      context: { authMethod: 'oidc', sourceIp: 'unknown', time: Math.floor(Date.now() / 1000) },
+    });
+  } catch (err) {
+    logger.warn('policy engine not warmed up', describeError(err));
+  }
 }
 
 type Handler = ReturnType<typeof handle>;

@@ -424,6 +424,71 @@ export function compileSealedPolicySet(schema: PolicySource, files: readonly Pol
   };
 }
 
+/**
+ * What parsing a valid set yields that the authorizer needs besides the texts: each policy's id,
+ * effect, location and Cedar JSON, and what the schema says about each action. A seal stores it
+ * (under its MAC), so that a sealed start calls neither the schema parser nor the policy parser,
+ * the first calls into the engine being its slowest.
+ */
+export interface CompiledSet {
+  readonly actions: readonly (readonly [
+    string,
+    {
+      readonly principalTypes: readonly string[];
+      readonly resourceTypes: readonly string[];
+      readonly parents: readonly Uid[];
+    },
+  ])[];
+  readonly policies: readonly {
+    readonly id: string;
+    readonly effect: 'permit' | 'forbid';
+    readonly location: string;
+    readonly json: PolicyJson;
+  }[];
+}
+
+export function compiledForm(set: PolicySet): CompiledSet {
+  return {
+    actions: [...set.actions].map(([name, a]) => [
+      name,
+      { principalTypes: [...a.principalTypes], resourceTypes: [...a.resourceTypes], parents: a.parents },
+    ]),
+    policies: set.policies.map((p) => ({ id: p.id, effect: p.effect, location: p.location, json: p.json })),
+  };
+}
+
+/**
+ * The set from its compiled form and its files (the texts, split as `compilePolicySet` splits
+ * them: one policy per piece in a valid set). Only for a compiled form a verified seal holds for
+ * exactly these files; undefined when the files do not split into its policies.
+ */
+export function setFromCompiled(
+  schema: PolicySource,
+  files: readonly PolicySource[],
+  compiled: CompiledSet,
+): PolicySet | undefined {
+  const texts = files.flatMap((f) => splitPolicies(f.text).map((c) => c.text));
+  if (texts.length !== compiled.policies.length) return undefined;
+  const policies = compiled.policies.map((p, i) => ({ ...p, text: texts[i] as string }));
+  return {
+    schema,
+    policies,
+    actions: new Map(
+      compiled.actions.map(([name, a]) => [
+        name,
+        {
+          principalTypes: new Set(a.principalTypes),
+          resourceTypes: new Set(a.resourceTypes),
+          parents: a.parents,
+        },
+      ]),
+    ),
+    hash: policySetHash(schema, files),
+    files: files.map((f) => f.name),
+    warnings: noPermitWarning(policies),
+  };
+}
+
 /** SHA-256 (hex) of the schema's text, line endings normalized: what a seal binds a set to. */
 export function schemaHash(schema: PolicySource): string {
   return createHash('sha256').update(normalize(schema.text)).digest('hex');

@@ -1,4 +1,6 @@
 import {
+  type CompiledSet,
+  compiledForm,
   compilePolicySet,
   compileSealedPolicySet,
   type LoadOptions,
@@ -6,7 +8,9 @@ import {
   policySetHash,
   readPolicyDir,
   schemaHash,
+  setFromCompiled,
 } from '../authz/policy-set.js';
+import { canonicalJson } from '../crypto/canonical.js';
 import { IntegrityError, ThrottledError } from '../errors.js';
 import { describeError, type Logger } from '../log.js';
 import { ControlRecordConflict, type ControlRecords } from '../store/control-records.js';
@@ -17,11 +21,12 @@ import { StorageUnavailableError } from '../store/storage-errors.js';
  * schema probe) is most of a Lambda cold start, and a deployed bundle's set never changes. So the
  * first start that validates a set records that it did, in an authenticated control record
  *
- *   policy-seal/bundled = { setHash, schemaHash }
+ *   policy-seal/bundled = { setHash, schemaHash, compiled }
  *
  * MAC'd with the storage key (lib/store/control-records.ts; in AWS a key derived with KMS
  * GenerateMac, never stored), and every later start whose files hash to `setHash` under a schema
- * hashing to `schemaHash` parses the policies without validating them. A writer of the secrets
+ * hashing to `schemaHash` takes the parsed form (`compiled`: each policy's Cedar JSON and the
+ * schema's actions) from the seal instead of validating, or even parsing, them. A writer of the secrets
  * table cannot make a seal (no key), nor edit one (its MAC fails: the start is refused, fail
  * closed), nor name another schema for a set (refused too). A seal for other files is simply not
  * this set's: it is validated in full, and sealed when it passes. One record, so the last set
@@ -35,7 +40,15 @@ export const POLICY_SEAL_ID = 'bundled';
 export interface PolicySeal {
   readonly setHash: string;
   readonly schemaHash: string;
+  /**
+   * The set as that validation parsed it, so that a sealed start needs no parser call at all.
+   * Absent when it would make the record too large: the sealed start then parses the files.
+   */
+  readonly compiled?: CompiledSet;
 }
+
+/** A compiled form larger than this is not stored (DynamoDB items are at most 400 KB). */
+const MAX_COMPILED_BYTES = 200_000;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -43,6 +56,9 @@ function checkSeal(payload: unknown): PolicySeal {
   const p = payload as Partial<PolicySeal> | null;
   if (!p || typeof p.setHash !== 'string' || typeof p.schemaHash !== 'string') throw new IntegrityError();
   if (!HEX64.test(p.setHash) || !HEX64.test(p.schemaHash)) throw new IntegrityError();
+  const c = p.compiled as Partial<CompiledSet> | undefined;
+  if (c !== undefined && (!Array.isArray(c.actions) || !Array.isArray(c.policies)))
+    throw new IntegrityError();
   return p as PolicySeal;
 }
 
@@ -82,15 +98,18 @@ export async function loadSealedPolicyDir(
   const seal = record && record !== 'unreadable' ? checkSeal(record.payload) : undefined;
   if (seal?.setHash === setHash) {
     if (seal.schemaHash !== schemaH) throw new IntegrityError();
-    return { set: compileSealedPolicySet(schema, files), via: 'sealed' };
+    const compiled = seal.compiled ? setFromCompiled(schema, files, seal.compiled) : undefined;
+    return { set: compiled ?? compileSealedPolicySet(schema, files), via: 'sealed' };
   }
   const set = compilePolicySet(schema, files);
   if (record !== 'unreadable') {
+    const compiled = compiledForm(set);
+    const small = canonicalJson(compiled).length <= MAX_COMPILED_BYTES;
     try {
       await control.put<PolicySeal>(
         POLICY_SEAL_KIND,
         POLICY_SEAL_ID,
-        { setHash, schemaHash: schemaH },
+        { setHash, schemaHash: schemaH, ...(small ? { compiled } : {}) },
         record?.generation ?? 0,
       );
     } catch (err) {
