@@ -223,7 +223,8 @@ function actionsOf(schema: SchemaJson<string>, problems: string[]): Map<string, 
  * Checks that the schema accepts the entities and context Coffer sends, so that a schema edited out
  * of step with lib/authz/entities.ts stops the start instead of failing (closed) on every request.
  */
-function probeSchema(schemaText: string, problems: string[]): void {
+/** The entities the schema probe sends: one of each kind Coffer sends, with every field set. */
+function probeEntities() {
   const user = principalEntity({
     type: 'User',
     id: 'probe:user',
@@ -250,8 +251,14 @@ function probeSchema(schemaText: string, problems: string[]): void {
   });
   const secret = resourceEntity({ kind: 'Secret', path: 'a/b/c', tags: { env: 'x' }, owner: 'probe:user' });
   const folder = resourceEntity({ kind: 'Folder', path: 'a/b/' });
+  return [user, role, workload, secret, folder];
+}
+
+const PROBE_SOURCE_IPS = ['10.0.0.1', 'unknown'];
+
+function probeSchema(schemaText: string, problems: string[]): void {
   const entities = cedar.checkParseEntities({
-    entities: [user, role, workload, secret, folder],
+    entities: probeEntities(),
     schema: schemaText,
   });
   if (entities.type === 'failure') {
@@ -259,7 +266,7 @@ function probeSchema(schemaText: string, problems: string[]): void {
       problems.push(`${SCHEMA_FILE}: does not accept the entities Coffer sends: ${e.message}`);
     }
   }
-  for (const sourceIp of ['10.0.0.1', 'unknown']) {
+  for (const sourceIp of PROBE_SOURCE_IPS) {
     const context = contextJson({ authMethod: 'oidc', sourceIp, time: 0 });
     for (const action of ACTIONS) {
       const answer = cedar.checkParseContext({
@@ -487,6 +494,28 @@ export function setFromCompiled(
     files: files.map((f) => f.name),
     warnings: noPermitWarning(policies),
   };
+}
+
+let fingerprint: string | undefined;
+
+/**
+ * What a validation's outcome depends on besides the set and the schema: the engine's version and
+ * what this code sends it (the probe's entities and contexts, the actions it requires). A seal
+ * made under another fingerprint (an older Coffer) is not trusted: the set is validated again.
+ */
+export function validatorFingerprint(): string {
+  fingerprint ??= createHash('sha256')
+    .update(
+      canonicalJson({
+        seal: 1,
+        cedar: cedar.getCedarVersion(),
+        actions: ACTIONS,
+        entities: probeEntities(),
+        contexts: PROBE_SOURCE_IPS.map((sourceIp) => contextJson({ authMethod: 'oidc', sourceIp, time: 0 })),
+      }),
+    )
+    .digest('hex');
+  return fingerprint;
 }
 
 /** SHA-256 (hex) of the schema's text, line endings normalized: what a seal binds a set to. */

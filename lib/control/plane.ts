@@ -268,7 +268,13 @@ export class ControlPlane implements Authorizer {
         // The version record passed its MAC: its hash and schema hash say what was validated at push.
         const authorizer = this.compile(
           version.files,
-          version.schemaHash ? { hash: version.hash, schemaHash: version.schemaHash } : undefined,
+          version.schemaHash
+            ? {
+                hash: version.hash,
+                schemaHash: version.schemaHash,
+                ...(version.validator ? { validator: version.validator } : {}),
+              }
+            : undefined,
         );
         if (this.pushed !== before) return;
         this.pushed = { generation: record.generation, pointer, files: version.files, authorizer };

@@ -7,6 +7,7 @@ import {
   type PolicySource,
   policySetHash,
   schemaHash,
+  validatorFingerprint,
 } from '../authz/policy-set.js';
 import { canonicalJson } from '../crypto/canonical.js';
 import { IntegrityError } from '../errors.js';
@@ -48,6 +49,8 @@ export interface PolicyVersion {
    * (compilePushed's `validated`). Absent on versions pushed before seals: validated at load.
    */
   readonly schemaHash?: string;
+  /** validatorFingerprint() of the code that validated it; with another, it is validated again. */
+  readonly validator?: string;
   /** The admin who pushed it (`Type::"id"`), when, and an optional comment. */
   readonly by: string;
   readonly at: string;
@@ -117,7 +120,7 @@ export function compilePushed(
   if (files.length === 0) problems.push('the pushed set has no policy file');
   if (files.length > MAX_POLICY_FILES) problems.push(`a set has at most ${MAX_POLICY_FILES} files`);
   if (problems.length > 0) throw new PolicySetError(problems);
-  if (validated?.schemaHash === schemaHash(schema)) {
+  if (validated?.schemaHash === schemaHash(schema) && validated.validator === validatorFingerprint()) {
     // The same files over the same floor hash the same: then exactly this set was validated.
     const sealed = withFloor(schema, files, compileSealedPolicySet(schema, files), floor);
     if (sealed.hash === validated.hash) return sealed;
@@ -132,6 +135,7 @@ export function compilePushed(
 export interface PushedSeal {
   readonly hash: string;
   readonly schemaHash: string;
+  readonly validator?: string;
 }
 
 function withFloor(
@@ -176,6 +180,7 @@ export function checkVersion(payload: unknown, version: number): PolicyVersion {
     v.version !== version ||
     typeof v.hash !== 'string' ||
     (v.schemaHash !== undefined && typeof v.schemaHash !== 'string') ||
+    (v.validator !== undefined && typeof v.validator !== 'string') ||
     !Array.isArray(v.files) ||
     !v.files.every((f) => typeof f?.name === 'string' && typeof f?.text === 'string')
   ) {

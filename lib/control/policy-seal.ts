@@ -9,6 +9,7 @@ import {
   readPolicyDir,
   schemaHash,
   setFromCompiled,
+  validatorFingerprint,
 } from '../authz/policy-set.js';
 import { canonicalJson } from '../crypto/canonical.js';
 import { IntegrityError, ThrottledError } from '../errors.js';
@@ -28,8 +29,9 @@ import { StorageUnavailableError } from '../store/storage-errors.js';
  * hashing to `schemaHash` takes the parsed form (`compiled`: each policy's Cedar JSON and the
  * schema's actions) from the seal instead of validating, or even parsing, them. A writer of the secrets
  * table cannot make a seal (no key), nor edit one (its MAC fails: the start is refused, fail
- * closed), nor name another schema for a set (refused too). A seal for other files is simply not
- * this set's: it is validated in full, and sealed when it passes. One record, so the last set
+ * closed), nor name another schema for a set (refused too). A seal for other files, or made by
+ * another version of the validator (`validator`: the engine's version and what Coffer sends it),
+ * is simply not this set's: it is validated in full, and sealed when it passes. One record, so the last set
  * validated wins; two versions deployed side by side validate in turn, which is only slower.
  */
 
@@ -40,6 +42,8 @@ export const POLICY_SEAL_ID = 'bundled';
 export interface PolicySeal {
   readonly setHash: string;
   readonly schemaHash: string;
+  /** validatorFingerprint() of the code that validated it: another code's seal is not trusted. */
+  readonly validator?: string;
   /**
    * The set as that validation parsed it, so that a sealed start needs no parser call at all.
    * Absent when it would make the record too large: the sealed start then parses the files.
@@ -56,6 +60,7 @@ function checkSeal(payload: unknown): PolicySeal {
   const p = payload as Partial<PolicySeal> | null;
   if (!p || typeof p.setHash !== 'string' || typeof p.schemaHash !== 'string') throw new IntegrityError();
   if (!HEX64.test(p.setHash) || !HEX64.test(p.schemaHash)) throw new IntegrityError();
+  if (p.validator !== undefined && typeof p.validator !== 'string') throw new IntegrityError();
   const c = p.compiled as Partial<CompiledSet> | undefined;
   if (c !== undefined && (!Array.isArray(c.actions) || !Array.isArray(c.policies)))
     throw new IntegrityError();
@@ -96,7 +101,8 @@ export async function loadSealedPolicyDir(
   const setHash = policySetHash(schema, files);
   const schemaH = schemaHash(schema);
   const seal = record && record !== 'unreadable' ? checkSeal(record.payload) : undefined;
-  if (seal?.setHash === setHash) {
+  // A seal made by another validator (an older Coffer) says nothing about this one: validate again.
+  if (seal?.setHash === setHash && seal.validator === validatorFingerprint()) {
     if (seal.schemaHash !== schemaH) throw new IntegrityError();
     const compiled = seal.compiled ? setFromCompiled(schema, files, seal.compiled) : undefined;
     return { set: compiled ?? compileSealedPolicySet(schema, files), via: 'sealed' };
@@ -109,7 +115,7 @@ export async function loadSealedPolicyDir(
       await control.put<PolicySeal>(
         POLICY_SEAL_KIND,
         POLICY_SEAL_ID,
-        { setHash, schemaHash: schemaH, ...(small ? { compiled } : {}) },
+        { setHash, schemaHash: schemaH, validator: validatorFingerprint(), ...(small ? { compiled } : {}) },
         record?.generation ?? 0,
       );
     } catch (err) {

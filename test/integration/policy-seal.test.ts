@@ -132,15 +132,32 @@ describe('the sealed policy set (validated once, MAC checked at later starts)', 
     const dir = await policyDir();
     const { set } = await loadSealedPolicyDir(dir, control(), silentLogger);
     const records = control();
-    const current = await records.get(POLICY_SEAL_KIND, POLICY_SEAL_ID);
+    const current = await records.get<Record<string, unknown>>(POLICY_SEAL_KIND, POLICY_SEAL_ID);
     // Only a holder of the storage key can write this: it is not a seal Coffer makes.
     await records.put(
       POLICY_SEAL_KIND,
       POLICY_SEAL_ID,
-      { setHash: set.hash, schemaHash: 'f'.repeat(64) },
+      { ...current?.payload, setHash: set.hash, schemaHash: 'f'.repeat(64) },
       current?.generation ?? 0,
     );
     await expect(loadSealedPolicyDir(dir, control(), silentLogger)).rejects.toBeInstanceOf(IntegrityError);
+  });
+
+  it('when the seal was made by another validator (an older Coffer), the set is validated again and sealed anew', async () => {
+    const dir = await policyDir();
+    const { set } = await loadSealedPolicyDir(dir, control(), silentLogger);
+    const records = control();
+    const current = await records.get<Record<string, unknown>>(POLICY_SEAL_KIND, POLICY_SEAL_ID);
+    await records.put(
+      POLICY_SEAL_KIND,
+      POLICY_SEAL_ID,
+      { ...current?.payload, setHash: set.hash, validator: 'f'.repeat(64) },
+      current?.generation ?? 0,
+    );
+    const before = policyValidations();
+    expect((await loadSealedPolicyDir(dir, control(), silentLogger)).via).toBe('validated');
+    expect(policyValidations()).toBe(before + 1);
+    expect((await loadSealedPolicyDir(dir, control(), silentLogger)).via).toBe('sealed');
   });
 
   it('when the seal was edited in the table or MAC’d with another key, the start is refused', async () => {

@@ -6,6 +6,7 @@ import {
   PolicySetError,
   policyValidations,
   schemaHash,
+  validatorFingerprint,
 } from '../../lib/authz/policy-set.js';
 import { parsePrincipal } from '../../lib/cli/actions/control.js';
 import { compilePushed, forbidsOf } from '../../lib/control/policies.js';
@@ -95,7 +96,7 @@ describe('compilePushed (the bundled forbid floor)', () => {
   it('when the stored version names this set and this schema, it loads without validation and decides the same', () => {
     const floor = forbidsOf(bundle);
     const validated = compilePushed(schema, [admins], floor);
-    const seal = { hash: validated.hash, schemaHash: schemaHash(schema) };
+    const seal = { hash: validated.hash, schemaHash: schemaHash(schema), validator: validatorFingerprint() };
     const before = policyValidations();
     const sealed = compilePushed(schema, [admins], floor, seal);
     expect(policyValidations()).toBe(before);
@@ -104,12 +105,13 @@ describe('compilePushed (the bundled forbid floor)', () => {
     expect([...sealed.actions.keys()]).toEqual([...validated.actions.keys()]);
   });
 
-  it('when the seal names another schema or another hash (a changed floor, other files), the set is validated', () => {
+  it('when the seal names another schema, another validator or another hash (a changed floor, other files), the set is validated', () => {
     const floor = forbidsOf(bundle);
     const validated = compilePushed(schema, [admins], floor);
-    const good = { hash: validated.hash, schemaHash: schemaHash(schema) };
+    const good = { hash: validated.hash, schemaHash: schemaHash(schema), validator: validatorFingerprint() };
     for (const [seal, files, f] of [
       [{ ...good, schemaHash: '0'.repeat(64) }, [admins], floor],
+      [{ ...good, validator: 'f'.repeat(64) }, [admins], floor],
       [good, [admins], []],
       [good, [{ ...admins, text: admins.text.replace('admins")', 'admins2")') }], floor],
     ] as const) {
