@@ -7,7 +7,7 @@ import { handle } from 'hono/aws-lambda';
 import { clientCertFromEvent } from '../lib/authn/certificate.js';
 import { iamCallerFromEvent, isIamPath } from '../lib/authn/iam.js';
 import type { Authorizer } from '../lib/authz/authorizer.js';
-import { composeCoffer } from '../lib/compose.js';
+import { type AuditedCoffer, composeCoffer } from '../lib/compose.js';
 import { ConfigError } from '../lib/errors.js';
 import type { CofferApp, ConnectionInfo } from '../lib/http/app.js';
 import { errorBody } from '../lib/http/errors.js';
@@ -33,8 +33,16 @@ export interface ApiClients {
  * authorizer loaded from it already (the function starts loading it during init).
  */
 export type ApiPolicies =
-  | { readonly policyDir: string; readonly authorizer?: never }
-  | { readonly authorizer: Authorizer; readonly policyDir?: never };
+  | {
+      readonly policyDir: string;
+      /**
+       * Load the directory through its seal (lib/control/policy-seal.ts): validated by the first
+       * start of a set, checked by MAC at the later ones. The bundle's own policies. Default false.
+       */
+      readonly sealedPolicies?: boolean;
+      readonly authorizer?: never;
+    }
+  | { readonly authorizer: Authorizer; readonly policyDir?: never; readonly sealedPolicies?: never };
 
 export type ApiOptions = ApiPolicies & {
   readonly settings: LambdaSettings;
@@ -45,7 +53,15 @@ export type ApiOptions = ApiPolicies & {
   readonly auditSink?: (line: string) => void;
   /** Replaces fetch for OIDC discovery and JWKS (tests). */
   readonly fetch?: typeof fetch;
+  /**
+   * Start the audit chain (its certificate, signed by the root audit key) while building, so
+   * the first request does not wait for it. Best effort: a failure leaves it to the first record.
+   * Default false.
+   */
+  readonly warm?: boolean;
 };
+
+export type { CofferApp };
 
 /** The API Gateway HTTP API (payload 2.0) event fields the adapter reads. */
 interface HttpApiEvent {
@@ -89,8 +105,8 @@ export function connectionFromEvent(event: unknown, mtlsApiId?: string): Connect
 }
 
 /**
- * Builds the app through the composition root: loads and validates the policy set (an invalid one
- * fails the start), derives the audit field-hash key (the one AWS call made at start).
+ * Builds the app through the composition root: loads the policy set (an invalid one fails the
+ * start), derives the storage and audit field-hash keys (KMS GenerateMac).
  */
 export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
   const { settings } = options;
@@ -102,7 +118,9 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
     keys: kmsKeys(settings, options.clients?.kms ?? defaultKmsClient()),
     ...(settings.keyCache ? { keyCache: settings.keyCache } : {}),
     audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: options.auditSink ?? stdoutSink },
-    policy: options.authorizer ? { authorizer: options.authorizer } : { dir: options.policyDir },
+    policy: options.authorizer
+      ? { authorizer: options.authorizer }
+      : { dir: options.policyDir, sealed: options.sealedPolicies === true },
     ...(settings.control ? { control: settings.control } : {}),
     authn: { config: settings.config, ...(options.fetch ? { fetch: options.fetch } : {}) },
     connection: (c: Context) =>
@@ -112,7 +130,43 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
     // again at every call).
     rotators: lambdaRotators(settings.rotatorLambdaArns),
   });
+  if (options.warm) await warmUp(coffer, logger);
   return coffer.app;
+}
+
+/**
+ * What the first request would otherwise do itself, done while building: the audit chain's
+ * certificate (a root signature and a write), the control records' first read (pushed policies,
+ * revocations, the signed generations) and one Cedar decision, which compiles the engine's
+ * evaluation code (the first call into the wasm is its slowest). The decision is made on a
+ * made-up principal and thrown away: nothing is authorized by it. Best effort: what fails here is
+ * done again by the first request, which fails closed as usual.
+ */
+async function warmUp(coffer: AuditedCoffer, logger: Logger): Promise<void> {
+  await Promise.all([
+    coffer.audit.prepare().catch((err: unknown) => {
+      logger.warn('audit chain not started ahead of the first request', describeError(err));
+    }),
+    coffer.plane.ensureFresh().catch((err: unknown) => {
+      logger.warn('control records not read ahead of the first request', describeError(err));
+    }),
+  ]);
+  try {
+    coffer.authorizer.authorize({
+      principal: {
+        type: 'User',
+        id: 'coffer:warm-up',
+        groups: ['admins'],
+        attributes: {},
+        authMethod: 'oidc',
+      },
+      action: 'read',
+      resource: { kind: 'Secret', path: 'coffer/warm-up', tags: {} },
+      context: { authMethod: 'oidc', sourceIp: 'unknown', time: Math.floor(Date.now() / 1000) },
+    });
+  } catch (err) {
+    logger.warn('policy engine not warmed up', describeError(err));
+  }
 }
 
 type Handler = ReturnType<typeof handle>;

@@ -1,43 +1,50 @@
 import { fileURLToPath } from 'node:url';
-import type { Authorizer } from '../lib/authz/authorizer.js';
-import { loadAuthorizer } from '../lib/compose.js';
 import { jsonLogger } from '../lib/log.js';
-import { createApiApp, lambdaHandler } from './api-app.js';
+import { type CofferApp, createApiApp, lambdaHandler } from './api-app.js';
 import { lambdaSettings } from './env.js';
 
 /**
- * The API function: `hono/aws-lambda` around the Coffer app. The settings are read from the
- * environment and the app is built on the first request (and again after a failed start), so that
- * a missing or invalid variable answers every request with a bare 500 in Coffer's error shape and
- * logs one line naming the variable, instead of an init crash. The Cedar policies and the engine's
+ * The API function: `hono/aws-lambda` around the Coffer app. The Cedar policies and the engine's
  * wasm are shipped beside the bundle (infra/constructs/coffer-function.ts).
+ *
+ * The app is built during the execution environment's init (top-level await): the settings, the
+ * KMS key derivations, the policy set (sealed: validated by the first start of this set and
+ * checked by its MAC at every later one, lib/control/policy-seal.ts) and the audit chain's
+ * certificate, so that the first request finds them done. A failed build never fails the init: it
+ * is kept for the first request to report (a missing or invalid variable answers with a bare 500
+ * in Coffer's error shape and logs one line naming it; KMS or storage down answers 503), and that
+ * request builds again.
  */
 const policyDir = fileURLToPath(new URL('./policies/', import.meta.url));
 const logger = jsonLogger();
 
-/**
- * Loading and validating the policies is most of a cold start's work, and it needs no setting:
- * it starts here, during the execution environment's init, and the first request awaits it. A
- * failure is kept for that request to report (marked handled, so it cannot crash the init), and
- * the next build loads again.
- */
-function loadPolicies(): Promise<Authorizer> {
-  const loading = loadAuthorizer({ dir: policyDir }, logger);
-  loading.catch(() => {});
-  return loading;
-}
-let policies: Promise<Authorizer> | undefined = loadPolicies();
+/** Async, so that an invalid setting rejects (for the first request to report) instead of throwing at import. */
+const build = async (): Promise<CofferApp> =>
+  createApiApp({
+    settings: lambdaSettings(process.env),
+    policyDir,
+    sealedPolicies: true,
+    warm: true,
+    logger,
+  });
 
-export const handler = lambdaHandler(async () => {
-  const settings = lambdaSettings(process.env);
-  const loading = policies ?? loadPolicies();
-  policies = loading;
-  let authorizer: Authorizer;
-  try {
-    authorizer = await loading;
-  } catch (err) {
-    policies = undefined;
-    throw err;
-  }
-  return createApiApp({ settings, authorizer, logger });
+let started: Promise<CofferApp> | undefined = build();
+started.catch(() => {});
+/**
+ * Init waits for the build, but not past INIT_WAIT_MS: a KMS call that hangs must not use up the
+ * init phase (10 s); the first request then awaits the same build.
+ */
+const INIT_WAIT_MS = 5_000;
+await Promise.race([
+  started.then(
+    () => {},
+    () => {},
+  ),
+  new Promise<void>((resolve) => setTimeout(resolve, INIT_WAIT_MS).unref()),
+]);
+
+export const handler = lambdaHandler(() => {
+  const ready = started ?? build();
+  started = undefined;
+  return ready;
 }, logger);

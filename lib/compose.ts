@@ -20,6 +20,7 @@ import { CedarAuthorizer } from './authz/cedar.js';
 import type { CofferConfig } from './config-file.js';
 import { ControlAdmin } from './control/admin.js';
 import { ControlPlane } from './control/plane.js';
+import { loadSealedPolicyDir } from './control/policy-seal.js';
 import { signedGenerations } from './control/signed-generations.js';
 import { Envelope } from './crypto/envelope.js';
 import { ConfigError, ThrottledError } from './errors.js';
@@ -150,8 +151,18 @@ export type AuditSettings = DynamoAudit | GivenAudit;
  * (tests; the local server, which loads its policies before it takes its data-dir lock).
  */
 export type PolicySettings =
-  | { readonly dir: string; readonly authorizer?: never }
-  | { readonly authorizer: Authorizer; readonly dir?: never };
+  | {
+      readonly dir: string;
+      /**
+       * Skip validating a set that a verified seal says was validated already, and seal one
+       * that validates (lib/control/policy-seal.ts): the storage key is then opened before the
+       * policies are loaded. For a directory that does not change while deployed (the Lambda
+       * bundle's). Default false: validated at every start.
+       */
+      readonly sealed?: boolean;
+      readonly authorizer?: never;
+    }
+  | { readonly authorizer: Authorizer; readonly dir?: never; readonly sealed?: never };
 
 /**
  * Who may call: the configured OIDC issuers, plus the dev issuer when its key is given (only the
@@ -444,8 +455,13 @@ export type StorageSettings = Pick<CofferSettings, 'dynamo' | 'tables' | 'keys' 
  * (one KMS call at most) and bound to the installation id: the API and every job read heads and
  * control records through these, so a job cannot disagree with the API on what verifies.
  */
-export async function composeStorage(settings: StorageSettings, logger: Logger): Promise<ComposedStorage> {
-  const key = await openStorageMacKey(settings.keys, logger);
+export async function composeStorage(
+  settings: StorageSettings,
+  logger: Logger,
+  /** The storage MAC key when the caller opened it already (alongside other key derivations). */
+  opened?: StorageMacKey,
+): Promise<ComposedStorage> {
+  const key = opened ?? (await openStorageMacKey(settings.keys, logger));
   const binding =
     settings.installationId ??
     (settings.keys.kind === 'local'
@@ -527,9 +543,23 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
   if (settings.audit.kind === 'dynamo' && settings.keys.kind === 'ports' && !settings.keys.auditRoot) {
     throw new ConfigError('a DynamoDB audit trail needs an audit root signer');
   }
-  const baseAuthorizer = await loadAuthorizer(settings.policy, logger);
+  const policy = settings.policy;
+  let baseAuthorizer: Authorizer | undefined;
+  let storageMac: StorageMacKey;
+  let macs: MacKeys;
+  if (policy.dir !== undefined && policy.sealed === true) {
+    // The seal is a control record: the storage key comes first. Both KMS derivations of the
+    // start run side by side.
+    [storageMac, macs] = await Promise.all([
+      openStorageMacKey(settings.keys, logger),
+      openMacKeys(settings.keys, logger),
+    ]);
+  } else {
+    baseAuthorizer = await loadAuthorizer(policy, logger);
+    macs = await openMacKeys(settings.keys, logger);
+    storageMac = await openStorageMacKey(settings.keys, logger);
+  }
   const root = await openRootKeys(settings.keys, logger);
-  const macs = await openMacKeys(settings.keys, logger);
 
   let audit: AuditTrail;
   let written: { readonly trail: DynamoAuditTrail; readonly root: RootSigner } | undefined;
@@ -540,7 +570,11 @@ export async function composeCoffer(settings: CofferSettings): Promise<Coffer | 
     audit = settings.audit.trail;
   }
 
-  const { store, control, key: storageMac } = await composeStorage(settings, logger);
+  const { store, control } = await composeStorage(settings, logger, storageMac);
+  if (baseAuthorizer === undefined) {
+    const { set } = await loadSealedPolicyDir(policy.dir as string, control, logger);
+    baseAuthorizer = new CedarAuthorizer(set, { logger });
+  }
   if (settings.keys.kind === 'local') {
     // A data dir from before authenticated heads reads without a manual step: its heads are
     // MAC'd once, here, before anything is served (see lib/store/legacy-heads.ts).

@@ -23,6 +23,40 @@ const ESM_SHIM = [
 /** The Cedar engine's wasm, loaded at run time from `${__dirname}/cedar_wasm_bg.wasm`. */
 const CEDAR_WASM = 'node_modules/@cedar-policy/cedar-wasm/nodejs/cedar_wasm_bg.wasm';
 
+/**
+ * The certificate generator (@peculiar/x509 and its ASN.1 libraries, ~230 KB minified) is
+ * imported by this path, only when a certificate is made. The bundle leaves the import as it is
+ * and the generator is built into a file of its own beside `index.mjs`, so a cold start neither
+ * reads nor compiles it (lib/values/generate/x509-generator.ts).
+ */
+export const X509_GENERATOR_IMPORT = './x509-generator.js';
+const X509_GENERATOR_SOURCE = 'lib/values/generate/x509-generator.ts';
+
+/**
+ * A Lambda function's credentials are the execution role's, in its environment: the SDK's full
+ * default chain (SSO, profiles, web identity, instance metadata, with the nested STS, SSO and
+ * sign-in clients, ~100 KB) is replaced by an environment-only provider of the same shape.
+ */
+const CREDENTIALS_ALIAS = '@aws-sdk/credential-provider-node=./functions/lambda-credentials.ts';
+
+/**
+ * Shell steps that build the certificate generator beside the bundle with the repository's own
+ * esbuild (offline, no Docker): the same target and shims as the bundle, ESM, marked as such by
+ * a package.json (its import path ends in `.js`).
+ */
+function x509GeneratorSteps(inputDir: string, outputDir: string): string[] {
+  return [
+    [
+      `"${inputDir}/node_modules/.bin/esbuild" "${inputDir}/${X509_GENERATOR_SOURCE}"`,
+      '--bundle --platform=node --format=esm --target=node22 --main-fields=module,main',
+      '--minify --keep-names --sourcemap --sources-content=false --log-level=warning',
+      `--banner:js="${ESM_SHIM}"`,
+      `--outfile="${outputDir}/${X509_GENERATOR_IMPORT.slice(2)}"`,
+    ].join(' '),
+    `echo '{"type":"module"}' > "${outputDir}/package.json"`,
+  ];
+}
+
 export interface CofferFunctionProps {
   /** The handler's source file, relative to the repository root (for example `functions/api.ts`). */
   readonly entry: string;
@@ -116,18 +150,21 @@ export class CofferFunction extends Construct {
         banner: ESM_SHIM,
         // esbuild's warnings and errors only, not its size summary on every synth.
         logLevel: LogLevel.WARNING,
-        ...(shipsPolicies
-          ? {
-              commandHooks: {
-                beforeBundling: () => [],
-                beforeInstall: () => [],
-                afterBundling: (inputDir: string, outputDir: string) => [
+        externalModules: [X509_GENERATOR_IMPORT],
+        esbuildArgs: { '--alias': CREDENTIALS_ALIAS },
+        commandHooks: {
+          beforeBundling: () => [],
+          beforeInstall: () => [],
+          afterBundling: (inputDir: string, outputDir: string) => [
+            ...x509GeneratorSteps(inputDir, outputDir),
+            ...(shipsPolicies
+              ? [
                   `cp "${inputDir}/${CEDAR_WASM}" "${outputDir}/cedar_wasm_bg.wasm"`,
                   `if [ -d "${inputDir}/policies" ]; then cp -R "${inputDir}/policies" "${outputDir}/policies" && rm -rf "${outputDir}/policies/tests" "${outputDir}/policies/examples"; fi`,
-                ],
-              },
-            }
-          : {}),
+                ]
+              : []),
+          ],
+        },
       },
     });
     // Acknowledged on this function only: a function added without CofferFunction is still checked.

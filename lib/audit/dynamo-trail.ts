@@ -133,6 +133,14 @@ export class DynamoAuditTrail implements AuditTrail {
     }
   }
 
+  /**
+   * Starts a chain now (its certificate: one root signature and one write), so that the first
+   * record does not wait for it. AuditUnavailableError when it cannot; the first record then tries again.
+   */
+  async prepare(): Promise<void> {
+    this.pool.release(await this.take());
+  }
+
   /** A chain ready to take the next record: started, current, not retired. */
   private async take(): Promise<WriterChain> {
     let chain = await this.pool.acquire();

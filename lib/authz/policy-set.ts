@@ -223,7 +223,8 @@ function actionsOf(schema: SchemaJson<string>, problems: string[]): Map<string, 
  * Checks that the schema accepts the entities and context Coffer sends, so that a schema edited out
  * of step with lib/authz/entities.ts stops the start instead of failing (closed) on every request.
  */
-function probeSchema(schemaText: string, problems: string[]): void {
+/** The entities the schema probe sends: one of each kind Coffer sends, with every field set. */
+function probeEntities() {
   const user = principalEntity({
     type: 'User',
     id: 'probe:user',
@@ -250,8 +251,14 @@ function probeSchema(schemaText: string, problems: string[]): void {
   });
   const secret = resourceEntity({ kind: 'Secret', path: 'a/b/c', tags: { env: 'x' }, owner: 'probe:user' });
   const folder = resourceEntity({ kind: 'Folder', path: 'a/b/' });
+  return [user, role, workload, secret, folder];
+}
+
+const PROBE_SOURCE_IPS = ['10.0.0.1', 'unknown'];
+
+function probeSchema(schemaText: string, problems: string[]): void {
   const entities = cedar.checkParseEntities({
-    entities: [user, role, workload, secret, folder],
+    entities: probeEntities(),
     schema: schemaText,
   });
   if (entities.type === 'failure') {
@@ -259,7 +266,7 @@ function probeSchema(schemaText: string, problems: string[]): void {
       problems.push(`${SCHEMA_FILE}: does not accept the entities Coffer sends: ${e.message}`);
     }
   }
-  for (const sourceIp of ['10.0.0.1', 'unknown']) {
+  for (const sourceIp of PROBE_SOURCE_IPS) {
     const context = contextJson({ authMethod: 'oidc', sourceIp, time: 0 });
     for (const action of ACTIONS) {
       const answer = cedar.checkParseContext({
@@ -277,26 +284,24 @@ function probeSchema(schemaText: string, problems: string[]): void {
   }
 }
 
-/**
- * Parses the schema and the policy files, validates every policy against the schema (Cedar's
- * strict mode) and returns the set, or throws PolicySetError listing every problem with its file
- * and line:column. Template policies (with `?principal`/`?resource` slots) are refused.
- */
-export function compilePolicySet(schema: PolicySource, files: readonly PolicySource[]): PolicySet {
-  const problems: string[] = [];
-  const schemaParse = cedar.checkParseSchema(schema.text);
-  if (schemaParse.type === 'failure') {
-    throw new PolicySetError(
-      schemaParse.errors.map((e) => describe(schema.name, schema.text, 0, schema.text, e)),
-    );
-  }
-  const schemaJson = cedar.schemaToJson(schema.text);
-  if (schemaJson.type === 'failure') {
-    throw new PolicySetError(schemaJson.errors.map((e) => `${schema.name}: ${e.message}`));
-  }
-  const actions = actionsOf(schemaJson.json, problems);
-  probeSchema(schema.text, problems);
+/** What parsing a set yields before any validation. */
+interface Parsed {
+  readonly actions: Map<string, ActionInfo>;
+  readonly policies: LoadedPolicy[];
+  readonly chunkOf: Map<string, { file: PolicySource; chunk: Chunk }>;
+}
 
+/**
+ * Parses each policy (Cedar's parser and its JSON form: the authorizer needs both) and reads the
+ * actions from the schema. Problems (parse errors, duplicate ids, a schema without Coffer's
+ * actions) are pushed to `problems`.
+ */
+function parseSet(
+  schemaJson: SchemaJson<string>,
+  files: readonly PolicySource[],
+  problems: string[],
+): Parsed {
+  const actions = actionsOf(schemaJson, problems);
   const policies: LoadedPolicy[] = [];
   const chunkOf = new Map<string, { file: PolicySource; chunk: Chunk }>();
   const parseIdPrefix = /^failed to parse policy with id `[^`]*` from string: /;
@@ -330,6 +335,50 @@ export function compilePolicySet(schema: PolicySource, files: readonly PolicySou
       policies.push({ id, effect: json.json.effect, location, text: chunk.text, json: json.json });
     }
   }
+  return { actions, policies, chunkOf };
+}
+
+function schemaJsonOf(schema: PolicySource): SchemaJson<string> {
+  const schemaJson = cedar.schemaToJson(schema.text);
+  if (schemaJson.type === 'failure') {
+    throw new PolicySetError(schemaJson.errors.map((e) => `${schema.name}: ${e.message}`));
+  }
+  return schemaJson.json;
+}
+
+function noPermitWarning(policies: readonly LoadedPolicy[]): string[] {
+  return policies.some((p) => p.effect === 'permit')
+    ? []
+    : ['the policy set has no permit policy: every request will be denied'];
+}
+
+let validations = 0;
+
+/**
+ * How many times this process ran the validator (`compilePolicySet`). Tests assert that a sealed
+ * set (lib/control/policy-seal.ts) is loaded without it.
+ */
+export function policyValidations(): number {
+  return validations;
+}
+
+/**
+ * Parses the schema and the policy files, validates every policy against the schema (Cedar's
+ * strict mode) and returns the set, or throws PolicySetError listing every problem with its file
+ * and line:column. Template policies (with `?principal`/`?resource` slots) are refused.
+ */
+export function compilePolicySet(schema: PolicySource, files: readonly PolicySource[]): PolicySet {
+  validations++;
+  const problems: string[] = [];
+  const schemaParse = cedar.checkParseSchema(schema.text);
+  if (schemaParse.type === 'failure') {
+    throw new PolicySetError(
+      schemaParse.errors.map((e) => describe(schema.name, schema.text, 0, schema.text, e)),
+    );
+  }
+  const schemaJson = schemaJsonOf(schema);
+  const { actions, policies, chunkOf } = parseSet(schemaJson, files, problems);
+  probeSchema(schema.text, problems);
   if (problems.length > 0) throw new PolicySetError(problems);
 
   const warnings: string[] = [];
@@ -350,9 +399,7 @@ export function compilePolicySet(schema: PolicySource, files: readonly PolicySou
   warnings.push(...mergeActions(validation.validationWarnings.map((v) => where(v.policyId, v.error))));
   for (const w of validation.otherWarnings) warnings.push(w.message);
   if (problems.length > 0) throw new PolicySetError(problems);
-  if (!policies.some((p) => p.effect === 'permit')) {
-    warnings.push('the policy set has no permit policy: every request will be denied');
-  }
+  warnings.push(...noPermitWarning(policies));
 
   return {
     schema,
@@ -362,6 +409,118 @@ export function compilePolicySet(schema: PolicySource, files: readonly PolicySou
     files: files.map((f) => f.name),
     warnings,
   };
+}
+
+/**
+ * The set, parsed but not validated: only for files whose hash and schema hash carry a verified
+ * seal saying `compilePolicySet` accepted exactly them (lib/control/policy-seal.ts). Skipping the
+ * validator and the schema probe is most of a cold start's policy work; the policies are still
+ * parsed (the authorizer runs on their JSON), and a parse problem still throws PolicySetError.
+ */
+export function compileSealedPolicySet(schema: PolicySource, files: readonly PolicySource[]): PolicySet {
+  const problems: string[] = [];
+  const { actions, policies } = parseSet(schemaJsonOf(schema), files, problems);
+  if (problems.length > 0) throw new PolicySetError(problems);
+  return {
+    schema,
+    policies,
+    actions,
+    hash: policySetHash(schema, files),
+    files: files.map((f) => f.name),
+    warnings: noPermitWarning(policies),
+  };
+}
+
+/**
+ * What parsing a valid set yields that the authorizer needs besides the texts: each policy's id,
+ * effect, location and Cedar JSON, and what the schema says about each action. A seal stores it
+ * (under its MAC), so that a sealed start calls neither the schema parser nor the policy parser,
+ * the first calls into the engine being its slowest.
+ */
+export interface CompiledSet {
+  readonly actions: readonly (readonly [
+    string,
+    {
+      readonly principalTypes: readonly string[];
+      readonly resourceTypes: readonly string[];
+      readonly parents: readonly Uid[];
+    },
+  ])[];
+  readonly policies: readonly {
+    readonly id: string;
+    readonly effect: 'permit' | 'forbid';
+    readonly location: string;
+    readonly json: PolicyJson;
+  }[];
+}
+
+export function compiledForm(set: PolicySet): CompiledSet {
+  return {
+    actions: [...set.actions].map(([name, a]) => [
+      name,
+      { principalTypes: [...a.principalTypes], resourceTypes: [...a.resourceTypes], parents: a.parents },
+    ]),
+    policies: set.policies.map((p) => ({ id: p.id, effect: p.effect, location: p.location, json: p.json })),
+  };
+}
+
+/**
+ * The set from its compiled form and its files (the texts, split as `compilePolicySet` splits
+ * them: one policy per piece in a valid set). Only for a compiled form a verified seal holds for
+ * exactly these files; undefined when the files do not split into its policies.
+ */
+export function setFromCompiled(
+  schema: PolicySource,
+  files: readonly PolicySource[],
+  compiled: CompiledSet,
+): PolicySet | undefined {
+  const texts = files.flatMap((f) => splitPolicies(f.text).map((c) => c.text));
+  if (texts.length !== compiled.policies.length) return undefined;
+  const policies = compiled.policies.map((p, i) => ({ ...p, text: texts[i] as string }));
+  return {
+    schema,
+    policies,
+    actions: new Map(
+      compiled.actions.map(([name, a]) => [
+        name,
+        {
+          principalTypes: new Set(a.principalTypes),
+          resourceTypes: new Set(a.resourceTypes),
+          parents: a.parents,
+        },
+      ]),
+    ),
+    hash: policySetHash(schema, files),
+    files: files.map((f) => f.name),
+    warnings: noPermitWarning(policies),
+  };
+}
+
+let fingerprint: string | undefined;
+
+/**
+ * What a validation's outcome depends on besides the set and the schema: the engine's version and
+ * what this code sends it (the probe's entities and contexts, the actions it requires). A seal
+ * made under another fingerprint (an older Coffer) is not trusted: the set is validated again.
+ */
+export function validatorFingerprint(): string {
+  fingerprint ??= createHash('sha256')
+    .update(
+      canonicalJson({
+        seal: 1,
+        cedar: cedar.getCedarVersion(),
+        actions: ACTIONS,
+        entities: probeEntities(),
+        contexts: PROBE_SOURCE_IPS.map((sourceIp) => contextJson({ authMethod: 'oidc', sourceIp, time: 0 })),
+      }),
+    )
+    .digest('hex');
+  return fingerprint;
+}
+
+/** SHA-256 (hex) of the schema's text, line endings normalized: what a seal binds a set to. */
+export function schemaHash(schema: PolicySource): string {
+  return createHash('sha256').update(normalize(schema.text)).digest('hex');
 }
 
 async function readSource(dir: string, name: string): Promise<PolicySource> {
@@ -386,14 +545,11 @@ export interface LoadOptions {
   readonly extraFiles?: readonly string[];
 }
 
-/**
- * Loads `schema.cedarschema` and every `*.cedar` file directly in `dir` (sorted by name; the
- * `tests/` and `examples/` sub-folders are not loaded), then parses and validates them.
- *
- * @example
- * const set = await loadPolicyDir(settings.policyDir); // throws PolicySetError if invalid
- */
-export async function loadPolicyDir(dir: string, options: LoadOptions = {}): Promise<PolicySet> {
+/** The schema and the policy files of a directory, read but not parsed (see loadPolicyDir). */
+export async function readPolicyDir(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<{ readonly schema: PolicySource; readonly files: readonly PolicySource[] }> {
   const root = resolve(dir);
   let names: string[];
   try {
@@ -419,5 +575,17 @@ export async function loadPolicyDir(dir: string, options: LoadOptions = {}): Pro
   }
   const schema = await readSource(root, SCHEMA_FILE);
   const files = await Promise.all(names.map((n) => readSource(root, n)));
+  return { schema, files };
+}
+
+/**
+ * Loads `schema.cedarschema` and every `*.cedar` file directly in `dir` (sorted by name; the
+ * `tests/` and `examples/` sub-folders are not loaded), then parses and validates them.
+ *
+ * @example
+ * const set = await loadPolicyDir(settings.policyDir); // throws PolicySetError if invalid
+ */
+export async function loadPolicyDir(dir: string, options: LoadOptions = {}): Promise<PolicySet> {
+  const { schema, files } = await readPolicyDir(dir, options);
   return compilePolicySet(schema, files);
 }

@@ -1,7 +1,7 @@
 import type { AuditControlChange, AuditTrail } from '../audit/trail.js';
 import type { Principal } from '../authn/principal.js';
 import type { FolderResource } from '../authz/authorizer.js';
-import { type PolicySet, PolicySetError } from '../authz/policy-set.js';
+import { type PolicySet, PolicySetError, schemaHash, validatorFingerprint } from '../authz/policy-set.js';
 import { ForbiddenError, InvalidRequestError, NotFoundError } from '../errors.js';
 import type { Caller } from '../secrets/service.js';
 import type { ControlRecords } from '../store/control-records.js';
@@ -106,6 +106,8 @@ export class ControlAdmin {
     await this.writeVersion({
       version,
       hash: set.hash,
+      schemaHash: schemaHash(set.schema),
+      validator: validatorFingerprint(),
       files,
       by: entityOf(caller.principal),
       at: this.now().toISOString(),
@@ -123,6 +125,8 @@ export class ControlAdmin {
     await this.writeVersion({
       version,
       hash: set.hash,
+      schemaHash: schemaHash(set.schema),
+      validator: validatorFingerprint(),
       files: source.files,
       by: entityOf(caller.principal),
       at: this.now().toISOString(),

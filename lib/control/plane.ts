@@ -17,6 +17,7 @@ import {
   POLICY_POINTER_KIND,
   POLICY_VERSION_KIND,
   type PolicyFile,
+  type PushedSeal,
   versionId,
 } from './policies.js';
 import {
@@ -189,10 +190,10 @@ export class ControlPlane implements Authorizer {
   }
 
   /** Compiles pushed files over the base's schema, with its forbids as the floor. */
-  compileSet(files: readonly PolicyFile[]): PolicySet {
+  compileSet(files: readonly PolicyFile[], validated?: PushedSeal): PolicySet {
     const base = this.baseSet;
     if (!base) throw new PolicySetError(['this server has no Cedar schema to validate a pushed set against']);
-    return compilePushed(base.schema, files, forbidsOf(base));
+    return compilePushed(base.schema, files, forbidsOf(base), validated);
   }
 
   /** What this instance just wrote itself: applied at once, without waiting for a refresh. */
@@ -264,7 +265,17 @@ export class ControlPlane implements Authorizer {
         if (!stored) throw new IntegrityError();
         const version = checkVersion(stored.payload, pointer.version);
         if (version.hash !== pointer.hash) throw new IntegrityError();
-        const authorizer = this.compile(version.files);
+        // The version record passed its MAC: its hash and schema hash say what was validated at push.
+        const authorizer = this.compile(
+          version.files,
+          version.schemaHash
+            ? {
+                hash: version.hash,
+                schemaHash: version.schemaHash,
+                ...(version.validator ? { validator: version.validator } : {}),
+              }
+            : undefined,
+        );
         if (this.pushed !== before) return;
         this.pushed = { generation: record.generation, pointer, files: version.files, authorizer };
         this.options.logger.info('policy set applied', {
@@ -289,8 +300,8 @@ export class ControlPlane implements Authorizer {
     this.brokenPolicy = true;
   }
 
-  private compile(files: readonly PolicyFile[]): CedarAuthorizer {
-    return this.authorizerFor(this.compileSet(files));
+  private compile(files: readonly PolicyFile[], validated?: PushedSeal): CedarAuthorizer {
+    return this.authorizerFor(this.compileSet(files, validated));
   }
 
   private authorizerFor(set: PolicySet): CedarAuthorizer {

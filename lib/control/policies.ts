@@ -1,10 +1,13 @@
 import {
   compilePolicySet,
+  compileSealedPolicySet,
   type LoadedPolicy,
   type PolicySet,
   PolicySetError,
   type PolicySource,
   policySetHash,
+  schemaHash,
+  validatorFingerprint,
 } from '../authz/policy-set.js';
 import { canonicalJson } from '../crypto/canonical.js';
 import { IntegrityError } from '../errors.js';
@@ -40,6 +43,14 @@ export interface PolicyVersion {
   /** policySetHash(schema, files) with the schema the pushing instance validated it against. */
   readonly hash: string;
   readonly files: readonly PolicyFile[];
+  /**
+   * schemaHash() of the schema it was validated against. With `hash`, and under the record's MAC,
+   * it is the set's seal: an instance with the same schema loads it without validating it again
+   * (compilePushed's `validated`). Absent on versions pushed before seals: validated at load.
+   */
+  readonly schemaHash?: string;
+  /** validatorFingerprint() of the code that validated it; with another, it is validated again. */
+  readonly validator?: string;
   /** The admin who pushed it (`Type::"id"`), when, and an optional comment. */
   readonly by: string;
   readonly at: string;
@@ -96,6 +107,7 @@ export function compilePushed(
   schema: PolicySource,
   files: readonly PolicyFile[],
   floor: readonly LoadedPolicy[],
+  validated?: PushedSeal,
 ): PolicySet {
   const problems: string[] = [];
   const names = new Set<string>();
@@ -108,7 +120,30 @@ export function compilePushed(
   if (files.length === 0) problems.push('the pushed set has no policy file');
   if (files.length > MAX_POLICY_FILES) problems.push(`a set has at most ${MAX_POLICY_FILES} files`);
   if (problems.length > 0) throw new PolicySetError(problems);
-  const set = compilePolicySet(schema, files);
+  if (validated?.schemaHash === schemaHash(schema) && validated.validator === validatorFingerprint()) {
+    // The same files over the same floor hash the same: then exactly this set was validated.
+    const sealed = withFloor(schema, files, compileSealedPolicySet(schema, files), floor);
+    if (sealed.hash === validated.hash) return sealed;
+  }
+  return withFloor(schema, files, compilePolicySet(schema, files), floor);
+}
+
+/**
+ * What a stored version says was validated: its hash (floor included) and the schema's hash.
+ * Only ever read from a version record that passed its MAC.
+ */
+export interface PushedSeal {
+  readonly hash: string;
+  readonly schemaHash: string;
+  readonly validator?: string;
+}
+
+function withFloor(
+  schema: PolicySource,
+  files: readonly PolicyFile[],
+  set: PolicySet,
+  floor: readonly LoadedPolicy[],
+): PolicySet {
   const have = new Set(set.policies.map(semantic));
   const missing = floor.filter((p) => p.effect === 'forbid' && !have.has(semantic(p)));
   if (missing.length === 0) return set;
@@ -144,6 +179,8 @@ export function checkVersion(payload: unknown, version: number): PolicyVersion {
     !v ||
     v.version !== version ||
     typeof v.hash !== 'string' ||
+    (v.schemaHash !== undefined && typeof v.schemaHash !== 'string') ||
+    (v.validator !== undefined && typeof v.validator !== 'string') ||
     !Array.isArray(v.files) ||
     !v.files.every((f) => typeof f?.name === 'string' && typeof f?.text === 'string')
   ) {

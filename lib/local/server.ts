@@ -239,6 +239,8 @@ export async function startLocalServer(
   const lock = lockDataDir(settings.dataDir);
   let ddb: DynamoDbSupervisor | undefined;
   let authorizer: Authorizer;
+  let issuer: DevIssuer;
+  const tokenFile = join(settings.dataDir, 'dev-token');
   let giveUp: (err: Error) => void = () => {};
   const failed = new Promise<Error>((resolve) => {
     giveUp = resolve;
@@ -270,11 +272,19 @@ export async function startLocalServer(
       policiesFailed.abort();
       throw err;
     });
-    const [loaded, started] = await Promise.allSettled([policies, engine]);
+    // The dev issuer and its token need only the data dir: they are ready while Java starts too.
+    const dev = (async () => {
+      const opened = await DevIssuer.open(settings.dataDir);
+      await ensureDevToken(opened, tokenFile);
+      return opened;
+    })();
+    const [loaded, started, devReady] = await Promise.allSettled([policies, engine, dev]);
     if (started.status === 'fulfilled') ddb = started.value;
     if (loaded.status === 'rejected') throw loaded.reason;
     if (started.status === 'rejected') throw started.reason;
+    if (devReady.status === 'rejected') throw devReady.reason;
     authorizer = loaded.value;
+    issuer = devReady.value;
   } catch (err) {
     await ddb?.stop();
     lock.release();
@@ -305,11 +315,6 @@ export async function startLocalServer(
         `cannot use DynamoDB at ${endpoint}${settings.dynamodbEndpoint ? ' (COFFER_DYNAMODB_ENDPOINT)' : ''}: ${why}; is it running?`,
       );
     }
-    // The dev issuer before the composition: the authenticator trusts its key.
-    const issuer = await DevIssuer.open(settings.dataDir);
-    const tokenFile = join(settings.dataDir, 'dev-token');
-    await ensureDevToken(issuer, tokenFile);
-
     const sink = hooks.auditSink ? { sink: hooks.auditSink } : {};
     const coffer = await composeCoffer({
       dynamo: client,
@@ -379,7 +384,6 @@ export async function startLocalServer(
         });
       }
     };
-    await purge();
     timer = setInterval(purge, PURGE_INTERVAL_MS);
     timer.unref();
     // Rotations that are due, one run at a time (a slow run is not overlapped by the next tick).
@@ -396,7 +400,6 @@ export async function startLocalServer(
         rotating = false;
       }
     };
-    await rotate();
     rotationTimer = setInterval(rotate, hooks.rotationIntervalMs ?? ROTATION_INTERVAL_MS);
     rotationTimer.unref();
     const checkpoint = async () => {
@@ -406,7 +409,6 @@ export async function startLocalServer(
         logger.warn('audit checkpoint failed', describeError(err));
       }
     };
-    await checkpoint();
     aborted();
     checkpointTimer = setInterval(checkpoint, hooks.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS);
     checkpointTimer.unref();
@@ -429,6 +431,14 @@ export async function startLocalServer(
       s.once('error', (err) => reject(listenError(err, settings.port)));
     });
     server = listening;
+    // The start's purge, due rotations and checkpoint run once the server answers: none of them
+    // decides a request (an expired secret is not served, whether purged or not; the checkpoint
+    // signs what is there), so none holds up the start. Each logs its own failure.
+    const housekeeping = (async () => {
+      await purge();
+      await rotate();
+      await checkpoint();
+    })();
     const port = (listening.address() as AddressInfo).port;
     const endpointFile = join(settings.dataDir, DYNAMODB_ENDPOINT_FILE);
     await writeFile(endpointFile, `${endpoint}\n`, { mode: 0o600 });
@@ -444,6 +454,7 @@ export async function startLocalServer(
         if (checkpointTimer) clearInterval(checkpointTimer);
         if (rotationTimer) clearInterval(rotationTimer);
         await new Promise<void>((resolve) => listening.close(() => resolve()));
+        await housekeeping;
         // Directory writes still on their way land before DynamoDB Local stops.
         await coffer.directory.flush();
         // The last checkpoint seals every record this server wrote.

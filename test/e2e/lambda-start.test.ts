@@ -75,26 +75,53 @@ describe('the API function at start', () => {
     });
   });
 
-  it('when the module is imported, the policies start loading during init, before any request, and a failed load cannot crash the init', async () => {
+  it('when the module is imported, the app (policies included, through their seal) is built during init, before any request, and a failed build cannot crash the init', async () => {
     vi.resetModules();
-    const loads: string[] = [];
-    vi.doMock('../../lib/compose.js', async (importOriginal) => {
-      const real = await importOriginal<typeof import('../../lib/compose.js')>();
-      const loadAuthorizer: typeof real.loadAuthorizer = (policy, logger) => {
-        loads.push(String(policy.dir));
-        return real.loadAuthorizer(policy, logger);
+    const builds: { policyDir?: string; sealedPolicies?: boolean; warm?: boolean }[] = [];
+    vi.doMock('../../functions/api-app.js', async (importOriginal) => {
+      const real = await importOriginal<typeof import('../../functions/api-app.js')>();
+      // The error class of this module graph (reset above), the one the handler maps to 503.
+      const errors = await import('../../lib/errors.js');
+      const createApiApp: typeof real.createApiApp = async (options) => {
+        builds.push({ ...options });
+        throw new errors.KeyStoreUnavailableError();
       };
-      return { ...real, loadAuthorizer };
+      return { ...real, createApiApp };
     });
+    vi.stubEnv(ENV.secretsTable, 'coffer-secrets');
+    vi.stubEnv(ENV.auditTable, 'coffer-audit');
+    vi.stubEnv(
+      ENV.secretsKeyArn,
+      'arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000001',
+    );
+    vi.stubEnv(
+      ENV.auditKeyArn,
+      'arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000002',
+    );
+    vi.stubEnv(
+      ENV.fieldHmacKeyArn,
+      'arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000003',
+    );
+    vi.stubEnv(ENV.config, JSON.stringify({ issuers: [] }));
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
-      // Beside the sources there is no policies/ directory (the bundle ships one): this load fails,
-      // and the failure must wait for a request to report it instead of rejecting unhandled.
-      await import('../../functions/api.js');
-      expect(loads).toHaveLength(1);
-      expect(loads[0]).toMatch(/functions\/policies\/?$/);
-      await new Promise((r) => setTimeout(r, 50));
+      const { handler } = await import('../../functions/api.js');
+      // Init (the import, top-level await included) built once, before any request.
+      expect(builds).toHaveLength(1);
+      expect(builds[0]).toMatchObject({ sealedPolicies: true, warm: true });
+      expect(builds[0]?.policyDir).toMatch(/functions\/policies\/?$/);
+      // The failed build waited for the first request, which reports it and builds again after.
+      const out = (await handler(event as never, { awsRequestId: 'r' } as never)) as {
+        statusCode: number;
+        body: string;
+      };
+      expect(out.body).toContain('key_store_unavailable');
+      expect(out.statusCode).toBe(503);
+      expect(builds).toHaveLength(1);
+      await handler(event as never, { awsRequestId: 'r2' } as never);
+      expect(builds).toHaveLength(2);
     } finally {
-      vi.doUnmock('../../lib/compose.js');
+      vi.doUnmock('../../functions/api-app.js');
       vi.resetModules();
     }
   });

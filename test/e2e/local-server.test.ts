@@ -249,6 +249,8 @@ describe('local server (npm start)', { timeout: E2E_TIMEOUT_MS }, () => {
     const run = startServer({ COFFER_DATA_DIR: dataDir, COFFER_PORT: String(await freePort()) }, true);
     running.push(run);
     await waitFor(run, 'Coffer listening on');
+    // The start's own checkpoint follows the listening line (it does not hold up the start).
+    await waitFor(run, '"type":"checkpoint"');
     const pid = run.child.pid as number;
     const java = javaChildren(pid);
     expect(java).toHaveLength(1);

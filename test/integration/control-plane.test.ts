@@ -15,6 +15,7 @@ import { CofferAuthenticator } from '../../lib/authn/authenticator.js';
 import { DevTokenVerifier } from '../../lib/authn/dev-authenticator.js';
 import { DevIssuer } from '../../lib/authn/dev-issuer.js';
 import { OidcTokenVerifier } from '../../lib/authn/oidc.js';
+import { policyValidations } from '../../lib/authz/policy-set.js';
 import { type AuditedCoffer, type ControlSettings, composeCoffer } from '../../lib/compose.js';
 import { type IssuerConfig, parseConfig } from '../../lib/config-file.js';
 import { LocalRootSigner } from '../../lib/keys/local.js';
@@ -339,9 +340,13 @@ describe('pushed policy sets', () => {
     // Bob may no longer see the secret at all: 404, as for one that does not exist.
     expect((await call(a, 'GET', '/v1/secrets/team/db', bob)).status).toBe(404);
     await sleep(BOUND_MS + 50);
+    const validations = policyValidations();
     const denied = await call(b, 'GET', '/v1/secrets/team/db', bob);
     expect(denied.status).toBe(404);
     expect(b.plane.policySetHash).toBe(v2.body.hash);
+    // The version record (MAC'd) names the schema it was validated against, this one: applied
+    // without validating it again.
+    expect(policyValidations()).toBe(validations);
 
     const back = await call(b, 'POST', '/v1/admin/policies/rollback', admin, { version: 1 });
     expect(back.body).toMatchObject({ version: 3, status: 'active', hash: v1.body.hash });

@@ -1,7 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Principal } from '../../lib/authn/principal.js';
-import { compilePolicySet, PolicySetError } from '../../lib/authz/policy-set.js';
+import {
+  compilePolicySet,
+  PolicySetError,
+  policyValidations,
+  schemaHash,
+  validatorFingerprint,
+} from '../../lib/authz/policy-set.js';
 import { parsePrincipal } from '../../lib/cli/actions/control.js';
 import { compilePushed, forbidsOf } from '../../lib/control/policies.js';
 import { type RevocationEntry, revocationFor } from '../../lib/control/revocations.js';
@@ -85,6 +91,40 @@ describe('compilePushed (the bundled forbid floor)', () => {
 
   it('when a file name is not a plain .cedar name, the set is refused', () => {
     expect(() => compilePushed(schema, [{ ...admins, name: '../x.cedar' }], [])).toThrow(PolicySetError);
+  });
+
+  it('when the stored version names this set and this schema, it loads without validation and decides the same', () => {
+    const floor = forbidsOf(bundle);
+    const validated = compilePushed(schema, [admins], floor);
+    const seal = { hash: validated.hash, schemaHash: schemaHash(schema), validator: validatorFingerprint() };
+    const before = policyValidations();
+    const sealed = compilePushed(schema, [admins], floor, seal);
+    expect(policyValidations()).toBe(before);
+    expect(sealed.hash).toBe(validated.hash);
+    expect(sealed.policies).toEqual(validated.policies);
+    expect([...sealed.actions.keys()]).toEqual([...validated.actions.keys()]);
+  });
+
+  it('when the seal names another schema, another validator or another hash (a changed floor, other files), the set is validated', () => {
+    const floor = forbidsOf(bundle);
+    const validated = compilePushed(schema, [admins], floor);
+    const good = { hash: validated.hash, schemaHash: schemaHash(schema), validator: validatorFingerprint() };
+    for (const [seal, files, f] of [
+      [{ ...good, schemaHash: '0'.repeat(64) }, [admins], floor],
+      [{ ...good, validator: 'f'.repeat(64) }, [admins], floor],
+      [good, [admins], []],
+      [good, [{ ...admins, text: admins.text.replace('admins")', 'admins2")') }], floor],
+    ] as const) {
+      const before = policyValidations();
+      compilePushed(schema, files, f, seal);
+      expect(policyValidations()).toBe(before + 1);
+    }
+    // A sealed but invalid file is still refused: it is validated, and fails.
+    const invalid = {
+      name: 'bad.cedar',
+      text: 'permit (principal, action, resource) when { resource.nope };',
+    };
+    expect(() => compilePushed(schema, [invalid], floor, good)).toThrow(PolicySetError);
   });
 });
 

@@ -72,7 +72,7 @@ export async function generateValue(
       return JSON.stringify({ private_key: pair.privateKey, public_key: pair.publicKey });
     }
     case 'certificate': {
-      const { generateCertificate } = await import('./certificate.js');
+      const { generateCertificate } = await import('./x509-generator.js');
       const made: GeneratedCertificate = await generateCertificate(generator, issuer, now);
       return JSON.stringify({
         certificate: made.certificate,
