@@ -30,7 +30,18 @@ const CEDAR_WASM = 'node_modules/@cedar-policy/cedar-wasm/nodejs/cedar_wasm_bg.w
  * reads nor compiles it (lib/values/generate/x509-generator.ts).
  */
 export const X509_GENERATOR_IMPORT = './x509-generator.js';
-const X509_GENERATOR_SOURCE = 'lib/values/generate/x509-generator.ts';
+
+/**
+ * The Lambda rotator invoker (the Lambda client, ~70 KB minified) is imported by this path, only
+ * when a rotation calls a Lambda rotator (functions/aws.ts): built beside `index.mjs` the same way.
+ */
+export const ROTATOR_LAMBDA_IMPORT = './rotator-lambda.js';
+
+/** The modules built into files of their own beside `index.mjs`, by import path. */
+const SIDE_MODULES: readonly { readonly importPath: string; readonly source: string }[] = [
+  { importPath: X509_GENERATOR_IMPORT, source: 'lib/values/generate/x509-generator.ts' },
+  { importPath: ROTATOR_LAMBDA_IMPORT, source: 'functions/rotator-lambda.ts' },
+];
 
 /**
  * A Lambda function's credentials are the execution role's, in its environment: the SDK's full
@@ -40,19 +51,22 @@ const X509_GENERATOR_SOURCE = 'lib/values/generate/x509-generator.ts';
 const CREDENTIALS_ALIAS = '@aws-sdk/credential-provider-node=./functions/lambda-credentials.ts';
 
 /**
- * Shell steps that build the certificate generator beside the bundle with the repository's own
- * esbuild (offline, no Docker): the same target and shims as the bundle, ESM, marked as such by
- * a package.json (its import path ends in `.js`).
+ * Shell steps that build the side modules beside the bundle with the repository's own esbuild
+ * (offline, no Docker): the same target, shims and credential alias as the bundle, ESM, marked as
+ * such by a package.json (their import paths end in `.js`).
  */
-function x509GeneratorSteps(inputDir: string, outputDir: string): string[] {
+function sideModuleSteps(inputDir: string, outputDir: string): string[] {
   return [
-    [
-      `"${inputDir}/node_modules/.bin/esbuild" "${inputDir}/${X509_GENERATOR_SOURCE}"`,
-      '--bundle --platform=node --format=esm --target=node22 --main-fields=module,main',
-      '--minify --keep-names --sourcemap --sources-content=false --log-level=warning',
-      `--banner:js="${ESM_SHIM}"`,
-      `--outfile="${outputDir}/${X509_GENERATOR_IMPORT.slice(2)}"`,
-    ].join(' '),
+    ...SIDE_MODULES.map(({ importPath, source }) =>
+      [
+        `"${inputDir}/node_modules/.bin/esbuild" "${inputDir}/${source}"`,
+        '--bundle --platform=node --format=esm --target=node22 --main-fields=module,main',
+        '--minify --keep-names --sourcemap --sources-content=false --log-level=warning',
+        `--alias:${CREDENTIALS_ALIAS}`,
+        `--banner:js="${ESM_SHIM}"`,
+        `--outfile="${outputDir}/${importPath.slice(2)}"`,
+      ].join(' '),
+    ),
     `echo '{"type":"module"}' > "${outputDir}/package.json"`,
   ];
 }
@@ -150,13 +164,13 @@ export class CofferFunction extends Construct {
         banner: ESM_SHIM,
         // esbuild's warnings and errors only, not its size summary on every synth.
         logLevel: LogLevel.WARNING,
-        externalModules: [X509_GENERATOR_IMPORT],
+        externalModules: SIDE_MODULES.map((m) => m.importPath),
         esbuildArgs: { '--alias': CREDENTIALS_ALIAS },
         commandHooks: {
           beforeBundling: () => [],
           beforeInstall: () => [],
           afterBundling: (inputDir: string, outputDir: string) => [
-            ...x509GeneratorSteps(inputDir, outputDir),
+            ...sideModuleSteps(inputDir, outputDir),
             ...(shipsPolicies
               ? [
                   `cp "${inputDir}/${CEDAR_WASM}" "${outputDir}/cedar_wasm_bg.wasm"`,

@@ -229,13 +229,15 @@ describe('the bundled API function', () => {
     expect(Number(process.versions.node.split('.')[0])).toBe(22);
   });
 
-  it('ships index.mjs and the certificate generator with their source maps, the Cedar wasm and the policy set, and nothing of the tests', () => {
+  it('ships index.mjs, the certificate generator and the Lambda rotator invoker with their source maps, the Cedar wasm and the policy set, and nothing of the tests', () => {
     expect(readdirSync(assetDir).sort()).toEqual([
       'cedar_wasm_bg.wasm',
       'index.mjs',
       'index.mjs.map',
       'package.json',
       'policies',
+      'rotator-lambda.js',
+      'rotator-lambda.js.map',
       'x509-generator.js',
       'x509-generator.js.map',
     ]);
@@ -260,6 +262,17 @@ describe('the bundled API function', () => {
     expect(code).not.toContain('Ungültige Eingabe');
     expect(code).not.toContain('Implicit keys of flow sequence pairs');
     expect(readFileSync(join(assetDir, 'x509-generator.js'), 'utf8')).toContain('X509CertificateGenerator');
+    // The Lambda client (for Lambda rotators) is in its own file too, imported on first use.
+    expect(code).toContain('import("./rotator-lambda.js")');
+    expect(code).not.toContain('LambdaClient');
+  });
+
+  it('loads the Lambda rotator invoker from its own file, with the environment-only credentials', async () => {
+    const file = join(assetDir, 'rotator-lambda.js');
+    const source = readFileSync(file, 'utf8');
+    expect(source).not.toContain('fromSSO');
+    const mod = (await import(pathToFileURL(file).href)) as { LambdaRotatorInvoker?: unknown };
+    expect(typeof mod.LambdaRotatorInvoker).toBe('function');
   });
 
   it('when an OIDC admin puts, gets and lists with a bearer token, it answers from DynamoDB under the pinned KMS key', async () => {
