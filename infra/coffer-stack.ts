@@ -23,6 +23,8 @@ import type { CofferSettings } from './settings.js';
 /** Item actions the secrets store uses (lib/store/secrets-store.ts). No Scan: nothing scans. */
 export const SECRETS_TABLE_ACTIONS = [
   'dynamodb:GetItem',
+  // A read takes the head and its current item in one call; batch-get takes all of them.
+  'dynamodb:BatchGetItem',
   'dynamodb:Query',
   'dynamodb:PutItem',
   'dynamodb:UpdateItem',

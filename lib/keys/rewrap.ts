@@ -149,13 +149,15 @@ export class RewrapJob {
         const counts = cloneCounts(cursor.counts);
         let rewrapped = 0;
         let skipped = 0;
+        let versions = 0;
         for (const item of page.items) {
           const outcome = await this.rewrapItem(item, targets);
-          if (outcome.kind === 'skipped') skipped += 1;
-          else if (item.sk?.S === CURRENT_SK) {
-            // A current item is a copy of a version already counted: re-wrapped, not counted.
-            if (outcome.kind === 'rewrapped') rewrapped += 1;
-          } else {
+          // A current item is a copy of a version counted on its own: re-wrapped, never counted,
+          // so the pass reports secret versions as `keys status` and the progress bar count them.
+          const copy = item.sk?.S === CURRENT_SK;
+          if (!copy) versions += 1;
+          if (outcome.kind === 'skipped') skipped += copy ? 0 : 1;
+          else if (!copy) {
             if (outcome.kind === 'rewrapped') rewrapped += 1;
             const folderCounts = counts[outcome.folder] ?? {};
             folderCounts[outcome.kid] = (folderCounts[outcome.kid] ?? 0) + 1;
@@ -168,7 +170,7 @@ export class RewrapJob {
         cursor = {
           ...rest,
           ...(page.next ? { start: page.next } : {}),
-          scanned: cursor.scanned + page.items.length,
+          scanned: cursor.scanned + versions,
           rewrapped: cursor.rewrapped + rewrapped,
           skipped: cursor.skipped + skipped,
           counts,
