@@ -1,8 +1,17 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ConfigError } from '../errors.js';
 import { localDynamoClient } from '../store/dynamo-client.js';
@@ -45,10 +54,23 @@ export function dynamoDbLocalDir(): string {
   return join(lib, newest);
 }
 
-/** Fails with one clear line when there is no Java runtime to run DynamoDB Local. */
-export function assertJava(): void {
-  const probe = spawnSync('java', ['-version'], { stdio: 'ignore' });
-  if (probe.error || probe.status !== 0) {
+/**
+ * Fails with one clear line when there is no Java runtime to run DynamoDB Local. A look along
+ * PATH, not a `java -version` run: that is a whole JVM start (~0.2 s) on every server start, in
+ * series before the real one. A `java` that is there but cannot run shows when DynamoDB Local
+ * exits at start, with its own output.
+ */
+export function assertJava(env: NodeJS.ProcessEnv = process.env): void {
+  const onPath = (env.PATH ?? '').split(delimiter).some((dir) => {
+    if (dir === '') return false;
+    try {
+      accessSync(join(dir, 'java'), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  if (!onPath) {
     throw new ConfigError(
       'Java not found: DynamoDB Local needs a Java 17+ runtime on PATH (e.g. apt-get install openjdk-17-jre-headless, or brew install openjdk@17)',
     );
