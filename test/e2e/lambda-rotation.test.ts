@@ -15,6 +15,7 @@ import type { AuditContext } from '../../lib/audit/trail.js';
 import { AllowAllAuthorizer } from '../../lib/authz/authorizer.js';
 import { composeCoffer } from '../../lib/compose.js';
 import { silentLogger } from '../../lib/log.js';
+import type { RotatorSettings } from '../../lib/secrets/rotators/invoker.js';
 import { WebhookInvoker } from '../../lib/secrets/rotators/webhook.js';
 import type { Caller } from '../../lib/secrets/service.js';
 import {
@@ -69,6 +70,29 @@ afterAll(() => {
   cloudwatch.reset();
 });
 
+/**
+ * A Coffer composed as the API composes it (the same KMS keys and installation, a signed audit
+ * trail), for writing what the function then rotates.
+ */
+function apiCoffer(
+  lambdaSettings: LambdaSettings,
+  dynamo: typeof client,
+  rotators?: RotatorSettings,
+): ReturnType<typeof composeCoffer> {
+  return composeCoffer({
+    dynamo,
+    tables: lambdaSettings.tables,
+    keys: kmsKeys(lambdaSettings, kmsClient),
+    audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: () => {} },
+    policy: { authorizer: new AllowAllAuthorizer() },
+    authn: { config: { issuers: [] } },
+    connection: () => ({ sourceIp: '198.51.100.1' }),
+    logger: silentLogger,
+    now: () => new Date(clock),
+    ...(rotators ? { rotators } : {}),
+  });
+}
+
 /** An EventBridge scheduled event, as the rule delivers it (the handler reads nothing of it). */
 const scheduledEvent = {
   version: '0',
@@ -85,17 +109,7 @@ const scheduledEvent = {
 describe('the rotation function', () => {
   it('when its scheduled event arrives, it rotates the secrets that are due with their generator', async () => {
     // Written as the API would write it: the same KMS keys and installation.
-    const api = await composeCoffer({
-      dynamo: client,
-      tables: settings.tables,
-      keys: kmsKeys(settings, kmsClient),
-      audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: () => {} },
-      policy: { authorizer: new AllowAllAuthorizer() },
-      authn: { config: { issuers: [] } },
-      connection: () => ({ sourceIp: '198.51.100.1' }),
-      logger: silentLogger,
-      now: () => new Date(clock),
-    });
+    const api = await apiCoffer(settings, client);
     const caller = (n: number): Caller => ({
       principal: { type: 'User', id: 'corp:alice', groups: ['admins'], attributes: {}, authMethod: 'oidc' },
       context: { authMethod: 'oidc', sourceIp: '198.51.100.1', time: Math.floor(clock / 1000) },
@@ -134,18 +148,7 @@ describe('the rotation function', () => {
   it('when a due secret names an external rotator, the function runs its steps, fails the run on a failed step and resumes it next time', async () => {
     const rotator = await new TestRotator().start();
     try {
-      const api = await composeCoffer({
-        dynamo: client,
-        tables: settings.tables,
-        keys: kmsKeys(settings, kmsClient),
-        audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: () => {} },
-        policy: { authorizer: new AllowAllAuthorizer() },
-        authn: { config: { issuers: [] } },
-        connection: () => ({ sourceIp: '198.51.100.1' }),
-        logger: silentLogger,
-        now: () => new Date(clock),
-        rotators: { webhooks: new WebhookInvoker() },
-      });
+      const api = await apiCoffer(settings, client, { webhooks: new WebhookInvoker() });
       const caller = (n: number): Caller => ({
         principal: { type: 'User', id: 'corp:alice', groups: ['admins'], attributes: {}, authMethod: 'oidc' },
         context: { authMethod: 'oidc', sourceIp: '198.51.100.1', time: Math.floor(clock / 1000) },
@@ -209,18 +212,7 @@ describe('the rotation function with a Lambda rotator', () => {
 
   it('when a due secret names an allow-listed Lambda, it invokes it per step with a grant, fails on a function error and resumes', async () => {
     const withLambda: LambdaSettings = { ...settings, rotatorLambdaArns: [ARN] };
-    const api = await composeCoffer({
-      dynamo: client,
-      tables: withLambda.tables,
-      keys: kmsKeys(withLambda, kmsClient),
-      audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: () => {} },
-      policy: { authorizer: new AllowAllAuthorizer() },
-      authn: { config: { issuers: [] } },
-      connection: () => ({ sourceIp: '198.51.100.1' }),
-      logger: silentLogger,
-      now: () => new Date(clock),
-      rotators: lambdaRotators(withLambda.rotatorLambdaArns),
-    });
+    const api = await apiCoffer(withLambda, client, lambdaRotators(withLambda.rotatorLambdaArns));
     const caller = (n: number): Caller => ({
       principal: { type: 'User', id: 'corp:alice', groups: ['admins'], attributes: {}, authMethod: 'oidc' },
       context: { authMethod: 'oidc', sourceIp: '198.51.100.1', time: Math.floor(clock / 1000) },
@@ -332,17 +324,7 @@ describe('the rotation function and certificates', () => {
     const fresh = await freshTables('rotcert');
     certClient = fresh.client;
     certSettings = { ...settings, tables: fresh.tables };
-    api = await composeCoffer({
-      dynamo: certClient,
-      tables: certSettings.tables,
-      keys: kmsKeys(certSettings, kmsClient),
-      audit: { kind: 'dynamo', writer: 'lambda', chains: 1, sink: () => {} },
-      policy: { authorizer: new AllowAllAuthorizer() },
-      authn: { config: { issuers: [] } },
-      connection: () => ({ sourceIp: '198.51.100.1' }),
-      logger: silentLogger,
-      now: () => new Date(clock),
-    });
+    api = await apiCoffer(certSettings, certClient);
     cloudwatch.on(PutMetricDataCommand).resolves({});
     await api.service.generate(caller(), 'pki/jobs-ca', caBody);
     await api.service.generate(caller(), 'certs/svc', {
