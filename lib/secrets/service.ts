@@ -499,10 +499,8 @@ export class SecretService {
     const type: SecretType =
       input.type ?? (previous ? (previous.type ?? 'text') : input.asBytes ? 'binary' : 'text');
     // Made only now, once the write is allowed (a generated value, a certificate signed by a CA).
-    const bytes = await input.value();
-    if (bytes.length > MAX_VALUE_BYTES) {
-      throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
-    }
+    // A given value was measured when the request came in; a generated one is measured here.
+    const bytes = withinValueLimit(await input.value());
     const typeInfo = checkValue(type, bytes);
 
     const now = this.now();
@@ -1714,10 +1712,15 @@ function valueBytes(input: PutInput): Buffer {
   if ((input.value === undefined) === (input.valueBase64 === undefined)) {
     throw new InvalidRequestError('give exactly one of value and valueBase64');
   }
-  const bytes =
+  return withinValueLimit(
     input.valueBase64 !== undefined
       ? Buffer.from(input.valueBase64, 'base64')
-      : Buffer.from(input.value as string, 'utf8');
+      : Buffer.from(input.value as string, 'utf8'),
+  );
+}
+
+/** The bytes, if they fit the value limit (the one wire contract's); else 413 value_too_large. */
+function withinValueLimit(bytes: Buffer): Buffer {
   if (bytes.length > MAX_VALUE_BYTES) {
     throw new ValueTooLargeError(`secret values are limited to ${MAX_VALUE_BYTES} bytes`);
   }
