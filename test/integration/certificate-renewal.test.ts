@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,17 +9,11 @@ import { CedarAuthorizer } from '../../lib/authz/cedar.js';
 import { loadPolicyDir } from '../../lib/authz/policy-set.js';
 import { jsonLogger } from '../../lib/log.js';
 import { createHarness, type Harness } from '../support/harness.js';
+import { opensslAvailable } from '../support/openssl-certs.js';
 
 const REPO_POLICIES = fileURLToPath(new URL('../../policies', import.meta.url));
 const run = promisify(execFile);
-const OPENSSL = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const OPENSSL = opensslAvailable();
 if (!OPENSSL)
   console.warn('SKIPPED: the openssl command is missing; the openssl checks of this file do not run');
 

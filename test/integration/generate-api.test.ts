@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { LocalKeyProvider } from '../../lib/keys/local.js';
 import type { KeyProvider } from '../../lib/keys/provider.js';
 import { jsonLogger } from '../../lib/log.js';
 import { createHarness, type Harness } from '../support/harness.js';
+import { opensslAvailable } from '../support/openssl-certs.js';
 
 /*
  * `POST /v1/generate/{path}` through the HTTP API, decided by the real Cedar engine over the
@@ -20,14 +21,7 @@ import { createHarness, type Harness } from '../support/harness.js';
 
 const REPO_POLICIES = fileURLToPath(new URL('../../policies', import.meta.url));
 const run = promisify(execFile);
-const OPENSSL = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const OPENSSL = opensslAvailable();
 if (!OPENSSL)
   console.warn('SKIPPED: the openssl command is missing; the openssl checks of this file do not run');
 

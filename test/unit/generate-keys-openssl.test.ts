@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import {
   resolveCertificateRequest,
 } from '../../lib/values/generate/certificate-spec.js';
 import { generateKeyPairPem, KEY_ALGORITHMS, publicKeyInfo } from '../../lib/values/generate/keypair.js';
+import { opensslAvailable } from '../support/openssl-certs.js';
 
 /*
  * Keys and certificates are checked by a tool no one here wrote: the openssl command. PEMs go to a
@@ -19,14 +20,7 @@ import { generateKeyPairPem, KEY_ALGORITHMS, publicKeyInfo } from '../../lib/val
  */
 
 const run = promisify(execFile);
-const OPENSSL = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const OPENSSL = opensslAvailable();
 if (!OPENSSL) {
   // Visible in the run's output: .ci/run installs openssl, so CI never takes this branch.
   console.warn(
