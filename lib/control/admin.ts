@@ -4,7 +4,7 @@ import type { FolderResource } from '../authz/authorizer.js';
 import { type PolicySet, PolicySetError, schemaHash, validatorFingerprint } from '../authz/policy-set.js';
 import { ForbiddenError, InvalidRequestError, NotFoundError } from '../errors.js';
 import type { Caller } from '../secrets/service.js';
-import type { ControlRecords } from '../store/control-records.js';
+import type { ControlRecord, ControlRecords } from '../store/control-records.js';
 import type { ControlPlane } from './plane.js';
 import {
   type ActivePolicy,
@@ -275,17 +275,11 @@ export class ControlAdmin {
     expected: number,
     change: string,
   ): Promise<void> {
-    this.noteChange(caller, {
-      kind: REVOCATION_KIND,
-      id: REVOCATION_ID,
-      generation: expected + 1,
+    const record = await this.putAudited(caller, REVOCATION_KIND, REVOCATION_ID, after, expected, {
       change,
       previousHash: revocationListHash(before),
       hash: revocationListHash(after),
     });
-    const record = await this.options.audit.withChange(caller.audit, (items) =>
-      this.options.control.put(REVOCATION_KIND, REVOCATION_ID, after, expected, items),
-    );
     this.options.plane.adoptRevocations(record.generation, after);
   }
 
@@ -339,24 +333,11 @@ export class ControlAdmin {
         at: this.now().toISOString(),
       },
     };
-    const generation = (current?.generation ?? 0) + 1;
-    this.noteChange(caller, {
-      kind: POLICY_PENDING_KIND,
-      id: POLICY_PENDING_ID,
-      generation,
+    await this.putAudited(caller, POLICY_PENDING_KIND, POLICY_PENDING_ID, pending, current?.generation ?? 0, {
       change: `propose ${change.action} v${change.version}${change.from !== undefined ? ` (from v${change.from})` : ''}`,
       previousHash: this.options.plane.policySetHash,
       hash: change.set.hash,
     });
-    await this.options.audit.withChange(caller.audit, (items) =>
-      this.options.control.put(
-        POLICY_PENDING_KIND,
-        POLICY_PENDING_ID,
-        pending,
-        current?.generation ?? 0,
-        items,
-      ),
-    );
     return { version: change.version, hash: change.set.hash, status: 'pending' };
   }
 
@@ -385,23 +366,17 @@ export class ControlAdmin {
       at: this.now().toISOString(),
       ...(change.approvedBy ? { approvedBy: change.approvedBy } : {}),
     };
-    const generation = (current?.generation ?? 0) + 1;
-    this.noteChange(caller, {
-      kind: POLICY_POINTER_KIND,
-      id: POLICY_POINTER_ID,
-      generation,
-      change: `${change.approvedBy ? 'approve ' : ''}${change.action} v${change.version}${change.from !== undefined ? ` (from v${change.from})` : ''}`,
-      previousHash: this.options.plane.policySetHash,
-      hash: change.set.hash,
-    });
-    await this.options.audit.withChange(caller.audit, (items) =>
-      this.options.control.put(
-        POLICY_POINTER_KIND,
-        POLICY_POINTER_ID,
-        pointer,
-        current?.generation ?? 0,
-        items,
-      ),
+    const { generation } = await this.putAudited(
+      caller,
+      POLICY_POINTER_KIND,
+      POLICY_POINTER_ID,
+      pointer,
+      current?.generation ?? 0,
+      {
+        change: `${change.approvedBy ? 'approve ' : ''}${change.action} v${change.version}${change.from !== undefined ? ` (from v${change.from})` : ''}`,
+        previousHash: this.options.plane.policySetHash,
+        hash: change.set.hash,
+      },
     );
     this.options.plane.adoptPolicy(generation, pointer, change.files, change.set);
     return { version: change.version, hash: change.set.hash, status: 'active', generation };
@@ -421,7 +396,21 @@ export class ControlAdmin {
     if (!decision.allowed) throw new ForbiddenError();
   }
 
-  private noteChange(caller: Caller, change: AuditControlChange): void {
-    caller.audit.control = change;
+  /**
+   * Writes the next generation of a control record in the same transaction as the request's
+   * audit record, which names the change and the hashes before and after it.
+   */
+  private putAudited<T>(
+    caller: Caller,
+    kind: string,
+    id: string,
+    payload: T,
+    expected: number,
+    change: Pick<AuditControlChange, 'change' | 'previousHash' | 'hash'>,
+  ): Promise<ControlRecord<T>> {
+    caller.audit.control = { kind, id, generation: expected + 1, ...change };
+    return this.options.audit.withChange(caller.audit, (items) =>
+      this.options.control.put(kind, id, payload, expected, items),
+    );
   }
 }
