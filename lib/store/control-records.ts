@@ -97,7 +97,7 @@ export class ControlRecords {
     checkName(kind, id);
     // The floor is what was seen before this read was sent: a write this process made while the
     // read was in flight is newer than the read, not a rollback of it.
-    const floors = this.floors();
+    const floor = this.seen.get(seenKey(kind, id)) ?? 0;
     const out = await this.db.send<GetItemCommandOutput>(
       new GetItemCommand({
         TableName: this.options.table,
@@ -106,10 +106,10 @@ export class ControlRecords {
       }),
     );
     if (!out.Item) {
-      if ((floors.get(seenKey(kind, id)) ?? 0) > 0) throw new IntegrityError();
+      if (floor > 0) throw new IntegrityError();
       return undefined;
     }
-    const record = this.open<T>(out.Item, floors);
+    const record = this.open<T>(out.Item, () => floor);
     if (record.kind !== kind || record.id !== id) throw new IntegrityError();
     this.note(record);
     return record;
@@ -213,7 +213,7 @@ export class ControlRecords {
         }),
       );
       for (const item of page.Items ?? []) {
-        const record = this.open<T>(item, floors);
+        const record = this.open<T>(item, (key) => floors.get(key) ?? 0);
         if (record.kind !== kind) throw new IntegrityError();
         this.note(record);
         found.add(seenKey(record.kind, record.id));
@@ -235,7 +235,7 @@ export class ControlRecords {
     const out: Record<string, number> = {};
     const floors = this.floors();
     for await (const item of this.allItems()) {
-      const record = this.open<unknown>(item, floors);
+      const record = this.open<unknown>(item, (key) => floors.get(key) ?? 0);
       this.note(record);
       out[seenKey(record.kind, record.id)] = record.generation;
     }
@@ -285,7 +285,7 @@ export class ControlRecords {
 
   private open<T>(
     item: NonNullable<GetItemCommandOutput['Item']>,
-    floors: ReadonlyMap<string, number>,
+    floorOf: (key: string) => number,
   ): ControlRecord<T> {
     const kind = item.kind?.S;
     const id = item.id?.S;
@@ -296,7 +296,7 @@ export class ControlRecords {
     // The key must name the record the MAC covers: a record copied to another slot fails.
     if (item.pk?.S !== CONTROL_PK || item.sk?.S !== controlKey(kind, id).sk) throw new IntegrityError();
     requireMac(this.options.key, item.mk?.S, this.bytes(kind, id, generation, payloadJson), item.mac?.B);
-    if (generation < (floors.get(seenKey(kind, id)) ?? 0)) throw new IntegrityError();
+    if (generation < floorOf(seenKey(kind, id))) throw new IntegrityError();
     return { kind, id, generation, payload: JSON.parse(payloadJson) as T };
   }
 
