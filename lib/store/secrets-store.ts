@@ -592,29 +592,10 @@ export class SecretsStore {
   }
 
   /**
-   * Certificates whose notAfter is at or before `beforeIso`, soonest first: one Query of the
-   * expiry index. Entries are hints; the caller reports only what the verified head says.
-   */
-  async expiringBefore(beforeIso: string, limit = 1000): Promise<{ path: string; notAfter: string }[]> {
-    const out = await this.db.send<QueryCommandOutput>(
-      new QueryCommand({
-        TableName: this.table,
-        KeyConditionExpression: 'pk = :pk AND sk <= :bound',
-        ExpressionAttributeValues: marshall({ ':pk': EXPIRY_PK, ':bound': `${beforeIso}#~` }),
-        Limit: limit,
-        ConsistentRead: true,
-      }),
-    );
-    return (out.Items ?? []).map((raw) => {
-      const item = unmarshall(raw);
-      return { path: String(item.path), notAfter: String(item.notAfter) };
-    });
-  }
-
-  /**
-   * One page of a lifecycle index (`rotation`: the due index by nextAt; `expiry`: certificates by
-   * notAfter), entries at or before `boundIso`, soonest first, after the sort key `after` (a page's
-   * `last`). One Query; `last` is set while the index may hold more in range. Entries are hints.
+   * One page of a lifecycle index (`rotation`: the due index by nextAt; `requested`: requests to
+   * replace by hand, by time; `expiry`: certificates by notAfter), entries at or before
+   * `boundIso`, soonest first, after the sort key `after` (a page's `last`). One Query; `last` is
+   * set while the index may hold more in range. Entries are hints.
    */
   async lifecycleIndexPage(
     index: 'rotation' | 'requested' | 'expiry',
