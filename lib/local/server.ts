@@ -1,6 +1,6 @@
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer } from 'node:https';
-import { type AddressInfo, createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createSecureContext, TLSSocket } from 'node:tls';
 import { type HttpBindings, type ServerType, serve } from '@hono/node-server';
@@ -24,9 +24,9 @@ import { rateLimitedLogger } from '../log-limit.js';
 import { WebhookInvoker } from '../secrets/rotators/webhook.js';
 import { localDynamoClient } from '../store/dynamo-client.js';
 import { ensureTables } from '../store/tables.js';
-import { startDynamoDbLocal } from './dynamodb-local.js';
-import { lockDataDir } from './lock.js';
+import { startDynamoDbLocal, waitForDynamoDbLocal } from './dynamodb-local.js';
 import { type PolicyWatch, watchPolicyDir } from './policy-watch.js';
+import { type LocalPrestart, listenError, prestartLocal } from './prestart.js';
 import { DynamoDbSupervisor, type SupervisorOptions } from './supervisor.js';
 
 /** Header limit of the node server: large enough for 8 KiB tokens to reach the app's own check. */
@@ -76,6 +76,11 @@ export interface LocalServerHooks {
   readonly rotationIntervalMs?: number;
   /** Aborts the start: what was started is stopped and the start rejects. */
   readonly signal?: AbortSignal;
+  /**
+   * The data-dir lock and the spawned Java, taken by `coffer server` before it loaded this module
+   * (prestart.ts). The server owns them from here on, also when its start fails.
+   */
+  readonly prestart?: LocalPrestart;
   /** How often a DynamoDB Local that exits is restarted (defaults in supervisor.ts). */
   readonly restarts?: Pick<SupervisorOptions, 'maxRestarts' | 'windowMs' | 'backoffMs'>;
 }
@@ -173,32 +178,6 @@ function tlsServerOptions(tls: TlsMaterial) {
   };
 }
 
-/** A listen failure as one line: the usual one is a port already taken by another program. */
-function listenError(err: unknown, port: number): unknown {
-  const code = (err as NodeJS.ErrnoException)?.code;
-  if (code === 'EADDRINUSE') {
-    return new ConfigError(
-      `port ${port} on 127.0.0.1 is already in use (another Coffer server?): stop it, or set COFFER_PORT to a free port`,
-    );
-  }
-  if (code === 'EACCES') {
-    return new ConfigError(
-      `port ${port} on 127.0.0.1 needs privileges: set COFFER_PORT to a port above 1023`,
-    );
-  }
-  return err;
-}
-
-/** Fails early when the API port is taken (port 0 means any free port and is always free). */
-async function assertPortFree(port: number): Promise<void> {
-  if (port === 0) return;
-  await new Promise<void>((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', (err) => reject(listenError(err, port)));
-    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
-  });
-}
-
 /** Writes a fresh admin token unless the current one is valid for at least another day. */
 async function ensureDevToken(issuer: DevIssuer, file: string): Promise<void> {
   try {
@@ -233,10 +212,17 @@ export async function startLocalServer(
 ): Promise<LocalServer> {
   // One line per request while DynamoDB is down would bury the line that says why.
   const logger = rateLimitedLogger(baseLogger);
-  const tls = settings.tls ? await loadTls(settings.tls) : undefined;
-  // The data dir and the port before DynamoDB Local: a second server on the same data dir must not
-  // touch the first one's engine, and a busy port is reported before a Java start.
-  const lock = lockDataDir(settings.dataDir);
+  let tls: TlsMaterial | undefined;
+  try {
+    tls = settings.tls ? await loadTls(settings.tls) : undefined;
+  } catch (err) {
+    hooks.prestart?.release();
+    throw err;
+  }
+  // The data dir, the port and the Java spawn (prestart.ts), unless the caller took them already.
+  const prestart = hooks.prestart ?? (await prestartLocal(settings));
+  const { lock } = prestart;
+  let firstEngine = prestart.dynamodb;
   let ddb: DynamoDbSupervisor | undefined;
   let authorizer: Authorizer;
   let issuer: DevIssuer;
@@ -246,7 +232,6 @@ export async function startLocalServer(
     giveUp = resolve;
   });
   try {
-    await assertPortFree(settings.port);
     // Java (seconds) and the policies (parsed and validated, mostly CPU) at the same time: the JVM
     // starts in its own process while this one validates. An invalid policy set still stops the
     // start, naming file and line, with nothing left running: it aborts the Java start.
@@ -257,13 +242,19 @@ export async function startLocalServer(
     const engine = settings.dynamodbEndpoint
       ? Promise.resolve(undefined)
       : DynamoDbSupervisor.start({
-          start: (port) =>
-            startDynamoDbLocal({
-              dbPath: join(settings.dataDir, 'dynamodb'),
-              ownProcessGroup: true,
-              ...(port !== undefined ? { port } : {}),
-              signal: startSignal,
-            }),
+          // The first start waits for the Java spawned by the prestart; a restart spawns anew.
+          start: (port) => {
+            const spawned = port === undefined ? firstEngine : undefined;
+            firstEngine = undefined;
+            return spawned
+              ? waitForDynamoDbLocal(spawned, startSignal)
+              : startDynamoDbLocal({
+                  dbPath: join(settings.dataDir, 'dynamodb'),
+                  ownProcessGroup: true,
+                  ...(port !== undefined ? { port } : {}),
+                  signal: startSignal,
+                });
+          },
           logger,
           onGiveUp: (err) => giveUp(err),
           ...hooks.restarts,
@@ -287,7 +278,7 @@ export async function startLocalServer(
     issuer = devReady.value;
   } catch (err) {
     await ddb?.stop();
-    lock.release();
+    prestart.release();
     logger.close();
     throw err;
   }

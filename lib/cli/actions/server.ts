@@ -1,9 +1,7 @@
-import { DEV_ISSUER } from '../../authn/dev-issuer.js';
 import { DEFAULT_ADDR, localSettings } from '../../config.js';
-import { loadConfig } from '../../config-file.js';
-import { type LocalServer, startLocalServer } from '../../local/server.js';
-import { jsonLogger } from '../../log.js';
-import { StorageUnavailableError } from '../../store/storage-errors.js';
+import type { CofferConfig } from '../../config-file.js';
+import { type LocalPrestart, prestartLocal } from '../../local/prestart.js';
+import type { LocalServer } from '../../local/server.js';
 import type { CliIo } from '../io.js';
 
 /**
@@ -12,11 +10,11 @@ import type { CliIo } from '../io.js';
  */
 export async function runLocalServer(io: CliIo): Promise<void> {
   const settings = localSettings(io.env, io.cwd);
-  const config = await loadConfig(io.env, io.cwd);
   // Signals are taken from the start: a Ctrl-C or SIGTERM while DynamoDB Local is starting
   // aborts the start and stops what was started, rather than leave Java running.
   const abort = new AbortController();
   let server: LocalServer | undefined;
+  let config: CofferConfig = { issuers: [] };
   let stopping = false;
   let stopped: () => void = () => {};
   const done = new Promise<void>((resolve) => {
@@ -38,14 +36,28 @@ export async function runLocalServer(io: CliIo): Promise<void> {
     if (process.ppid !== parent) stop();
   }, 1000);
   watch.unref();
+  let prestart: LocalPrestart | undefined;
   try {
+    // Java first, then the imports: the JVM's start (seconds) runs while the server module (the
+    // SDK, Cedar's wasm, the app) and the config file load (prestart.ts).
+    prestart = await prestartLocal(settings);
+    const [{ startLocalServer }, { jsonLogger }, { loadConfig }] = await Promise.all([
+      import('../../local/server.js'),
+      import('../../log.js'),
+      import('../../config-file.js'),
+    ]);
+    config = await loadConfig(io.env, io.cwd);
+    const taken = prestart;
+    // From here the server owns the prestart and releases it if its start fails.
+    prestart = undefined;
     server = await startLocalServer(
       settings,
       jsonLogger((l) => io.stderr.write(`${l}\n`)),
       config,
-      { auditSink: (line) => io.stdout.write(`${line}\n`), signal: abort.signal },
+      { auditSink: (line) => io.stdout.write(`${line}\n`), signal: abort.signal, prestart: taken },
     );
   } catch (err) {
+    prestart?.release();
     if (abort.signal.aborted) return;
     throw err;
   } finally {
@@ -61,6 +73,7 @@ export async function runLocalServer(io: CliIo): Promise<void> {
     return;
   }
   io.stderr.write(`Coffer listening on ${server.url}\n`);
+  const { DEV_ISSUER } = await import('../../authn/dev-issuer.js');
   const issuers = [`dev (${DEV_ISSUER})`, ...config.issuers.map((i) => `${i.alias} (${i.issuer})`)];
   io.stderr.write(`Token issuers: ${issuers.join(', ')}\n`);
   io.stderr.write(`Admin token: ${server.tokenFile}\n`);
@@ -95,6 +108,7 @@ export async function runLocalServer(io: CliIo): Promise<void> {
     stopping = true;
     await running.stop();
   } else await done;
+  const { StorageUnavailableError } = await import('../../store/storage-errors.js');
   throw new StorageUnavailableError();
 }
 
