@@ -61,6 +61,7 @@ export async function prestartLocal(settings: LocalSettings): Promise<LocalPrest
       dynamodb = await spawnDynamoDbLocal({
         dbPath: join(settings.dataDir, 'dynamodb'),
         ownProcessGroup: true,
+        quickStart: true,
       });
     }
   } catch (err) {

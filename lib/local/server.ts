@@ -251,6 +251,7 @@ export async function startLocalServer(
               : startDynamoDbLocal({
                   dbPath: join(settings.dataDir, 'dynamodb'),
                   ownProcessGroup: true,
+                  quickStart: true,
                   ...(port !== undefined ? { port } : {}),
                   signal: startSignal,
                 });
