@@ -1,4 +1,4 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import type { Context } from 'hono';
@@ -12,7 +12,7 @@ import { ConfigError } from '../lib/errors.js';
 import type { CofferApp, ConnectionInfo } from '../lib/http/app.js';
 import { errorBody } from '../lib/http/errors.js';
 import { describeError, jsonLogger, type Logger } from '../lib/log.js';
-import { defaultKmsClient, kmsKeys, lambdaRotators, stdoutSink } from './aws.js';
+import { defaultDynamoClient, defaultKmsClient, kmsKeys, lambdaRotators, stdoutSink } from './aws.js';
 import type { LambdaSettings } from './env.js';
 
 /**
@@ -112,7 +112,7 @@ export async function createApiApp(options: ApiOptions): Promise<CofferApp> {
   const { settings } = options;
   const logger = options.logger ?? jsonLogger();
   const coffer = await composeCoffer({
-    dynamo: options.clients?.dynamo ?? new DynamoDBClient({}),
+    dynamo: options.clients?.dynamo ?? defaultDynamoClient(),
     tables: settings.tables,
     ...(settings.installationId ? { installationId: settings.installationId } : {}),
     keys: kmsKeys(settings, options.clients?.kms ?? defaultKmsClient()),

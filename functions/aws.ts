@@ -1,12 +1,26 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import type { KmsKeys } from '../lib/compose.js';
 import type { RotatorInvoker, RotatorSettings } from '../lib/secrets/rotators/invoker.js';
+import { useLeanTransport } from '../lib/store/dynamo-lean.js';
 import { FIELD_HMAC_LABEL, type LambdaSettings } from './env.js';
 
 /*
  * The AWS adapters every Coffer function shares, named from the environment's settings: the
  * composition root (lib/compose.ts) builds them.
  */
+
+/**
+ * The lean transport's waits against DynamoDB (lib/store/dynamo-lean.ts): answers come in
+ * milliseconds, so a connection or answer this late is an outage, and the request fails as 503
+ * rather than hold its Lambda until API Gateway gives up at 29 s.
+ */
+export const AWS_DYNAMODB_TIMEOUTS = { connectionTimeoutMs: 3_000, requestTimeoutMs: 10_000 };
+
+/** The API's DynamoDB client: the SDK's defaults, with the read path's calls on the lean transport. */
+export function defaultDynamoClient(): DynamoDBClient {
+  return useLeanTransport(new DynamoDBClient({}), AWS_DYNAMODB_TIMEOUTS);
+}
 
 /** The KMS client of a function: the adapters retry KMS themselves (jittered, with error mapping), so the SDK must not. */
 export function defaultKmsClient(): KMSClient {

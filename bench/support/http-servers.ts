@@ -28,7 +28,11 @@ import { composeCoffer } from '../../lib/compose.js';
 import { DEFAULT_POLICY_DIR } from '../../lib/config.js';
 import { connectionFromIncoming, MAX_HEADER_BYTES } from '../../lib/local/server.js';
 import { silentLogger } from '../../lib/log.js';
-import { countStorageCalls, type StorageCallCounter } from '../../lib/store/call-counter.js';
+import {
+  countStorageCalls,
+  observeStorageCalls,
+  type StorageCallCounter,
+} from '../../lib/store/call-counter.js';
 import { localDynamoClient } from '../../lib/store/dynamo-client.js';
 import { ensureTables } from '../../lib/store/tables.js';
 
@@ -68,19 +72,13 @@ const listen = (fetch: Parameters<typeof serve>[0]['fetch']) =>
 
 const urlOf = (s: ServerType) => `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
 
-/** Records the input of the calls a client sends, by operation, until stopped. */
+/** Records the input of the calls a client sends, by operation, until stopped (both transports). */
 function captureInputs(client: DynamoDBClient) {
   const inputs = new Map<string, unknown[]>();
-  const name = 'benchCapture';
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const op = String(context.commandName).replace(/Command$/, '');
-      inputs.set(op, [...(inputs.get(op) ?? []), structuredClone(args.input)]);
-      return next(args);
-    },
-    { step: 'initialize', name },
-  );
-  return { inputs, stop: () => client.middlewareStack.remove(name) };
+  const stop = observeStorageCalls(client, (op, input) => {
+    inputs.set(op, [...(inputs.get(op) ?? []), structuredClone(input)]);
+  });
+  return { inputs, stop };
 }
 
 const bytesOf = (x: unknown) => Buffer.byteLength(JSON.stringify(x));

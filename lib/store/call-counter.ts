@@ -1,11 +1,12 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { onLeanCall, type StorageCallListener } from './dynamo-lean.js';
 
 /**
  * Counts the calls a DynamoDB client sends, by operation (`GetItem`, `TransactWriteItems`, …):
  * the storage-call tests assert the count per request type, and the HTTP benchmark reports it.
  *
- * It sits in the SDK's `finalizeRequest` step below the retry middleware, so each attempt on the
- * wire counts (a throttled call retried once is two calls, as DynamoDB bills and sees them).
+ * It sees both transports (observeStorageCalls): each attempt on the wire counts (a throttled call
+ * retried once is two calls, as DynamoDB bills and sees them).
  *
  * @example
  * const calls = countStorageCalls(client);
@@ -17,23 +18,40 @@ export interface StorageCallCounter {
   take(): Record<string, number>;
   /** The counts since the last `take`, left as they are. */
   peek(): Record<string, number>;
-  /** Stops counting (removes the middleware). */
+  /** Stops counting. */
   stop(): void;
 }
 
-const MIDDLEWARE_NAME = 'cofferStorageCallCounter';
+let observers = 0;
 
-export function countStorageCalls(client: DynamoDBClient): StorageCallCounter {
-  let counts: Record<string, number> = {};
+/**
+ * Tells `listener` of every call attempt `client` sends, whichever way it goes: through the SDK
+ * (a middleware in its `finalizeRequest` step, below the retry middleware) or through the lean
+ * transport of the read path (lib/store/dynamo-lean.ts), which bypasses the SDK's middleware.
+ * Returns the function that stops it.
+ */
+export function observeStorageCalls(client: DynamoDBClient, listener: StorageCallListener): () => void {
+  const name = `cofferStorageCallObserver${++observers}`;
   client.middlewareStack.add(
     (next, context) => async (args) => {
       // The client names the operation without its `Command` suffix.
-      const name = String(context.commandName ?? 'unknown').replace(/Command$/, '');
-      counts[name] = (counts[name] ?? 0) + 1;
+      listener(String(context.commandName ?? 'unknown').replace(/Command$/, ''), args.input);
       return next(args);
     },
-    { step: 'finalizeRequest', priority: 'low', name: MIDDLEWARE_NAME, override: true },
+    { step: 'finalizeRequest', priority: 'low', name },
   );
+  const stopLean = onLeanCall(client, listener);
+  return () => {
+    client.middlewareStack.remove(name);
+    stopLean();
+  };
+}
+
+export function countStorageCalls(client: DynamoDBClient): StorageCallCounter {
+  let counts: Record<string, number> = {};
+  const stop = observeStorageCalls(client, (name) => {
+    counts[name] = (counts[name] ?? 0) + 1;
+  });
   return {
     take() {
       const taken = counts;
@@ -41,9 +59,7 @@ export function countStorageCalls(client: DynamoDBClient): StorageCallCounter {
       return taken;
     },
     peek: () => ({ ...counts }),
-    stop: () => {
-      client.middlewareStack.remove(MIDDLEWARE_NAME);
-    },
+    stop,
   };
 }
 

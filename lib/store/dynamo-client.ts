@@ -3,6 +3,7 @@ import {
   GetItemCommand,
   type TransactWriteItemsCommandInput,
 } from '@aws-sdk/client-dynamodb';
+import { useLeanTransport } from './dynamo-lean.js';
 
 /**
  * Fixed credentials and region for DynamoDB Local. DynamoDB Local runs with `-sharedDb`, and
@@ -46,7 +47,8 @@ export function localDynamoClient(endpoint: string, options: LocalDynamoOptions 
     },
   });
   if (commitBarrier) addCommitBarrier(client);
-  return client;
+  // The read path's calls (GetItem, BatchGetItem, PutItem) skip the SDK's pipeline.
+  return useLeanTransport(client, t);
 }
 
 /**

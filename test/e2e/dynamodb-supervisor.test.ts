@@ -111,7 +111,9 @@ describe('the local server supervises its DynamoDB Local', () => {
       logger,
       undefined,
       {
-        restarts: { maxRestarts: 1, windowMs: 120_000, backoffMs: 1_500 },
+        // Long enough that the ten requests below all fall in the outage: a quick-start JVM is
+        // back about a second after the restart begins.
+        restarts: { maxRestarts: 1, windowMs: 120_000, backoffMs: 5_000 },
       },
     );
     const running = server;

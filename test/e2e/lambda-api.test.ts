@@ -22,6 +22,7 @@ import { CofferKeys } from '../../infra/constructs/keys.js';
 import { DevIssuer } from '../../lib/authn/dev-issuer.js';
 import { parseConfig } from '../../lib/config-file.js';
 import { jsonLogger } from '../../lib/log.js';
+import { observeStorageCalls } from '../../lib/store/call-counter.js';
 import type { TableNames } from '../../lib/store/tables.js';
 import {
   ACCOUNT,
@@ -233,14 +234,10 @@ function iamActionsOf(command: string, input: DynamoInput): { action: string; ta
 
 beforeAll(async () => {
   ({ client, tables } = await freshTables('lambda'));
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      if (recording)
-        dynamoCalls.push(...iamActionsOf(String(context.commandName), args.input as DynamoInput));
-      return next(args);
-    },
-    { step: 'initialize', name: 'recordIamActions' },
-  );
+  // Both transports: the SDK's and the read path's lean one (lib/store/dynamo-lean.ts).
+  observeStorageCalls(client, (operation, input) => {
+    if (recording) dynamoCalls.push(...iamActionsOf(`${operation}Command`, input as DynamoInput));
+  });
   fakeKms(kms);
   const pair = await generateKeyPair('ES256');
   signingKey = pair.privateKey;
