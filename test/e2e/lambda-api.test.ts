@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { Stack } from 'aws-cdk-lib';
+import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -518,8 +518,10 @@ describe('the API Lambda handler, driven by HTTP API v2 events', () => {
     expect(dynamoCalls.some((c) => c.table === tables.audit && c.action === 'dynamodb:PutItem')).toBe(true);
 
     // KMS: the API role's real statements, built by the same construct with this test's table, and
-    // evaluated (actions, key, conditions) against every request the handler sent.
-    const stack = new Stack();
+    // evaluated (actions, key, conditions) against every request the handler sent. The stack is
+    // this test's fixture, read for its statements: CDK's built-in template validation (an engine
+    // that takes seconds to build) checks the deployed stack in test/infra/stack.test.ts instead.
+    const stack = new Stack(new App({ builtinCloudFormationValidation: false }));
     const keys = new CofferKeys(stack, 'Keys', {
       keyStore: 'kms',
       aliasPrefix: 'coffer/test',

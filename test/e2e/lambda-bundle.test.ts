@@ -163,10 +163,17 @@ beforeAll(async () => {
   });
   ({ client, tables } = await freshTables('bundle'));
 
+  /*
+   * Both apps below leave out CDK's built-in template validation (its engine takes seconds to
+   * build in each process): the one-function stack is this test's fixture, and the full stack's
+   * template is the default one, which stack.test.ts synthesizes with that validation and cdk-nag.
+   */
+  const builtinCloudFormationValidation = false;
+
   // The API function exactly as the stack builds it (same construct, same bundling options).
   const outdir = mkdtempSync(join(tmpdir(), 'coffer-bundle-'));
   dirs.push(outdir);
-  const app = new App({ outdir, context: pinnedFeatureFlags() });
+  const app = new App({ outdir, context: pinnedFeatureFlags(), builtinCloudFormationValidation });
   const stack = new Stack(app, 'Bundle');
   new CofferFunction(stack, 'Api', {
     entry: 'functions/api.ts',
@@ -179,10 +186,13 @@ beforeAll(async () => {
   assetDir = join(outdir, `asset.${String(fn?.Properties.Code.S3Key).replace(/\.zip$/, '')}`);
 
   // The full stack's template, without bundling: its metric filters and saved queries.
+  const cdkOut = mkdtempSync(join(tmpdir(), 'coffer-cdk-'));
+  dirs.push(cdkOut);
   template = Template.fromStack(
     createCofferApp({
-      outdir: mkdtempSync(join(tmpdir(), 'coffer-cdk-')),
+      outdir: cdkOut,
       context: { 'aws:cdk:bundling-stacks': [] },
+      builtinCloudFormationValidation,
     }).stack,
   );
 

@@ -10,13 +10,20 @@ import * as source from '../../packages/client/src/index.js';
 /**
  * Coffer as people get it: a fresh clone after `npm ci`, the SDK installed into another project as
  * a real copy, and the tarballs `npm pack` makes. Everything runs in a copy of this checkout, so
- * that the builds `npm ci` and `npm pack` run (through `prepare`) never touch the dist/ that other
- * test files are using. Slow: npm installs real dependency trees (from the npm cache when it can).
+ * that the build `npm ci` runs (through `prepare`) never touches the dist/ that other test files
+ * are using. Slow: npm installs real dependency trees (from the npm cache when it can).
+ *
+ * The clone is built once. `npm ci` runs `prepare` for the root and the SDK workspace, and the
+ * first test checks both builds. Installing the SDK folder and `npm pack` would each run that same
+ * `prepare` again in the same folder, on the same sources, and rebuild the same files, so they run
+ * with --ignore-scripts and package the build `npm ci` made.
  */
 
 const ROOT = join(import.meta.dirname, '../..');
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 const NPM_QUIET = ['--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'];
+/** Packs or installs a folder of the clone without running its `prepare` (the build) again. */
+const BUILT_BY_NPM_CI = '--ignore-scripts';
 const INSTALL_TIMEOUT_MS = 900_000;
 const SDK_LIMIT_BYTES = 25 * 1024 * 1024;
 
@@ -244,10 +251,9 @@ afterAll(async () => {
 });
 
 /*
- * `npm start` and the SDK's install wait mostly on npm, Java and the network, so they run side by
- * side (describe.concurrent). The builds are checked before either starts: the SDK's install runs
- * the package's `prepare`, which rebuilds packages/client/dist. `npm pack` rebuilds dist/ through
- * `prepare`, so it runs last, alone.
+ * `npm start`, the SDK's install and the tarballs' install wait mostly on npm, Java and the
+ * network, so they run side by side (describe.concurrent): none of them rebuilds anything, and
+ * each works in a directory of its own. The builds are checked before any of them starts.
  */
 describe('a fresh clone after npm ci', () => {
   it('has the CLI and the SDK built', () => {
@@ -307,7 +313,7 @@ describe.concurrent('the @coffer/client package', () => {
       const project = await emptyProject('sdk-consumer');
       await ok(
         'npm',
-        ['install', '--install-links', ...NPM_QUIET, join(clone, 'packages', 'client')],
+        ['install', '--install-links', BUILT_BY_NPM_CI, ...NPM_QUIET, join(clone, 'packages', 'client')],
         project,
       );
       const modules = join(project, 'node_modules');
@@ -333,7 +339,7 @@ describe.concurrent('the @coffer/client package', () => {
   );
 });
 
-describe('npm pack', () => {
+describe.concurrent('npm pack', () => {
   it(
     'when the root and the SDK tarballs install into an empty project, npx coffer runs, finds its policies, and node and TypeScript import both entries',
     async () => {
@@ -341,7 +347,11 @@ describe('npm pack', () => {
       await mkdir(packs);
       const packed: { filename: string; files: { path: string }[] }[] = [];
       for (const dir of [clone, join(clone, 'packages', 'client')]) {
-        const out = await ok('npm', ['pack', '--json', '--pack-destination', packs, '--loglevel=error'], dir);
+        const out = await ok(
+          'npm',
+          ['pack', '--json', BUILT_BY_NPM_CI, '--pack-destination', packs, '--loglevel=error'],
+          dir,
+        );
         packed.push(...(JSON.parse(out) as typeof packed));
       }
       const [root, sdk] = packed;

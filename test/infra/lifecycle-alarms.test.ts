@@ -10,7 +10,8 @@ import { readSettings, SettingsError } from '../../infra/settings.js';
 
 /*
  * The lifecycle metrics' alarms and the rotation job's right to publish them, synthesized with a
- * non-default warning window (the real app: bundling, cdk-nag as a validation plugin).
+ * non-default warning window (the real app with cdk-nag as a validation plugin). Without bundling:
+ * these tests read the template only, and the window changes no bundle (stack.test.ts checks them).
  */
 
 let outdir: string;
@@ -19,7 +20,7 @@ let template: Template;
 
 beforeAll(() => {
   outdir = mkdtempSync(join(tmpdir(), 'coffer-cdk-lifecycle-'));
-  coffer = createCofferApp({ outdir, context: { expiryWarningDays: '14' } });
+  coffer = createCofferApp({ outdir, context: { expiryWarningDays: '14', 'aws:cdk:bundling-stacks': [] } });
   coffer.app.synth();
   template = Template.fromStack(coffer.stack);
 }, 300_000);
