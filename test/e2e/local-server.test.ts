@@ -100,7 +100,8 @@ describe('local server (npm start)', { timeout: E2E_TIMEOUT_MS }, () => {
 
     const first = startServer(env);
     running.push(first);
-    await waitFor(first, 'Coffer listening on');
+    // The banner's last line: its lines may come in more than one chunk.
+    await waitFor(first, 'Try: ');
     expect(first.output()).toContain(`http://127.0.0.1:${port}`);
     expect(first.output()).toContain(join(dataDir, 'dev-token'));
     // The hint names what the CLI needs to find this server and its token.

@@ -365,23 +365,20 @@ describe.skipIf(!TOOLS)(
     it('when `coffer server --dev` gets COFFER_TLS_*, it listens on https:// and says how the CLI trusts it; a certificate without its key is one line', async () => {
       const dir = await mkdtemp(join(tmpdir(), 'coffer-mtls-cli-server-'));
       const port = await freePort();
-      const child = spawn(
-        process.execPath,
-        ['--import', 'tsx', join(ROOT, 'bin/coffer.ts'), 'server', '--dev'],
-        {
-          cwd: ROOT,
-          env: {
-            ...process.env,
-            COFFER_DATA_DIR: dir,
-            COFFER_PORT: String(port),
-            COFFER_DYNAMODB_ENDPOINT: inject('dynamodbEndpoint'),
-            COFFER_TLS_CERT: serverLeaf.certPath,
-            COFFER_TLS_KEY: serverLeaf.keyPath,
-            COFFER_TLS_CLIENT_CA: bundle,
-          },
-          stdio: ['ignore', 'ignore', 'pipe'],
+      // The CLI as installed: bin/coffer.js runs the build, which the global setup keeps current.
+      const child = spawn(process.execPath, [join(ROOT, 'bin/coffer.js'), 'server', '--dev'], {
+        cwd: ROOT,
+        env: {
+          ...process.env,
+          COFFER_DATA_DIR: dir,
+          COFFER_PORT: String(port),
+          COFFER_DYNAMODB_ENDPOINT: inject('dynamodbEndpoint'),
+          COFFER_TLS_CERT: serverLeaf.certPath,
+          COFFER_TLS_KEY: serverLeaf.keyPath,
+          COFFER_TLS_CLIENT_CA: bundle,
         },
-      );
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let stderr = '';
       child.stderr?.on('data', (d) => {
         stderr += d;
@@ -413,22 +410,18 @@ describe.skipIf(!TOOLS)(
         expect(JSON.parse(stdout)).toMatchObject({ id: `cert:${ACME}:CN=agent-1,O=Acme` });
         // The CLI as a process: it answers and exits (the https agent's idle sockets hold nothing).
         const started = Date.now();
-        const cliRun = await run(
-          process.execPath,
-          ['--import', 'tsx', join(ROOT, 'bin/coffer.ts'), '--json', 'whoami'],
-          {
-            cwd: ROOT,
-            env: {
-              ...process.env,
-              COFFER_ADDR: `https://127.0.0.1:${port}`,
-              COFFER_CLIENT_CERT: (leaves.agent as TestLeaf).certPath,
-              COFFER_CLIENT_KEY: (leaves.agent as TestLeaf).keyPath,
-              COFFER_CACERT: join(serverCa.dir, 'ca.pem'),
-            },
-            encoding: 'utf8',
-            timeout: 60_000,
+        const cliRun = await run(process.execPath, [join(ROOT, 'bin/coffer.js'), '--json', 'whoami'], {
+          cwd: ROOT,
+          env: {
+            ...process.env,
+            COFFER_ADDR: `https://127.0.0.1:${port}`,
+            COFFER_CLIENT_CERT: (leaves.agent as TestLeaf).certPath,
+            COFFER_CLIENT_KEY: (leaves.agent as TestLeaf).keyPath,
+            COFFER_CACERT: join(serverCa.dir, 'ca.pem'),
           },
-        );
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
         expect(JSON.parse(cliRun.stdout)).toMatchObject({ id: `cert:${ACME}:CN=agent-1,O=Acme` });
         expect(Date.now() - started).toBeLessThan(60_000);
       } finally {
@@ -436,15 +429,11 @@ describe.skipIf(!TOOLS)(
         await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
       }
 
-      const half = await run(
-        process.execPath,
-        ['--import', 'tsx', join(ROOT, 'bin/coffer.ts'), 'server', '--dev'],
-        {
-          cwd: ROOT,
-          env: { ...process.env, COFFER_DATA_DIR: dir, COFFER_TLS_CERT: serverLeaf.certPath },
-          encoding: 'utf8',
-        },
-      ).then(
+      const half = await run(process.execPath, [join(ROOT, 'bin/coffer.js'), 'server', '--dev'], {
+        cwd: ROOT,
+        env: { ...process.env, COFFER_DATA_DIR: dir, COFFER_TLS_CERT: serverLeaf.certPath },
+        encoding: 'utf8',
+      }).then(
         () => ({ code: 0, stderr: '' }),
         (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
       );

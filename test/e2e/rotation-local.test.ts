@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { localSettings } from '../../lib/config.js';
 import { type LocalServer, startLocalServer } from '../../lib/local/server.js';
 import { silentLogger } from '../../lib/log.js';
@@ -18,33 +19,46 @@ interface Answer {
   value?: string;
 }
 
+/*
+ * One server for the file, on the run's DynamoDB Local with tables of its own: what is tested is
+ * the server's rotation interval, not its Java (test/e2e/local-server.test.ts and
+ * dynamodb-supervisor.test.ts start and supervise that). Each test rotates secrets of its own.
+ */
 let server: LocalServer | undefined;
-let hooked: LocalServer | undefined;
+let token = '';
 const rotator = new TestRotator();
+beforeAll(async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'coffer-rotation-e2e-'));
+  const suffix = randomBytes(4).toString('hex');
+  await rotator.start();
+  server = await startLocalServer(
+    {
+      ...localSettings({ COFFER_DATA_DIR: dataDir, COFFER_DYNAMODB_ENDPOINT: inject('dynamodbEndpoint') }),
+      tables: { secrets: `rotation-e2e-secrets-${suffix}`, audit: `rotation-e2e-audit-${suffix}` },
+      port: 0,
+    },
+    silentLogger,
+    undefined,
+    { auditSink: () => {}, rotationIntervalMs: 200 },
+  );
+  token = (await readFile(server.tokenFile, 'utf8')).trim();
+});
 afterAll(async () => {
   await server?.stop();
-  await hooked?.stop();
   await rotator.stop();
 });
 
+async function call(method: string, path: string, body?: unknown, bearer = token) {
+  const res = await fetch(`${server?.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as Answer & { version?: number } };
+}
+
 describe('the local server rotates what is due', () => {
   it('when a rotation policy is due, its interval rotates the secret with its generator', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'coffer-rotation-e2e-'));
-    server = await startLocalServer(
-      { ...localSettings({ COFFER_DATA_DIR: dataDir }), port: 0 },
-      silentLogger,
-      undefined,
-      { auditSink: () => {}, rotationIntervalMs: 200 },
-    );
-    const token = (await readFile(server.tokenFile, 'utf8')).trim();
-    const call = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${server?.url}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
-      return { status: res.status, body: (await res.json()) as Answer };
-    };
     expect((await call('POST', '/v1/generate/e2e/rotated', { type: 'password', length: 24 })).status).toBe(
       200,
     );
@@ -109,28 +123,10 @@ describe('the local server rotates what is due', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-    // Starting DynamoDB Local and the server takes a while on a busy machine.
-  }, 120_000);
+    // Certificates are generated, rotated and checked with openssl: room for a busy machine.
+  }, 60_000);
 
   it('when a due rotation policy names a loopback webhook, the interval runs its steps with grants the server answers', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'coffer-rotator-e2e-'));
-    await rotator.start();
-    hooked = await startLocalServer(
-      { ...localSettings({ COFFER_DATA_DIR: dataDir }), port: 0 },
-      silentLogger,
-      undefined,
-      { auditSink: () => {}, rotationIntervalMs: 200 },
-    );
-    const base = hooked.url;
-    const token = (await readFile(hooked.tokenFile, 'utf8')).trim();
-    const call = async (method: string, path: string, body?: unknown, bearer = token) => {
-      const res = await fetch(`${base}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
-      return { status: res.status, body: (await res.json()) as Answer & { version?: number } };
-    };
     const read: { step: string; status: number; value?: string }[] = [];
     rotator.behave = async (c) => {
       const res = await call('GET', `/v1/secrets/${c.path}?stage=${c.stage}`, undefined, c.grant);
@@ -168,6 +164,5 @@ describe('the local server rotates what is due', () => {
       { step: 'testSecret', status: 200, value: now },
       { step: 'testSecret:current', status: 403 },
     ]);
-    // A second local server starts its own DynamoDB Local: more than the default 30 s on a busy machine.
-  }, 120_000);
+  });
 });

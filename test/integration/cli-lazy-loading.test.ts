@@ -12,7 +12,7 @@ import { createHarness, type Harness } from '../support/harness.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const run = promisify(execFile);
-/** Each case starts node and tsx in child processes: generous on a loaded machine. */
+/** Each case starts the CLI in child processes: generous on a loaded machine. */
 const CHILD_TIMEOUT_MS = 120_000;
 
 /** Parts of Coffer that the everyday commands never need. */
@@ -69,28 +69,24 @@ function classify(entry: string, loaded: { source: string[]; packages: Set<strin
     const [scope, name] = path.slice(at + '/node_modules/'.length).split(sep);
     loaded.packages.add(scope?.startsWith('@') ? `${scope}/${name}` : (scope as string));
   } else if (path.startsWith(`${ROOT}${sep}`)) {
-    loaded.source.push(
-      path
-        .slice(ROOT.length + 1)
-        .split(sep)
-        .join('/'),
-    );
+    const relative = path
+      .slice(ROOT.length + 1)
+      .split(sep)
+      .join('/');
+    // The build mirrors the source tree: dist/lib/cli/main.js is lib/cli/main.ts.
+    loaded.source.push(relative.startsWith('dist/') ? relative.slice(5).replace(/\.js$/, '.ts') : relative);
   }
 }
 
-/** Runs `bin/coffer.ts` in a child process and returns its output and every module it loaded. */
+/**
+ * Runs the CLI as it is installed (bin/coffer.js, the build in dist/, which the global setup keeps
+ * current) in a child process, and returns its output and every module it loaded.
+ */
 async function coffer(name: string, args: string[]): Promise<{ stdout: string } & Loaded> {
   const log = join(logDir, `${name}.log`);
   const { stdout } = await run(
     process.execPath,
-    [
-      '--import',
-      join(ROOT, 'test/support/module-log.mjs'),
-      '--import',
-      'tsx',
-      join(ROOT, 'bin/coffer.ts'),
-      ...args,
-    ],
+    ['--import', join(ROOT, 'test/support/module-log.mjs'), join(ROOT, 'bin/coffer.js'), ...args],
     {
       cwd: ROOT,
       env: {
