@@ -55,7 +55,10 @@ async function create(client: DynamoDBClient, name: string): Promise<void> {
  * them). Both tables have the same key shape: `pk` (S) and `sk` (S).
  */
 export async function ensureTables(client: DynamoDBClient, names: TableNames): Promise<void> {
-  for (const name of [names.secrets, names.audit]) {
-    if (!(await exists(client, name))) await create(client, name);
-  }
+  // Both at once: at a local start this is the first work of a JVM that has just come up.
+  await Promise.all(
+    [names.secrets, names.audit].map(async (name) => {
+      if (!(await exists(client, name))) await create(client, name);
+    }),
+  );
 }
