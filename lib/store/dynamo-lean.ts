@@ -97,17 +97,30 @@ function bytesOf(base64: string): Uint8Array {
 /**
  * The protocol's JSON with `B` and `BS` values as Uint8Array, as the SDK returns them. An attribute
  * that is itself named `B` holds an object (its AttributeValue), never a string, so only values
- * are converted.
+ * are converted. A walk after a plain parse, not a reviver: a reviver is a call back into
+ * JavaScript for every value of the answer, and this runs on every read.
  */
 function deserialize(text: string): Record<string, unknown> {
   if (text === '') return {};
-  return JSON.parse(text, (key, value) => {
-    if (key === 'B' && typeof value === 'string') return bytesOf(value);
-    if (key === 'BS' && Array.isArray(value) && value.every((v) => typeof v === 'string')) {
-      return value.map((v: string) => bytesOf(v));
-    }
-    return value;
-  }) as Record<string, unknown>;
+  const parsed = JSON.parse(text) as Record<string, unknown>;
+  binaryIn(parsed);
+  return parsed;
+}
+
+function binaryIn(node: unknown): void {
+  if (node === null || typeof node !== 'object') return;
+  if (Array.isArray(node)) {
+    for (const item of node) binaryIn(item);
+    return;
+  }
+  const record = node as Record<string, unknown>;
+  for (const key in record) {
+    const value = record[key];
+    if (key === 'B' && typeof value === 'string') record[key] = bytesOf(value);
+    else if (key === 'BS' && Array.isArray(value) && value.every((v) => typeof v === 'string')) {
+      record[key] = value.map((v: string) => bytesOf(v));
+    } else binaryIn(value);
+  }
 }
 
 interface Identity {
