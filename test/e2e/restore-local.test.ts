@@ -187,6 +187,10 @@ describe('the restore runbook on the local server', () => {
     const after = await cli(['put', 'team-b/queue/token', 'reentered'], restored);
     expect(after.code, after.stderr).toBe(0);
     expect((await cli(['get', 'team-b/queue/token'], restored)).stdout).toBe('reentered');
+    // Stopped here, not by afterAll: the next test starts a server of its own into \`server\`, and
+    // this one's Java would be left running.
+    await server.stop();
+    server = undefined;
   }, 240_000);
 
   it('when a table writer deletes the revocation list a checkpoint signed and the server restarts, the start checkpoint does not sign over it: the revoked caller stays out', async () => {
