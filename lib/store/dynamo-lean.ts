@@ -117,8 +117,12 @@ function binaryIn(node: unknown): void {
   for (const key in record) {
     const value = record[key];
     if (key === 'B' && typeof value === 'string') record[key] = bytesOf(value);
-    else if (key === 'BS' && Array.isArray(value) && value.every((v) => typeof v === 'string')) {
-      record[key] = value.map((v: string) => bytesOf(v));
+    else if (key === 'BS' && Array.isArray(value)) {
+      const set: unknown[] = value;
+      for (let i = 0; i < set.length; i++) {
+        const member = set[i];
+        if (typeof member === 'string') set[i] = bytesOf(member);
+      }
     } else binaryIn(value);
   }
 }
@@ -137,7 +141,7 @@ const hmac = (key: Buffer | string, data: string) => createHmac('sha256', key).u
  * the day, the region and the service, so it is derived once a day rather than per request.
  */
 export class DynamoSigner {
-  #cached: { readonly id: string; readonly key: Buffer } | undefined;
+  #cached: { readonly secret: string; readonly day: string; readonly key: Buffer } | undefined;
   readonly #region: string;
 
   constructor(region: string) {
@@ -155,42 +159,42 @@ export class DynamoSigner {
     const amzDate = now.toISOString().replace(/[-:]|\.\d{3}/g, '');
     const day = amzDate.slice(0, 8);
     const scope = `${day}/${this.#region}/dynamodb/aws4_request`;
-    const headers: [string, string][] = [
-      ['content-type', 'application/x-amz-json-1.0'],
-      ['host', host],
-      ['x-amz-date', amzDate],
-      ...(identity.sessionToken ? [['x-amz-security-token', identity.sessionToken] as [string, string]] : []),
-      ['x-amz-target', target],
-    ];
-    const signedHeaders = headers.map(([k]) => k).join(';');
-    const canonical = [
-      'POST',
-      '/',
-      '',
-      ...headers.map(([k, v]) => `${k}:${v.trim()}`),
-      '',
-      signedHeaders,
-      sha256Hex(body),
-    ].join('\n');
-    const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256Hex(canonical)].join('\n');
+    // Signed headers in name order, written out rather than mapped: this runs on every call.
+    const token = identity.sessionToken;
+    const signedHeaders = token
+      ? 'content-type;host;x-amz-date;x-amz-security-token;x-amz-target'
+      : 'content-type;host;x-amz-date;x-amz-target';
+    const canonical =
+      'POST\n/\n\n' +
+      'content-type:application/x-amz-json-1.0\n' +
+      `host:${host.trim()}\n` +
+      `x-amz-date:${amzDate}\n` +
+      (token ? `x-amz-security-token:${token.trim()}\n` : '') +
+      `x-amz-target:${target.trim()}\n\n` +
+      `${signedHeaders}\n${sha256Hex(body)}`;
+    const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope}\n${sha256Hex(canonical)}`;
     const signature = createHmac('sha256', this.#key(identity.secretAccessKey, day))
       .update(stringToSign)
       .digest('hex');
-    const out: Record<string, string> = {};
-    for (const [k, v] of headers) if (k !== 'host') out[k] = v;
-    out.authorization = `AWS4-HMAC-SHA256 Credential=${identity.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
+    const out: Record<string, string> = {
+      'content-type': 'application/x-amz-json-1.0',
+      'x-amz-date': amzDate,
+      'x-amz-target': target,
+      authorization: `AWS4-HMAC-SHA256 Credential=${identity.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`,
+    };
+    if (token) out['x-amz-security-token'] = token;
     return out;
   }
 
   #key(secret: string, day: string): Buffer {
-    const id = `${day}\0${sha256Hex(secret)}`;
-    if (this.#cached?.id !== id) {
-      const kDate = hmac(`AWS4${secret}`, day);
-      const kRegion = hmac(kDate, this.#region);
-      const kService = hmac(kRegion, 'dynamodb');
-      this.#cached = { id, key: hmac(kService, 'aws4_request') };
-    }
-    return this.#cached.key;
+    const cached = this.#cached;
+    if (cached?.secret === secret && cached.day === day) return cached.key;
+    const kDate = hmac(`AWS4${secret}`, day);
+    const kRegion = hmac(kDate, this.#region);
+    const kService = hmac(kRegion, 'dynamodb');
+    const key = hmac(kService, 'aws4_request');
+    this.#cached = { secret, day, key };
+    return key;
   }
 }
 
