@@ -40,6 +40,17 @@ function processesNaming(text: string): number[] {
     .map(Number);
 }
 
+/** No lock on the data dir and no DynamoDB Local on its files: a failed start left nothing. */
+async function expectNothingLeft(dataDir: string): Promise<void> {
+  expect(existsSync(join(dataDir, LOCK_FILE))).toBe(false);
+  // SIGKILL is delivered at once, but the process table may lag a moment behind.
+  const deadline = Date.now() + 10_000;
+  while (processesNaming(join(dataDir, 'dynamodb')).length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(processesNaming(join(dataDir, 'dynamodb'))).toEqual([]);
+}
+
 describe('local server start', () => {
   it('when the policy set is invalid, it fails naming the file and leaves no DynamoDB Local and no lock behind', async () => {
     const policyDir = await mkdtemp(join(tmpdir(), 'coffer-start-policies-'));
@@ -55,13 +66,7 @@ describe('local server start', () => {
     await expect(start).rejects.toBeInstanceOf(PolicySetError);
     await expect(start).rejects.toThrow(/broken\.cedar:2:\d+: .*raed/);
 
-    expect(existsSync(join(dataDir, LOCK_FILE))).toBe(false);
-    // SIGKILL is delivered at once, but the process table may lag a moment behind.
-    const deadline = Date.now() + 10_000;
-    while (processesNaming(join(dataDir, 'dynamodb')).length > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(processesNaming(join(dataDir, 'dynamodb'))).toEqual([]);
+    await expectNothingLeft(dataDir);
   }, 120_000);
 
   it('runs DynamoDB Local with the quick-start compiler, and stops it with the server', async () => {
@@ -137,11 +142,6 @@ describe('local server start', () => {
     expect(failed?.code).not.toBe(0);
     expect(failed?.stderr).toMatch(/COFFER_CONFIG|coffer\.yaml/);
     expect(failed?.stderr).not.toMatch(/\n\s+at /);
-    expect(existsSync(join(dataDir, LOCK_FILE))).toBe(false);
-    const deadline = Date.now() + 10_000;
-    while (processesNaming(join(dataDir, 'dynamodb')).length > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(processesNaming(join(dataDir, 'dynamodb'))).toEqual([]);
+    await expectNothingLeft(dataDir);
   }, 120_000);
 });
