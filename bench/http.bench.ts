@@ -113,16 +113,28 @@ async function startServers(endpoint: string) {
     child.once('message', (m) => resolve(m as ServersReady));
     child.once('exit', (code) => reject(new Error(`bench servers exited (${code}) before they were ready`)));
   });
+  // A server process that dies mid-run (it has: a V8 fault, docs/benchmarks.md) fails the run with
+  // its exit code instead of an unhandled EPIPE, so that the run's DynamoDB Local is still stopped.
   const stats = () =>
-    new Promise<ServerStats>((resolve) => {
-      child.once('message', (m) => resolve(m as ServerStats));
-      child.send({ type: 'stats' });
+    new Promise<ServerStats>((resolve, reject) => {
+      const died = (code: number | null, signal: string | null) =>
+        reject(new Error(`bench servers exited (${code ?? signal}) during the run`));
+      child.once('exit', died);
+      child.once('message', (m) => {
+        child.off('exit', died);
+        resolve(m as ServerStats);
+      });
+      child.send({ type: 'stats' }, (err) => {
+        if (err) reject(err);
+      });
     });
   const stop = () =>
     new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve();
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once('exit', () => resolve());
-      child.send({ type: 'stop' });
+      child.send({ type: 'stop' }, (err) => {
+        if (err) resolve();
+      });
     });
   return { ready, stats, stop };
 }
