@@ -1,14 +1,39 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { defineConfig } from 'vitest/config';
 import SlowFirstSequencer from './test/support/sequencer.js';
+
+/**
+ * Test files that change what other files in the same worker would see: module mocks, spies and
+ * stubbed SDK clients (aws-sdk-client-mock patches a client class for the whole process), fake
+ * timers, globals, the process environment or process-wide handlers. They run isolated, each with
+ * a fresh module graph. Every other file shares its worker's modules with the files before it
+ * (`isolate: false`), so the SDK, Cedar's wasm and the app are loaded once per worker rather than
+ * once per file: that loading was 214 s of a run's time (docs/benchmarks.md, "Test suite time").
+ */
+const SHARED_STATE =
+  /mockClient|vi\.mock|vi\.spyOn|vi\.stubEnv|vi\.stubGlobal|vi\.useFakeTimers|process\.env\.[A-Za-z_]+\s*(\?\?|\|\||&&)?=[^=]|process\.env\[[^\]]+\]\s*(\?\?|\|\||&&)?=[^=]|delete process\.env|globalThis\.|process\.on\(|process\.once\(|process\.chdir/;
+
+function testFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? testFiles(join(dir, e.name)) : e.name.endsWith('.test.ts') ? [join(dir, e.name)] : [],
+  );
+}
+
+const ROOT = import.meta.dirname;
+const ISOLATED = testFiles(join(ROOT, 'test'))
+  .filter((file) => SHARED_STATE.test(readFileSync(file, 'utf8')))
+  .map((file) => relative(ROOT, file).replaceAll('\\', '/'));
 
 // The SDK's Node 22 notice would otherwise print once per run from the global setup.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 /*
- * Two tiers. `unit` (test/unit) needs no JVM and no network: `npm run test:quick` runs it alone,
- * and then DynamoDB Local is never started, because Vitest calls a project's global setup only
- * when that project has a test queued. `integration` is every other test folder (integration, e2e,
- * infra and any added later), with one DynamoDB Local per run. `npm test` runs both.
+ * Two tiers, each in two projects (shared modules, and isolated: see ISOLATED). `unit` (test/unit)
+ * needs no JVM and no network: `npm run test:quick` runs it alone, and then DynamoDB Local is
+ * never started, because Vitest calls a project's global setup only when that project has a test
+ * queued. `integration` is every other test folder (integration, e2e, infra and any added later),
+ * with one DynamoDB Local per project. `npm test` runs all four.
  */
 export default defineConfig({
   test: {
@@ -28,13 +53,32 @@ export default defineConfig({
     // The slowest files first, also in a fresh clone with no cached durations (see the file).
     sequence: { sequencer: SlowFirstSequencer },
     projects: [
-      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], exclude: ISOLATED, isolate: false },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'unit-isolated',
+          include: ISOLATED.filter((f) => f.startsWith('test/unit/')),
+        },
+      },
       {
         extends: true,
         test: {
           name: 'integration',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/unit/**'],
+          exclude: ['test/unit/**', ...ISOLATED],
+          isolate: false,
+          globalSetup: ['test/support/global-setup.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration-isolated',
+          include: ISOLATED.filter((f) => !f.startsWith('test/unit/')),
           globalSetup: ['test/support/global-setup.ts'],
         },
       },
