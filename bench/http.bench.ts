@@ -4,8 +4,9 @@
  *   npm run bench -- http
  *   BENCH_SECONDS=8 BENCH_ROUNDS=2 npm run bench -- http
  *
- * The servers run in a child process (bench/support/http-servers.ts, on the same Node as this
- * one: Node 22 through tools/test-node) so that their CPU time is measured alone. Coffer is
+ * The servers run in a child process (bench/support/http-servers.ts, built to JavaScript first,
+ * on the same Node as this one: Node 22 through tools/test-node) so that their CPU time is
+ * measured alone. Coffer is
  * composed as the local server composes it; each floor is the unavoidable minimum of its request
  * on the same Hono + @hono/node-server stack:
  *
@@ -21,8 +22,11 @@
  * divided by the requests). The load generator is node:http with keep-alive sockets.
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import { readdir, stat } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
+import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
 import { startDynamoDbLocal } from '../lib/local/dynamodb-local.js';
 import { totalCalls } from '../lib/store/call-counter.js';
 import type { ServerStats, ServersReady } from './support/http-servers.js';
@@ -102,10 +106,63 @@ async function load(base: string, token: string, target: Target, concurrency: nu
   return { latencies, elapsed };
 }
 
+/**
+ * The servers as built JavaScript, as production runs them: `coffer server` runs `tsc`'s output in
+ * dist/ (and the Lambda an esbuild bundle of the same code). Run through tsx instead, every
+ * function of lib/ made per request pays for tsx's name-keeping wrapper (`BENCH_SERVERS=tsx`
+ * measures that way). This file's own code is compiled by esbuild with every import of lib/
+ * pointed at dist/lib, so that Coffer and the floors' client are the build's, and node_modules
+ * load as they do for the server.
+ */
+async function builtServers(source: string): Promise<string> {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const libDir = join(root, 'lib');
+  const distLib = join(root, 'dist', 'lib');
+  await assertBuilt(libDir, distLib);
+  const outfile = join(root, '.bench-data', 'http-servers.mjs');
+  await build({
+    entryPoints: [source],
+    outfile,
+    bundle: true,
+    packages: 'external',
+    platform: 'node',
+    format: 'esm',
+    target: 'node22',
+    logLevel: 'error',
+    plugins: [
+      {
+        name: 'lib-from-dist',
+        setup(b) {
+          b.onResolve({ filter: /^\.\.?\// }, (args) => {
+            const target = resolve(args.resolveDir, args.path);
+            if (!target.startsWith(`${libDir}${sep}`)) return undefined;
+            return { path: join(distLib, relative(libDir, target)), external: true };
+          });
+        },
+      },
+    ],
+  });
+  return outfile;
+}
+
+/** dist/ must hold the build of the current lib/ (`npm ci` or `npm run build` makes it). */
+async function assertBuilt(libDir: string, distLib: string): Promise<void> {
+  const built = await stat(join(distLib, 'compose.js')).catch(() => undefined);
+  const sources = (await readdir(libDir, { recursive: true })).filter((f) => f.endsWith('.ts'));
+  const newest = Math.max(
+    ...(await Promise.all(sources.map(async (f) => (await stat(join(libDir, f))).mtimeMs))),
+  );
+  if (!built || built.mtimeMs < newest) {
+    throw new Error('dist/ is missing or older than lib/: run `npm run build` first (or BENCH_SERVERS=tsx)');
+  }
+}
+
 /** The forked servers, and a way to ask them for their stats. */
 async function startServers(endpoint: string) {
-  const child: ChildProcess = fork(fileURLToPath(new URL('./support/http-servers.ts', import.meta.url)), {
-    execArgv: ['--import', 'tsx'],
+  const source = fileURLToPath(new URL('./support/http-servers.ts', import.meta.url));
+  const asSource = process.env.BENCH_SERVERS === 'tsx';
+  const child: ChildProcess = fork(asSource ? source : await builtServers(source), {
+    execArgv: asSource ? ['--import', 'tsx'] : [],
     env: { ...process.env, BENCH_DYNAMODB_ENDPOINT: endpoint },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
