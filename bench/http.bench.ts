@@ -2,7 +2,7 @@
  * Coffer over HTTP against its storage floor, in one run on one DynamoDB Local:
  *
  *   npm run bench -- http
- *   BENCH_SECONDS=8 BENCH_ROUNDS=2 npm run bench -- http
+ *   BENCH_SECONDS=8 BENCH_ROUNDS=2 BENCH_WARMUP_SECONDS=5 npm run bench -- http
  *
  * The servers run in a child process (bench/support/http-servers.ts, built to JavaScript first,
  * on the same Node as this one: Node 22 through tools/test-node) so that their CPU time is
@@ -200,6 +200,9 @@ async function startServers(endpoint: string) {
 export async function run(): Promise<HttpBenchRow[]> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 4);
   const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
+  // Long enough for V8 to finish optimizing the request path: with 1 s, the first measured phase
+  // (GET at concurrency 1) still paid for compilation.
+  const warmup = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
   const ddb = await startDynamoDbLocal();
   try {
     const servers = await startServers(ddb.endpoint);
@@ -230,7 +233,7 @@ export async function run(): Promise<HttpBenchRow[]> {
       // started (8 in flight), so that no chain certificate falls into a measured phase.
       for (const kind of Object.keys(targets) as HttpBenchRow['request'][]) {
         for (const server of ['coffer', 'floor'] as const) {
-          await load(base[server], ready.token, targets[kind][server], 8, 1);
+          await load(base[server], ready.token, targets[kind][server], 8, warmup);
         }
       }
       await servers.stats();

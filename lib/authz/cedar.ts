@@ -23,6 +23,8 @@ import {
 
 /** How many pre-parsed slices one authorizer keeps (least recently used are replaced). */
 export const DEFAULT_SLICE_CACHE_SIZE = 512;
+/** How many decisions one authorizer keeps (least recently used are replaced). */
+export const DEFAULT_DECISION_CACHE_SIZE = 4096;
 /** Cedar error messages are cut to this length in decisions and logs. */
 const MAX_ERROR_CHARS = 300;
 
@@ -31,6 +33,11 @@ export interface CedarAuthorizerOptions {
   readonly logger: Logger;
   /** Pre-parsed slices kept per process; default 512. */
   readonly sliceCacheSize?: number;
+  /**
+   * Decisions kept, keyed by the slice and the exact request Cedar would be sent; default 4096,
+   * 0 turns the cache off (the benchmark measures the engine that way).
+   */
+  readonly decisionCacheSize?: number;
   /**
    * `false` evaluates the whole policy set on every request instead of the slice that can apply.
    * Decisions are identical (see lib/authz/slicing.ts); only the cost differs. For tests and the
@@ -48,8 +55,10 @@ interface CompiledPolicy {
   readonly needs: RequestNeeds;
 }
 
-/** A pre-parsed slice: its id in Cedar's cache and what its policies can read. */
+/** A pre-parsed slice: its policies, its id in Cedar's cache and what its policies can read. */
 interface Slice {
+  /** The indices of its policies: what its decisions depend on (setIds are reused). */
+  readonly key: string;
   readonly setId: string;
   readonly needs: RequestNeeds;
 }
@@ -88,6 +97,9 @@ export class CedarAuthorizer implements Authorizer {
   /** Slice key (policy indices) -> slice; Map order is least recently used first. */
   private readonly slices = new Map<string, Slice>();
   private readonly fullSetId: string;
+  /** Cache key -> a decision Cedar made without error; Map order is least recently used first. */
+  private readonly decisions = new Map<string, Decision>();
+  private readonly decisionCacheSize: number;
   private nextSlot = 0;
   private prepared = 0;
   private engineCalls = 0;
@@ -99,6 +111,7 @@ export class CedarAuthorizer implements Authorizer {
     this.logger = options.logger;
     this.slicing = options.slicing ?? true;
     this.cacheSize = Math.max(1, options.sliceCacheSize ?? DEFAULT_SLICE_CACHE_SIZE);
+    this.decisionCacheSize = Math.max(0, options.decisionCacheSize ?? DEFAULT_DECISION_CACHE_SIZE);
     this.policies = policySet.policies.map((p, index) => ({
       index,
       id: p.id,
@@ -120,10 +133,21 @@ export class CedarAuthorizer implements Authorizer {
    * How many policy sets were handed to Cedar's parser (the full set at construction, then each
    * distinct slice once), and how many slices are cached. It grows with distinct request shapes,
    * never with the number of requests. `engineCalls` counts decisions that needed Cedar (the
-   * others had no policy that could apply: denied by default).
+   * others had no policy that could apply, denied by default, or were answered from the decision
+   * cache, `cachedDecisions` of them kept).
    */
-  get stats(): { readonly parsedSets: number; readonly cachedSlices: number; readonly engineCalls: number } {
-    return { parsedSets: this.prepared, cachedSlices: this.slices.size, engineCalls: this.engineCalls };
+  get stats(): {
+    readonly parsedSets: number;
+    readonly cachedSlices: number;
+    readonly engineCalls: number;
+    readonly cachedDecisions: number;
+  } {
+    return {
+      parsedSets: this.prepared,
+      cachedSlices: this.slices.size,
+      engineCalls: this.engineCalls,
+      cachedDecisions: this.decisions.size,
+    };
   }
 
   /** Every entity the policies name (computed once). */
@@ -169,6 +193,21 @@ export class CedarAuthorizer implements Authorizer {
     if (slice === undefined) return DENY_NO_POLICY;
 
     const call = cedarRequest(request, this.actionParents, 'needs' in slice ? slice.needs : undefined);
+    // Cedar's answer is a pure function of the policies and of what it is sent, and `call` is all
+    // it is sent (trimmed to what the slice's policies read, the time included only when one reads
+    // it). Anything that changes a decision (a group, an attribute, a tag, the policy set, which is
+    // a new authorizer) changes the key; a revoked caller never gets here (authentication refuses
+    // it). Only clean decisions are kept, so evaluation errors are logged every time.
+    const key =
+      'key' in slice && this.decisionCacheSize > 0 ? `${slice.key}\n${JSON.stringify(call)}` : undefined;
+    if (key !== undefined) {
+      const hit = this.decisions.get(key);
+      if (hit !== undefined) {
+        this.decisions.delete(key);
+        this.decisions.set(key, hit);
+        return { allowed: hit.allowed, policyIds: [...hit.policyIds], errors: [] };
+      }
+    }
     this.engineCalls++;
     const answer: AuthorizationAnswer = cedar.statefulIsAuthorized({
       principal: call.principal,
@@ -218,7 +257,17 @@ export class CedarAuthorizer implements Authorizer {
         errors: errorStrings,
       };
     }
-    return { allowed: decision === 'allow', policyIds: reason, errors: errorStrings };
+    const made: Decision = { allowed: decision === 'allow', policyIds: reason, errors: errorStrings };
+    if (key !== undefined && errors.length === 0) this.keep(key, made);
+    return made;
+  }
+
+  private keep(key: string, decision: Decision): void {
+    if (this.decisions.size >= this.decisionCacheSize) {
+      const oldest = this.decisions.keys().next().value as string;
+      this.decisions.delete(oldest);
+    }
+    this.decisions.set(key, { allowed: decision.allowed, policyIds: [...decision.policyIds], errors: [] });
   }
 
   /** The pre-parsed slice of the policies that can apply, or undefined when none can. */
@@ -251,7 +300,7 @@ export class CedarAuthorizer implements Authorizer {
       setId = `${this.prefix}-slice-${this.nextSlot++}`;
     }
     this.preparse(setId, slice);
-    const prepared: Slice = { setId, needs: mergeNeeds(slice.map((p) => p.needs)) };
+    const prepared: Slice = { key, setId, needs: mergeNeeds(slice.map((p) => p.needs)) };
     this.slices.set(key, prepared);
     return prepared;
   }

@@ -200,14 +200,16 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   const api = new Hono<AppEnv>();
 
-  api.use(
-    '*',
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw new PayloadTooLargeError(`request bodies are limited to ${MAX_BODY_BYTES} bytes`);
-      },
-    }),
+  const limitBody = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new PayloadTooLargeError(`request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+    },
+  });
+  // No route reads the body of a GET or HEAD. Asking the limiter anyway would make the node
+  // adapter build a full fetch Request for every read (its `body`), a cost the read path has no use for.
+  api.use('*', (c, next) =>
+    c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : limitBody(c, next),
   );
 
   api.use('*', async (c, next) => {

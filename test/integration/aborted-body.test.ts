@@ -65,3 +65,25 @@ describe('a request body cut short by the client', () => {
     expect(await h.store.getHead('abort/put')).toBeUndefined();
   });
 });
+
+describe('a GET that carries a body', () => {
+  it('is answered as a read, whatever the body says: the body is not read, not even past the limit', async () => {
+    expect((await h.call('PUT', '/v1/secrets/abort/get-body', { body: { value: 'kept' } })).status).toBe(200);
+    const body = 'y'.repeat(200 * 1024);
+    const socket = connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.write(
+      `GET /v1/secrets/abort/get-body HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${h.token}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    await once(socket, 'close');
+    const answer = Buffer.concat(chunks).toString();
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({
+      value: 'kept',
+      version: 1,
+    });
+  });
+});

@@ -173,7 +173,14 @@ describe('slicing and trimming the request', () => {
   });
 
   it('gives exactly the decisions of the whole set with everything sent, on random requests', () => {
-    const sliced = new CedarAuthorizer(set, { logger: capture().logger, sliceCacheSize: 8 });
+    // A small decision cache, so that entries are both hit and replaced; `uncached` counts the
+    // decisions that needed Cedar without one.
+    const sliced = new CedarAuthorizer(set, {
+      logger: capture().logger,
+      sliceCacheSize: 8,
+      decisionCacheSize: 64,
+    });
+    const uncached = new CedarAuthorizer(set, { logger: capture().logger, decisionCacheSize: 0 });
     const whole = new CedarAuthorizer(set, { logger: capture().logger, slicing: false });
     // mulberry32: a small seeded generator whose low bits are as random as its high bits.
     let seed = 42;
@@ -226,6 +233,7 @@ describe('slicing and trimming the request', () => {
       const request = { principal, action, resource, context };
       const a = sliced.authorize(request);
       expect(a, JSON.stringify(request)).toEqual(whole.authorize(request));
+      expect(uncached.authorize(request)).toEqual(a);
       if (a.allowed) allowed++;
       if (a.errors.length > 0) errors++;
     }
@@ -233,6 +241,9 @@ describe('slicing and trimming the request', () => {
     expect(allowed).toBeGreaterThan(100);
     expect(allowed).toBeLessThan(1400);
     expect(errors).toBeGreaterThan(10);
+    // And the decision cache answered some of them, within its bound.
+    expect(sliced.stats.engineCalls).toBeLessThan(uncached.stats.engineCalls);
+    expect(sliced.stats.cachedDecisions).toBeLessThanOrEqual(64);
   });
 
   it('reads what each policy can read from its JSON', () => {
@@ -451,6 +462,81 @@ describe('CedarAuthorizer', () => {
       expect(ask(a, user('corp:a', ['a']), secret('b/y')).allowed).toBe(false);
     }
     expect(a.stats.cachedSlices).toBe(1);
+  });
+
+  describe('the decision cache', () => {
+    const POLICIES = `${ADMINS}
+      @id("no-prod") forbid (principal, action, resource) when { resource.hasTag("env") && resource.getTag("env") == "prod" };
+      @id("hours") forbid (principal in Coffer::Group::"contractors", action, resource)
+        unless { context.time < datetime("2025-03-01T18:00:00Z") };`;
+    const BEFORE_SIX = Date.parse('2025-03-01T17:59:59Z') / 1000;
+    const AFTER_SIX = Date.parse('2025-03-01T18:00:00Z') / 1000;
+
+    it('answers a repeated request without Cedar, and anything a policy reads reaches Cedar again', () => {
+      const a = authorizer(POLICIES);
+      const calls = () => a.stats.engineCalls;
+      expect(ask(a, ADMIN, secret('x'))).toEqual({ allowed: true, policyIds: ['admins'], errors: [] });
+      const first = calls();
+      expect(ask(a, ADMIN, secret('x'))).toEqual({ allowed: true, policyIds: ['admins'], errors: [] });
+      expect(calls()).toBe(first);
+      // A tag the forbid reads.
+      expect(ask(a, ADMIN, secret('x', { tags: { env: 'prod' } }))).toEqual({
+        allowed: false,
+        policyIds: ['no-prod'],
+        errors: [],
+      });
+      expect(calls()).toBe(first + 1);
+      // A group taken away.
+      expect(ask(a, user('corp:ada'), secret('x')).allowed).toBe(false);
+      // The time, read by a policy of this slice: the same caller at 17:59:59 and at 18:00.
+      const contractor = user('corp:ada', ['admins', 'contractors']);
+      const at = (time: number) => ({ ...CONTEXT, time });
+      expect(ask(a, contractor, secret('x'), 'read', at(BEFORE_SIX)).allowed).toBe(true);
+      expect(ask(a, contractor, secret('x'), 'read', at(AFTER_SIX))).toEqual({
+        allowed: false,
+        policyIds: ['hours'],
+        errors: [],
+      });
+      const before = calls();
+      expect(ask(a, contractor, secret('x'), 'read', at(BEFORE_SIX)).allowed).toBe(true);
+      expect(ask(a, contractor, secret('x'), 'read', at(AFTER_SIX)).allowed).toBe(false);
+      expect(calls()).toBe(before);
+      // No policy of the admins' slice reads the time: another second is the same decision.
+      const now = calls();
+      expect(ask(a, ADMIN, secret('x'), 'read', at(AFTER_SIX)).allowed).toBe(true);
+      expect(calls()).toBe(now);
+    });
+
+    it('never keeps a decision whose evaluation errored: it is decided and logged every time', () => {
+      const { logger, lines } = capture();
+      const a = authorizer(
+        `${ADMINS}\n@id("no-mallory-owned") forbid (principal, action == Coffer::Action::"read", resource) when { resource.owner == "corp:mallory" };`,
+        OWNER_REQUIRED,
+        logger,
+      );
+      for (let n = 0; n < 3; n++) {
+        const decision = ask(a, ADMIN, secret('legacy/x'));
+        expect(decision.allowed).toBe(false);
+        expect(decision.errors).toHaveLength(1);
+      }
+      expect(a.stats.engineCalls).toBe(3);
+      expect(lines.filter((l) => l.message === 'policy evaluation error')).toHaveLength(3);
+      expect(a.stats.cachedDecisions).toBe(0);
+    });
+
+    it('stays within its bound, and a caller cannot change what it keeps', () => {
+      const set = compilePolicySet(SCHEMA, [{ name: 't.cedar', text: POLICIES }]);
+      const a = new CedarAuthorizer(set, { logger: capture().logger, decisionCacheSize: 2 });
+      for (let n = 0; n < 10; n++) expect(ask(a, ADMIN, secret(`s${n}`)).allowed).toBe(true);
+      expect(a.stats.cachedDecisions).toBe(2);
+      const kept = ask(a, ADMIN, secret('s9'));
+      (kept.policyIds as string[]).push('forged');
+      expect(ask(a, ADMIN, secret('s9')).policyIds).toEqual(['admins']);
+      const off = new CedarAuthorizer(set, { logger: capture().logger, decisionCacheSize: 0 });
+      ask(off, ADMIN, secret('x'));
+      ask(off, ADMIN, secret('x'));
+      expect(off.stats).toMatchObject({ engineCalls: 2, cachedDecisions: 0 });
+    });
   });
 
   it('carries the hash of the policy set in force', () => {
