@@ -1,19 +1,67 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 
 /**
+ * Bytes written into one growing buffer: the encodings below run for every MAC of every request,
+ * and a Buffer per length prefix and per field was most of their cost.
+ */
+class ByteWriter {
+  #buf = Buffer.alloc(512);
+  #len = 0;
+
+  #room(n: number): void {
+    if (this.#len + n <= this.#buf.length) return;
+    const grown = Buffer.alloc(Math.max(this.#buf.length * 2, this.#len + n));
+    this.#buf.copy(grown, 0, 0, this.#len);
+    this.#buf = grown;
+  }
+
+  /** One ASCII character. */
+  tag(code: number): void {
+    this.#room(1);
+    this.#buf[this.#len++] = code;
+  }
+
+  u32(n: number): void {
+    this.#room(4);
+    this.#buf.writeUInt32BE(n, this.#len);
+    this.#len += 4;
+  }
+
+  /** A 4-byte big-endian length, then the UTF-8 bytes. */
+  text(s: string): void {
+    const n = Buffer.byteLength(s, 'utf8');
+    this.u32(n);
+    this.#room(n);
+    this.#len += this.#buf.write(s, this.#len, 'utf8');
+  }
+
+  /** A 4-byte big-endian length, then the bytes. */
+  bytes(b: Uint8Array): void {
+    this.u32(b.length);
+    this.#room(b.length);
+    this.#buf.set(b, this.#len);
+    this.#len += b.length;
+  }
+
+  done(): Buffer {
+    return this.#buf.subarray(0, this.#len);
+  }
+}
+
+/**
  * Canonical, unambiguous byte encodings. Each field is written as a 4-byte big-endian length and
  * its UTF-8 bytes, after a domain tag, so that no two different inputs encode to the same bytes
  * (`("a/b", 1)` and `("a", "/b1")` differ) and one purpose's bytes never verify for another.
  */
 export function encodeFields(domain: string, fields: readonly string[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const field of [domain, ...fields]) {
-    const bytes = Buffer.from(field, 'utf8');
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(bytes.length);
-    parts.push(len, bytes);
-  }
-  return Buffer.concat(parts);
+  const out = new ByteWriter();
+  writeFields(out, domain, fields);
+  return out.done();
+}
+
+function writeFields(out: ByteWriter, domain: string, fields: readonly string[]): void {
+  out.text(domain);
+  for (const field of fields) out.text(field);
 }
 
 /**
@@ -25,69 +73,80 @@ export function canonicalJson(value: unknown): string {
     if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError('non-finite number');
     return JSON.stringify(value) ?? 'null';
   }
-  if (Array.isArray(value))
-    return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      out += `${i > 0 ? ',' : ''}${canonicalJson(v === undefined ? null : v)}`;
+    }
+    return `${out}]`;
+  }
+  const record = value as Record<string, unknown>;
+  let out = '{';
+  for (const key of Object.keys(record).sort(byCodeUnits)) {
+    const v = record[key];
+    if (v === undefined) continue;
+    out += `${out.length > 1 ? ',' : ''}${JSON.stringify(key)}:${canonicalJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 /** A DynamoDB attribute value as stored (the wire shape; typed so the encoding can be too). */
 export type StoredAttribute = AttributeValue;
 
-function lengthPrefixed(bytes: Uint8Array): Buffer[] {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(bytes.length);
-  return [len, Buffer.from(bytes)];
-}
-
 const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-function encodeAttribute(value: StoredAttribute, out: Buffer[]): void {
-  const tag = (t: string) => out.push(Buffer.from(t, 'ascii'));
-  const text = (s: string) => out.push(...lengthPrefixed(Buffer.from(s, 'utf8')));
-  const count = (n: number) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(n);
-    out.push(b);
-  };
+const TAG = {
+  S: 0x53,
+  N: 0x4e,
+  B: 0x42,
+  T: 0x54,
+  F: 0x46,
+  NULL: 0x30,
+  M: 0x4d,
+  L: 0x4c,
+  SS: 0x73,
+  NS: 0x6e,
+  BS: 0x62,
+} as const;
+
+function encodeAttribute(value: StoredAttribute, out: ByteWriter): void {
   if (value.S !== undefined) {
-    tag('S');
-    text(value.S);
+    out.tag(TAG.S);
+    out.text(value.S);
   } else if (value.N !== undefined) {
-    tag('N');
-    text(value.N);
+    out.tag(TAG.N);
+    out.text(value.N);
   } else if (value.B !== undefined) {
-    tag('B');
-    out.push(...lengthPrefixed(value.B));
+    out.tag(TAG.B);
+    out.bytes(value.B);
   } else if (value.BOOL !== undefined) {
-    tag(value.BOOL ? 'T' : 'F');
+    out.tag(value.BOOL ? TAG.T : TAG.F);
   } else if (value.NULL !== undefined) {
-    tag('0');
+    out.tag(TAG.NULL);
   } else if (value.M !== undefined) {
-    tag('M');
+    out.tag(TAG.M);
     const names = Object.keys(value.M).sort(byCodeUnits);
-    count(names.length);
+    out.u32(names.length);
     for (const name of names) {
-      text(name);
+      out.text(name);
       encodeAttribute(value.M[name] as StoredAttribute, out);
     }
   } else if (value.L !== undefined) {
-    tag('L');
-    count(value.L.length);
+    out.tag(TAG.L);
+    out.u32(value.L.length);
     for (const v of value.L) encodeAttribute(v, out);
   } else if (value.SS !== undefined || value.NS !== undefined) {
     // Sets have no order in DynamoDB: sorted, so the stored order never changes the MAC.
-    tag(value.SS !== undefined ? 's' : 'n');
+    out.tag(value.SS !== undefined ? TAG.SS : TAG.NS);
     const members = [...((value.SS ?? value.NS) as string[])].sort(byCodeUnits);
-    count(members.length);
-    for (const m of members) text(m);
+    out.u32(members.length);
+    for (const m of members) out.text(m);
   } else if (value.BS !== undefined) {
-    tag('b');
+    out.tag(TAG.BS);
     const members = value.BS.map((b) => Buffer.from(b)).sort(Buffer.compare);
-    count(members.length);
-    for (const m of members) out.push(...lengthPrefixed(m));
+    out.u32(members.length);
+    for (const m of members) out.bytes(m);
   } else {
     throw new TypeError('unsupported attribute type');
   }
@@ -106,16 +165,15 @@ export function encodeItem(
   item: Readonly<Record<string, StoredAttribute>>,
   excluded: ReadonlySet<string>,
 ): Buffer {
-  const out: Buffer[] = [encodeFields(domain, fields)];
+  const out = new ByteWriter();
+  writeFields(out, domain, fields);
   const names = Object.keys(item)
     .filter((n) => !excluded.has(n))
     .sort(byCodeUnits);
-  const n = Buffer.alloc(4);
-  n.writeUInt32BE(names.length);
-  out.push(n);
+  out.u32(names.length);
   for (const name of names) {
-    out.push(...lengthPrefixed(Buffer.from(name, 'utf8')));
+    out.text(name);
     encodeAttribute(item[name] as StoredAttribute, out);
   }
-  return Buffer.concat(out);
+  return out.done();
 }

@@ -147,9 +147,16 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       written: false,
     };
     c.set('audit', ctx);
-    await next();
+    // Set before the handler, so that the response it builds carries them: set on a finished
+    // response instead, they make the node adapter build that response a second time (a fetch
+    // Response and its Headers), on every request. Checked after, in case a handler made its
+    // response some other way or changed them.
     c.header('x-request-id', requestId);
     c.header('cache-control', 'no-store');
+    await next();
+    const sent = c.res.headers;
+    if (sent.get('x-request-id') !== requestId) c.header('x-request-id', requestId);
+    if (sent.get('cache-control') !== 'no-store') c.header('cache-control', 'no-store');
     // One record per request. For reads it is written before the value leaves: if it cannot be,
     // the value is withheld and the caller gets 503.
     try {

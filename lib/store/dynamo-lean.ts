@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import {
@@ -78,15 +78,43 @@ const EXCEPTIONS: Record<string, new (opts: never) => DynamoDBServiceException> 
   ResourceNotFoundException: ResourceNotFoundException as never,
 };
 
-/** JSON with binary attributes as base64, as the protocol sends them. */
+/**
+ * JSON with binary attributes as base64, as the protocol sends them. The bytes are swapped for
+ * their base64 in a copy of the input first (only the objects on the way to them are copied), so
+ * that JSON.stringify runs without a replacer, which would call back into JavaScript for every
+ * value of every call.
+ */
 function serialize(input: unknown): string {
-  return JSON.stringify(input, function (this: Record<string, unknown>, key, value) {
-    // `this[key]` is the value before Buffer's toJSON turned it into an array of bytes.
-    const raw = this[key];
-    if (raw instanceof Uint8Array)
-      return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64');
-    return value;
-  });
+  return JSON.stringify(withBase64(input));
+}
+
+function withBase64(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (value instanceof Uint8Array)
+    return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      const w = withBase64(v);
+      if (w !== v) {
+        copy ??= value.slice();
+        copy[i] = w;
+      }
+    }
+    return copy ?? value;
+  }
+  const record = value as Record<string, unknown>;
+  let copy: Record<string, unknown> | undefined;
+  for (const key of Object.keys(record)) {
+    const v = record[key];
+    const w = withBase64(v);
+    if (w !== v) {
+      copy ??= { ...record };
+      copy[key] = w;
+    }
+  }
+  return copy ?? value;
 }
 
 function bytesOf(base64: string): Uint8Array {
@@ -133,7 +161,8 @@ interface Identity {
   readonly sessionToken?: string;
 }
 
-const sha256Hex = (data: string) => createHash('sha256').update(data).digest('hex');
+// One-shot hashing: no Hash object per call.
+const sha256Hex = (data: string) => hash('sha256', data, 'hex');
 const hmac = (key: Buffer | string, data: string) => createHmac('sha256', key).update(data).digest();
 
 /**

@@ -265,6 +265,27 @@ describe('authentication (foundation: dev issuer)', () => {
     expect(res.headers.get('x-request-id')).toBeTruthy();
   });
 
+  it('every answer, a value or an error of any kind, carries its own request id and no-store', async () => {
+    await h.call('PUT', '/v1/secrets/headers/x', { body: { value: 'v' } });
+    const answers = [
+      await h.call('GET', '/v1/secrets/headers/x'),
+      await h.call('GET', '/v1/secrets/headers/missing'),
+      await h.call('GET', '/v1/no-such-route'),
+      await h.call('PUT', '/v1/secrets/headers/x', { body: { nope: 1 } }),
+      await h.call('GET', '/v1/secrets/headers/x', { token: null }),
+      await h.call('GET', '/v1/secrets/headers/x', { token: 'not-a-token' }),
+    ];
+    expect(answers.map((a) => a.status)).toEqual([200, 404, 404, 400, 401, 401]);
+    const ids = answers.map((a) => a.headers.get('x-request-id'));
+    for (const [i, a] of answers.entries()) {
+      expect(a.headers.get('cache-control')).toBe('no-store');
+      expect(ids[i]).toMatch(/^[0-9a-f-]{36}$/);
+      // An error body names the same request.
+      if (a.status >= 400) expect(a.body.error.requestId).toBe(ids[i]);
+    }
+    expect(new Set(ids).size).toBe(answers.length);
+  });
+
   it('when whoami is asked with a valid token, it names the principal', async () => {
     const res = await h.call('GET', '/v1/whoami');
     expect(res.body).toMatchObject({

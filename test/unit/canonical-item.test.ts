@@ -33,4 +33,68 @@ describe('encodeItem (the canonical encoding head MACs are made over)', () => {
     const b = encodeItem('d', [], { a: { S: '1' } }, new Set(['mac']));
     expect(a.equals(b)).toBe(true);
   });
+
+  it('writes the byte layout MACs already stored were made over, attribute type by type', () => {
+    // The layout spelled out by hand: a MAC written by an earlier version must still verify.
+    const u32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n);
+      return b;
+    };
+    const text = (s: string) => Buffer.concat([u32(Buffer.byteLength(s)), Buffer.from(s, 'utf8')]);
+    const tag = (t: string) => Buffer.from(t, 'ascii');
+    const expected = Buffer.concat([
+      text('coffer/test'),
+      text('f1'),
+      text('日本'),
+      u32(6),
+      text('b'),
+      tag('B'),
+      u32(3),
+      Buffer.from([0, 255, 7]),
+      text('bs'),
+      tag('b'),
+      u32(2),
+      u32(1),
+      Buffer.from([1]),
+      u32(1),
+      Buffer.from([2]),
+      text('l'),
+      tag('L'),
+      u32(2),
+      tag('T'),
+      tag('0'),
+      text('m'),
+      tag('M'),
+      u32(2),
+      text('a'),
+      tag('S'),
+      text('é'),
+      text('z'),
+      tag('N'),
+      text('-1.5'),
+      text('n'),
+      tag('n'),
+      u32(2),
+      text('10'),
+      text('9'),
+      text('s'),
+      tag('s'),
+      u32(2),
+      text('x'),
+      text('y'),
+    ]);
+    const item = {
+      s: { SS: ['y', 'x'] },
+      n: { NS: ['9', '10'] },
+      m: { M: { z: { N: '-1.5' }, a: { S: 'é' } } },
+      l: { L: [{ BOOL: true }, { NULL: true }] },
+      hidden: { S: 'excluded' },
+      bs: { BS: [new Uint8Array([2]), new Uint8Array([1])] },
+      b: { B: new Uint8Array([0, 255, 7]) },
+    };
+    expect(encodeItem('coffer/test', ['f1', '日本'], item, new Set(['hidden'])).toString('hex')).toBe(
+      expected.toString('hex'),
+    );
+  });
 });
