@@ -10,21 +10,15 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  */
 export const SLOW_FIRST: readonly string[] = [
   'test/e2e/packaging.test.ts',
-  'test/integration/access-reports.test.ts',
-  'test/e2e/local-server.test.ts',
-  'test/e2e/dynamodb-supervisor.test.ts',
   'test/infra/stack.test.ts',
-  'test/integration/concurrency.test.ts',
-  'test/integration/control-plane.test.ts',
-  'test/e2e/mtls-local.test.ts',
-  'test/integration/faults.test.ts',
+  'test/e2e/local-server.test.ts',
   'test/e2e/lambda-bundle.test.ts',
-  'test/e2e/audit-local.test.ts',
-  'test/integration/audit-verify.test.ts',
-  'test/e2e/local-start.test.ts',
+  'test/e2e/mtls-local.test.ts',
+  'test/integration/http-properties.test.ts',
+  'test/e2e/cli-run.test.ts',
+  'test/e2e/dynamodb-supervisor.test.ts',
+  'test/e2e/lambda-api.test.ts',
   'test/infra/restored-table.test.ts',
-  'test/infra/mtls-and-signing.test.ts',
-  'test/e2e/restore-local.test.ts',
 ];
 
 /** Known-slow files first (in SLOW_FIRST's order), then Vitest's own order for the rest. */
@@ -35,15 +29,14 @@ export default class SlowFirstSequencer extends BaseSequencer {
       const at = SLOW_FIRST.indexOf(relative(spec.project.config.root, spec.moduleId).replaceAll('\\', '/'));
       return at === -1 ? SLOW_FIRST.length : at;
     };
-    // Known-slow files first whatever their project (a slow file of the isolated project must
-    // not wait for the shared project's short files); the rest keep their project's order, then
-    // Vitest's (cached duration, else size), so that a shared worker runs one project's files in
-    // a row and keeps its modules.
+    // Projects keep Vitest's order, and within a project the rest keep its order too (cached
+    // duration, else size).
     const projects = [...new Set(sorted.map((spec) => spec.project.name))];
-    const key = (spec: TestSpecification, i: number): [number, number, number] => {
-      const r = rank(spec);
-      return r < SLOW_FIRST.length ? [r, 0, i] : [SLOW_FIRST.length, projects.indexOf(spec.project.name), i];
-    };
+    const key = (spec: TestSpecification, i: number): [number, number, number] => [
+      projects.indexOf(spec.project.name),
+      rank(spec),
+      i,
+    ];
     return sorted
       .map((spec, i) => ({ spec, key: key(spec, i) }))
       .sort((a, b) => a.key[0] - b.key[0] || a.key[1] - b.key[1] || a.key[2] - b.key[2])
