@@ -19,10 +19,12 @@
  * For each request type and concurrency (1, 8, 32) it reports requests per second, p50 and p99
  * latency, Coffer's ratio to its floor, storage calls per request (an SDK middleware on each
  * server's client) and server CPU per request (the child's process.cpuUsage delta over the phase,
- * divided by the requests). The load generator is node:http with keep-alive sockets.
+ * divided by the requests), and DynamoDB Local's CPU per request (from /proc: the storage engine
+ * shares the machine's cores, so what a request costs it counts in every ratio). The load generator
+ * is node:http with keep-alive sockets.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -44,6 +46,8 @@ export interface HttpBenchRow {
   readonly callsPerRequest: number;
   readonly calls: string;
   readonly cpuMsPerRequest: number;
+  /** DynamoDB Local's CPU per request (the storage engine's share of the machine); NaN off Linux. */
+  readonly storageCpuMsPerRequest: number;
 }
 
 const CONCURRENCY = [1, 8, 32] as const;
@@ -196,6 +200,22 @@ async function startServers(endpoint: string) {
   return { ready, stats, stop };
 }
 
+/**
+ * A process's CPU time so far (user + system) in ms, from /proc (clock ticks of 10 ms: over a
+ * phase of thousands of requests, fine); NaN where there is no /proc.
+ */
+async function processCpuMs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** Runs the benchmark: one row per request type, server and concurrency. */
 export async function run(): Promise<HttpBenchRow[]> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 4);
@@ -242,20 +262,35 @@ export async function run(): Promise<HttpBenchRow[]> {
       for (const concurrency of CONCURRENCY) {
         for (const kind of Object.keys(targets) as HttpBenchRow['request'][]) {
           const acc = {
-            coffer: { latencies: [] as number[], elapsed: 0, cpu: 0, calls: {} as Record<string, number> },
-            floor: { latencies: [] as number[], elapsed: 0, cpu: 0, calls: {} as Record<string, number> },
+            coffer: {
+              latencies: [] as number[],
+              elapsed: 0,
+              cpu: 0,
+              engine: 0,
+              calls: {} as Record<string, number>,
+            },
+            floor: {
+              latencies: [] as number[],
+              elapsed: 0,
+              cpu: 0,
+              engine: 0,
+              calls: {} as Record<string, number>,
+            },
           };
           for (let round = 0; round < rounds; round++) {
             // Alternate which goes first, so that drift hits both alike.
             const order = round % 2 === 0 ? (['floor', 'coffer'] as const) : (['coffer', 'floor'] as const);
             for (const server of order) {
+              const engineBefore = await processCpuMs(ddb.process.pid);
               const before = await servers.stats();
               const r = await load(base[server], ready.token, targets[kind][server], concurrency, seconds);
               const after = await servers.stats();
+              const engineAfter = await processCpuMs(ddb.process.pid);
               const a = acc[server];
               a.latencies.push(...r.latencies);
               a.elapsed += r.elapsed;
               a.cpu += after.cpuMicros - before.cpuMicros;
+              a.engine += engineAfter - engineBefore;
               for (const [op, k] of Object.entries(after.calls[server])) a.calls[op] = (a.calls[op] ?? 0) + k;
             }
           }
@@ -282,6 +317,7 @@ export async function run(): Promise<HttpBenchRow[]> {
                 .map(([op, k]) => `${op} ${round2(k / n)}`)
                 .join(', '),
               cpuMsPerRequest: round2(a.cpu / 1000 / n),
+              storageCpuMsPerRequest: round2(a.engine / n),
             };
             made[server] = row;
             rows.push(row);
@@ -300,12 +336,12 @@ export async function run(): Promise<HttpBenchRow[]> {
 /** The rows as a Markdown table. */
 export function markdown(rows: readonly HttpBenchRow[]): string {
   const lines = [
-    '| request | server | concurrency | requests | req/s | p50 ms | p99 ms | × floor | storage calls / req | server CPU ms / req |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| request | server | concurrency | requests | req/s | p50 ms | p99 ms | × floor | storage calls / req | server CPU ms / req | DynamoDB Local CPU ms / req |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.request} | ${r.server} | ${r.concurrency} | ${r.requests} | ${r.perSecond} | ${r.p50ms} | ${r.p99ms} | ${r.ratio ?? ''} | ${r.callsPerRequest} (${r.calls}) | ${r.cpuMsPerRequest} |`,
+      `| ${r.request} | ${r.server} | ${r.concurrency} | ${r.requests} | ${r.perSecond} | ${r.p50ms} | ${r.p99ms} | ${r.ratio ?? ''} | ${r.callsPerRequest} (${r.calls}) | ${r.cpuMsPerRequest} | ${r.storageCpuMsPerRequest} |`,
     );
   }
   return lines.join('\n');
