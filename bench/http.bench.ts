@@ -3,6 +3,7 @@
  *
  *   npm run bench -- http
  *   BENCH_SECONDS=8 BENCH_ROUNDS=2 BENCH_WARMUP_SECONDS=5 npm run bench -- http
+ *   BENCH_REQUESTS=GET BENCH_CONCURRENCY=1,8 npm run bench -- http   (some rows only)
  *
  * The servers run in a child process (bench/support/http-servers.ts, built to JavaScript first,
  * on the same Node as this one: Node 22 through tools/test-node) so that their CPU time is
@@ -223,6 +224,14 @@ export async function run(): Promise<HttpBenchRow[]> {
   // Long enough for V8 to finish optimizing the request path: with 1 s, the first measured phase
   // (GET at concurrency 1) still paid for compilation.
   const warmup = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
+  // A subset for repeated runs of one row, e.g. BENCH_REQUESTS=GET BENCH_CONCURRENCY=1,8. The
+  // warm-up still runs every request type, so the JIT state is the full run's.
+  const concurrencies = process.env.BENCH_CONCURRENCY
+    ? process.env.BENCH_CONCURRENCY.split(',').map(Number)
+    : CONCURRENCY;
+  const only = process.env.BENCH_REQUESTS?.split(',');
+  const measured = (kinds: HttpBenchRow['request'][]) =>
+    only ? kinds.filter((k) => only.includes(k)) : kinds;
   const ddb = await startDynamoDbLocal();
   try {
     const servers = await startServers(ddb.endpoint);
@@ -259,8 +268,8 @@ export async function run(): Promise<HttpBenchRow[]> {
       await servers.stats();
 
       const rows: HttpBenchRow[] = [];
-      for (const concurrency of CONCURRENCY) {
-        for (const kind of Object.keys(targets) as HttpBenchRow['request'][]) {
+      for (const concurrency of concurrencies) {
+        for (const kind of measured(Object.keys(targets) as HttpBenchRow['request'][])) {
           const acc = {
             coffer: {
               latencies: [] as number[],
