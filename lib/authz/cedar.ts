@@ -196,8 +196,9 @@ export class CedarAuthorizer implements Authorizer {
     // Cedar's answer is a pure function of the policies and of what it is sent, and `call` is all
     // it is sent (trimmed to what the slice's policies read, the time included only when one reads
     // it). Anything that changes a decision (a group, an attribute, a tag, the policy set, which is
-    // a new authorizer) changes the key; a revoked caller never gets here (authentication refuses
-    // it). Only clean decisions are kept, so evaluation errors are logged every time.
+    // a new authorizer) changes the key; revocations are checked before any decision is asked
+    // for (lib/http/app.ts). Only clean decisions are kept, so evaluation errors are logged every
+    // time.
     const key =
       'key' in slice && this.decisionCacheSize > 0 ? `${slice.key}\n${JSON.stringify(call)}` : undefined;
     if (key !== undefined) {
