@@ -30,10 +30,11 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 /*
  * Two tiers, each in two projects (shared modules, and isolated: see ISOLATED). `unit` (test/unit)
- * needs no JVM and no network: `npm run test:quick` runs it alone, and then DynamoDB Local is
- * never started, because Vitest calls a project's global setup only when that project has a test
- * queued. `integration` is every other test folder (integration, e2e, infra and any added later),
- * with one DynamoDB Local per project. `npm test` runs all four.
+ * needs no JVM and no network: `npm run test:quick` runs its two projects alone, and then DynamoDB
+ * Local is never started, because Vitest calls a project's global setup only when that project has
+ * a test queued. `integration` is every other test folder (integration, e2e, infra and any added
+ * later), with one DynamoDB Local per run that both its projects share (test/support/
+ * global-setup.ts). `npm test` runs all four.
  */
 export default defineConfig({
   test: {

@@ -62,23 +62,41 @@ async function ensureBuilt(): Promise<void> {
   }
 }
 
-let ddb: DynamoDbLocal | undefined;
-
 /**
- * One DynamoDB Local (in memory) per test run; each test file uses its own table names. Java starts
- * while the build runs.
+ * The run's DynamoDB Local and build check, started once however many projects ask: the
+ * integration tier is two projects (shared modules and isolated, vitest.config.ts), and Vitest
+ * calls each project's global setup. Kept on globalThis because each project may load this file
+ * as a module of its own; the last teardown stops it.
  */
-export async function setup(project: TestProject): Promise<void> {
+interface SharedEngine {
+  readonly started: Promise<DynamoDbLocal>;
+  users: number;
+}
+const SHARED = Symbol.for('coffer.test.dynamodbLocal');
+const shared = globalThis as { [SHARED]?: SharedEngine };
+
+/** Java starts while the build runs; a failed build stops it. */
+async function start(): Promise<DynamoDbLocal> {
   const [db, build] = await Promise.allSettled([startDynamoDbLocal(), ensureBuilt()]);
   if (db.status === 'rejected') throw db.reason;
-  ddb = db.value;
   if (build.status === 'rejected') {
-    await ddb.stop();
+    await db.value.stop();
     throw build.reason;
   }
-  project.provide('dynamodbEndpoint', ddb.endpoint);
+  return db.value;
+}
+
+/** One DynamoDB Local (in memory) per test run; each test file uses its own table names. */
+export async function setup(project: TestProject): Promise<void> {
+  shared[SHARED] ??= { started: start(), users: 0 };
+  const engine = shared[SHARED];
+  engine.users++;
+  project.provide('dynamodbEndpoint', (await engine.started).endpoint);
 }
 
 export async function teardown(): Promise<void> {
-  await ddb?.stop();
+  const engine = shared[SHARED];
+  if (!engine || --engine.users > 0) return;
+  delete shared[SHARED];
+  await (await engine.started.catch(() => undefined))?.stop();
 }
