@@ -217,6 +217,15 @@ async function processCpuMs(pid: number | undefined): Promise<number> {
   }
 }
 
+/** What one server's phases of a row add up to. */
+const phaseTotals = () => ({
+  latencies: [] as number[],
+  elapsed: 0,
+  cpu: 0,
+  engine: 0,
+  calls: {} as Record<string, number>,
+});
+
 /** Runs the benchmark: one row per request type, server and concurrency. */
 export async function run(): Promise<HttpBenchRow[]> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 4);
@@ -270,22 +279,7 @@ export async function run(): Promise<HttpBenchRow[]> {
       const rows: HttpBenchRow[] = [];
       for (const concurrency of concurrencies) {
         for (const kind of measured(Object.keys(targets) as HttpBenchRow['request'][])) {
-          const acc = {
-            coffer: {
-              latencies: [] as number[],
-              elapsed: 0,
-              cpu: 0,
-              engine: 0,
-              calls: {} as Record<string, number>,
-            },
-            floor: {
-              latencies: [] as number[],
-              elapsed: 0,
-              cpu: 0,
-              engine: 0,
-              calls: {} as Record<string, number>,
-            },
-          };
+          const acc = { coffer: phaseTotals(), floor: phaseTotals() };
           for (let round = 0; round < rounds; round++) {
             // Alternate which goes first, so that drift hits both alike.
             const order = round % 2 === 0 ? (['floor', 'coffer'] as const) : (['coffer', 'floor'] as const);

@@ -76,8 +76,6 @@ function attributeOf(value: unknown): AttributeValue {
   return marshall({ value }, { removeUndefinedValues: true }).value as AttributeValue;
 }
 
-const itemOf = auditItem;
-
 export class AuditWriter {
   constructor(
     private readonly client: DynamoDBClient,
@@ -89,7 +87,7 @@ export class AuditWriter {
     return {
       Put: {
         TableName: this.table,
-        Item: itemOf(recordKey(record.chain, record.seq), record),
+        Item: auditItem(recordKey(record.chain, record.seq), record),
         ConditionExpression: NEVER_WRITTEN,
       },
     };
@@ -101,7 +99,7 @@ export class AuditWriter {
       await this.client.send(
         new PutItemCommand({
           TableName: this.table,
-          Item: itemOf(recordKey(record.chain, record.seq), record),
+          Item: auditItem(recordKey(record.chain, record.seq), record),
           ConditionExpression: NEVER_WRITTEN,
         }),
       );
@@ -121,7 +119,7 @@ export class AuditWriter {
             {
               Put: {
                 TableName: this.table,
-                Item: itemOf(chainIndexKey(genesis.notAfter, genesis.chain), {
+                Item: auditItem(chainIndexKey(genesis.notAfter, genesis.chain), {
                   type: 'chain-index',
                   chain: genesis.chain,
                   notAfter: genesis.notAfter,
@@ -149,7 +147,7 @@ export class AuditWriter {
       await this.client.send(
         new PutItemCommand({
           TableName: this.table,
-          Item: itemOf(checkpointKey(checkpoint.seq), checkpoint),
+          Item: auditItem(checkpointKey(checkpoint.seq), checkpoint),
           ConditionExpression: NEVER_WRITTEN,
         }),
       );

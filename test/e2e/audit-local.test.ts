@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { access, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { localSettings } from '../../lib/config.js';
 import { DYNAMODB_ENDPOINT_FILE, type LocalServer, startLocalServer } from '../../lib/local/server.js';
 import { type Logger, silentLogger } from '../../lib/log.js';
 import { localDynamoClient } from '../../lib/store/dynamo-client.js';
+import { freshTableNames } from '../support/dynamo.js';
 
 async function cli(args: string[], dataDir: string) {
   let stdout = '';
@@ -91,8 +91,7 @@ describe('the local server keeps a verifiable audit log', () => {
     // dir's own table, running or not).
     const dataDir = await mkdtemp(join(tmpdir(), 'coffer-audit-e2e-'));
     const endpoint = inject('dynamodbEndpoint');
-    const suffix = randomBytes(4).toString('hex');
-    const tables = { secrets: `audit-e2e-secrets-${suffix}`, audit: `audit-e2e-audit-${suffix}` };
+    const tables = freshTableNames('audit-e2e');
     const verify = () => cli(['audit', 'verify', '--table', tables.audit, '--endpoint', endpoint], dataDir);
     const lines: string[] = [];
     const errors: { message: string; fields?: Record<string, unknown> }[] = [];

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import { DEFAULT_TABLES, localSettings } from '../../lib/config.js';
 import { DYNAMODB_ENDPOINT_FILE, type LocalServer, startLocalServer } from '../../lib/local/server.js';
 import { silentLogger } from '../../lib/log.js';
 import { localDynamoClient } from '../../lib/store/dynamo-client.js';
+import { freshTableNames } from '../support/dynamo.js';
 
 /*
  * The local half of the restore runbook in docs/operations.md, step by step as a user does it:
@@ -198,8 +198,7 @@ describe('the restore runbook on the local server', () => {
     // tables of this test's own, stays up across it (the CLI is pointed at them with --table).
     const dataDir = await mkdtemp(join(tmpdir(), 'coffer-restore-e2e-'));
     const endpoint = inject('dynamodbEndpoint');
-    const suffix = randomBytes(4).toString('hex');
-    const tables = { secrets: `restore-e2e-secrets-${suffix}`, audit: `restore-e2e-audit-${suffix}` };
+    const tables = freshTableNames('restore-e2e');
     const start = () =>
       startLocalServer(
         {

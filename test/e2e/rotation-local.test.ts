@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { localSettings } from '../../lib/config.js';
 import { type LocalServer, startLocalServer } from '../../lib/local/server.js';
 import { silentLogger } from '../../lib/log.js';
+import { freshTableNames } from '../support/dynamo.js';
 import { TestRotator } from '../support/webhook-rotator.js';
 
 /** The fields of the answers this test reads. */
@@ -29,12 +29,11 @@ let token = '';
 const rotator = new TestRotator();
 beforeAll(async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'coffer-rotation-e2e-'));
-  const suffix = randomBytes(4).toString('hex');
   await rotator.start();
   server = await startLocalServer(
     {
       ...localSettings({ COFFER_DATA_DIR: dataDir, COFFER_DYNAMODB_ENDPOINT: inject('dynamodbEndpoint') }),
-      tables: { secrets: `rotation-e2e-secrets-${suffix}`, audit: `rotation-e2e-audit-${suffix}` },
+      tables: freshTableNames('rotation-e2e'),
       port: 0,
     },
     silentLogger,

@@ -5,11 +5,16 @@ import { inject } from 'vitest';
 import { localDynamoClient } from '../../lib/store/dynamo-client.js';
 import { ensureTables, type TableNames } from '../../lib/store/tables.js';
 
-/** A client for the run's DynamoDB Local and fresh table names for one test file. */
+/** Table names no other test uses, for the run's DynamoDB Local (not created yet). */
+export function freshTableNames(label: string): TableNames {
+  const suffix = randomBytes(4).toString('hex');
+  return { secrets: `${label}-secrets-${suffix}`, audit: `${label}-audit-${suffix}` };
+}
+
+/** A client for the run's DynamoDB Local and fresh tables for one test file. */
 export async function freshTables(label: string): Promise<{ client: DynamoDBClient; tables: TableNames }> {
   const client = localDynamoClient(inject('dynamodbEndpoint'));
-  const suffix = randomBytes(4).toString('hex');
-  const tables = { secrets: `${label}-secrets-${suffix}`, audit: `${label}-audit-${suffix}` };
+  const tables = freshTableNames(label);
   await ensureTables(client, tables);
   return { client, tables };
 }

@@ -33,6 +33,8 @@ const OWNER_REQUIRED: PolicySource = {
   text: SCHEMA_TEXT.replace('owner?: String', 'owner: String'),
 };
 const ADMINS = '@id("admins") permit (principal in Coffer::Group::"admins", action, resource);';
+/** Admins, and a forbid that errors on a secret without an owner (valid with OWNER_REQUIRED). */
+const NO_MALLORY_OWNED = `${ADMINS}\n@id("no-mallory-owned") forbid (principal, action == Coffer::Action::"read", resource) when { resource.owner == "corp:mallory" };`;
 
 const CONTEXT: RequestContext = { authMethod: 'oidc', sourceIp: '10.0.0.1', time: 1_740_830_400 };
 const user = (id: string, groups: string[] = []): Principal => ({
@@ -291,11 +293,7 @@ describe('CedarAuthorizer', () => {
     const { logger, lines } = capture();
     // With `owner` declared required the policy validates, but a secret written before owners
     // existed (or by another tool) has none: evaluating the forbid errors.
-    const a = authorizer(
-      `${ADMINS}\n@id("no-mallory-owned") forbid (principal, action == Coffer::Action::"read", resource) when { resource.owner == "corp:mallory" };`,
-      OWNER_REQUIRED,
-      logger,
-    );
+    const a = authorizer(NO_MALLORY_OWNED, OWNER_REQUIRED, logger);
     // The forbid evaluates fine when the attribute is there: admins may read.
     expect(ask(a, ADMIN, secret('x', { owner: 'corp:alice' }))).toEqual({
       allowed: true,
@@ -509,11 +507,7 @@ describe('CedarAuthorizer', () => {
 
     it('never keeps a decision whose evaluation errored: it is decided and logged every time', () => {
       const { logger, lines } = capture();
-      const a = authorizer(
-        `${ADMINS}\n@id("no-mallory-owned") forbid (principal, action == Coffer::Action::"read", resource) when { resource.owner == "corp:mallory" };`,
-        OWNER_REQUIRED,
-        logger,
-      );
+      const a = authorizer(NO_MALLORY_OWNED, OWNER_REQUIRED, logger);
       for (let n = 0; n < 3; n++) {
         const decision = ask(a, ADMIN, secret('legacy/x'));
         expect(decision.allowed).toBe(false);
